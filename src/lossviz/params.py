@@ -97,6 +97,10 @@ class ParamSpace:
         self._index = {e.name: e for e in entries}
         # all state_dict names, in order, for the reference's direction files (which list every entry)
         self.state_names: list[str] = list(module.state_dict().keys())
+        # their shapes (incl. the 0-d integer num_batches_tracked), for reference-order random draws
+        self.state_shapes: dict[str, tuple[int, ...]] = {
+            k: tuple(v.shape) for k, v in module.state_dict().items()
+        }
 
     # ------------------------------------------------------------------ description
     @property
