@@ -1,0 +1,100 @@
+// Contour view of the current 2-D surface: filled contour, contour lines or heatmap; log scale, vmin/vmax,
+// number of levels; the trajectory projected onto the plane (selected checkpoints highlighted), the centre,
+// and critical points. While the surface is still filling (coarse to fine) missing cells are drawn from the
+// nearest computed one.
+import { rows } from "./codecs.js";
+import { fillNearest, log10Values, colourLimits, contourLevels } from "./grids.js";
+
+export const CRITICAL_STYLE = {
+  minimum: { symbol: "triangle-down", color: "#00a651", label: "min" },
+  maximum: { symbol: "triangle-up", color: "#d62728", label: "max" },
+  saddle: { symbol: "x", color: "#ff7f0e", label: "saddle" },
+};
+
+/** Values as drawn: preview-filled while incomplete, log10 when asked. */
+export function displayValues(surface, log) {
+  const [ny, nx] = surface.z.shape.length === 2 ? surface.z.shape : [1, surface.z.shape[0]];
+  let v = surface.done < surface.total ? fillNearest(surface.z.data, nx, ny) : surface.z.data;
+  if (log) v = log10Values(v);
+  return { data: v, shape: surface.z.shape };
+}
+
+export function trajectoryTraces(surface, state, lift = null) {
+  const t = surface.trajectory;
+  if (!t || !t.ids.length) return [];
+  const order = t.ids.map((id, k) => k).sort((a, b) => t.ids[a] - t.ids[b]);
+  const x = order.map((k) => t.x[k]), y = order.map((k) => t.y[k]);
+  const ids = order.map((k) => t.ids[k]);
+  const sel = state.selectionSet;
+  const z = lift ? x.map((xv, i) => lift(xv, y[i])) : null;
+  const base = { x, y, customdata: ids, hovertemplate: "checkpoint %{customdata}<extra></extra>", name: "trajectory" };
+  const selK = ids.map((id, i) => (sel.has(id) ? i : -1)).filter((i) => i >= 0);
+  if (lift) {
+    return [
+      { type: "scatter3d", mode: "lines+markers", ...base, z, line: { color: "#222", width: 4 }, marker: { size: 3, color: "#222" } },
+      { type: "scatter3d", mode: "markers", x: selK.map((i) => x[i]), y: selK.map((i) => y[i]), z: selK.map((i) => z[i]),
+        marker: { size: 6, color: "#e31a1c" }, name: "selected", hoverinfo: "skip" },
+    ];
+  }
+  return [
+    { type: "scatter", mode: "lines+markers", ...base, line: { color: "#222", width: 1.5 }, marker: { size: 5, color: "#222" } },
+    { type: "scatter", mode: "markers", x: selK.map((i) => x[i]), y: selK.map((i) => y[i]),
+      marker: { size: 11, color: "rgba(0,0,0,0)", line: { width: 2, color: "#e31a1c" } }, name: "selected", hoverinfo: "skip" },
+  ];
+}
+
+export function createContour(container, ctx) {
+  const { Plotly } = ctx;
+  const plot = document.createElement("div");
+  plot.className = "lv-plot lv-contour-plot";
+  container.appendChild(plot);
+
+  function render() {
+    const s = ctx.state;
+    const surf = s.surface;
+    const height = container.clientHeight || 340;
+    const layout = { margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, height, uirevision: "contour",
+      title: { text: "surface", font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "direction 1" } }, yaxis: { title: { text: "direction 2" } } };
+    if (!surf || surf.ndim !== 2) {
+      layout.annotations = [{ text: surf ? "1-D surface: see the 1-D view" : "no surface yet: click a checkpoint, then Surface",
+        showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
+      layout.xaxis.visible = false; layout.yaxis.visible = false;
+      Plotly.react(plot, [], layout, { displayModeBar: false, responsive: true });
+      container.dataset.state = "empty";
+      return;
+    }
+    const v = s.view;
+    const shown = displayValues(surf, v.log);
+    const [lo, hi] = colourLimits(surf.z.data, { log: v.log, vmin: v.vmin, vmax: v.vmax });
+    const z = rows(shown);
+    const cbTitle = v.log ? `log10 ${surf.metric}` : surf.metric;
+    const common = { x: surf.x, y: surf.y, z, zmin: lo, zmax: hi, zauto: false, colorscale: "Viridis",
+      colorbar: { title: { text: cbTitle, side: "right" }, thickness: 10 }, hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>", name: surf.metric };
+    let trace;
+    if (v.mode === "heatmap") {
+      trace = { type: "heatmap", ...common };
+    } else {
+      trace = { type: "contour", ...common, autocontour: false, contours: { ...contourLevels(lo, hi, v.levels), coloring: v.mode === "lines" ? "lines" : "fill", showlines: true },
+        line: { width: v.mode === "lines" ? 1.5 : 0.5 } };
+    }
+    const traces = [trace, ...trajectoryTraces(surf, s)];
+    traces.push({ type: "scatter", mode: "markers", x: [0], y: [0], marker: { symbol: "star", size: 14, color: "#e31a1c", line: { color: "#fff", width: 1 } },
+      name: "centre", hovertemplate: `centre: checkpoint ${surf.center}<extra></extra>` });
+    for (const [kind, st] of Object.entries(CRITICAL_STYLE)) {
+      const pts = surf.critical.filter((c) => c.kind === kind && c.x !== null && c.y !== null);
+      if (!pts.length) continue;
+      traces.push({ type: "scatter", mode: "markers+text", x: pts.map((c) => c.x), y: pts.map((c) => c.y), text: pts.map(() => st.label),
+        textposition: "top center", textfont: { size: 10, color: st.color }, marker: { symbol: st.symbol, size: 10, color: st.color, line: { color: "#fff", width: 1 } },
+        name: kind, hovertemplate: `${kind} %{x:.3f}, %{y:.3f}<extra></extra>` });
+    }
+    const pct = Math.round(100 * surf.progress);
+    layout.title.text = `${surf.metric} around checkpoint ${surf.center}${pct < 100 ? ` · ${pct} % computed` : ""}`;
+    layout.xaxis.range = [surf.x[0], surf.x[surf.x.length - 1]];
+    layout.yaxis.range = [surf.y[0], surf.y[surf.y.length - 1]];
+    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+    container.dataset.state = pct < 100 ? "filling" : "complete";
+    container.dataset.progress = String(surf.progress);
+  }
+
+  return { el: plot, render, destroy() { Plotly.purge(plot); } };
+}

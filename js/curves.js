@@ -1,0 +1,91 @@
+// 1-D view (a 1-D surface and interpolation curves) and the metric view (train/test loss and accuracy
+// against epoch per branch, with the selected checkpoints highlighted).
+import { branchColor } from "./codecs.js";
+
+/** Per-branch series of one metric against epoch, sorted by epoch. */
+export function metricSeries(table, metric) {
+  const col = table.metrics[metric];
+  if (!col) return [];
+  const byBranch = new Map();
+  for (let r = 0; r < table.n; r++) {
+    const b = Math.round(table.branches[r]);
+    if (!byBranch.has(b)) byBranch.set(b, []);
+    byBranch.get(b).push(r);
+  }
+  const out = [];
+  for (const [b, rs] of byBranch) {
+    rs.sort((p, q) => table.epochs[p] - table.epochs[q]);
+    out.push({ branch: b, rows: rs, x: rs.map((r) => table.epochs[r]), y: rs.map((r) => col[r]), ids: rs.map((r) => Math.round(table.ids[r])) });
+  }
+  return out;
+}
+
+export function createMetrics(container, ctx) {
+  const { Plotly } = ctx;
+  const plot = document.createElement("div");
+  plot.className = "lv-plot lv-metrics-plot";
+  container.appendChild(plot);
+
+  function render() {
+    const s = ctx.state;
+    const table = s.table;
+    const traces = [];
+    const panels = [["loss", "xaxis", "yaxis"], ["acc", "xaxis2", "yaxis2"]];
+    for (const [suffix, xa, ya] of panels) {
+      for (const split of ["train", "test"]) {
+        const m = `${split}_${suffix}`;
+        for (const series of metricSeries(table, m)) {
+          traces.push({ type: "scatter", mode: "lines", x: series.x, y: series.y, xaxis: xa.replace("axis", ""), yaxis: ya.replace("axis", ""),
+            line: { color: branchColor(series.branch), width: 1.5, dash: split === "test" ? "dot" : "solid" },
+            name: `${m} · branch ${series.branch}`, customdata: series.ids,
+            hovertemplate: `${m} %{y:.4g}<br>epoch %{x}<br>checkpoint %{customdata}<extra>branch ${series.branch}</extra>` });
+          const sel = series.ids.map((id, i) => (s.selectionSet.has(id) ? i : -1)).filter((i) => i >= 0);
+          if (sel.length) {
+            traces.push({ type: "scatter", mode: "markers", x: sel.map((i) => series.x[i]), y: sel.map((i) => series.y[i]),
+              xaxis: xa.replace("axis", ""), yaxis: ya.replace("axis", ""), marker: { size: 8, color: "rgba(0,0,0,0)", line: { width: 2, color: "#111" } },
+              hoverinfo: "skip", name: "selected" });
+          }
+        }
+      }
+    }
+    const height = container.clientHeight || 240;
+    const layout = {
+      height, margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: false, hovermode: "closest", uirevision: "metrics",
+      title: { text: "metrics (solid train, dotted test)", font: { size: 12 }, x: 0.02 },
+      xaxis: { domain: [0, 0.46], title: { text: "epoch" } }, yaxis: { title: { text: "loss" } },
+      xaxis2: { domain: [0.56, 1], title: { text: "epoch" }, anchor: "y2" }, yaxis2: { title: { text: "acc %" }, anchor: "x2" },
+    };
+    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+  }
+  return { el: plot, render, destroy() { Plotly.purge(plot); } };
+}
+
+export function createLines(container, ctx) {
+  const { Plotly } = ctx;
+  const plot = document.createElement("div");
+  plot.className = "lv-plot lv-lines-plot";
+  container.appendChild(plot);
+
+  function render() {
+    const s = ctx.state;
+    const traces = [];
+    const surf = s.surface;
+    const metric = s.surfaceMetric;
+    if (surf && surf.ndim === 1) {
+      traces.push({ type: "scatter", mode: "lines", x: surf.x, y: surf.z.data, name: `${surf.metric} (1-D surface)`, line: { color: "#1f77b4", width: 2 } });
+    }
+    s.curves.forEach((c, i) => {
+      const y = c.metrics[metric] ?? c.metrics[Object.keys(c.metrics)[0]];
+      if (!y) return;
+      traces.push({ type: "scatter", mode: "lines+markers", x: c.x, y, name: c.name, line: { color: branchColor(i + 3), width: 1.5 }, marker: { size: 5 } });
+    });
+    const height = container.clientHeight || 200;
+    const layout = { height, margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: { font: { size: 9 } }, uirevision: "lines",
+      title: { text: `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } } };
+    if (!traces.length) {
+      layout.annotations = [{ text: "no line yet: Interpolate two selected checkpoints", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
+    }
+    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+  }
+  return { el: plot, render, destroy() { Plotly.purge(plot); } };
+}

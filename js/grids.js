@@ -1,0 +1,73 @@
+// Pure helpers for surface grids (row-major (ny, nx), row = y, column = x; NaN = not computed yet).
+
+/** Fill NaN cells with the value of the nearest computed cell (grid-index BFS, 4-neighbour), so a surface
+ * computed coarse-to-fine draws as a blocky preview that sharpens as points arrive. Returns a new array. */
+export function fillNearest(z, nx, ny) {
+  const n = nx * ny;
+  const out = new Float32Array(z);
+  const queue = new Int32Array(n);
+  const seen = new Uint8Array(n);
+  let head = 0, tail = 0;
+  for (let k = 0; k < n; k++) if (!Number.isNaN(z[k])) { queue[tail++] = k; seen[k] = 1; }
+  if (tail === 0 || tail === n) return out;
+  while (head < tail) {
+    const k = queue[head++];
+    const i = (k / nx) | 0, j = k - i * nx;
+    const nb = [j > 0 ? k - 1 : -1, j < nx - 1 ? k + 1 : -1, i > 0 ? k - nx : -1, i < ny - 1 ? k + nx : -1];
+    for (const m of nb) {
+      if (m >= 0 && !seen[m]) { seen[m] = 1; out[m] = out[k]; queue[tail++] = m; }
+    }
+  }
+  return out;
+}
+
+/** Bilinear interpolation of z (ny, nx) on axes xs, ys (ascending) at (px, py); NaN outside the grid. */
+export function bilinear(xs, ys, z, px, py) {
+  const nx = xs.length, ny = ys.length;
+  if (!(px >= xs[0] && px <= xs[nx - 1] && py >= ys[0] && py <= ys[ny - 1])) return NaN;
+  const find = (a, v) => {
+    let lo = 0, hi = a.length - 1;
+    while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (a[mid] <= v) lo = mid; else hi = mid; }
+    return lo;
+  };
+  const j = nx > 1 ? find(xs, px) : 0, i = ny > 1 ? find(ys, py) : 0;
+  const j1 = Math.min(j + 1, nx - 1), i1 = Math.min(i + 1, ny - 1);
+  const tx = j1 > j ? (px - xs[j]) / (xs[j1] - xs[j]) : 0;
+  const ty = i1 > i ? (py - ys[i]) / (ys[i1] - ys[i]) : 0;
+  const z00 = z[i * nx + j], z01 = z[i * nx + j1], z10 = z[i1 * nx + j], z11 = z[i1 * nx + j1];
+  return (1 - ty) * ((1 - tx) * z00 + tx * z01) + ty * ((1 - tx) * z10 + tx * z11);
+}
+
+/** [min, max] over finite values (null when none). */
+export function finiteRange(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return lo <= hi ? [lo, hi] : null;
+}
+
+/** log10 of every value; values <= 0 become NaN (shown as gaps), so the colour scale is honest. */
+export function log10Values(values) {
+  const out = new Float32Array(values.length);
+  for (let k = 0; k < values.length; k++) out[k] = values[k] > 0 ? Math.log10(values[k]) : NaN;
+  return out;
+}
+
+/** Contour spec {start, end, size} for `levels` levels between lo and hi (both inclusive). */
+export function contourLevels(lo, hi, levels) {
+  const n = Math.max(2, Math.round(levels));
+  if (!(hi > lo)) return { start: lo, end: lo, size: 1 };
+  const size = (hi - lo) / (n - 1);
+  return { start: lo, end: hi, size };
+}
+
+/** Colour limits after the view options: log scale and optional vmin/vmax (in data units). */
+export function colourLimits(values, { log = false, vmin = null, vmax = null } = {}) {
+  const finite = finiteRange(log ? log10Values(values) : values);
+  const tr = (v) => (log ? (v > 0 ? Math.log10(v) : NaN) : v);
+  let lo = vmin !== null && vmin !== undefined ? tr(vmin) : finite ? finite[0] : 0;
+  let hi = vmax !== null && vmax !== undefined ? tr(vmax) : finite ? finite[1] : 1;
+  if (!Number.isFinite(lo)) lo = finite ? finite[0] : 0;
+  if (!Number.isFinite(hi)) hi = finite ? finite[1] : 1;
+  if (hi < lo) [lo, hi] = [hi, lo];
+  return [lo, hi];
+}

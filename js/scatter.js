@@ -1,0 +1,316 @@
+// Trajectory scatter: one point per checkpoint at its projected coordinates, lines from each branch's first
+// point to its parent, colour by branch (or a metric). Gestures are ours, not plotly's (dragmode false):
+// drag = brush (points within 8 px of the path), Ctrl/Cmd+drag = lasso, Alt+either = deselect,
+// Shift+drag = pan, wheel = zoom around the cursor, click = open the checkpoint, double click = reset view.
+import { branchColor, fmt, idAt } from "./codecs.js";
+import {
+  brushHits, lassoHits, gestureFor, applySelection, toPixel, toData, zoomRange, panRange, nearestPoint, BRUSH_RADIUS_PX,
+} from "./selection.js";
+
+const GL_THRESHOLD = 4000; // above this many points, draw with WebGL (scattergl)
+
+/** Points of the scatter: rows of the table that the projection placed, in projection order. */
+export function scatterPoints(table, projection) {
+  const ids = [], xs = [], ys = [], rowsOf = [];
+  for (let k = 0; k < projection.ids.length; k++) {
+    const row = table.index.get(projection.ids[k]);
+    if (row === undefined || !Number.isFinite(projection.x[k]) || !Number.isFinite(projection.y[k])) continue;
+    ids.push(projection.ids[k]); xs.push(projection.x[k]); ys.push(projection.y[k]); rowsOf.push(row);
+  }
+  return { ids, xs, ys, rows: rowsOf };
+}
+
+/** Line segments per branch: parent -> the branch's points in epoch order (NaN-separated for plotly). */
+export function branchLines(table, pts) {
+  const byId = new Map(pts.ids.map((id, k) => [id, k]));
+  const branches = new Map();
+  for (let k = 0; k < pts.ids.length; k++) {
+    const b = Math.round(table.branches[pts.rows[k]]);
+    if (!branches.has(b)) branches.set(b, []);
+    branches.get(b).push(k);
+  }
+  const lines = [];
+  for (const [b, ks] of branches) {
+    ks.sort((p, q) => table.epochs[pts.rows[p]] - table.epochs[pts.rows[q]] || pts.ids[p] - pts.ids[q]);
+    const x = [], y = [];
+    const first = ks[0];
+    const parent = idAt(table.parents, pts.rows[first]);
+    if (parent !== null && byId.has(parent)) {
+      const pk = byId.get(parent);
+      x.push(pts.xs[pk]); y.push(pts.ys[pk]);
+    }
+    for (const k of ks) { x.push(pts.xs[k]); y.push(pts.ys[k]); }
+    lines.push({ branch: b, x, y });
+  }
+  return lines;
+}
+
+/** [min, max] of the finite values widened by 6 % on each side (±0.5 around a single value). */
+export function paddedRange(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  if (!(lo <= hi)) return [0, 1];
+  const pad = hi > lo ? 0.06 * (hi - lo) : 0.5;
+  return [lo - pad, hi + pad];
+}
+
+function axisTitles(projection) {
+  const m = projection.method;
+  if (m === "layout") return ["epoch", "branch"];
+  if (m === "pca") {
+    const r = projection.meta?.explained_variance_ratio;
+    const pct = (v) => (typeof v === "number" ? ` (${(100 * v).toFixed(1)} %)` : "");
+    return [`PC 1${pct(r?.[0])}`, `PC 2${pct(r?.[1])}`];
+  }
+  if (m === "tsne") return ["t-SNE 1", "t-SNE 2"];
+  return ["direction 1", "direction 2"];
+}
+
+function metricColour(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  return { lo: lo <= hi ? lo : 0, hi: lo <= hi ? hi : 1 };
+}
+
+export function hoverCardHtml(table, row) {
+  const id = Math.round(table.ids[row]);
+  const parent = idAt(table.parents, row);
+  const hp = table.hparams[row] ?? {};
+  const lines = [
+    `<b>checkpoint ${id}</b> · ${table.kinds[row]} · branch ${Math.round(table.branches[row])}`,
+    `epoch ${fmt(table.epochs[row])}${parent !== null ? ` · parent ${parent}` : ""}${table.status[row] && table.status[row] !== "ok" ? ` · <span class="lv-bad">${table.status[row]}</span>` : ""}`,
+  ];
+  const metrics = table.metricNames.map((m) => `${m} ${fmt(table.metrics[m][row])}`);
+  if (metrics.length) lines.push(metrics.join(" · "));
+  const hps = Object.entries(hp).filter(([, v]) => v !== null && typeof v !== "object").map(([k, v]) => `${k} ${fmt(v)}`);
+  const sched = hp.schedule && typeof hp.schedule === "object" ? `schedule ${hp.schedule.name ?? ""}` : null;
+  if (sched) hps.push(sched);
+  if (hps.length) lines.push(`<span class="lv-muted">${hps.join(" · ")}</span>`);
+  return lines.join("<br>");
+}
+
+export function createScatter(container, ctx) {
+  const { Plotly } = ctx;
+  container.classList.add("lv-scatter");
+  const plot = document.createElement("div");
+  plot.className = "lv-plot lv-scatter-plot";
+  const overlay = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  overlay.setAttribute("class", "lv-overlay");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("class", "lv-gesture");
+  overlay.appendChild(path);
+  const card = document.createElement("div");
+  card.className = "lv-card";
+  card.hidden = true;
+  container.append(plot, overlay, card);
+
+  let pts = { ids: [], xs: [], ys: [], rows: [] };
+  let table = null;
+  let drawn = false;
+  let method = null;
+  let userView = false; // the user zoomed or panned: keep their ranges
+
+  function plotBox() {
+    const fl = plot._fullLayout;
+    if (!fl || !fl.xaxis) return null;
+    const s = fl._size;
+    return { l: s.l, t: s.t, w: s.w, h: s.h, xr: fl.xaxis.range.slice(), yr: fl.yaxis.range.slice() };
+  }
+
+  function pixelPoints(box) {
+    const n = pts.ids.length;
+    const px = new Float64Array(n), py = new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      px[k] = toPixel(pts.xs[k], box.xr, box.l, box.w);
+      py[k] = toPixel(pts.ys[k], box.yr, box.t, box.h, true);
+    }
+    return { px, py };
+  }
+
+  function render() {
+    const s = ctx.state;
+    table = s.table;
+    pts = scatterPoints(table, s.projection);
+    const sel = s.selectionSet;
+    const colorBy = s.colorBy;
+    const byMetric = colorBy !== "branch" && table.metrics[colorBy];
+    const lines = branchLines(table, pts);
+    const traces = [];
+    const manyBranches = lines.length > 40;
+    if (manyBranches) {
+      const x = [], y = [];
+      for (const l of lines) { x.push(...l.x, NaN); y.push(...l.y, NaN); }
+      traces.push({ type: "scatter", mode: "lines", x, y, line: { color: "#bbb", width: 1 }, hoverinfo: "skip" });
+    } else {
+      for (const l of lines) {
+        traces.push({ type: "scatter", mode: "lines", x: l.x, y: l.y, line: { color: branchColor(l.branch), width: 1.5 },
+          opacity: 0.6, hoverinfo: "skip", name: `branch ${l.branch}` });
+      }
+    }
+    const type = pts.ids.length > GL_THRESHOLD ? "scattergl" : "scatter";
+    const colours = byMetric ? pts.rows.map((r) => table.metrics[colorBy][r]) : pts.rows.map((r) => branchColor(table.branches[r]));
+    const marker = { size: pts.ids.length > GL_THRESHOLD ? 4 : 8, color: colours, line: { width: 0.5, color: "#fff" } };
+    if (byMetric) {
+      const { lo, hi } = metricColour(colours);
+      Object.assign(marker, { colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: { title: { text: colorBy }, thickness: 10 } });
+    }
+    traces.push({ type, mode: "markers", x: pts.xs, y: pts.ys, customdata: pts.ids, marker, hoverinfo: "none", name: "checkpoints" });
+    const selK = [];
+    for (let k = 0; k < pts.ids.length; k++) if (sel.has(pts.ids[k])) selK.push(k);
+    traces.push({ type, mode: "markers", x: selK.map((k) => pts.xs[k]), y: selK.map((k) => pts.ys[k]),
+      marker: { size: pts.ids.length > GL_THRESHOLD ? 7 : 12, color: "rgba(0,0,0,0)", line: { width: 2, color: "#111" } },
+      hoverinfo: "none", name: "selected" });
+    const ck = pts.ids.indexOf(s.clicked);
+    traces.push({ type: "scatter", mode: "markers", x: ck >= 0 ? [pts.xs[ck]] : [], y: ck >= 0 ? [pts.ys[ck]] : [],
+      marker: { size: 16, symbol: "star", color: "#e31a1c", line: { width: 1, color: "#fff" } }, hoverinfo: "none", name: "open" });
+    const [xt, yt] = axisTitles(s.projection);
+    if (method !== s.projection.method) userView = false;
+    method = s.projection.method;
+    const layout = {
+      margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
+      title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected`, font: { size: 12 }, x: 0.02 },
+      xaxis: { title: { text: xt }, zeroline: false }, yaxis: { title: { text: yt }, zeroline: false },
+      uirevision: s.projection.method, plot_bgcolor: "#fafafa",
+    };
+    // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
+    // every point when the selection overlay appears), unless the user zoomed or panned.
+    if (!userView) { layout.xaxis.range = paddedRange(pts.xs); layout.yaxis.range = paddedRange(pts.ys); }
+    Plotly.react(plot, traces, layout, { displayModeBar: false, scrollZoom: false, responsive: true });
+    drawn = true;
+    container.dataset.points = String(pts.ids.length);
+    container.dataset.selected = String(sel.size);
+  }
+
+  // ------------------------------------------------------------------ gestures
+  let gesture = null;
+  const local = (e) => {
+    const r = plot.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  };
+  const inside = (box, x, y) => box && x >= box.l && x <= box.l + box.w && y >= box.t && y <= box.t + box.h;
+
+  function drawPath(points, closed) {
+    if (!points.length) { path.setAttribute("d", ""); return; }
+    const d = points.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join("") + (closed ? "Z" : "");
+    path.setAttribute("d", d);
+  }
+
+  function onDown(e) {
+    if (e.button !== 0 || !drawn) return;
+    const box = plotBox();
+    const [x, y] = local(e);
+    if (!inside(box, x, y)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    card.hidden = true;
+    const g = gestureFor(e);
+    gesture = { ...g, box, start: [x, y], last: [x, y], path: [[x, y]], moved: false };
+    overlay.setAttribute("class", `lv-overlay lv-${g.gesture} ${g.mode === "remove" ? "lv-remove" : ""}`);
+    window.addEventListener("mousemove", onMove, true);
+    window.addEventListener("mouseup", onUp, true);
+  }
+
+  let panFrame = 0;
+  function onMove(e) {
+    if (!gesture) return;
+    e.preventDefault();
+    e.stopPropagation();
+    const [x, y] = local(e);
+    if (Math.hypot(x - gesture.start[0], y - gesture.start[1]) > 3) gesture.moved = true;
+    if (gesture.gesture === "pan") {
+      const dx = x - gesture.last[0], dy = y - gesture.last[1];
+      gesture.last = [x, y];
+      userView = true;
+      gesture.box.xr = panRange(gesture.box.xr, dx, gesture.box.w);
+      gesture.box.yr = panRange(gesture.box.yr, dy, gesture.box.h, true);
+      if (!panFrame) {
+        panFrame = requestAnimationFrame(() => {
+          panFrame = 0;
+          if (gesture) Plotly.relayout(plot, { "xaxis.range": gesture.box.xr, "yaxis.range": gesture.box.yr });
+        });
+      }
+      return;
+    }
+    gesture.path.push([x, y]);
+    drawPath(gesture.path, gesture.gesture === "lasso");
+  }
+
+  function onUp(e) {
+    window.removeEventListener("mousemove", onMove, true);
+    window.removeEventListener("mouseup", onUp, true);
+    const g = gesture;
+    gesture = null;
+    drawPath([], false);
+    overlay.setAttribute("class", "lv-overlay");
+    if (!g) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (g.gesture === "pan") return;
+    const { px, py } = pixelPoints(g.box);
+    if (!g.moved) { // a click: open the nearest checkpoint
+      const k = nearestPoint(px, py, g.start[0], g.start[1], BRUSH_RADIUS_PX);
+      if (k >= 0) ctx.click(pts.ids[k]);
+      return;
+    }
+    const hits = g.gesture === "lasso" ? lassoHits(px, py, g.path) : brushHits(px, py, g.path, BRUSH_RADIUS_PX);
+    const ids = hits.map((k) => pts.ids[k]);
+    ctx.setSelection(applySelection(ctx.state.selection, ids, g.mode));
+  }
+
+  function onWheel(e) {
+    const box = plotBox();
+    const [x, y] = local(e);
+    if (!inside(box, x, y)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    const factor = Math.exp(Math.max(-300, Math.min(300, e.deltaY)) * 0.002);
+    userView = true;
+    const ax = toData(x, box.xr, box.l, box.w), ay = toData(y, box.yr, box.t, box.h, true);
+    Plotly.relayout(plot, { "xaxis.range": zoomRange(box.xr, ax, factor), "yaxis.range": zoomRange(box.yr, ay, factor) });
+  }
+
+  function onHover(e) {
+    if (gesture || !drawn || !table) return;
+    const box = plotBox();
+    const [x, y] = local(e);
+    if (!inside(box, x, y)) { card.hidden = true; return; }
+    const { px, py } = pixelPoints(box);
+    const k = nearestPoint(px, py, x, y, BRUSH_RADIUS_PX);
+    if (k < 0) { card.hidden = true; return; }
+    card.innerHTML = hoverCardHtml(table, pts.rows[k]);
+    card.hidden = false;
+    const left = px[k] + 14, top = py[k] + 10;
+    card.style.left = `${Math.min(left, plot.clientWidth - 250)}px`;
+    card.style.top = `${Math.min(top, plot.clientHeight - 90)}px`;
+    card.dataset.id = String(pts.ids[k]);
+  }
+
+  function onDblClick(e) {
+    const box = plotBox();
+    const [x, y] = local(e);
+    if (!inside(box, x, y)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    userView = false;
+    Plotly.relayout(plot, { "xaxis.range": paddedRange(pts.xs), "yaxis.range": paddedRange(pts.ys) });
+  }
+
+  plot.addEventListener("mousedown", onDown, true);
+  plot.addEventListener("wheel", onWheel, { capture: true, passive: false });
+  plot.addEventListener("mousemove", onHover);
+  plot.addEventListener("mouseleave", () => { card.hidden = true; });
+  plot.addEventListener("dblclick", onDblClick, true);
+
+  return {
+    el: plot,
+    render,
+    /** Pixel position (relative to the plot element) of a checkpoint, for tests and the benchmark. */
+    pixelOf(id) {
+      const box = plotBox();
+      const k = pts.ids.indexOf(id);
+      if (!box || k < 0) return null;
+      return [toPixel(pts.xs[k], box.xr, box.l, box.w), toPixel(pts.ys[k], box.yr, box.t, box.h, true)];
+    },
+    destroy() { window.removeEventListener("mousemove", onMove, true); window.removeEventListener("mouseup", onUp, true); Plotly.purge(plot); },
+  };
+}

@@ -1,0 +1,38 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fillNearest, bilinear, finiteRange, log10Values, contourLevels, colourLimits } from "../grids.js";
+
+test("fillNearest fills every gap from the nearest computed cell and keeps computed cells", () => {
+  const nx = 5, ny = 4, z = new Float32Array(nx * ny).fill(NaN);
+  z[0] = 1; z[nx * ny - 1] = 9; // corners
+  const f = fillNearest(z, nx, ny);
+  assert.equal(f[0], 1);
+  assert.equal(f[nx * ny - 1], 9);
+  for (let i = 0; i < ny; i++) for (let j = 0; j < nx; j++) {
+    const d0 = i + j, d1 = (ny - 1 - i) + (nx - 1 - j);
+    const v = f[i * nx + j];
+    if (d0 < d1) assert.equal(v, 1); else if (d1 < d0) assert.equal(v, 9); else assert.ok(v === 1 || v === 9);
+  }
+  assert.ok(Number.isNaN(fillNearest(new Float32Array([NaN, NaN]), 2, 1)[0])); // nothing computed: unchanged
+});
+
+test("bilinear is exact on a plane and NaN outside", () => {
+  const xs = [-1, 0, 2], ys = [0, 1, 3, 4];
+  const f = (x, y) => 2 * x - 3 * y + 0.5;
+  const z = new Float64Array(12);
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 3; j++) z[i * 3 + j] = f(xs[j], ys[i]);
+  for (const [x, y] of [[-1, 0], [0.3, 2.2], [2, 4], [1.7, 0.1]]) assert.ok(Math.abs(bilinear(xs, ys, z, x, y) - f(x, y)) < 1e-12);
+  assert.ok(Number.isNaN(bilinear(xs, ys, z, 2.1, 1)));
+});
+
+test("ranges, logs, levels and colour limits", () => {
+  assert.deepEqual(finiteRange([NaN, 3, -1, Infinity, 2]), [-1, 3]);
+  assert.equal(finiteRange([NaN]), null);
+  const l = log10Values(new Float32Array([100, 0, -1, 0.001]));
+  assert.equal(l[0], 2); assert.ok(Number.isNaN(l[1]) && Number.isNaN(l[2])); assert.ok(Math.abs(l[3] + 3) < 1e-6);
+  const c = contourLevels(0, 1, 11);
+  assert.ok(Math.abs(c.size - 0.1) < 1e-12);
+  assert.deepEqual(colourLimits([1, 10, 100], { log: true }), [0, 2]);
+  assert.deepEqual(colourLimits([1, 10, 100], { vmin: 5, vmax: 50 }), [5, 50]);
+  assert.deepEqual(colourLimits([1, 10, 100], { log: true, vmax: 10 }), [0, 1]);
+});

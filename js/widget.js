@@ -1,0 +1,263 @@
+// lossviz Explorer: the anywidget entry point. Reads the model's traits (decoded by codecs.js), lays out the
+// views and panels, and turns user actions into trait changes (selection, clicked, view options) or command
+// messages to the kernel (train, cancel, disturb, interpolate, surface, project, export, ...).
+import Plotly from "./plotly.js";
+import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances } from "./codecs.js";
+import { sameIds } from "./selection.js";
+import { createScatter } from "./scatter.js";
+import { createContour } from "./contour.js";
+import { createSurface3d } from "./surface3d.js";
+import { createMetrics, createLines } from "./curves.js";
+import { createBranchPanel, el } from "./branch.js";
+import { createProjectPanel } from "./project.js";
+
+function readState(model) {
+  const selection = (model.get("selection") ?? []).slice();
+  return {
+    table: decodeCheckpoints(model.get("checkpoints")),
+    projection: decodeProjection(model.get("projection")),
+    selection,
+    selectionSet: new Set(selection),
+    clicked: model.get("clicked"),
+    form: model.get("form") ?? {},
+    options: model.get("options") ?? {},
+    colorBy: model.get("color_by") ?? "branch",
+    surface: decodeSurface(model.get("surface")),
+    surfaceMetric: model.get("surface_metric") ?? "train_loss",
+    view: { mode: model.get("contour_mode"), log: model.get("log_scale"), vmin: model.get("vmin"), vmax: model.get("vmax"), levels: model.get("levels") },
+    curves: decodeCurves(model.get("curves")),
+    distances: decodeDistances(model.get("distances")),
+    jobs: model.get("jobs") ?? [],
+    error: model.get("error") ?? "",
+    message: model.get("message") ?? "",
+    projects: model.get("projects") ?? [],
+    projectRoot: model.get("project_root") ?? "",
+    project: model.get("project") ?? {},
+  };
+}
+
+// which views redraw when a trait changes
+const DEPENDS = {
+  checkpoints: ["scatter", "metrics", "form", "colorBy"],
+  projection: ["scatter", "toolbar"],
+  selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
+  clicked: ["scatter", "form"],
+  form: ["form"],
+  options: ["form", "project"],
+  color_by: ["scatter", "toolbar"],
+  surface: ["contour", "surface3d", "lines", "toolbar"],
+  surface_metric: ["lines", "toolbar"],
+  contour_mode: ["contour", "toolbar"],
+  log_scale: ["contour", "surface3d", "toolbar"],
+  vmin: ["contour", "surface3d", "toolbar"],
+  vmax: ["contour", "surface3d", "toolbar"],
+  levels: ["contour", "toolbar"],
+  curves: ["lines"],
+  distances: ["distances"],
+  jobs: ["jobs"],
+  error: ["banner"],
+  message: ["banner"],
+  projects: ["project"],
+  project_root: ["project"],
+  project: ["project"],
+};
+
+function downloadBytes(filename, mime, dataView) {
+  const blob = new Blob([dataView], { type: mime });
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function render({ model, el: root }) {
+  const ctx = { Plotly, state: readState(model) };
+  let localError = "";
+  ctx.send = (msg) => { localError = ""; model.send(msg); };
+  ctx.setSelection = (ids) => {
+    if (sameIds(ids, ctx.state.selection)) return;
+    model.set("selection", ids);
+    model.save_changes();
+  };
+  ctx.click = (id) => {
+    model.set("clicked", id);
+    model.save_changes();
+  };
+  ctx.showError = (msg) => {
+    localError = msg;
+    model.set("error", msg); // the kernel sees front-end validation errors too
+    model.save_changes();
+    schedule(["banner"]);
+  };
+
+  // ------------------------------------------------------------------ layout
+  const box = el("div", { class: "lossviz-explorer" });
+  box.style.setProperty("--lv-height", `${model.get("height") ?? 760}px`);
+  const banner = el("div", { class: "lv-banner" });
+  const errorText = el("span", { class: "lv-error-text" });
+  const dismiss = el("button", { type: "button", class: "lv-btn lv-dismiss", text: "×", title: "dismiss" });
+  dismiss.addEventListener("click", () => { localError = ""; model.set("error", ""); model.save_changes(); });
+  const errorBox = el("div", { class: "lv-error", role: "alert" }, errorText, dismiss);
+  const messageBox = el("div", { class: "lv-message" });
+  banner.append(errorBox, messageBox);
+
+  // toolbar
+  const select = (cls, values, title) => {
+    const s = el("select", { class: cls, title });
+    s.replaceChildren(...values.map((v) => el("option", { value: v, text: v })));
+    return s;
+  };
+  const projSel = select("lv-projection", ["layout", "pca", "tsne", "surface"], "projection of the checkpoints");
+  const colorSel = select("lv-color-by", ["branch"], "colour points by");
+  const btn = (cls, text, title, fn) => { const b = el("button", { type: "button", class: `lv-btn ${cls}`, text, title }); b.addEventListener("click", fn); return b; };
+  const selAll = btn("lv-select-all", "Select all", "select every checkpoint", () => ctx.send({ type: "select_all" }));
+  const selNone = btn("lv-select-none", "Select none", "clear the selection", () => ctx.send({ type: "select_none" }));
+  const distBtn = btn("lv-distances-btn", "Distances", "distances between the selected checkpoints", () => ctx.send({ type: "distances" }));
+  const pngSel = select("lv-png-view", ["trajectory", "contour", "3d", "metrics", "1d"], "view to export");
+  const pngBtn = btn("lv-png", "PNG", "download the chosen view as PNG", () => {
+    const target = { trajectory: views.scatter, contour: views.contour, "3d": views.surface3d, metrics: views.metrics, "1d": views.lines }[pngSel.value];
+    Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
+  });
+  const h5Btn = btn("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
+  const toolbar = el("div", { class: "lv-toolbar" },
+    el("label", {}, el("span", { text: "projection" }), projSel), el("label", {}, el("span", { text: "colour" }), colorSel),
+    selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn);
+  projSel.addEventListener("change", () => { model.set("projection_method", projSel.value); model.save_changes(); });
+  colorSel.addEventListener("change", () => { model.set("color_by", colorSel.value); model.save_changes(); });
+
+  // surface view options
+  const metricSel = select("lv-metric", ["train_loss"], "surface metric");
+  const modeSel = select("lv-mode", ["filled", "lines", "heatmap"], "contour style");
+  const logBox = el("input", { type: "checkbox", class: "lv-log", title: "log scale" });
+  const vminIn = el("input", { type: "text", class: "lv-vmin", placeholder: "vmin", title: "lowest value coloured (empty: auto)" });
+  const vmaxIn = el("input", { type: "text", class: "lv-vmax", placeholder: "vmax", title: "highest value coloured (empty: auto)" });
+  const levelsIn = el("input", { type: "text", class: "lv-levels", title: "number of contour levels" });
+  const progress = el("div", { class: "lv-bar lv-surface-progress" }, el("div", { class: "lv-bar-fill" }));
+  const viewOpts = el("div", { class: "lv-viewopts" }, metricSel, modeSel, el("label", {}, logBox, el("span", { text: "log" })), vminIn, vmaxIn,
+    el("label", {}, el("span", { text: "levels" }), levelsIn), progress);
+  metricSel.addEventListener("change", () => { model.set("surface_metric", metricSel.value); model.save_changes(); });
+  modeSel.addEventListener("change", () => { model.set("contour_mode", modeSel.value); model.save_changes(); });
+  logBox.addEventListener("change", () => { model.set("log_scale", logBox.checked); model.save_changes(); });
+  const numberOption = (input, trait, { integer = false, min = -Infinity, optional = true } = {}) => {
+    input.addEventListener("change", () => {
+      const text = input.value.trim();
+      if (text === "" && optional) { model.set(trait, null); model.save_changes(); input.classList.remove("lv-invalid"); return; }
+      const v = Number(text);
+      if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min) {
+        input.classList.add("lv-invalid");
+        ctx.showError(`${trait} "${text}" is not ${integer ? `a whole number ≥ ${min}` : "a number"}`);
+        return;
+      }
+      input.classList.remove("lv-invalid");
+      model.set(trait, v);
+      model.save_changes();
+    });
+  };
+  numberOption(vminIn, "vmin");
+  numberOption(vmaxIn, "vmax");
+  numberOption(levelsIn, "levels", { integer: true, min: 2, optional: false });
+
+  const cell = (cls) => el("div", { class: `lv-cell ${cls}` });
+  const scatterCell = cell("lv-cell-scatter"), metricsCell = cell("lv-cell-metrics");
+  const contourCell = cell("lv-cell-contour"), surfaceCell = cell("lv-cell-3d"), linesCell = cell("lv-cell-lines");
+  const branchCell = el("div", { class: "lv-panel lv-panel-branch" }), projectCell = el("div", { class: "lv-panel lv-panel-project" });
+  const left = el("div", { class: "lv-col lv-col-left" }, scatterCell, metricsCell);
+  const middle = el("div", { class: "lv-col lv-col-middle" }, viewOpts, contourCell, surfaceCell, linesCell);
+  const right = el("div", { class: "lv-col lv-col-right" },
+    el("details", { class: "lv-details", open: "" }, el("summary", { text: "branch" }), branchCell),
+    el("details", { class: "lv-details" }, el("summary", { text: "projects" }), projectCell));
+  box.append(toolbar, banner, el("div", { class: "lv-main" }, left, middle, right));
+  root.append(box);
+
+  const views = {
+    scatter: createScatter(scatterCell, ctx), metrics: createMetrics(metricsCell, ctx), contour: createContour(contourCell, ctx),
+    surface3d: createSurface3d(surfaceCell, ctx), lines: createLines(linesCell, ctx),
+  };
+  const branch = createBranchPanel(branchCell, ctx);
+  const project = createProjectPanel(projectCell, ctx);
+
+  function renderToolbar() {
+    const s = ctx.state;
+    projSel.value = s.projection.method || model.get("projection_method");
+    const colours = ["branch", ...s.table.metricNames];
+    if (Array.from(colorSel.options).map((o) => o.value).join("|") !== colours.join("|")) {
+      colorSel.replaceChildren(...colours.map((v) => el("option", { value: v, text: v })));
+    }
+    colorSel.value = s.colorBy;
+    const metrics = s.surface?.metrics?.length ? s.surface.metrics : [s.surfaceMetric];
+    if (Array.from(metricSel.options).map((o) => o.value).join("|") !== metrics.join("|")) {
+      metricSel.replaceChildren(...metrics.map((v) => el("option", { value: v, text: v })));
+    }
+    metricSel.value = s.surfaceMetric;
+    modeSel.value = s.view.mode;
+    logBox.checked = Boolean(s.view.log);
+    if (document.activeElement !== vminIn) vminIn.value = s.view.vmin ?? "";
+    if (document.activeElement !== vmaxIn) vmaxIn.value = s.view.vmax ?? "";
+    if (document.activeElement !== levelsIn) levelsIn.value = String(s.view.levels);
+    const p = s.surface ? s.surface.progress : 0;
+    progress.firstChild.style.width = `${Math.round(100 * p)}%`;
+    progress.title = s.surface ? `${s.surface.done}/${s.surface.total} points computed` : "no surface";
+    selNone.disabled = s.selection.length === 0;
+  }
+  function renderBanner() {
+    const err = ctx.state.error || localError;
+    errorText.textContent = err;
+    errorBox.hidden = !err;
+    messageBox.textContent = ctx.state.message;
+    messageBox.hidden = !ctx.state.message;
+  }
+  const renderers = {
+    scatter: () => views.scatter.render(), metrics: () => views.metrics.render(), contour: () => views.contour.render(),
+    surface3d: () => views.surface3d.render(), lines: () => views.lines.render(), form: () => branch.renderForm(),
+    jobs: () => branch.renderJobs(), distances: () => branch.renderDistances(), project: () => project.render(),
+    toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar,
+  };
+
+  // ------------------------------------------------------------------ batching of redraws
+  const dirty = new Set();
+  let timer = 0;
+  function schedule(names) {
+    for (const n of names) dirty.add(n);
+    if (!timer) timer = setTimeout(flush, 0);
+  }
+  function flush() {
+    timer = 0;
+    ctx.state = readState(model);
+    const names = [...dirty];
+    dirty.clear();
+    for (const n of names) {
+      try { renderers[n](); } catch (err) { console.error(`lossviz: drawing ${n} failed`, err); errorText.textContent = `drawing ${n} failed: ${err.message}`; errorBox.hidden = false; }
+    }
+  }
+  const handlers = [];
+  for (const [trait, names] of Object.entries(DEPENDS)) {
+    const fn = () => schedule(names);
+    model.on(`change:${trait}`, fn);
+    handlers.push([`change:${trait}`, fn]);
+  }
+  const onMsg = (msg, buffers) => {
+    if (msg && msg.type === "download" && buffers && buffers.length) downloadBytes(msg.filename, msg.mime, buffers[0]);
+  };
+  model.on("msg:custom", onMsg);
+
+  // first draw once the element is in the page (plotly needs its size)
+  schedule(Object.keys(renderers));
+  const resize = new ResizeObserver(() => {
+    for (const v of Object.values(views)) if (v.el && v.el._fullLayout) Plotly.Plots.resize(v.el);
+  });
+  resize.observe(box);
+  box.__lossviz = { ctx, views, branch, model };
+
+  return () => {
+    resize.disconnect();
+    for (const [ev, fn] of handlers) model.off(ev, fn);
+    model.off("msg:custom", onMsg);
+    for (const v of Object.values(views)) v.destroy();
+  };
+}
+
+export default { render };

@@ -1,0 +1,518 @@
+"""The ``lossviz`` command line: surfaces in the reference's file layout, plots, and file summaries.
+
+``lossviz surface`` takes the flags of ``tomgoldstein/loss-landscape``'s ``plot_surface.py`` in our
+spelling (``--model-file`` for ``--model_file``, ...)::
+
+    lossviz surface --model resnet56 --model-file model_300.t7 --dataset cifar10 --data-root data \
+        --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-file resnet56_dirs.h5 --plot
+    lossviz surface --model mlp --model-file a.pt --model-file2 b.pt --x=-0.5:1.5:401 --out interp.h5
+    lossviz plot resnet56.h5 --out resnet56.html
+    lossviz info resnet56.h5
+
+Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
+without the expected datasets) ends with exit status 2 and a one-line message; output files are
+written atomically at the end, so a failed run leaves them absent or unchanged. ``LOSSVIZ_DEBUG=1``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "softmax_mse", "surface_figure", "write_figure"]
+
+EXIT_USAGE = 2
+NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
+PLOT_FORMATS = ("png", "html")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lossviz",
+        description="Loss landscapes of PyTorch models (Li et al. 2018), in the reference's HDF5 layout.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser(
+        "surface",
+        help="compute a 1D/2D loss surface (or a two-model interpolation) into an HDF5 file",
+        description="Loss and accuracy on a grid theta0 + x*d1 (+ y*d2) around a model.",
+    )
+    g = s.add_argument_group("model")
+    g.add_argument("--model", default="mlp", help="zoo name (see `lossviz models`) or package.module:factory")
+    g.add_argument("--model-kwargs", default="{}", metavar="JSON", help='builder arguments, e.g. \'{"num_classes": 100}\'')
+    g.add_argument("--model-file", help="checkpoint of the center model (.pt/.pth/.t7/.safetensors)")
+    g.add_argument("--model-file2", help="second checkpoint: the x direction runs from --model-file (0) to it (1)")
+    g = s.add_argument_group("grid and directions")
+    g.add_argument("--x", default="-1:1:51", metavar="MIN:MAX:NUM", help="x coefficients (default -1:1:51)")
+    g.add_argument("--y", default=None, metavar="MIN:MAX:NUM", help="y coefficients: gives a 2D surface")
+    g.add_argument("--dir-type", choices=("weights", "states"), default=None,
+                   help="weights (parameters) or states (state dict with BN statistics); "
+                        "default weights, states for --model-file2")
+    g.add_argument("--xnorm", choices=NORMALIZATIONS, default="filter", help="x direction normalization (default filter)")
+    g.add_argument("--ynorm", choices=NORMALIZATIONS, default="filter", help="y direction normalization (default filter)")
+    g.add_argument("--xignore", choices=("biasbn", "none"), default="biasbn", help="biasbn: zero the 1-D entries (default)")
+    g.add_argument("--yignore", choices=("biasbn", "none"), default="biasbn")
+    g.add_argument("--same-dir", action="store_true", help="use the x direction for y too")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random directions and of the model's init")
+    g.add_argument("--dir-file", help="direction file (reference layout): read if it exists, else written")
+    g = s.add_argument_group("data")
+    g.add_argument("--dataset", default="spirals", help="zoo data set: spirals, digits, mnist, cifar10, fakedata")
+    g.add_argument("--data-root", help="folder of mnist / cifar10")
+    g.add_argument("--data-kwargs", default="{}", metavar="JSON", help='loader arguments, e.g. \'{"n": 500}\'')
+    g.add_argument("--split", choices=("train", "test", "both"), default="train")
+    g.add_argument("--batch-size", type=int, default=None, help="data batch size (default: measured)")
+    g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
+    g.add_argument("--loss", default="cross_entropy", choices=("cross_entropy", "mse"),
+                   help="cross_entropy (default) or mse: the reference's MSE of softmax outputs and one-hot labels")
+    g = s.add_argument_group("run and output")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g.add_argument("--out", default="surface.h5", help="surface file to write (default surface.h5)")
+    g.add_argument("--plot", nargs="?", const="png", choices=PLOT_FORMATS, default=None,
+                   help="also write a plot next to --out: png (needs kaleido; else HTML) or html")
+    g.add_argument("--metric", default=None, help="metric to plot (default: the first split's loss)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(handler=cmd_surface)
+
+    p = sub.add_parser("plot", help="plot a surface file (HTML, or PNG with kaleido)")
+    p.add_argument("file", help="surface HDF5 file (ours or the reference's)")
+    p.add_argument("--out", default=None, help="output .html or .png (default: FILE with .html)")
+    p.add_argument("--metric", default=None, help="metric to plot (default: train_loss or the first)")
+    p.set_defaults(handler=cmd_plot)
+
+    i = sub.add_parser("info", help="summarize a surface file")
+    i.add_argument("file", help="surface HDF5 file (ours or the reference's)")
+    i.set_defaults(handler=cmd_info)
+
+    m = sub.add_parser("models", help="list the zoo's models and data sets")
+    m.set_defaults(handler=cmd_models)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _json_kwargs(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"{flag} is not valid JSON ({e.msg} at column {e.colno}): write e.g. '{{\"n\": 500}}'") from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{flag} must be a JSON object such as '{{\"n\": 500}}', got {text!r}")
+    return value
+
+
+def _device(spec: str):
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"unknown --device {spec!r}: use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "mps"):
+        raise CLIError(f"unsupported --device {spec!r}: use cpu, cuda, cuda:N or auto")
+    return dev
+
+
+def _check_output_path(path: str, flag: str) -> Path:
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise CLIError(f"{flag} {path!r}: folder {str(folder)!r} does not exist")
+    if p.is_dir():
+        raise CLIError(f"{flag} {path!r} is a folder; give a file name")
+    return p
+
+
+def _build_model(args, kwargs: dict, checkpoint: str | None):
+    import torch
+
+    from lossviz.io.checkpoints import load_checkpoint_into
+    from lossviz.zoo import get_model
+
+    torch.manual_seed(args.seed)  # a model without a checkpoint is its seeded initialization
+    model = get_model(args.model, **kwargs)
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise CLIError(f"model file {checkpoint!r} does not exist")
+        load_checkpoint_into(model, checkpoint)
+    return model.eval()
+
+
+def _check_model_takes_data(model, data, model_name: str, dataset: str) -> None:
+    """One forward pass on two samples, so that a model/data mismatch is named before any work."""
+    import torch
+
+    x = data.inputs[:2]
+    first = next(iter(model.parameters()), None)
+    if x.is_floating_point() and first is not None:
+        x = x.to(dtype=first.dtype)
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as e:  # noqa: BLE001 - any failure here is a model/data mismatch
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(
+            f"model {model_name!r} cannot take inputs of shape {list(x.shape[1:])} from data set "
+            f"{dataset!r} ({first}); pass --model-kwargs to fit the data (e.g. in_channels, num_classes)"
+        ) from None
+    if data.is_classification and out.dim() == 2:
+        n_classes = int(data.targets.max()) + 1
+        if out.shape[1] < n_classes:
+            raise CLIError(
+                f"model {model_name!r} has {out.shape[1]} outputs but data set {dataset!r} has labels up to "
+                f"{n_classes - 1}; pass --model-kwargs with num_classes/out_features={n_classes}"
+            )
+
+
+def softmax_mse(outputs, targets):
+    """The reference's ``--loss_name mse``: mean squared error of ``softmax(outputs)`` against one-hot
+    labels, ``mean((softmax(z) - onehot(y))^2)`` over samples and classes."""
+    import torch.nn.functional as F
+
+    onehot = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
+    return F.mse_loss(F.softmax(outputs, dim=-1), onehot)
+
+
+def _random_directions(space, center, args, ndim: int):
+    """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
+    normalization and ignore rule; ``--same-dir`` reuses x for y."""
+    import torch
+
+    from lossviz.directions import DirectionSet, random_direction
+
+    g = torch.Generator().manual_seed(args.seed)
+    norm = lambda n: None if n == "none" else n  # noqa: E731
+    ign = lambda i: None if i == "none" else i  # noqa: E731
+    vecs = [random_direction(space, center, generator=g, normalization=norm(args.xnorm), ignore=ign(args.xignore))]
+    if ndim == 2:
+        if args.same_dir:
+            vecs.append(vecs[0].clone())
+        else:
+            vecs.append(random_direction(space, center, generator=g, normalization=norm(args.ynorm), ignore=ign(args.yignore)))
+    meta = {"ynorm": norm(args.ynorm), "yignore": ign(args.yignore), "same_dir": bool(args.same_dir)} if ndim == 2 else {}
+    return DirectionSet(vecs, kind=space.kind, normalization=norm(args.xnorm), ignore=ign(args.xignore),
+                        seed=args.seed, method="random", meta=meta)
+
+
+def _plot_path(out: Path, fmt: str) -> Path:
+    return out.with_suffix("." + fmt)
+
+
+def _default_metric(surface, wanted: str | None) -> str:
+    if wanted is not None:
+        if wanted not in surface.values:
+            raise CLIError(f"metric {wanted!r} is not in the surface; it has {', '.join(surface.values)}")
+        return wanted
+    for name in ("train_loss", "test_loss"):
+        if name in surface.values:
+            return name
+    if not surface.values:
+        raise CLIError("the surface has no metric datasets to plot")
+    return next(iter(surface.values))
+
+
+# ---------------------------------------------------------------------------------------- figures
+def surface_figure(surface, metric: str, title: str | None = None):
+    """A plotly figure of one metric: 1D a line (accuracy on a second axis when present), 2D a filled
+    contour beside a 3D surface. ``values[i, j]`` is drawn at ``(x[j], y[i])``; NaN points are gaps."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    z = np.asarray(surface.values[metric], dtype=np.float64)
+    title = title or metric
+    if surface.y is None:
+        acc = metric.replace("_loss", "_acc")
+        has_acc = acc != metric and acc in surface.values
+        fig = make_subplots(specs=[[{"secondary_y": has_acc}]])
+        fig.add_trace(go.Scatter(x=surface.x, y=z, mode="lines", name=metric), secondary_y=False)
+        if has_acc:
+            fig.add_trace(
+                go.Scatter(x=surface.x, y=surface.values[acc], mode="lines", name=acc, line={"dash": "dash"}),
+                secondary_y=True,
+            )
+            fig.update_yaxes(title_text=acc, secondary_y=True)
+        fig.update_xaxes(title_text="x")
+        fig.update_yaxes(title_text=metric, secondary_y=False)
+        fig.update_layout(title=title, width=800, height=500)
+        return fig
+    fig = make_subplots(
+        rows=1, cols=2, specs=[[{"type": "xy"}, {"type": "scene"}]],
+        subplot_titles=(f"{metric}: contour", f"{metric}: surface"),
+    )
+    fig.add_trace(
+        go.Contour(x=surface.x, y=surface.y, z=z, colorscale="Viridis", ncontours=30,
+                   colorbar={"x": 0.45, "len": 0.9}, name=metric),
+        row=1, col=1,
+    )
+    fig.add_trace(go.Surface(x=surface.x, y=surface.y, z=z, colorscale="Viridis", showscale=False, name=metric), row=1, col=2)
+    fig.update_xaxes(title_text="x", row=1, col=1)
+    fig.update_yaxes(title_text="y", row=1, col=1)
+    fig.update_layout(title=title, width=1200, height=560,
+                      scene={"xaxis_title": "x", "yaxis_title": "y", "zaxis_title": metric})
+    return fig
+
+
+def write_figure(fig, path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Write ``fig`` atomically as PNG (``.png``, needs kaleido) or HTML (``.html``, self-contained).
+
+    Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
+    it instead and says so.
+    """
+    from lossviz.io import atomic_path
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".html", ".htm"):
+        raise CLIError(f"plot file {str(path)!r}: use a .html or .png name")
+    note = None
+    if suffix == ".png":
+        if importlib.util.find_spec("kaleido") is None:
+            note = "kaleido is not installed (pip install kaleido), so the plot was written as HTML"
+        else:
+            try:
+                with atomic_path(path) as tmp:
+                    fig.write_image(tmp, format="png")
+                return path, None
+            except Exception as e:  # noqa: BLE001 - kaleido needs a browser; fall back to HTML
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                note = f"PNG export failed ({first}), so the plot was written as HTML"
+        path = path.with_suffix(".html")
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    return path, note
+
+
+# ---------------------------------------------------------------------------------------- commands
+def cmd_surface(args) -> int:
+    import torch
+
+    from lossviz.evaluate import as_eval_data
+    from lossviz.grid import SurfaceGrid
+    from lossviz.params import ParamSpace
+
+    # validate everything cheap first: nothing is computed or written before the input is sound
+    grid = SurfaceGrid.from_specs(args.x, args.y)
+    model_kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
+    data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
+    for flag, v in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples)):
+        if v is not None and v < 1:
+            raise CLIError(f"{flag} must be a positive integer, got {v}")
+    out = _check_output_path(args.out, "--out")
+    if args.dir_file is not None:
+        _check_output_path(args.dir_file, "--dir-file")
+        if Path(args.dir_file).resolve() == out.resolve():
+            raise CLIError("--dir-file and --out name the same file; give two names")
+    if args.model_file2 is not None and args.model_file is None:
+        raise CLIError("--model-file2 needs --model-file: the line runs from --model-file to --model-file2")
+    if args.same_dir and grid.ndim == 1:
+        raise CLIError("--same-dir needs a 2D surface: pass --y too")
+    device = _device(args.device)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    kind = args.dir_type or ("states" if args.model_file2 else "weights")
+
+    from lossviz.zoo import get_data
+
+    train, test = get_data(args.dataset, args.data_root, **data_kwargs)
+    main_split = "test" if args.split == "test" else "train"
+    data = as_eval_data(test if args.split == "test" else train, args.max_samples)
+    test_data = as_eval_data(test, args.max_samples) if args.split == "both" else None
+
+    model = _build_model(args, model_kwargs, args.model_file)
+    _check_model_takes_data(model, data, args.model, args.dataset)
+    model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
+
+    common = dict(
+        split=main_split, test_data=test_data, progress=not args.no_progress, device=device, dtype=dtype,
+        batch_size=args.batch_size, loss=softmax_mse if args.loss == "mse" else "cross_entropy",
+    )
+    space = ParamSpace(model, kind)
+    center = space.vector(model, dtype=dtype).cpu()
+    dir_file_exists = args.dir_file is not None and Path(args.dir_file).exists()
+    if dir_file_exists:
+        from lossviz.io.h5 import read_directions
+
+        directions = read_directions(args.dir_file, space)
+        if directions.ndim != grid.ndim:
+            raise CLIError(
+                f"direction file {args.dir_file!r} holds {directions.ndim} direction(s) but the surface is "
+                f"{grid.ndim}D: " + ("pass --y" if directions.ndim == 2 else "drop --y or use another --dir-file")
+            )
+    elif model_b is not None:
+        from lossviz.directions import DirectionSet, target_direction
+
+        space_b = ParamSpace(model_b, kind)
+        target = target_direction(space, center, space_b.vector(model_b, dtype=dtype).cpu())
+        vecs = [target]
+        if grid.ndim == 2:  # the reference: x from model 1 to model 2, y random (or x again)
+            vecs.append(target.clone() if args.same_dir else _random_directions(space, center, args, 2).vectors[1])
+        directions = DirectionSet(vecs, kind=kind, normalization=None, ignore=None, seed=args.seed,
+                                  method="target", meta={"model_file2": args.model_file2})
+    else:
+        directions = _random_directions(space, center, args, grid.ndim)
+
+    from lossviz.surface import compute_surface
+
+    surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed, **common)
+    loss_name = f"{main_split}_loss"
+    if loss_name in surface.values and np.isnan(surface.values[loss_name]).all():
+        why = "; ".join(surface.meta.get("errors", [])[:1]) or "every loss value is NaN"
+        raise CLIError(f"no point of the surface could be evaluated ({why}); nothing was written")
+    surface.meta.update({
+        "command": "lossviz " + " ".join(shlex.quote(a) for a in args.argv),
+        "model_name": args.model,
+        "model_kwargs": model_kwargs,
+        "model_file": args.model_file,
+        "model_file2": args.model_file2,
+        "dataset": args.dataset,
+        "data_kwargs": data_kwargs,
+        "dir_file": args.dir_file or "",
+    })
+    if model_b is not None:
+        surface.meta["interpolation"] = {"a": 0.0, "b": 1.0}
+
+    from lossviz.io.h5 import write_directions, write_surface
+
+    if args.dir_file is not None and not dir_file_exists:
+        write_directions(args.dir_file, directions, space)
+    write_surface(out, surface, dir_file=args.dir_file or "")
+    n_nan = int(np.isnan(next(iter(surface.values.values()))).sum())
+    print(f"wrote {out} ({'x'.join(map(str, surface.shape))} points, metrics {', '.join(surface.values)}"
+          + (f", {n_nan} NaN" if n_nan else "") + ")")
+    if args.dir_file is not None and not dir_file_exists:
+        print(f"wrote {args.dir_file} (directions)")
+    if args.plot:
+        metric = _default_metric(surface, args.metric)
+        written, note = write_figure(surface_figure(surface, metric, title=f"{args.model}: {metric}"),
+                                     _plot_path(out, args.plot))
+        if note:
+            print(f"lossviz: note: {note}", file=sys.stderr)
+        print(f"wrote {written}")
+    return 0
+
+
+def _read_surface(path: str):
+    from lossviz.io.h5 import read_surface
+
+    if not Path(path).is_file():
+        raise CLIError(f"surface file {path!r} does not exist")
+    return read_surface(path)
+
+
+def cmd_plot(args) -> int:
+    surface = _read_surface(args.file)
+    metric = _default_metric(surface, args.metric)
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(".html")
+    _check_output_path(str(out), "--out")
+    written, note = write_figure(surface_figure(surface, metric, title=f"{Path(args.file).name}: {metric}"), out)
+    if note:
+        print(f"lossviz: note: {note}", file=sys.stderr)
+    print(f"wrote {written}")
+    return 0
+
+
+def _axis_text(v: np.ndarray) -> str:
+    return f"{v[0]:g}:{v[-1]:g}:{len(v)}"
+
+
+def cmd_info(args) -> int:
+    surface = _read_surface(args.file)
+    lines = [f"{args.file}: {surface.ndim}D surface, shape {'x'.join(map(str, surface.shape))} (ny x nx)"
+             if surface.ndim == 2 else f"{args.file}: 1D surface, {surface.shape[0]} points"]
+    lines.append(f"  x: {_axis_text(surface.x)}")
+    if surface.y is not None:
+        lines.append(f"  y: {_axis_text(surface.y)}")
+    lines.append(f"  computed: {int(surface.done.sum())}/{surface.done.size} points")
+    center = tuple(int(np.argmin(np.abs(a))) for a in ([surface.y] if surface.y is not None else []) + [surface.x])
+    for name, arr in surface.values.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        rng = f"min {finite.min():.6g}, max {finite.max():.6g}" if finite.size else "no finite values"
+        lines.append(f"  {name}: {rng}, at the point nearest the origin {arr[center]:.6g}, "
+                     f"{int(np.isnan(arr).sum())} NaN")
+    meta = surface.meta or {}
+    for key in ("dir_file", "kind", "method", "normalization", "ignore", "seed", "model_name", "model_file",
+                "model_file2", "dataset", "loss"):
+        if meta.get(key) not in (None, ""):
+            lines.append(f"  {key}: {meta[key]}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from lossviz.zoo import list_data, list_models
+
+    print("models: " + ", ".join(list_models()) + ", torchvision:<name>, package.module:factory")
+    print("data sets: " + ", ".join(list_data()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- entry
+_USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, KeyError, OSError, RuntimeError, ImportError)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    msg = " ".join(str(msg).split())
+    return msg or type(exc).__name__
+
+
+def _join_grid_values(argv: list[str]) -> list[str]:
+    """``--x -1:1:51`` -> ``--x=-1:1:51``: argparse would take ``-1:1:51`` for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--x", "--y") and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lossviz`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(_join_grid_values(argv))
+    except SystemExit as e:  # argparse printed its usage message
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    args.argv = argv
+    try:
+        return int(args.handler(args) or 0)
+    except _USER_ERRORS as e:
+        if os.environ.get("LOSSVIZ_DEBUG"):
+            raise
+        print(f"lossviz {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"lossviz {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

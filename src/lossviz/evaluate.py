@@ -1,0 +1,708 @@
+"""The engine: evaluate loss and accuracy at K points of a model's parameter space at once.
+
+A point ``θ`` is a flat vector of a :class:`~lossviz.params.ParamSpace`. The model is evaluated
+functionally, ``torch.func.functional_call(model, {**params(θ), **buffers}, (x,))``, in ``eval()``
+mode, over evaluation data held as tensors on the device and cut into data batches. For K points
+at once the call runs under ``torch.vmap`` over the stacked parameter dict (``weights`` kind:
+buffers shared; ``states`` kind: BatchNorm running statistics are part of the point and vmapped too).
+
+For every point the metrics are means over the N samples::
+
+    loss(θ) = (1/N) Σ_b  n_b · ℓ(f_θ(x_b), y_b)        (ℓ = the batch-mean loss)
+    acc(θ)  = 100 · (1/N) Σ_i [argmax f_θ(x_i) = y_i]  (classification only)
+
+Strategy ``"auto"`` measures, on the first call with enough points, ``vmap`` over K points against a
+plain loop over points (each at a couple of data batch sizes when the batch size is not fixed) and
+keeps the fastest for this model and device (:attr:`Evaluator.strategy_used`). NaN/inf values are
+returned as computed; an exception while evaluating some points gives NaN for those points.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from lossviz.params import ParamSpace
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MetricSpec = Any  # "loss" | "acc" | callable | (name, callable)
+
+_MIN_POINTS_TO_MEASURE = 8
+_DEFAULT_POINTS_PER_CALL = 64
+_MAX_POINTS_PER_CALL = 1024
+_SMALL_BATCH = 256  # the smaller data batch tried under vmap
+_LOOP_BATCHES = (512, 128)  # data batches tried by the loop besides "all at once" (CPU caches)
+_VMAP_WARM = False  # whether this process has made its first (slow) vmapped call
+_LOOP_BLOCK = 256  # points per result transfer in the loop strategy
+
+
+# ---------------------------------------------------------------------------------------- data
+@dataclass
+class EvalData:
+    """Evaluation samples held as two tensors: ``inputs`` (N, ...) and ``targets`` (N, ...)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets, torch.Tensor):
+            raise TypeError("EvalData needs two tensors: EvalData(inputs, targets)")
+        if self.inputs.shape[0] != self.targets.shape[0]:
+            raise ValueError(
+                f"EvalData: {self.inputs.shape[0]} inputs but {self.targets.shape[0]} targets; "
+                "give one target per input sample"
+            )
+        if self.inputs.shape[0] == 0:
+            raise ValueError("EvalData: no samples; give at least one (input, target) pair")
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def is_classification(self) -> bool:
+        """True when targets are integer class labels."""
+        return not self.targets.is_floating_point() and not self.targets.is_complex() and (
+            self.targets.dtype != torch.bool
+        )
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "EvalData":
+        """Move to ``device``; floating tensors are cast to ``dtype`` (labels stay integers)."""
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            if dtype is not None and t.is_floating_point():
+                return t.to(device=device, dtype=dtype)
+            return t.to(device=device)
+
+        return EvalData(cast(self.inputs), cast(self.targets))
+
+    def head(self, n: int) -> "EvalData":
+        return EvalData(self.inputs[:n], self.targets[:n])
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except Exception as exc:  # noqa: BLE001 - report what could not be converted
+        raise TypeError(
+            f"cannot turn the {what} ({type(value).__name__}) into a tensor: give tensors or numpy arrays"
+        ) from exc
+
+
+def _stack_items(items: Sequence[Any], what: str) -> torch.Tensor:
+    return torch.stack([_as_tensor(v, what) for v in items])
+
+
+def as_eval_data(data: Any, max_samples: int | None = None) -> EvalData:
+    """Evaluation data as tensors, from an :class:`EvalData`, an ``(inputs, targets)`` pair of
+    tensors/arrays, a ``torch.utils.data.DataLoader`` or a map-style ``Dataset`` yielding
+    ``(input, target)`` pairs. ``max_samples`` keeps the first samples only.
+    """
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer, got {max_samples}")
+    if isinstance(data, EvalData):
+        out = data
+    elif isinstance(data, torch.utils.data.DataLoader):
+        xs, ys, n = [], [], 0
+        for batch in data:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise TypeError(
+                    "the DataLoader must yield (inputs, targets) batches; got "
+                    f"{type(batch).__name__}"
+                )
+            xs.append(_as_tensor(batch[0], "inputs"))
+            ys.append(_as_tensor(batch[1], "targets"))
+            n += len(xs[-1])
+            if max_samples is not None and n >= max_samples:
+                break
+        if not xs:
+            raise ValueError("the DataLoader yielded no batches; give it some data")
+        out = EvalData(torch.cat(xs), torch.cat(ys))
+    elif isinstance(data, torch.utils.data.TensorDataset):
+        if len(data.tensors) < 2:
+            raise TypeError("the TensorDataset needs (inputs, targets) tensors")
+        out = EvalData(data.tensors[0].detach(), data.tensors[1].detach())
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and not _looks_like_dataset(data):
+        out = EvalData(_as_tensor(data[0], "inputs"), _as_tensor(data[1], "targets"))
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        n = len(data) if max_samples is None else min(len(data), max_samples)
+        if n == 0:
+            raise ValueError("the dataset is empty; give it some samples")
+        items = [data[i] for i in range(n)]
+        if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items[:1]):
+            raise TypeError("the dataset must return (input, target) pairs")
+        out = EvalData(
+            _stack_items([it[0] for it in items], "inputs"),
+            _stack_items([it[1] for it in items], "targets"),
+        )
+    else:
+        raise TypeError(
+            f"cannot use {type(data).__name__} as evaluation data: give (inputs, targets) tensors, "
+            "a Dataset, a DataLoader or an EvalData"
+        )
+    if max_samples is not None and len(out) > max_samples:
+        out = out.head(max_samples)
+    return out
+
+
+def _looks_like_dataset(pair: Sequence[Any]) -> bool:
+    """A 2-element list of (input, target) samples rather than an (inputs, targets) pair."""
+    return all(isinstance(item, (tuple, list)) for item in pair)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def _resolve_loss(loss: str | LossFn) -> tuple[str, LossFn | None]:
+    """A loss name or callable -> (name, batch-mean callable or None for the built-in CE sum)."""
+    if callable(loss):
+        return getattr(loss, "__name__", type(loss).__name__), loss
+    if loss in ("cross_entropy", "ce"):
+        return "cross_entropy", None
+    if loss == "mse":
+        return "mse", F.mse_loss
+    if loss == "nll":
+        return "nll", F.nll_loss
+    raise ValueError(
+        f"unknown loss {loss!r}: use 'cross_entropy', 'mse', 'nll' or a callable "
+        "loss(outputs, targets) returning the batch mean"
+    )
+
+
+def _resolve_metrics(
+    metrics: Iterable[MetricSpec] | Mapping[str, LossFn], classification: bool
+) -> tuple[list[str], list[tuple[str, LossFn]]]:
+    """-> (names in output order, extra callables). ``acc`` is dropped when not classification."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    items = list(metrics.items()) if isinstance(metrics, Mapping) else list(metrics)
+    names: list[str] = []
+    extra: list[tuple[str, LossFn]] = []
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, fn = item
+            if not callable(fn):
+                raise TypeError(f"metric {name!r} is not callable: give (name, fn(outputs, targets)) pairs")
+            extra.append((name, fn))
+        elif callable(item):
+            extra.append((getattr(item, "__name__", type(item).__name__), item))
+        elif item == "loss":
+            continue
+        elif item == "acc":
+            continue
+        else:
+            raise ValueError(
+                f"unknown metric {item!r}: use 'loss', 'acc', a callable fn(outputs, targets) "
+                "returning the batch mean, or a (name, fn) pair"
+            )
+    wanted = [m for m in items if isinstance(m, str)]
+    names.append("loss")
+    if "acc" in wanted and classification:
+        names.append("acc")
+    for name, _ in extra:
+        if name in names:
+            raise ValueError(f"metric name {name!r} is used twice: give the callables distinct names")
+        names.append(name)
+    return names, extra
+
+
+class _Summed(nn.Module):
+    """``forward(batches)`` -> per-metric sums over all batches: [Σ loss·n, Σ correct, Σ extra·n]."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn | None,
+        with_acc: bool,
+        extra: list[tuple[str, LossFn]],
+        sum_dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        self.model = model
+        self.sum_dtype = sum_dtype
+        self.loss_fn = loss_fn
+        self.with_acc = with_acc
+        self.extra = extra
+
+    def forward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        sums: list[torch.Tensor] | None = None
+        for x, y in batches:
+            out = self.model(x)
+            n = y.shape[0]
+            if self.loss_fn is None:
+                parts = [F.cross_entropy(out, y, reduction="sum")]
+            else:
+                parts = [self.loss_fn(out, y) * n]
+            if self.with_acc:
+                parts.append((out.argmax(-1) == y).sum().to(out.dtype))
+            parts.extend(fn(out, y) * n for _, fn in self.extra)
+            parts = [p.reshape(()).to(self.sum_dtype) for p in parts]  # accumulate in float64
+            sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+        assert sums is not None
+        return torch.stack(sums)
+
+
+# ---------------------------------------------------------------------------------------- engine
+def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``t.copy_(s)`` for every pair, in one fused call where torch has it."""
+    with torch.no_grad():
+        foreach_copy = getattr(torch, "_foreach_copy_", None)
+        if foreach_copy is not None:
+            foreach_copy(targets, sources)
+        else:  # pragma: no cover - older torch
+            for t, s in zip(targets, sources):
+                t.copy_(s)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How points are evaluated: ``strategy`` ("vmap" or "loop"), points per call, data batch size."""
+
+    strategy: str
+    points_per_call: int
+    batch_size: int
+
+
+def _memory_budget(device: torch.device) -> int:
+    """Bytes the engine may use for activations at once."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 8 << 30
+    return int(min(avail * 0.25, 2 << 30))
+
+
+class Evaluator:
+    """Evaluate metrics of ``model`` at points of its parameter space over fixed data.
+
+    Parameters
+    ----------
+    model:
+        Any ``nn.Module`` mapping an input batch to outputs; it is copied (never modified), moved to
+        ``device`` and cast to ``dtype``, and evaluated in ``eval()`` mode.
+    data:
+        Anything :func:`as_eval_data` accepts; held as tensors on ``device``.
+    kind:
+        ``"weights"`` (parameters; buffers such as BN running statistics shared by all points) or
+        ``"states"`` (the float state dict; BN running statistics are part of each point).
+    loss:
+        ``"cross_entropy"`` (default), ``"mse"``, ``"nll"`` or a callable ``loss(outputs, targets)``
+        returning the batch mean.
+    metrics:
+        ``"loss"``, ``"acc"`` (percent; only when targets are integer labels) and extra callables
+        ``fn(outputs, targets) -> batch mean`` (or ``(name, fn)`` pairs, or a ``{name: fn}`` mapping).
+    strategy:
+        ``"auto"`` (measure and keep the fastest), ``"vmap"`` or ``"loop"``.
+    points_per_call:
+        K, the points per vmapped call (default: as many as fit memory, up to 64).
+    batch_size:
+        Data batch size (default: chosen by the strategy measurement within the memory budget).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        *,
+        kind: str = "weights",
+        loss: str | LossFn = "cross_entropy",
+        metrics: Iterable[MetricSpec] | Mapping[str, LossFn] = ("loss", "acc"),
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        strategy: str = "auto",
+        points_per_call: int | None = None,
+        batch_size: int | None = None,
+        memory_budget: int | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if strategy not in ("auto", "vmap", "loop"):
+            raise ValueError(f"unknown strategy {strategy!r}: use 'auto', 'vmap' or 'loop'")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
+        if points_per_call is not None and points_per_call < 1:
+            raise ValueError(f"points_per_call must be a positive integer, got {points_per_call}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if device is None:
+            first = next(iter(model.parameters()), None)
+            device = first.device if first is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.kind = kind
+        self.space = ParamSpace(model, kind)  # validates kind
+        self.center = self.space.vector(model, dtype=dtype).to(self.device)
+
+        self.model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
+        self.data = as_eval_data(data).to(self.device, dtype)
+        self.n_samples = len(self.data)
+        self.loss_name, loss_fn = _resolve_loss(loss)
+        if loss_fn is None and not self.data.is_classification:
+            raise ValueError(
+                "loss='cross_entropy' needs integer class labels as targets; give a loss callable "
+                "(or loss='mse') for other targets"
+            )
+        self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
+        self._bytes_per_sample, out_ndim = self._probe()
+        # accuracy needs class labels and (batch, classes) outputs
+        classification = self.data.is_classification and out_ndim >= 2
+        self.metric_names, extra = _resolve_metrics(metrics, classification)
+        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self._summed = _Summed(
+            self.model, loss_fn, "acc" in self.metric_names, extra, sum_dtype
+        ).eval()
+
+        self._names = ["model." + e.name for e in self.space.entries]
+        in_space = set(self.space.names)
+        self._fixed = {
+            "model." + name: buf
+            for name, buf in self.model.named_buffers()
+            if name not in in_space
+        }
+        self.strategy = strategy
+        self.points_per_call = points_per_call
+        self.batch_size = batch_size
+        self.plan: Plan | None = None
+        self.timings: dict[str, float] = {}  # candidate -> measured ms per point
+        self.errors: list[str] = []
+        self._vmapped = vmap(self._call_functional)
+        self._sizes = [e.numel for e in self.space.entries]
+        self._shapes = [e.shape for e in self.space.entries]
+        self._targets = list(self.space.tensors_of(self.model).values())
+
+    # ---------------------------------------------------------------- public
+    @property
+    def strategy_used(self) -> str | None:
+        """"vmap" or "loop" once decided (``None`` before the first evaluation)."""
+        return self.plan.strategy if self.plan else None
+
+    @property
+    def points_per_call_used(self) -> int | None:
+        return self.plan.points_per_call if self.plan else None
+
+    @property
+    def batch_size_used(self) -> int | None:
+        return self.plan.batch_size if self.plan else None
+
+    def evaluate(self, points: torch.Tensor, *, total: int | None = None) -> dict[str, np.ndarray]:
+        """Metrics at each row of ``points`` (K, D) -> ``{name: float64 array (K,)}``; NaN on failure.
+
+        ``total`` (optional): how many points this evaluator will see in all (e.g. the grid size
+        when ``points`` is its first chunk); the auto strategy may then spend up to 5% of them
+        re-evaluating points while measuring.
+        """
+        pts = self._as_points(points)
+        n = pts.shape[0]
+        out = np.full((n, len(self.metric_names)), np.nan)
+        done = np.zeros(n, dtype=bool)
+        if n == 0:
+            return self._as_dict(out)
+        if self.plan is None:
+            if self.strategy == "auto" and n < _MIN_POINTS_TO_MEASURE:
+                self._run_plan(self._loop_plans()[0], pts, np.arange(n), out, done)
+                return self._as_dict(out)
+            self.plan = self._choose_plan(pts, out, done, total)
+        self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
+        return self._as_dict(out)
+
+    def evaluate_one(self, vec: torch.Tensor) -> dict[str, float]:
+        """Metrics at one point (a vector of the space)."""
+        res = self.evaluate(torch.as_tensor(vec).reshape(1, -1))
+        return {k: float(v[0]) for k, v in res.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluator(kind={self.kind!r}, samples={self.n_samples}, metrics={self.metric_names}, "
+            f"device={self.device}, dtype={self.dtype}, plan={self.plan})"
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def _as_points(self, points: torch.Tensor) -> torch.Tensor:
+        pts = torch.as_tensor(points)
+        if pts.dim() == 1:
+            pts = pts.reshape(1, -1)
+        if pts.dim() != 2 or pts.shape[1] != self.space.numel:
+            raise ValueError(
+                f"points must have shape (K, {self.space.numel}) for this {self.kind} space, "
+                f"got {tuple(pts.shape)}"
+            )
+        return pts.to(device=self.device, dtype=self.dtype)
+
+    def _batches(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = self.data.inputs, self.data.targets
+        return list(zip(x.split(batch_size), y.split(batch_size)))
+
+    def _split(self, vec: torch.Tensor) -> list[torch.Tensor]:
+        """The space's tensors of ``vec`` (views), in order; works under vmap."""
+        lead = tuple(vec.shape[:-1])
+        return [
+            part.reshape(lead + shape)
+            for part, shape in zip(vec.split(self._sizes, dim=-1), self._shapes)
+        ]
+
+    def _call_functional(self, vec: torch.Tensor) -> torch.Tensor:
+        """Sums (M,) at one point: ``functional_call`` with the point's tensors (vmapped over K)."""
+        params = dict(zip(self._names, self._split(vec)))
+        params.update(self._fixed)
+        return functional_call(self._summed, params, (self._cur,))
+
+    def _call_inplace(self, vec: torch.Tensor, batches) -> torch.Tensor:
+        """Sums (M,) at one point: the point is copied into the private model copy, then run."""
+        _copy_all(self._targets, self._split(vec))
+        return self._summed(batches)
+
+    @torch.no_grad()
+    def _eval_vmap(self, pts: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Sums (K, M) for the rows of ``pts`` in one vmapped call."""
+        self._cur = self._batches(batch_size)
+        try:
+            return self._vmapped(pts)
+        finally:
+            self._cur = None
+
+    @torch.no_grad()
+    def _eval_loop(self, pts: torch.Tensor, batch_size: int) -> list[torch.Tensor | Exception]:
+        """Sums (M,) per row of ``pts``, one point after another (an exception where one failed)."""
+        batches = self._batches(batch_size)
+        results: list[torch.Tensor | Exception] = []
+        for p in pts:
+            try:
+                results.append(self._call_inplace(p, batches))
+            except Exception as exc:  # noqa: BLE001 - this point becomes NaN
+                results.append(exc)
+        return results
+
+    def _eval_block(self, plan: Plan, pts: torch.Tensor) -> torch.Tensor:
+        """Sums (K, M) for the rows of ``pts``; raises if any point fails."""
+        if plan.strategy == "vmap":
+            return self._eval_vmap(pts, plan.batch_size)
+        results = self._eval_loop(pts, plan.batch_size)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return torch.stack(results)  # type: ignore[arg-type]
+
+    def _store(self, sums: torch.Tensor, idx: np.ndarray, out: np.ndarray, done: np.ndarray) -> None:
+        vals = sums.detach().to("cpu", torch.float64).numpy() / self.n_samples
+        if "acc" in self.metric_names:
+            vals[:, self.metric_names.index("acc")] *= 100.0
+        out[idx] = vals
+        done[idx] = True
+
+    def _store_loop(self, results, idx: np.ndarray, out: np.ndarray, done: np.ndarray) -> None:
+        ok = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        for r in results:
+            if isinstance(r, Exception):
+                self._note_error(r)
+        if ok:
+            self._store(torch.stack([results[i] for i in ok]), idx[ok], out, done)
+        done[idx] = True  # tried; failures stay NaN
+
+    def _run_plan(
+        self, plan: Plan, pts: torch.Tensor, idx: np.ndarray, out: np.ndarray, done: np.ndarray
+    ) -> None:
+        """Evaluate rows ``idx``: vmapped calls of ``plan.points_per_call`` points (a failed call is
+        retried point by point) or a loop; points that fail stay NaN."""
+        step = plan.points_per_call if plan.strategy == "vmap" else _LOOP_BLOCK
+        for start in range(0, len(idx), step):
+            block = idx[start : start + step]
+            if plan.strategy == "vmap":
+                try:
+                    self._store(self._eval_vmap(pts[block], plan.batch_size), block, out, done)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - retried one point at a time below
+                    if len(self.errors) < 100:
+                        self.errors.append(f"vmap call failed, retrying point by point: {exc}")
+            self._store_loop(self._eval_loop(pts[block], plan.batch_size), block, out, done)
+
+    def _note_error(self, exc: Exception) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        if len(self.errors) < 100:
+            self.errors.append(msg)
+        warnings.warn(f"lossviz: a point could not be evaluated and is NaN ({msg})", RuntimeWarning)
+
+    def _as_dict(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: out[:, i].copy() for i, name in enumerate(self.metric_names)}
+
+    # ---------------------------------------------------------------- planning
+    @torch.no_grad()
+    def _probe(self) -> tuple[int, int]:
+        """One forward pass on 2 samples -> (bytes of activations per sample, output ndim).
+
+        The bytes are those of every module's output, times 3 for functional intermediates."""
+        total = [0]
+
+        def hook(_m, _inp, output):
+            if isinstance(output, torch.Tensor):
+                total[0] += output.numel() * output.element_size()
+
+        handles = [m.register_forward_hook(hook) for m in self.model.modules()]
+        try:
+            output = self.model(self.data.inputs[:2])
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(
+                f"the model cannot run on the evaluation inputs of shape "
+                f"{tuple(self.data.inputs.shape[1:])} per sample: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            for h in handles:
+                h.remove()
+        per_sample = total[0] / max(1, min(2, self.n_samples))
+        # functional ops (activations, residual sums, the loss) add to the module outputs
+        out_ndim = output.dim() if isinstance(output, torch.Tensor) else 0
+        return int(per_sample * 3) + 1, out_ndim
+
+    def _max_samples_at_once(self) -> int:
+        return max(1, self._budget // self._bytes_per_sample)
+
+    def _loop_plans(self) -> list[Plan]:
+        if self.batch_size is not None:
+            return [Plan("loop", 1, self.batch_size)]
+        full = min(self.n_samples, self._max_samples_at_once())
+        sizes = {full} | {min(full, b) for b in _LOOP_BATCHES}
+        return [Plan("loop", 1, b) for b in sorted(sizes, reverse=True)]
+
+    def _vmap_plans(self, n_points: int) -> list[Plan]:
+        """vmap candidates: K points per call and a data batch size such that K x batch samples of
+        activations and K stacked copies of the parameters fit the memory budget."""
+        room = self._max_samples_at_once()
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        param_room = max(1, self._budget // (4 * max(1, self.space.numel) * itemsize))
+        k_cap = max(1, min(_MAX_POINTS_PER_CALL, param_room, n_points))
+        k_target = min(self.points_per_call or _DEFAULT_POINTS_PER_CALL, k_cap)
+        if self.batch_size is not None:
+            sizes = [self.batch_size]
+        else:
+            sizes = sorted(
+                {min(self.n_samples, max(1, room // k_target)), min(self.n_samples, _SMALL_BATCH)},
+                reverse=True,
+            )
+        plans = [
+            Plan("vmap", self.points_per_call or max(1, min(k_target, room // b)), b) for b in sizes
+        ]
+        if self.strategy == "auto":  # vmap gains by sharing work among points: at least 4
+            plans = [p for p in plans if p.points_per_call >= min(4, n_points)]
+        return list(dict.fromkeys(plans))
+
+    def _choose_plan(
+        self, pts: torch.Tensor, out: np.ndarray, done: np.ndarray, total: int | None = None
+    ) -> Plan:
+        """Explicit strategy -> its plan. ``"auto"``: time the candidates on rows of ``pts`` (the
+        results are kept, so measuring costs little) and return the fastest per point.
+
+        The loop is timed on single points (best of two) at each candidate batch size. ``vmap`` is
+        timed at K = 4, 8, 16, ... up to its memory limit, stopping as soon as a doubling gains
+        less than 10%, or when it is behind the loop and not catching up fast, so an unsuitable
+        strategy costs only a few points; the best measured K is kept (a larger K can be slower:
+        caches). vmap must beat the loop by 10% to be chosen.
+        """
+        n = pts.shape[0]
+        if self.strategy == "loop":
+            return self._loop_plans()[0]
+        if self.strategy == "vmap":
+            return self._vmap_plans(n)[0]
+        cursor = [0]
+        spare = int(0.05 * total) if total is not None and total > n else 0
+
+        def take(m: int) -> np.ndarray:
+            idx = (cursor[0] + np.arange(m)) % n
+            cursor[0] += m
+            return idx
+
+        best: tuple[float, Plan] | None = None
+        for plan in self._loop_plans():
+            label = f"loop(batch={plan.batch_size})"
+            try:
+                per_point = min(self._timed(plan, take(1), pts, out, done) for _ in range(2))
+            except Exception as exc:  # noqa: BLE001 - a strategy that fails is not a candidate
+                self._measure_failed(label, exc)
+                continue
+            self.timings[label] = per_point * 1e3
+            if best is None or per_point < best[0]:
+                best = (per_point, plan)
+        loop_best = best[0] if best is not None else math.inf
+        global _VMAP_WARM
+        for plan in self._vmap_plans(n):
+            try:
+                if not _VMAP_WARM:  # torch.func's one-time set-up in this process
+                    self._timed(Plan("vmap", 1, plan.batch_size), take(1), pts, out, done)
+                    _VMAP_WARM = True
+                k, k_best, t_best, t_prev = min(4, plan.points_per_call), 0, math.inf, math.inf
+                while True:
+                    t = self._timed(Plan("vmap", k, plan.batch_size), take(k), pts, out, done) / k
+                    self.timings[f"vmap(K={k},batch={plan.batch_size})"] = t * 1e3
+                    if t < t_best:
+                        k_best, t_best = k, t
+                    if k >= plan.points_per_call or t > 0.9 * t_prev:
+                        break  # at the memory limit, or doubling K no longer pays
+                    if t > (1.2 if t_prev == math.inf else 1.5) * loop_best and t > 0.75 * t_prev:
+                        break  # behind the loop and not catching up fast
+                    t_prev = t
+                    k = min(2 * k, plan.points_per_call)
+                    if cursor[0] + k > n + spare:  # measure on fresh points (or spares)
+                        break
+            except Exception as exc:  # noqa: BLE001
+                self._measure_failed(f"vmap(batch={plan.batch_size})", exc)
+                continue
+            chosen = Plan("vmap", k_best, plan.batch_size)  # the best measured K, never beyond
+            # vmap must beat the loop by 10%: the loop is the robust baseline (less memory, and
+            # its timing is less sensitive to a busy machine)
+            if best is None or t_best < (0.9 if best[1].strategy == "loop" else 1.0) * best[0]:
+                best = (t_best, chosen)
+            if t_best > 1.2 * loop_best:
+                break  # vmap does not suit this model: skip its other batch sizes
+        if best is None:
+            return self._loop_plans()[0]
+        return best[1]
+
+    def _measure_failed(self, label: str, exc: Exception) -> None:
+        self.timings[label] = math.inf
+        if len(self.errors) < 100:
+            self.errors.append(f"{label} failed while measuring: {type(exc).__name__}: {exc}")
+
+    def _timed(self, plan: Plan, idx: np.ndarray, pts, out: np.ndarray, done: np.ndarray) -> float:
+        self._sync()
+        clock = self._clock()
+        t0 = clock()
+        sums = self._eval_block(plan, pts[idx])
+        self._sync()
+        elapsed = clock() - t0
+        fresh = ~done[idx]
+        if fresh.any():
+            self._store(sums[torch.as_tensor(fresh)], idx[fresh], out, done)
+        return elapsed
+
+    def _clock(self):
+        """CPU time of the calling thread when torch computes on one CPU thread (that thread does
+        all the work; robust on a busy machine, where time spent waiting for a core does not
+        count, and with other evaluations in other threads), else wall time."""
+        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+            return time.thread_time
+        return time.perf_counter
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,245 @@
+"""Plotly figures of the Explorer's views, for scripts and static export (``fig.write_html``, ``write_image``).
+
+The same conventions as the widget: surfaces are ``(ny, nx)`` with ``z[i, j] = f(x[j], y[i])``; NaN cells
+are gaps; the trajectory is drawn from a :class:`~lossviz.session.Projection`-like object (``ids``,
+``coords``) or ``surface.meta["trajectory"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#ad494a", "#3182bd", "#f28e2b")
+CRITICAL_STYLE = {"minimum": ("triangle-down", "#00a651"), "maximum": ("triangle-up", "#d62728"), "saddle": ("x", "#ff7f0e")}
+CONTOUR_MODES = ("filled", "lines", "heatmap")
+
+
+def branch_color(branch: int) -> str:
+    """The colour of a branch (the same palette as the widget)."""
+    return PALETTE[int(branch) % len(PALETTE)]
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
+
+
+def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
+    values = _field(surface, "values") or {}
+    if not values:
+        raise ValueError("the surface has no values: compute it first")
+    if metric is None:
+        metric = "train_loss" if "train_loss" in values else next(iter(values))
+    if metric not in values:
+        raise ValueError(f"metric {metric!r} is not in this surface: use one of {list(values)}")
+    z = np.asarray(values[metric], dtype=np.float64)
+    done = _field(surface, "done")
+    if done is not None:
+        z = np.where(np.asarray(done, bool), z, np.nan)
+    return metric, z
+
+
+def _color_limits(z: np.ndarray, log: bool, vmin: float | None, vmax: float | None) -> tuple[np.ndarray, float, float]:
+    shown = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan) if log else z
+    finite = shown[np.isfinite(shown)]
+    tr = (lambda v: math.log10(v) if v > 0 else float("nan")) if log else float
+    lo = tr(vmin) if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = tr(vmax) if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    if not math.isfinite(lo):
+        lo = float(finite.min()) if finite.size else 0.0
+    if not math.isfinite(hi):
+        hi = float(finite.max()) if finite.size else 1.0
+    return shown, min(lo, hi), max(lo, hi)
+
+
+def _trajectory_xy(surface: Any, trajectory: Any) -> tuple[list[int], np.ndarray] | None:
+    if trajectory is None:
+        trajectory = (_field(surface, "meta") or {}).get("trajectory")
+    if trajectory is None:
+        return None
+    ids = list(_field(trajectory, "ids"))
+    coords = np.asarray(_field(trajectory, "coords"), dtype=np.float64).reshape(-1, 2)
+    order = np.argsort(ids, kind="stable")
+    return [ids[k] for k in order], coords[order]
+
+
+def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "filled", log: bool = False,
+                   vmin: float | None = None, vmax: float | None = None, levels: int = 20,
+                   trajectory: Any = None, critical: bool | Sequence[Any] = True) -> go.Figure:
+    """2-D contour (``mode`` "filled" / "lines" / "heatmap") of ``surface``'s ``metric``, with the trajectory
+    (``trajectory`` or ``surface.meta["trajectory"]``), the centre (0, 0) and critical points."""
+    if mode not in CONTOUR_MODES:
+        raise ValueError(f"mode {mode!r} is unknown: use one of {CONTOUR_MODES}")
+    if _field(surface, "y") is None:
+        raise ValueError("contour_figure needs a 2-D surface (y is None): use line_figure for 1-D surfaces")
+    if int(levels) < 2:
+        raise ValueError(f"levels must be at least 2, got {levels}")
+    metric, z = _surface_values(surface, metric)
+    x, y = np.asarray(_field(surface, "x"), float), np.asarray(_field(surface, "y"), float)
+    shown, lo, hi = _color_limits(z, log, vmin, vmax)
+    title = f"log10 {metric}" if log else metric
+    common = dict(x=x, y=y, z=shown, zmin=lo, zmax=hi, zauto=False, colorscale="Viridis", name=metric,
+                  colorbar=dict(title=dict(text=title)))
+    if mode == "heatmap":
+        trace = go.Heatmap(**common)
+    else:
+        size = (hi - lo) / (int(levels) - 1) if hi > lo else 1.0
+        trace = go.Contour(**common, autocontour=False, contours=dict(start=lo, end=hi, size=size,
+                                                                       coloring="lines" if mode == "lines" else "fill"))
+    fig = go.Figure(trace)
+    traj = _trajectory_xy(surface, trajectory)
+    if traj is not None:
+        ids, xy = traj
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", customdata=ids, name="trajectory",
+                                 line=dict(color="#222"), marker=dict(size=5, color="#222"),
+                                 hovertemplate="checkpoint %{customdata}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="centre",
+                             marker=dict(symbol="star", size=14, color="#e31a1c")))
+    if critical is not False:
+        points = critical if not isinstance(critical, bool) else _critical(x, y, z)
+        for kind, (symbol, color) in CRITICAL_STYLE.items():
+            pts = [p for p in points if _field(p, "kind") == kind]
+            if pts:
+                fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts], mode="markers",
+                                         name=kind, marker=dict(symbol=symbol, size=10, color=color)))
+    fig.update_layout(xaxis_title="direction 1", yaxis_title="direction 2", title=f"{metric} around checkpoint "
+                      f"{(_field(surface, 'meta') or {}).get('center', '?')}", showlegend=False)
+    return fig
+
+
+def _critical(x: np.ndarray, y: np.ndarray | None, z: np.ndarray) -> list[dict]:
+    if not np.isfinite(z).all():
+        return []
+    from lossviz.critical import critical_points
+
+    out = []
+    for p in critical_points(x, y, z):
+        refined = math.isfinite(p.x_refined)
+        out.append({"kind": p.kind, "x": p.x_refined if refined else p.x,
+                    "y": (p.y_refined if refined else p.y) if y is not None else None})
+    return out
+
+
+def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) -> float:
+    """Bilinear interpolation of the grid ``z[i, j] = f(x[j], y[i])`` at (px, py); NaN outside."""
+    if not (x[0] <= px <= x[-1] and y[0] <= py <= y[-1]):
+        return float("nan")
+    j = int(np.clip(np.searchsorted(x, px, side="right") - 1, 0, len(x) - 2)) if len(x) > 1 else 0
+    i = int(np.clip(np.searchsorted(y, py, side="right") - 1, 0, len(y) - 2)) if len(y) > 1 else 0
+    j1, i1 = min(j + 1, len(x) - 1), min(i + 1, len(y) - 1)
+    tx = (px - x[j]) / (x[j1] - x[j]) if j1 > j else 0.0
+    ty = (py - y[i]) / (y[i1] - y[i]) if i1 > i else 0.0
+    return float((1 - ty) * ((1 - tx) * z[i, j] + tx * z[i, j1]) + ty * ((1 - tx) * z[i1, j] + tx * z[i1, j1]))
+
+
+def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None) -> go.Figure:
+    """3-D surface with contour lines projected on the floor and the trajectory lifted onto the surface."""
+    if _field(surface, "y") is None:
+        raise ValueError("surface3d_figure needs a 2-D surface (y is None): use line_figure for 1-D surfaces")
+    metric, z = _surface_values(surface, metric)
+    x, y = np.asarray(_field(surface, "x"), float), np.asarray(_field(surface, "y"), float)
+    shown, lo, hi = _color_limits(z, log, None, None)
+    fig = go.Figure(go.Surface(x=x, y=y, z=shown, cmin=lo, cmax=hi, colorscale="Viridis", showscale=False, name=metric,
+                               contours=dict(z=dict(show=True, usecolormap=True, project=dict(z=True)))))
+    traj = _trajectory_xy(surface, trajectory)
+    if traj is not None:
+        ids, xy = traj
+        lifted = [bilinear(x, y, shown, a, b) for a, b in xy]
+        fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=lifted, mode="lines+markers", customdata=ids,
+                                   name="trajectory", line=dict(color="#222", width=4), marker=dict(size=3, color="#222")))
+    fig.update_layout(scene=dict(xaxis_title="d1", yaxis_title="d2", zaxis_title=f"log10 {metric}" if log else metric),
+                      title=f"3-D {metric}", showlegend=False)
+    return fig
+
+
+def line_figure(surface: Any = None, metric: str | None = None, *, curves: Iterable[Any] = ()) -> go.Figure:
+    """1-D view: a 1-D surface (``y is None``) and/or interpolation curves (``{"name", "x", "metrics"}``)."""
+    fig = go.Figure()
+    if surface is not None:
+        if _field(surface, "y") is not None:
+            raise ValueError("line_figure draws 1-D surfaces: use contour_figure for 2-D ones")
+        name, z = _surface_values(surface, metric)
+        metric = name
+        fig.add_trace(go.Scatter(x=np.asarray(_field(surface, "x"), float), y=z, mode="lines", name=f"{name} (1-D surface)"))
+    for c in curves:
+        ms = _field(c, "metrics") or {}
+        m = metric if metric in ms else next(iter(ms), None)
+        if m is not None:
+            fig.add_trace(go.Scatter(x=np.asarray(_field(c, "x"), float), y=np.asarray(ms[m], float), mode="lines+markers",
+                                     name=str(_field(c, "name", "curve"))))
+    fig.update_layout(xaxis_title="α / step", yaxis_title=metric or "value", title="1-D: lines and interpolations")
+    return fig
+
+
+def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: str = "branch",
+                      selection: Iterable[int] = ()) -> go.Figure:
+    """Checkpoints at their projected coordinates, lines from each branch's first point to its parent,
+    coloured by branch (or by a metric name); selected ids ringed."""
+    by_id = {int(_field(c, "id")): c for c in checkpoints}
+    ids = [int(i) for i in _field(projection, "ids")]
+    coords = np.asarray(_field(projection, "coords"), dtype=np.float64).reshape(-1, 2)
+    pos = {i: coords[k] for k, i in enumerate(ids) if i in by_id}
+    fig = go.Figure()
+    branches: dict[int, list[int]] = {}
+    for i in pos:
+        branches.setdefault(int(_field(by_id[i], "branch", 0)), []).append(i)
+    for b, members in sorted(branches.items()):
+        members.sort(key=lambda i: (float(_field(by_id[i], "epoch", 0.0)), i))
+        chain = members[:]
+        parent = _field(by_id[members[0]], "parent")
+        if parent is not None and int(parent) in pos:
+            chain.insert(0, int(parent))
+        xy = np.array([pos[i] for i in chain])
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", line=dict(color=branch_color(b)), hoverinfo="skip",
+                                 name=f"branch {b}"))
+    order = list(pos)
+    xy = np.array([pos[i] for i in order]) if order else np.zeros((0, 2))
+    if color_by == "branch":
+        marker = dict(size=8, color=[branch_color(_field(by_id[i], "branch", 0)) for i in order])
+    else:
+        vals = [(_field(by_id[i], "metrics") or {}).get(color_by, np.nan) for i in order]
+        marker = dict(size=8, color=vals, colorscale="Viridis", showscale=True, colorbar=dict(title=dict(text=color_by)))
+    text = [f"checkpoint {i} · {_field(by_id[i], 'kind')} · epoch {_field(by_id[i], 'epoch')}" for i in order]
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=order, text=text,
+                             hoverinfo="text", name="checkpoints"))
+    sel = [i for i in order if i in set(int(s) for s in selection)]
+    if sel:
+        sxy = np.array([pos[i] for i in sel])
+        fig.add_trace(go.Scatter(x=sxy[:, 0], y=sxy[:, 1], mode="markers", name="selected",
+                                 marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))))
+    fig.update_layout(title=f"trajectory · {_field(projection, 'method', '')}", showlegend=False)
+    return fig
+
+
+def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ()) -> go.Figure:
+    """Train (solid) and test (dotted) loss and accuracy against epoch, one line per branch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
+    sel = set(int(s) for s in selection)
+    branches: dict[int, list[Any]] = {}
+    for c in checkpoints:
+        branches.setdefault(int(_field(c, "branch", 0)), []).append(c)
+    for col, suffix in ((1, "loss"), (2, "acc")):
+        for split, dash in (("train", "solid"), ("test", "dot")):
+            m = f"{split}_{suffix}"
+            for b, cs in sorted(branches.items()):
+                cs = sorted(cs, key=lambda c: float(_field(c, "epoch", 0.0)))
+                ys = [(_field(c, "metrics") or {}).get(m) for c in cs]
+                if all(v is None for v in ys):
+                    continue
+                xs = [float(_field(c, "epoch", 0.0)) for c in cs]
+                ys = [np.nan if v is None else float(v) for v in ys]
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} · branch {b}",
+                                         line=dict(color=branch_color(b), dash=dash)), row=1, col=col)
+                pick = [k for k, c in enumerate(cs) if int(_field(c, "id")) in sel]
+                if pick:
+                    fig.add_trace(go.Scatter(x=[xs[k] for k in pick], y=[ys[k] for k in pick], mode="markers", name="selected",
+                                             marker=dict(size=8, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))),
+                                  row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(showlegend=False, title="metrics (solid train, dotted test)")
+    return fig

@@ -1,0 +1,682 @@
+"""A project on disk: the checkpoint tree and everything computed on it, crash-safe.
+
+Layout of a project folder::
+
+    index.sqlite                  the index (SQLite, WAL mode): checkpoints, branches, results, meta
+    weights/<id>.safetensors      a checkpoint's model state dict
+    optim/<id>.safetensors        its optimizer state (tensors; the non-tensor structure as JSON metadata)
+    results/<key>.<ext>           surfaces, projections, Hessian results, keyed by a hash of their spec
+
+Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``), flushed and fsynced;
+then, inside one ``BEGIN IMMEDIATE`` transaction, its row is inserted, the file renamed to its final
+name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
+a committed row with its complete file, or no row (and at most an orphan file that the next
+:class:`Store` opening removes). Orphan cleaning runs inside a write transaction, so it never races
+another process's insert. Several processes may open one project; SQLite serializes the writes and
+``database is locked`` errors are retried.
+
+Nothing is ever unpickled: weights and optimizer states are safetensors files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+
+CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
+RESULT_KINDS = ("surface", "projection", "hessian")
+SCHEMA_VERSION = 1
+INDEX_NAME = "index.sqlite"
+_TMP_RE = re.compile(r"^\.+tmp-(\d+)-[0-9a-f]+")
+_RESULT_FILE_RE = re.compile(r"^[0-9a-f]{64}")
+_ID_FILE_RE = re.compile(r"^(\d+)\.safetensors$")
+_STALE_TMP_SECONDS = 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS branches (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER,
+    created REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER,
+    branch INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    epoch REAL NOT NULL,
+    step INTEGER NOT NULL,
+    hparams TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    optim TEXT,
+    weights_sha256 TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_parent ON checkpoints(parent);
+CREATE INDEX IF NOT EXISTS checkpoints_branch ON checkpoints(branch);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    file TEXT,
+    meta TEXT NOT NULL,
+    complete INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+# ---------------------------------------------------------------------------------------- records
+@dataclass
+class Checkpoint:
+    """One point of the checkpoint tree (the row of the index; weights live in their own file)."""
+
+    id: int
+    parent: int | None
+    branch: int
+    kind: str
+    epoch: float
+    step: int
+    hparams: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    created: float = 0.0
+    status: str = "ok"
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=True)
+
+
+def spec_key(spec: Mapping[str, Any]) -> str:
+    """A stable hash (sha256 hex) of a json-able spec: everything that defines a result."""
+    return hashlib.sha256(_dumps(dict(spec)).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- files
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(folder: Path, suffix: str = "") -> Path:
+    return folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{suffix}"
+
+
+def write_bytes_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (a temporary name), flush and fsync it."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def tensors_to_safetensors_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """Serialize tensors (copied to CPU, contiguous, unshared) to safetensors bytes."""
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    return save(clean, metadata=dict(metadata) if metadata else None)
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file (never unpickles). Raises ValueError when it is not one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own SafetensorError on bad headers
+        raise ValueError(
+            f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files: "
+            "restore the file from the project or remove the checkpoint"
+        ) from None
+    return tensors, meta
+
+
+# ------------------------------------------------------------------------- optimizer state codec
+def encode_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """Flatten an optimizer ``state_dict()`` into tensors + a JSON structure (no pickle).
+
+    Tensors are replaced by ``{"__tensor__": key}``; dicts become ``{"__dict__": [[k, v], ...]}`` (so
+    integer parameter ids survive), tuples ``{"__tuple__": [...]}``.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(obj: Any, path: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = obj
+            return {"__tensor__": key}
+        if isinstance(obj, Mapping):
+            return {"__dict__": [[enc(k, path), enc(v, f"{path}.{k}")] for k, v in obj.items()]}
+        if isinstance(obj, tuple):
+            return {"__tuple__": [enc(v, path) for v in obj]}
+        if isinstance(obj, list):
+            return [enc(v, path) for v in obj]
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise TypeError(
+            f"optimizer state entry {path!r} has type {type(obj).__name__}, which lossviz cannot "
+            "store without pickle; use one of the built-in torch optimizers"
+        )
+
+    structure = enc(dict(state), "state")
+    return tensors, _dumps(structure)
+
+
+def decode_optimizer_state(tensors: Mapping[str, torch.Tensor], structure: str) -> dict:
+    """Inverse of :func:`encode_optimizer_state`."""
+
+    def dec(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if "__tensor__" in obj:
+                return tensors[obj["__tensor__"]]
+            if "__dict__" in obj:
+                return {dec(k): dec(v) for k, v in obj["__dict__"]}
+            if "__tuple__" in obj:
+                return tuple(dec(v) for v in obj["__tuple__"])
+            return {k: dec(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [dec(v) for v in obj]
+        return obj
+
+    return dec(json.loads(structure))
+
+
+# ---------------------------------------------------------------------------------------- store
+class Store:
+    """A project folder: SQLite index + safetensors weight files. Thread-safe; multi-process safe.
+
+    Parameters
+    ----------
+    path:
+        The project folder (created when missing unless ``create=False``).
+    timeout:
+        Seconds to wait for another process's write lock before giving up.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(
+                    f"no lossviz project at {self.path}: pass create=True or check the path"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise ValueError(f"{self.path} is a file, not a project folder: choose another path")
+        self.timeout = float(timeout)
+        for sub in ("weights", "optim", "results"):
+            (self.path / sub).mkdir(exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path / INDEX_NAME),
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._retry(lambda: self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
+        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        self._conn.execute("PRAGMA synchronous = FULL")
+        with self.transaction() as cur:
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                cur.execute(stmt)
+            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                cur.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (_dumps(SCHEMA_VERSION),),
+                )
+                cur.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
+                    (_dumps(time.time()),),
+                )
+        self.cleaned = self.clean_orphans()
+
+    # ----------------------------------------------------------------- sqlite plumbing
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
+        with self._lock:
+            cur = self._conn.cursor()
+            self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
+            try:
+                yield cur
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._retry(lambda: cur.execute("COMMIT"))
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._retry(lambda: self._conn.execute(sql, args).fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ----------------------------------------------------------------- orphans
+    def clean_orphans(self) -> list[str]:
+        """Remove weight/optimizer/result files with no index row and dead processes' temp files.
+
+        Runs inside a write transaction so that no other process can be between its rename and its
+        commit. Returns the removed paths (relative to the project)."""
+        removed: list[str] = []
+        with self.transaction() as cur:
+            ids = {r[0] for r in cur.execute("SELECT id FROM checkpoints")}
+            optim_ids = {
+                r[0] for r in cur.execute("SELECT id FROM checkpoints WHERE optim IS NOT NULL")
+            }
+            result_files = {
+                r[0] for r in cur.execute("SELECT file FROM results WHERE file IS NOT NULL")
+            }
+            now = time.time()
+            for sub in ("weights", "optim", "results"):
+                folder = self.path / sub
+                for p in folder.iterdir():
+                    name = p.name
+                    m = _TMP_RE.match(name)
+                    if m:
+                        try:
+                            stale = now - p.stat().st_mtime > _STALE_TMP_SECONDS
+                        except FileNotFoundError:
+                            continue
+                        if not _pid_alive(int(m.group(1))) or stale:
+                            p.unlink(missing_ok=True)
+                            removed.append(f"{sub}/{name}")
+                        continue
+                    if name.startswith("."):  # another writer's temporary file: only when stale
+                        try:
+                            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
+                                p.unlink(missing_ok=True)
+                                removed.append(f"{sub}/{name}")
+                        except FileNotFoundError:
+                            pass
+                        continue
+                    if sub == "results":
+                        if (_RESULT_FILE_RE.match(name) and f"results/{name}" not in result_files
+                                and p.is_file()):
+                            p.unlink(missing_ok=True)
+                            removed.append(f"{sub}/{name}")
+                        continue
+                    m = _ID_FILE_RE.match(name)
+                    if m:
+                        known = ids if sub == "weights" else optim_ids
+                        if int(m.group(1)) not in known:
+                            p.unlink(missing_ok=True)
+                            removed.append(f"{sub}/{name}")
+        return removed
+
+    # ----------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = self._read("SELECT value FROM meta WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, _dumps(value)),
+            )
+
+    def set_meta_if_absent(self, key: str, value: Any) -> Any:
+        """Set ``key`` unless present; return the stored value (atomic across processes)."""
+        with self.transaction() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                return json.loads(row[0])
+            cur.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, _dumps(value)))
+            return value
+
+    # ----------------------------------------------------------------- checkpoints
+    @staticmethod
+    def _row_to_checkpoint(row: sqlite3.Row) -> Checkpoint:
+        return Checkpoint(
+            id=int(row["id"]),
+            parent=None if row["parent"] is None else int(row["parent"]),
+            branch=int(row["branch"]),
+            kind=row["kind"],
+            epoch=float(row["epoch"]),
+            step=int(row["step"]),
+            hparams=json.loads(row["hparams"]),
+            metrics=json.loads(row["metrics"]),
+            created=float(row["created"]),
+            status=row["status"],
+            note=row["note"],
+        )
+
+    def add_checkpoint(
+        self,
+        state_dict: Mapping[str, torch.Tensor],
+        *,
+        parent: int | None,
+        branch: int | str = "auto",
+        kind: str = "train",
+        epoch: float = 0.0,
+        step: int = 0,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        status: str = "ok",
+        note: str = "",
+        optim_state: Mapping[str, Any] | None = None,
+        branch_note: str = "",
+    ) -> Checkpoint:
+        """Write a checkpoint's files durably, then enter it in the index in one transaction.
+
+        ``branch``: an existing branch id; ``"new"`` for a new branch forked at ``parent``; or
+        ``"auto"``: ``parent``'s branch if ``parent`` has no successor yet, else a new branch (decided
+        inside the transaction, so two writers never both continue one branch).
+        """
+        if kind not in CHECKPOINT_KINDS:
+            raise ValueError(f"unknown checkpoint kind {kind!r}: use one of {CHECKPOINT_KINDS}")
+        if not isinstance(branch, int) and branch not in ("auto", "new"):
+            raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
+        weights_bytes = tensors_to_safetensors_bytes(state_dict, {"format": "lossviz-weights"})
+        sha = hashlib.sha256(weights_bytes).hexdigest()
+        tmp_w = _tmp_name(self.path / "weights")
+        tmp_o = None
+        try:
+            write_bytes_durably(tmp_w, weights_bytes)
+            del weights_bytes
+            if optim_state is not None:
+                tensors, structure = encode_optimizer_state(optim_state)
+                tmp_o = _tmp_name(self.path / "optim")
+                write_bytes_durably(
+                    tmp_o,
+                    tensors_to_safetensors_bytes(
+                        tensors, {"format": "lossviz-optimizer", "structure": structure}
+                    ),
+                )
+            created = time.time()
+            with self.transaction() as cur:
+                if parent is not None:
+                    prow = cur.execute(
+                        "SELECT branch FROM checkpoints WHERE id=?", (parent,)
+                    ).fetchone()
+                    if prow is None:
+                        raise ValueError(f"parent checkpoint {parent} does not exist in {self.path}")
+                if isinstance(branch, int):
+                    if cur.execute("SELECT 1 FROM branches WHERE id=?", (branch,)).fetchone() is None:
+                        raise ValueError(f"branch {branch} does not exist in {self.path}")
+                    branch_id = branch
+                else:
+                    new = branch == "new" or parent is None
+                    if not new:
+                        has_child = cur.execute(
+                            "SELECT 1 FROM checkpoints WHERE parent=? LIMIT 1", (parent,)
+                        ).fetchone()
+                        new = has_child is not None
+                    if new:
+                        cur.execute(
+                            "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
+                            (parent, created, branch_note),
+                        )
+                        branch_id = int(cur.lastrowid)
+                    else:
+                        branch_id = int(prow["branch"])
+                cur.execute(
+                    "INSERT INTO checkpoints(parent, branch, kind, epoch, step, hparams, metrics, "
+                    "created, status, note, weights, optim, weights_sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)",
+                    (
+                        parent,
+                        branch_id,
+                        kind,
+                        float(epoch),
+                        int(step),
+                        _dumps(dict(hparams or {})),
+                        _dumps({k: float(v) for k, v in (metrics or {}).items()}),
+                        created,
+                        status,
+                        note,
+                        None if tmp_o is None else "",
+                        sha,
+                    ),
+                )
+                cid = int(cur.lastrowid)
+                wrel = f"weights/{cid}.safetensors"
+                orel = None if tmp_o is None else f"optim/{cid}.safetensors"
+                cur.execute(
+                    "UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid)
+                )
+                os.replace(tmp_w, self.path / wrel)
+                tmp_w = None
+                if tmp_o is not None:
+                    os.replace(tmp_o, self.path / orel)
+                    tmp_o = None
+                    _fsync_dir(self.path / "optim")
+                _fsync_dir(self.path / "weights")
+                row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
+            return self._row_to_checkpoint(row)
+        finally:
+            for t in (tmp_w, tmp_o):
+                if t is not None:
+                    Path(t).unlink(missing_ok=True)
+
+    def checkpoint(self, id: int) -> Checkpoint:
+        rows = self._read("SELECT * FROM checkpoints WHERE id=?", (int(id),))
+        if not rows:
+            raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
+        return self._row_to_checkpoint(rows[0])
+
+    def checkpoints(self, branch: int | None = None) -> list[Checkpoint]:
+        if branch is None:
+            rows = self._read("SELECT * FROM checkpoints ORDER BY id")
+        else:
+            rows = self._read("SELECT * FROM checkpoints WHERE branch=? ORDER BY id", (int(branch),))
+        return [self._row_to_checkpoint(r) for r in rows]
+
+    def children(self, id: int) -> list[int]:
+        return [int(r[0]) for r in self._read("SELECT id FROM checkpoints WHERE parent=? ORDER BY id", (int(id),))]
+
+    def n_checkpoints(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM checkpoints")[0][0])
+
+    def branches(self) -> list[dict]:
+        """Branches: id, parent checkpoint (where it forked), root (first id), last id, n."""
+        rows = self._read(
+            "SELECT b.id, b.parent, b.created, b.note, MIN(c.id) AS root, MAX(c.id) AS last, "
+            "COUNT(c.id) AS n FROM branches b LEFT JOIN checkpoints c ON c.branch = b.id "
+            "GROUP BY b.id ORDER BY b.id"
+        )
+        return [
+            {
+                "id": int(r["id"]),
+                "parent": None if r["parent"] is None else int(r["parent"]),
+                "root": None if r["root"] is None else int(r["root"]),
+                "last": None if r["last"] is None else int(r["last"]),
+                "n": int(r["n"]),
+                "created": float(r["created"]),
+                "note": r["note"],
+            }
+            for r in rows
+            if r["n"] > 0
+        ]
+
+    def weights_path(self, id: int) -> Path:
+        return self.path / "weights" / f"{int(id)}.safetensors"
+
+    def load_state_dict(self, id: int) -> dict[str, torch.Tensor]:
+        """The checkpoint's model state dict (safetensors; never unpickles)."""
+        rows = self._read("SELECT weights FROM checkpoints WHERE id=?", (int(id),))
+        if not rows:
+            raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
+        path = self.path / rows[0][0]
+        if not path.exists():
+            raise FileNotFoundError(
+                f"weight file {path} of checkpoint {id} is missing; the project was modified by hand"
+            )
+        tensors, meta = read_safetensors(path)
+        if meta.get("format") != "lossviz-weights":
+            raise ValueError(f"{path} is not a lossviz weight file (metadata {meta!r})")
+        return tensors
+
+    def load_optim_state(self, id: int) -> dict | None:
+        """The optimizer state saved with checkpoint ``id``, or None when it has none."""
+        rows = self._read("SELECT optim FROM checkpoints WHERE id=?", (int(id),))
+        if not rows:
+            raise KeyError(f"no checkpoint {id} in {self.path}")
+        if rows[0][0] is None:
+            return None
+        path = self.path / rows[0][0]
+        tensors, meta = read_safetensors(path)
+        if meta.get("format") != "lossviz-optimizer" or "structure" not in meta:
+            raise ValueError(f"{path} is not a lossviz optimizer-state file")
+        return decode_optimizer_state(tensors, meta["structure"])
+
+    def verify(self, id: int) -> bool:
+        """True when checkpoint ``id``'s weight file hashes to the sha256 recorded at write time."""
+        rows = self._read("SELECT weights, weights_sha256 FROM checkpoints WHERE id=?", (int(id),))
+        if not rows:
+            raise KeyError(f"no checkpoint {id} in {self.path}")
+        path = self.path / rows[0][0]
+        if not path.exists():
+            return False
+        return hashlib.sha256(path.read_bytes()).hexdigest() == rows[0][1]
+
+    def modified(self) -> float:
+        rows = self._read("SELECT MAX(created) FROM checkpoints")
+        last = rows[0][0]
+        return float(last) if last is not None else float(self.get_meta("created", 0.0))
+
+    # ----------------------------------------------------------------- results
+    def result_path(self, key: str, suffix: str) -> Path:
+        return self.path / "results" / f"{key}{suffix}"
+
+    def find_result(self, key: str) -> dict | None:
+        """The stored result row for ``key`` (dict with kind, spec, path, meta, complete) or None."""
+        rows = self._read("SELECT * FROM results WHERE key=?", (key,))
+        if not rows:
+            return None
+        r = rows[0]
+        return {
+            "key": r["key"],
+            "kind": r["kind"],
+            "spec": json.loads(r["spec"]),
+            "path": None if r["file"] is None else self.path / r["file"],
+            "meta": json.loads(r["meta"]),
+            "complete": bool(r["complete"]),
+            "created": float(r["created"]),
+            "updated": float(r["updated"]),
+        }
+
+    def results(self, kind: str | None = None) -> list[dict]:
+        sql = "SELECT key FROM results" + (" WHERE kind=?" if kind else "") + " ORDER BY created"
+        return [self.find_result(r[0]) for r in self._read(sql, (kind,) if kind else ())]
+
+    def put_result(
+        self,
+        key: str,
+        kind: str,
+        spec: Mapping[str, Any],
+        *,
+        write: Callable[[Path], None] | None = None,
+        suffix: str = "",
+        meta: Mapping[str, Any] | None = None,
+        complete: bool = True,
+    ) -> dict:
+        """Store (or update) a result: ``write(tmp_path)`` writes its file, which is fsynced and
+        renamed to ``results/<key><suffix>`` inside the transaction that upserts the row."""
+        if kind not in RESULT_KINDS:
+            raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
+        tmp = None
+        rel = None
+        try:
+            if write is not None:
+                tmp = _tmp_name(self.path / "results", suffix)
+                write(tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                rel = f"results/{key}{suffix}"
+            now = time.time()
+            with self.transaction() as cur:
+                cur.execute(
+                    "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "file=excluded.file, meta=excluded.meta, complete=excluded.complete, "
+                    "updated=excluded.updated",
+                    (key, kind, _dumps(dict(spec)), rel, _dumps(dict(meta or {})), int(complete), now, now),
+                )
+                if tmp is not None:
+                    os.replace(tmp, self.path / rel)
+                    tmp = None
+                    _fsync_dir(self.path / "results")
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+        return self.find_result(key)
+

@@ -1,0 +1,438 @@
+"""Loss surfaces: metrics on a 1D line or 2D grid of points ``θ = θ₀ + α·d₁ (+ β·d₂)``.
+
+:func:`compute_surface` (public name ``lossviz.surface``) evaluates the grid's points coarse to
+fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
+already an evenly spread picture; it reports progress (tqdm and a callback), stops between chunks
+when a ``threading.Event`` is set, and resumes a partial surface. :func:`interpolate` is the 1D
+line between two models (``θ_A`` at 0, ``θ_B`` at 1).
+
+Values are stored as ``values[name]`` with the reference's file names (``train_loss``,
+``train_acc``, ``test_loss``, ``test_acc``): shape ``(nx,)`` or ``(ny, nx)`` with
+``values[i, j] = f(x[j], y[i])``; NaN where not computed (or where the model gave NaN).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import warnings
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lossviz.directions import DirectionSet, as_direction, random_directions, target_direction
+from lossviz.evaluate import EvalData, Evaluator, as_eval_data
+from lossviz.executors import run_chunks
+from lossviz.grid import Axis, SurfaceGrid
+from lossviz.params import ParamSpace
+
+Callback = Callable[["Surface", int, int], Any]
+
+
+# ---------------------------------------------------------------------------------------- result
+@dataclass
+class Surface:
+    """Metrics on a line (``y is None``, arrays ``(nx,)``) or grid (arrays ``(ny, nx)``, row = y)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    directions: DirectionSet | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.values)
+
+    @property
+    def n_done(self) -> int:
+        return int(self.done.sum())
+
+    @property
+    def grid(self) -> SurfaceGrid:
+        def axis(v: np.ndarray) -> Axis:
+            return Axis(float(v[0]), float(v[-1]), len(v))
+
+        return SurfaceGrid(axis(self.x), axis(self.y) if self.y is not None else None)
+
+    def coords(self) -> np.ndarray:
+        """All points' coefficients, ``(N, ndim)`` in flat order ``k = i * nx + j``."""
+        if self.y is None:
+            return np.asarray(self.x, dtype=np.float64)[:, None]
+        X, Y = np.meshgrid(self.x, self.y)
+        return np.stack([X.ravel(), Y.ravel()], axis=1)
+
+    def __repr__(self) -> str:
+        return (
+            f"Surface(shape={self.shape}, metrics={self.metrics}, done={self.n_done}/{self.done.size})"
+        )
+
+
+# ---------------------------------------------------------------------------------------- the task
+@dataclass
+class EvalSpec:
+    """Everything a worker needs to evaluate chunks of one surface (picklable, built once).
+
+    ``center`` (D,) and ``directions`` (ndir, D) are CPU tensors; a point is
+    ``center + coeffs @ directions``; ``datasets`` maps a split name to its CPU data.
+    """
+
+    token: str
+    model: nn.Module
+    datasets: dict[str, EvalData]
+    center: torch.Tensor
+    directions: torch.Tensor
+    evaluator_kwargs: dict[str, Any]
+    n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
+
+
+_EVALUATORS: "OrderedDict[tuple[str, int], dict[str, Evaluator]]" = OrderedDict()
+_EVALUATORS_LOCK = threading.Lock()
+_MAX_CACHED = 4
+
+
+def evaluators_for(spec: EvalSpec) -> dict[str, Evaluator]:
+    """This process's and thread's evaluators for ``spec`` (built on first use, then reused so the
+    strategy is measured once; each thread has its own copy of the model)."""
+    key = (spec.token, threading.get_ident())
+    with _EVALUATORS_LOCK:
+        found = _EVALUATORS.get(key)
+        if found is not None:
+            _EVALUATORS.move_to_end(key)
+            return found
+    built = {
+        split: Evaluator(spec.model, data, **spec.evaluator_kwargs)
+        for split, data in spec.datasets.items()
+    }
+    with _EVALUATORS_LOCK:
+        _EVALUATORS[key] = built
+        while len(_EVALUATORS) > _MAX_CACHED:
+            _EVALUATORS.popitem(last=False)
+    return built
+
+
+def release_evaluators(spec: EvalSpec) -> None:
+    """Drop this process's cached evaluators of ``spec`` (all threads)."""
+    with _EVALUATORS_LOCK:
+        for key in [k for k in _EVALUATORS if k[0] == spec.token]:
+            del _EVALUATORS[key]
+
+
+def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
+    """The chunk task: metrics at ``center + coeffs @ directions`` for the rows of ``coeffs``.
+
+    Returns ``{"<split>_<metric>": float64 array (m,)}``. A top-level function, so that any
+    executor (threads, processes, Dask, MPI) can run it.
+    """
+    evaluators = evaluators_for(spec)
+    first = next(iter(evaluators.values()))
+    c = torch.as_tensor(np.asarray(coeffs, dtype=np.float64), dtype=first.dtype, device=first.device)
+    dirs = spec.directions.to(device=first.device, dtype=first.dtype)
+    center = spec.center.to(device=first.device, dtype=first.dtype)
+    points = center + c @ dirs
+    out: dict[str, np.ndarray] = {}
+    for split, ev in evaluators.items():
+        for name, vals in ev.evaluate(points, total=spec.n_points).items():
+            out[f"{split}_{name}"] = vals
+    return out
+
+
+# ---------------------------------------------------------------------------------------- directions
+def _is_vector_like(value: Any, space: ParamSpace) -> bool:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.ndim == 1 and value.shape[0] == space.numel
+    return isinstance(value, Mapping)
+
+
+def resolve_directions(
+    directions: Any,
+    space: ParamSpace,
+    center: torch.Tensor,
+    ndim: int,
+    *,
+    normalization: str | None = "filter",
+    ignore: str | None = "biasbn",
+    seed: int | None = 0,
+) -> DirectionSet:
+    """A :class:`DirectionSet` with ``ndim`` directions over ``space``.
+
+    ``"random"`` draws filter-normalized (etc.) random directions seeded ``seed`` (x then y from one
+    stream, like the reference). Given directions (a vector, a ``(ndim, D)`` tensor, a pair, a
+    state dict, a :class:`DirectionSet`) are used as given: ``normalization`` applies to random
+    directions only.
+    """
+    if isinstance(directions, str):
+        if directions != "random":
+            raise ValueError(
+                f"unknown directions {directions!r}: use 'random', a DirectionSet, a vector, a pair "
+                "of vectors or a state dict"
+            )
+        return random_directions(
+            space, center, ndim, seed=seed, normalization=normalization, ignore=ignore
+        )
+    if isinstance(directions, DirectionSet):
+        ds = directions
+        if ds.kind != space.kind:
+            raise ValueError(
+                f"the directions are {ds.kind!r} directions but the surface is computed in the "
+                f"{space.kind!r} space: pass kind={ds.kind!r}"
+            )
+        if ds.numel != space.numel:
+            raise ValueError(
+                f"the directions have {ds.numel} entries but the model's {space.kind} space has "
+                f"{space.numel}: they belong to another architecture"
+            )
+    else:
+        if isinstance(directions, (torch.Tensor, np.ndarray)) and directions.ndim == 2:
+            vecs = [as_direction(space, v) for v in directions]
+        elif isinstance(directions, (tuple, list)) and 1 <= len(directions) <= 2 and all(
+            _is_vector_like(v, space) for v in directions
+        ):
+            vecs = [as_direction(space, v) for v in directions]
+        else:
+            vecs = [as_direction(space, directions)]
+        ds = DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, method="custom")
+    if ds.ndim != ndim:
+        raise ValueError(
+            f"{ds.ndim} direction(s) given for a {ndim}D surface: "
+            + ("pass y='min:max:num' for a 2D grid" if ds.ndim == 2 else "give two directions for a 2D grid")
+        )
+    return ds
+
+
+# ---------------------------------------------------------------------------------------- compute
+def _check_resume(resume: Surface, grid: SurfaceGrid, names: list[str], ds: DirectionSet) -> None:
+    if not isinstance(resume, Surface):
+        raise TypeError(f"resume must be a Surface, got {type(resume).__name__}")
+    same_grid = resume.shape == grid.shape and np.allclose(resume.x, grid.x.values) and (
+        (resume.y is None and grid.y is None)
+        or (resume.y is not None and grid.y is not None and np.allclose(resume.y, grid.y.values))
+    )
+    if not same_grid:
+        raise ValueError(
+            f"resume surface has a different grid (shape {resume.shape}) than requested "
+            f"{grid.shape}: pass the same x and y as the surface being resumed"
+        )
+    missing = [n for n in names if n not in resume.values]
+    if missing:
+        raise ValueError(
+            f"resume surface has no {missing[0]!r} values: pass the same data, test data and metrics"
+        )
+    if resume.directions is not None:
+        theirs, ours = resume.directions.stacked().double().cpu(), ds.stacked().double().cpu()
+        if theirs.shape != ours.shape or not torch.allclose(theirs, ours, rtol=1e-5, atol=1e-8):
+            raise ValueError(
+                "resume surface was computed along other directions: pass the same directions "
+                "(or the same seed, normalization and ignore) as the surface being resumed"
+            )
+
+
+def _default_chunk(numel: int, itemsize: int, points_per_call: int | None) -> int:
+    cap = max(1, (256 << 20) // max(1, numel * itemsize))  # the chunk's points: at most 256 MiB
+    return max(1, min(points_per_call or 64, cap))
+
+
+def compute_surface(
+    model: nn.Module,
+    data: Any,
+    directions: Any = "random",
+    x: Any = "-1:1:51",
+    y: Any = None,
+    *,
+    kind: str = "weights",
+    normalization: str | None = "filter",
+    ignore: str | None = "biasbn",
+    seed: int | None = 0,
+    metrics: Iterable[Any] | Mapping[str, Any] = ("loss", "acc"),
+    loss: Any = "cross_entropy",
+    split: str = "train",
+    test_data: Any = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    callback: Callback | None = None,
+    cancel: threading.Event | None = None,
+    resume: Surface | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    points_per_call: int | None = None,
+    strategy: str = "auto",
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    max_samples: int | None = None,
+) -> Surface:
+    """Metrics of ``model`` on the grid ``θ₀ + x·d₁ (+ y·d₂)`` around its own point ``θ₀``.
+
+    ``directions``: ``"random"`` (seeded ``seed``, normalized by ``normalization`` with ``ignore``
+    rules), a :class:`DirectionSet`, a vector / ``(d1, d2)`` / ``(2, D)`` tensor / state dict(s)
+    (used as given). ``x``/``y``: grid specs ``"min:max:num"``. Points are evaluated coarse to fine
+    in chunks of ``chunk_size``; after each chunk ``callback(surface, n_done, n_total)`` sees the
+    partial surface; setting ``cancel`` stops between chunks (finished points stay, the rest NaN
+    with ``done`` False); ``resume`` (a partial Surface of the same grid and directions) skips its
+    finished points. ``executor``: any ``concurrent.futures.Executor`` running
+    :func:`evaluate_chunk` tasks (default: in-process). Other arguments go to :class:`Evaluator`.
+    """
+    grid = SurfaceGrid.from_specs(x, y)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not split or not isinstance(split, str):
+        raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
+    datasets = {split: as_eval_data(data, max_samples)}
+    if test_data is not None:
+        if split == "test":
+            raise ValueError("split='test' clashes with test_data: name the main split otherwise")
+        datasets["test"] = as_eval_data(test_data, max_samples)
+
+    space = ParamSpace(model, kind)
+    center = space.vector(model, dtype=dtype).cpu()
+    ds = resolve_directions(
+        directions, space, center, grid.ndim,
+        normalization=normalization, ignore=ignore, seed=seed,
+    )
+    evaluator_kwargs = dict(
+        kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype,
+        strategy=strategy, points_per_call=points_per_call, batch_size=batch_size,
+    )
+    spec = EvalSpec(
+        token=uuid.uuid4().hex,
+        model=model,
+        datasets=datasets,
+        center=center,
+        directions=ds.stacked().detach().to(device="cpu", dtype=dtype),
+        evaluator_kwargs=evaluator_kwargs,
+    )
+    # built here once: validates model and data early, names the metrics, and is reused in-process
+    local = evaluators_for(spec)
+    names = [f"{s}_{m}" for s, ev in local.items() for m in ev.metric_names]
+
+    if resume is not None:
+        _check_resume(resume, grid, names, ds)
+        values = {n: np.array(resume.values[n], dtype=np.float64, copy=True) for n in names}
+        done = np.array(resume.done, dtype=bool, copy=True)
+    else:
+        values = {n: np.full(grid.shape, np.nan) for n in names}
+        done = np.zeros(grid.shape, dtype=bool)
+    first = next(iter(local.values()))
+    meta = {
+        "kind": kind,
+        "method": ds.method,
+        "normalization": ds.normalization,
+        "ignore": ds.ignore,
+        "seed": ds.seed,
+        "directions": ds.describe(),
+        "x": grid.x.spec,
+        "y": grid.y.spec if grid.y is not None else None,
+        "split": split,
+        "splits": list(datasets),
+        "n_samples": {s: len(d) for s, d in datasets.items()},
+        "loss": first.loss_name,
+        "metrics": names,
+        "dtype": str(dtype).replace("torch.", ""),
+        "device": str(first.device),
+        "model": type(model).__name__,
+        "numel": space.numel,
+    }
+    if resume is not None:
+        meta = {**resume.meta, **meta}
+    surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
+
+    coords = grid.coords()
+    order = grid.order()
+    todo = order[~done.ravel()[order]]
+    spec.n_points = len(todo)
+    step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
+    chunks_idx = [todo[i : i + step] for i in range(0, len(todo), step)]
+    n_total = grid.size
+    errors: list[str] = []
+    n_ok = 0
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, initial=surface.n_done, disable=not progress, desc="surface", unit="pt")
+        try:
+            for i, fut in run_chunks(
+                evaluate_chunk, spec, [coords[idx] for idx in chunks_idx], executor, cancel=cancel
+            ):
+                idx = chunks_idx[i]
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a failed chunk stays NaN and not done
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    warnings.warn(
+                        f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
+                        RuntimeWarning,
+                    )
+                else:
+                    for name in names:
+                        values[name].reshape(-1)[idx] = result[name]
+                    done.reshape(-1)[idx] = True
+                    n_ok += len(idx)
+                bar.update(len(idx))
+                if callback is not None:
+                    callback(surface, surface.n_done, n_total)
+        finally:
+            bar.close()
+    finally:
+        if executor is None:
+            meta["strategy"] = first.strategy_used
+            meta["points_per_call"] = first.points_per_call_used
+            meta["batch_size"] = first.batch_size_used
+        release_evaluators(spec)
+    if errors:
+        meta["errors"] = errors[:20]
+        if n_ok == 0 and chunks_idx:
+            raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
+    meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
+    return surface
+
+
+def interpolate(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Any,
+    x: Any = "-0.5:1.5:401",
+    *,
+    kind: str = "states",
+    **kwargs: Any,
+) -> Surface:
+    """Metrics along ``θ(α) = θ_A + α (θ_B - θ_A)``: ``model_a`` at 0, ``model_b`` at 1.
+
+    With ``kind="states"`` (default) BatchNorm running statistics are interpolated too. Other
+    keyword arguments go to :func:`compute_surface`.
+    """
+    for bad in ("directions", "y", "normalization", "ignore"):
+        if bad in kwargs:
+            raise TypeError(f"interpolate() takes no {bad!r}: the line runs from model_a to model_b")
+    space_a, space_b = ParamSpace(model_a, kind), ParamSpace(model_b, kind)
+    if not space_a.compatible_with(space_b):
+        diff = next(
+            (f"{ea.name!r} {list(ea.shape)} vs {eb.name!r} {list(eb.shape)}"
+             for ea, eb in zip(space_a.entries, space_b.entries)
+             if ea.name != eb.name or ea.shape != eb.shape),
+            f"{len(space_a.entries)} vs {len(space_b.entries)} tensors",
+        )
+        raise ValueError(f"model_a and model_b have different architectures ({diff}): give two models of one architecture")
+    a = space_a.vector(model_a, dtype=torch.float64).cpu()
+    b = space_b.vector(model_b, dtype=torch.float64).cpu()
+    ds = DirectionSet([target_direction(space_a, a, b)], kind=kind, normalization=None,
+                      ignore=None, method="target")
+    surf = compute_surface(model_a, data, ds, x=x, kind=kind, normalization=None, ignore=None, **kwargs)
+    surf.meta["interpolation"] = {"a": 0.0, "b": 1.0}
+    return surf

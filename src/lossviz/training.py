@@ -1,0 +1,442 @@
+"""A seeded, resumable, cancellable training loop for any model, dataset and loss.
+
+Reproducibility: every epoch draws its randomness (the shuffling permutation, and any global-RNG use
+inside the model or the dataset such as dropout or augmentation) from a seed derived from
+``(seed, epoch)`` only. With the optimizer state restored, continuing from a checkpoint at epoch ``e``
+therefore reproduces an uninterrupted run bit for bit (on the CPU).
+
+Learning-rate schedules are functions of the absolute epoch (epochs completed since the root), applied
+at the start of every epoch:
+
+* ``"constant"``
+* ``"step"`` / ``{"name": "step", "step_size": s, "gamma": g}``: ``lr · g^floor(e / s)``
+* ``"multistep"`` / ``{"name": "multistep", "milestones": [...], "gamma": g}``:
+  ``lr · g^#{m ≤ e}``; the preset ``"cifar"`` is milestones 150, 225, 275, gamma 0.1 (base lr 0.1)
+* ``"cosine"`` / ``{"name": "cosine", "t_max": T, "eta_min": m}``: ``m + (lr - m)(1 + cos(π e / T)) / 2``
+
+Strings ``"step:30:0.1"``, ``"multistep:150,225,275:0.1"`` and ``"cosine:200"`` are accepted too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
+HPARAM_NAMES = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
+DEFAULT_HPARAMS: dict[str, Any] = {
+    "lr": 0.1,
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+    "schedule": {"name": "constant"},
+    "seed": 0,
+}
+CIFAR_SCHEDULE = {"name": "multistep", "milestones": [150, 225, 275], "gamma": 0.1}
+CIFAR_LR = 0.1
+
+
+# ------------------------------------------------------------------------------ hyperparameters
+def normalize_schedule(schedule: Any) -> dict:
+    """A schedule as a json-able dict with ``name`` (see the module docstring). Raises ValueError."""
+    if schedule is None:
+        return {"name": "constant"}
+    if isinstance(schedule, str):
+        parts = schedule.strip().lower().split(":")
+        name = parts[0]
+        try:
+            if name == "constant" and len(parts) == 1:
+                return {"name": "constant"}
+            if name == "cifar" and len(parts) == 1:
+                return dict(CIFAR_SCHEDULE, milestones=list(CIFAR_SCHEDULE["milestones"]))
+            if name == "step" and len(parts) <= 3:
+                return normalize_schedule(
+                    {
+                        "name": "step",
+                        "step_size": int(parts[1]) if len(parts) > 1 else 30,
+                        "gamma": float(parts[2]) if len(parts) > 2 else 0.1,
+                    }
+                )
+            if name == "multistep" and 2 <= len(parts) <= 3:
+                return normalize_schedule(
+                    {
+                        "name": "multistep",
+                        "milestones": [int(m) for m in parts[1].split(",") if m.strip()],
+                        "gamma": float(parts[2]) if len(parts) > 2 else 0.1,
+                    }
+                )
+            if name == "cosine" and len(parts) <= 3:
+                return normalize_schedule(
+                    {
+                        "name": "cosine",
+                        "t_max": int(parts[1]) if len(parts) > 1 and parts[1] else None,
+                        "eta_min": float(parts[2]) if len(parts) > 2 else 0.0,
+                    }
+                )
+        except ValueError:
+            pass
+        raise ValueError(
+            f"schedule {schedule!r} is not understood: use 'constant', 'cifar', 'step:30:0.1', "
+            "'multistep:150,225,275:0.1', 'cosine' or 'cosine:200' (or a dict with 'name')"
+        )
+    if isinstance(schedule, Mapping):
+        s = dict(schedule)
+        name = str(s.get("name", "")).lower()
+        if name == "constant":
+            return {"name": "constant"}
+        if name == "cifar":
+            return normalize_schedule("cifar")
+        gamma = float(s.get("gamma", 0.1))
+        if name in ("step", "multistep") and not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"schedule gamma must be a positive number, got {gamma!r}")
+        if name == "step":
+            step_size = int(s.get("step_size", 30))
+            if step_size < 1:
+                raise ValueError(f"schedule step_size must be >= 1, got {step_size}")
+            return {"name": "step", "step_size": step_size, "gamma": gamma}
+        if name == "multistep":
+            milestones = sorted(int(m) for m in s.get("milestones", ()))
+            if any(m < 0 for m in milestones):
+                raise ValueError(f"schedule milestones must be >= 0, got {milestones}")
+            return {"name": "multistep", "milestones": milestones, "gamma": gamma}
+        if name == "cosine":
+            t_max = s.get("t_max")
+            eta_min = float(s.get("eta_min", 0.0))
+            if t_max is not None and int(t_max) < 1:
+                raise ValueError(f"cosine schedule t_max must be >= 1 epoch, got {t_max}")
+            if not (math.isfinite(eta_min) and eta_min >= 0):
+                raise ValueError(f"cosine schedule eta_min must be >= 0, got {eta_min}")
+            return {"name": "cosine", "t_max": None if t_max is None else int(t_max), "eta_min": eta_min}
+        raise ValueError(
+            f"schedule name {s.get('name')!r} is unknown: use constant, step, multistep, cifar or cosine"
+        )
+    raise TypeError(f"schedule must be a string or a dict, not {type(schedule).__name__}")
+
+
+def lr_at(lr: float, schedule: Mapping[str, Any], epochs_done: float) -> float:
+    """The learning rate for the epoch that starts after ``epochs_done`` completed epochs."""
+    name = schedule["name"]
+    e = float(epochs_done)
+    if name == "constant":
+        return float(lr)
+    if name == "step":
+        return float(lr) * schedule["gamma"] ** math.floor(e / schedule["step_size"])
+    if name == "multistep":
+        return float(lr) * schedule["gamma"] ** sum(1 for m in schedule["milestones"] if m <= e)
+    if name == "cosine":
+        t_max = schedule.get("t_max")
+        if t_max is None:
+            raise ValueError("cosine schedule needs t_max (the epoch at which lr reaches eta_min)")
+        m = schedule.get("eta_min", 0.0)
+        return m + (float(lr) - m) * (1 + math.cos(math.pi * min(e, t_max) / t_max)) / 2
+    raise ValueError(f"unknown schedule {name!r}")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def validate_hparams(hparams: Mapping[str, Any]) -> dict:
+    """Check and normalize hyperparameters; a ValueError names the bad field and the valid range."""
+    h = dict(hparams)
+    missing = [k for k in HPARAM_NAMES if k not in h]
+    if missing:
+        raise ValueError(f"hyperparameters missing: {missing}")
+    lr = _number("lr", h["lr"])
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    opt = str(h["optimizer"]).lower()
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"optimizer {h['optimizer']!r} is unknown: use one of {OPTIMIZERS}")
+    momentum = _number("momentum", h["momentum"])
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    nesterov = h["nesterov"]
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
+    nesterov = bool(nesterov)
+    if nesterov and (opt != "sgd" or momentum == 0):
+        raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
+    wd = _number("weight_decay", h["weight_decay"])
+    if wd < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {wd}")
+    bs = h["batch_size"]
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or int(bs) < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {bs!r}")
+    seed = h["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    h.update(
+        lr=lr,
+        optimizer=opt,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=wd,
+        batch_size=int(bs),
+        seed=int(seed),
+        schedule=normalize_schedule(h["schedule"]),
+    )
+    return h
+
+
+def make_optimizer(params, hparams: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The torch optimizer named by ``hparams['optimizer']`` with its hyperparameters."""
+    opt = hparams["optimizer"]
+    lr, wd, mom = hparams["lr"], hparams["weight_decay"], hparams["momentum"]
+    if opt == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=mom, nesterov=hparams["nesterov"], weight_decay=wd)
+    if opt == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if opt == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if opt == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    if opt == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=mom, weight_decay=wd)
+    raise ValueError(f"optimizer {opt!r} is unknown: use one of {OPTIMIZERS}")
+
+
+def _apply_hparams(optimizer: torch.optim.Optimizer, hparams: Mapping[str, Any]) -> None:
+    """Override the hyperparameters of a restored optimizer state with the run's."""
+    for group in optimizer.param_groups:
+        group["weight_decay"] = hparams["weight_decay"]
+        if "momentum" in group:
+            group["momentum"] = hparams["momentum"]
+        if "nesterov" in group:
+            group["nesterov"] = hparams["nesterov"]
+
+
+def epoch_seed(seed: int, epoch: float) -> int:
+    """The RNG seed of the epoch that starts after ``epoch`` completed epochs (a hash of both)."""
+    key = [int(seed), int(round(float(epoch) * 1000))]
+    if key[1] < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
+
+
+# ------------------------------------------------------------------------------ losses, metrics
+def resolve_loss(loss: str | Callable) -> tuple[Callable, bool]:
+    """``(loss_fn(outputs, targets) -> mean scalar, is_classification)``."""
+    if callable(loss):
+        return loss, False
+    names = {
+        "cross_entropy": (F.cross_entropy, True),
+        "ce": (F.cross_entropy, True),
+        "nll": (F.nll_loss, True),
+        "mse": (F.mse_loss, False),
+        "l1": (F.l1_loss, False),
+    }
+    if loss not in names:
+        raise ValueError(f"loss {loss!r} is unknown: use one of {sorted(names)} or a callable")
+    return names[loss]
+
+
+def dataset_tensors(data: Any, max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, targets)`` of a TensorDataset, any map-style Dataset, or an (inputs, targets) pair."""
+    if isinstance(data, tuple) and len(data) == 2 and all(
+        isinstance(t, (torch.Tensor, np.ndarray)) for t in data
+    ):
+        x, y = (torch.as_tensor(t) for t in data)
+    elif isinstance(data, torch.utils.data.TensorDataset):
+        x, y = data.tensors[0], data.tensors[1]
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        n = len(data) if max_samples is None else min(len(data), max_samples)
+        batch = torch.utils.data.default_collate([data[i] for i in range(n)])
+        x, y = batch[0], batch[1]
+    else:
+        raise TypeError(
+            f"cannot read samples from {type(data).__name__}: pass a torch Dataset or (inputs, targets)"
+        )
+    if len(x) != len(y):
+        raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
+    if max_samples is not None:
+        x, y = x[:max_samples], y[:max_samples]
+    return x, y
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss: str | Callable = "cross_entropy",
+    metrics: Mapping[str, Callable] | None = None,
+    batch_size: int = 4096,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Mean loss (and accuracy in percent for classification, and user metrics) of ``model`` in eval
+    mode over ``(inputs, targets)``: ``sum_b n_b · mean_b / N``. Non-finite results are NaN."""
+    loss_fn, classification = resolve_loss(loss)
+    was_training = model.training
+    model.eval()
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu")
+    )
+    n = len(inputs)
+    sums: dict[str, float] = {}
+    try:
+        for start in range(0, n, batch_size):
+            x = inputs[start : start + batch_size].to(device)
+            y = targets[start : start + batch_size].to(device)
+            out = model(x)
+            w = len(x)
+            vals = {"loss": float(loss_fn(out, y))}
+            if classification and out.dim() == 2:
+                vals["acc"] = 100.0 * float((out.argmax(1) == y).float().mean())
+            for name, fn in (metrics or {}).items():
+                vals[name] = float(fn(out, y))
+            for k, v in vals.items():
+                sums[k] = sums.get(k, 0.0) + w * v
+    finally:
+        model.train(was_training)
+    out = {k: v / n for k, v in sums.items()} if n else {}
+    return {k: (v if math.isfinite(v) else float("nan")) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class TrainOutcome:
+    """How a run ended: ``status`` is "done", "cancelled" or "diverged" (with ``reason``)."""
+
+    status: str
+    reason: str | None
+    epoch: float
+    step: int
+
+
+def _batches(dataset, perm: torch.Tensor, batch_size: int, tensors=None):
+    for start in range(0, len(perm), batch_size):
+        idx = perm[start : start + batch_size]
+        if tensors is not None:
+            yield tensors[0][idx], tensors[1][idx]
+        else:
+            batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx])
+            yield batch[0], batch[1]
+
+
+def train(
+    model: nn.Module,
+    train_data: Any,
+    *,
+    hparams: Mapping[str, Any],
+    epochs: int,
+    start_epoch: float = 0.0,
+    start_step: int = 0,
+    every: int = 1,
+    loss: str | Callable = "cross_entropy",
+    optim_state: Mapping[str, Any] | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    on_checkpoint: Callable[..., None] | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    device: torch.device | str | None = None,
+) -> TrainOutcome:
+    """Train ``model`` in place for ``epochs`` epochs after ``start_epoch`` completed ones.
+
+    Every ``every`` epochs (and after the last) ``on_checkpoint(model=, optimizer=, epoch=, step=,
+    metrics=evaluate(model), status="ok", note="")`` is called. A non-finite loss stops the run: one
+    checkpoint with ``status="diverged"`` (no optimizer) is reported and the outcome says why; no
+    exception leaves the loop for it. ``cancel`` is checked before every step.
+    """
+    h = validate_hparams(hparams)
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if int(every) != every or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    epochs, every = int(epochs), int(every)
+    if h["schedule"]["name"] == "cosine" and h["schedule"]["t_max"] is None:
+        h["schedule"] = dict(h["schedule"], t_max=int(math.ceil(start_epoch)) + epochs)
+    loss_fn, _ = resolve_loss(loss)
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu")
+    )
+    model.to(device)
+    optimizer = make_optimizer(model.parameters(), h)
+    if optim_state is not None:
+        optimizer.load_state_dict(optim_state)
+        _apply_hparams(optimizer, h)
+    tensors = None
+    if isinstance(train_data, torch.utils.data.TensorDataset) or (
+        isinstance(train_data, tuple) and len(train_data) == 2
+    ):
+        tensors = dataset_tensors(train_data)
+    n = len(tensors[0]) if tensors is not None else len(train_data)
+    if n == 0:
+        raise ValueError("the training data is empty")
+    bs = h["batch_size"]
+    n_batches = math.ceil(n / bs)
+    total = epochs * n_batches
+    step, done = int(start_step), 0
+    cuda_devices = [device] if device.type == "cuda" else []
+    emit = progress or (lambda *a: None)
+    report = on_checkpoint or (lambda **kw: None)
+    evaluate = evaluate or (lambda m: {})
+
+    def checkpoint(epoch, status="ok", note="", with_optim=True):
+        metrics = evaluate(model)
+        report(
+            model=model,
+            optimizer=optimizer if with_optim else None,
+            epoch=epoch,
+            step=step,
+            metrics=metrics,
+            status=status,
+            note=note,
+            hparams=h,
+        )
+        return metrics
+
+    for k in range(epochs):
+        epoch0 = float(start_epoch) + k
+        lr = lr_at(h["lr"], h["schedule"], epoch0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        seed = epoch_seed(h["seed"], epoch0)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        model.train()
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(seed ^ 0x5DEECE66D)
+            for b, (x, y) in enumerate(_batches(train_data, perm, bs, tensors)):
+                if cancel is not None and cancel.is_set():
+                    return TrainOutcome("cancelled", "cancelled by the user", epoch0 + b / n_batches, step)
+                x, y = x.to(device), y.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                value = loss_fn(model(x), y)
+                lv = float(value.detach())
+                if not math.isfinite(lv):
+                    at = epoch0 + b / n_batches
+                    reason = (
+                        f"loss became {lv} at epoch {at:g} (step {step}, lr {lr:g}); "
+                        "lower the learning rate"
+                    )
+                    checkpoint(at, status="diverged", note=reason, with_optim=False)
+                    return TrainOutcome("diverged", reason, at, step)
+                value.backward()
+                optimizer.step()
+                step += 1
+                done += 1
+                emit(done, total, f"epoch {epoch0 + 1:g} loss {lv:.4g}")
+        epoch1 = epoch0 + 1
+        last = k == epochs - 1
+        if (k + 1) % every == 0 or last:
+            finite = all(torch.isfinite(p).all() for p in model.parameters())
+            if not finite:
+                reason = f"weights became non-finite at epoch {epoch1:g} (lr {lr:g}); lower the learning rate"
+                checkpoint(epoch1, status="diverged", note=reason, with_optim=False)
+                return TrainOutcome("diverged", reason, epoch1, step)
+            checkpoint(epoch1)
+    return TrainOutcome("done", None, float(start_epoch) + epochs, step)

@@ -1,0 +1,334 @@
+"""The ``lossviz`` command line, run in-process through ``main([...])`` and once as a real process.
+
+Ground truth: the loss and accuracy of the model computed directly (``F.cross_entropy(model(X), y)``)
+at the center, at points ``θ0 + x·d`` read back from the direction file, and at both ends of an
+interpolation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lossviz.cli import main
+from lossviz.io.checkpoints import save_state_dict
+from lossviz.params import ParamSpace
+from lossviz.zoo import get_data, get_model
+
+torch.set_num_threads(1)
+
+SPIRALS = ["--dataset", "spirals", "--data-kwargs", '{"n": 120, "n_test": 40}', "--no-progress"]
+
+
+def _spirals(split="train"):
+    train, test = get_data("spirals", n=120, n_test=40)
+    return (train if split == "train" else test).tensors
+
+
+def _direct(model, X, y, dtype=torch.float64):
+    """Mean cross-entropy and accuracy (percent) of ``model`` itself, in ``dtype``."""
+    m = model.to(dtype).eval()
+    with torch.no_grad():
+        out = m(X.to(dtype))
+    return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).double().mean() * 100)
+
+
+def _save_model(path, seed, **kwargs):
+    torch.manual_seed(seed)
+    model = get_model(kwargs.pop("name", "mlp"), **kwargs)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_2d_surface_end_to_end(tmp_path, capsys):
+    model = _save_model(tmp_path / "a.pt", seed=3)
+    out, dirs = tmp_path / "s.h5", tmp_path / "d.h5"
+    code, stdout, err = _run(
+        capsys, "surface", "--model", "mlp", "--model-file", tmp_path / "a.pt", "--x=-1:1:5", "--y=-1:1:3",
+        *SPIRALS, "--split", "both", "--out", out, "--dir-file", dirs, "--seed", 7,
+    )
+    assert code == 0, err
+    assert "wrote" in stdout
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["xcoordinates"][()], np.linspace(-1, 1, 5))
+        assert np.array_equal(f["ycoordinates"][()], np.linspace(-1, 1, 3))
+        for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert f[name].shape == (3, 5)  # non-square grids: (ny, nx), row = y
+            assert np.isfinite(f[name][()]).all()
+        assert f["dir_file"][()].decode() == str(dirs)
+        values = {k: f[k][()] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    X, y = _spirals("train")
+    loss, acc = _direct(model, X, y)
+    assert values["train_loss"][1, 2] == pytest.approx(loss, rel=1e-5)
+    assert values["train_acc"][1, 2] == pytest.approx(acc, abs=1e-9)
+    Xt, yt = _spirals("test")
+    assert values["test_loss"][1, 2] == pytest.approx(_direct(model, Xt, yt)[0], rel=1e-5)
+    # off the center: θ0 + x·d1 + y·d2 with the directions written to the direction file
+    with h5py.File(dirs, "r") as f:
+        assert set(f) >= {"xdirection", "ydirection"}
+        d1 = torch.cat([torch.from_numpy(f["xdirection"][str(i)][()]).reshape(-1) for i in range(6)]).double()
+        d2 = torch.cat([torch.from_numpy(f["ydirection"][str(i)][()]).reshape(-1) for i in range(6)]).double()
+    space = ParamSpace(model, "weights")
+    center = space.vector(model, dtype=torch.float64)
+    probe = get_model("mlp").double()
+    for i, j in [(0, 0), (2, 4), (0, 3)]:
+        xv, yv = np.linspace(-1, 1, 5)[j], np.linspace(-1, 1, 3)[i]
+        space.load_into(probe, center + xv * d1 + yv * d2)
+        assert values["train_loss"][i, j] == pytest.approx(_direct(probe, X, y)[0], rel=1e-5)
+    # biases are ignored (biasbn): the 1-D entries of the directions are zero
+    assert all(float(d1[e.slice].abs().max()) == 0 for e in space.entries if e.dim == 1)
+    # a second run reads the same direction file and gives the same surface
+    out2 = tmp_path / "s2.h5"
+    code, _, err = _run(
+        capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1:1:5", "--y=-1:1:3", *SPIRALS,
+        "--split", "both", "--out", out2, "--dir-file", dirs, "--seed", 99,
+    )
+    assert code == 0, err
+    with h5py.File(out2, "r") as f:
+        np.testing.assert_allclose(f["train_loss"][()], values["train_loss"], rtol=1e-6)
+    code, stdout, _ = _run(capsys, "info", out)
+    assert code == 0 and "2D surface" in stdout and "train_loss" in stdout and "test_acc" in stdout
+
+
+def test_1d_surface_float64_center_and_line(tmp_path, capsys):
+    torch.manual_seed(4)
+    model = get_model("mlp")
+    save_state_dict(tmp_path / "a.safetensors", model.state_dict())
+    out, dirs = tmp_path / "line.h5", tmp_path / "dline.h5"
+    code, _, err = _run(
+        capsys, "surface", "--model-file", tmp_path / "a.safetensors", "--x=-0.5:0.5:5", *SPIRALS,
+        "--dtype", "float64", "--xnorm", "layer", "--xignore", "none", "--out", out, "--dir-file", dirs,
+    )
+    assert code == 0, err
+    with h5py.File(out, "r") as f:
+        assert "ycoordinates" not in f
+        assert f["train_loss"].shape == (5,) and f["train_acc"].shape == (5,)
+        line = f["train_loss"][()]
+    X, y = _spirals()
+    assert line[2] == pytest.approx(_direct(model, X, y)[0], rel=1e-12, abs=1e-12)
+    with h5py.File(dirs, "r") as f:
+        assert "ydirection" not in f
+        d = torch.cat([torch.from_numpy(f["xdirection"][str(i)][()]).reshape(-1) for i in range(6)]).double()
+    space = ParamSpace(model)
+    center = space.vector(model, dtype=torch.float64)
+    # layer normalization: each tensor of d has the norm of the center's tensor (float32 in the file)
+    for e in space.entries:
+        assert float(d[e.slice].norm()) == pytest.approx(float(center[e.slice].norm()), rel=1e-5)
+    probe = get_model("mlp").double()
+    space.load_into(probe, center + 0.5 * d)
+    assert line[4] == pytest.approx(_direct(probe, X, y)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["mlp-spirals", "cnn-digits-bn"])
+def test_interpolation_ends_are_the_two_models(tmp_path, capsys, case):
+    if case == "mlp-spirals":
+        kwargs, data_args = {}, SPIRALS
+        a = _save_model(tmp_path / "a.pt", seed=1)
+        b = _save_model(tmp_path / "b.pt", seed=2)
+        X, y = _spirals()
+    else:
+        kwargs = {"in_channels": 1, "width": 4}
+        data_args = ["--dataset", "digits", "--max-samples", "150", "--no-progress"]
+        models = []
+        for seed, name in ((1, "a.pt"), (2, "b.pt")):
+            torch.manual_seed(seed)
+            m = get_model("cnn", **kwargs)
+            for mod in m.modules():  # non-trivial BN running statistics, different in a and b
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_mean.uniform_(-0.5, 0.5)
+                    mod.running_var.uniform_(0.5, 2.0)
+            torch.save({"state_dict": m.state_dict()}, tmp_path / name)  # the reference's wrapping
+            models.append(m)
+        a, b = models
+        train, _ = get_data("digits")
+        X, y = train.tensors[0][:150], train.tensors[1][:150]
+    out = tmp_path / "interp.h5"
+    code, _, err = _run(
+        capsys, "surface", "--model", "mlp" if case == "mlp-spirals" else "cnn", "--model-kwargs", json.dumps(kwargs),
+        "--model-file", tmp_path / "a.pt", "--model-file2", tmp_path / "b.pt", "--x=-0.5:1.5:5",
+        *data_args, "--out", out, "--dtype", "float64",
+    )
+    assert code == 0, err
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["xcoordinates"][()], np.linspace(-0.5, 1.5, 5))
+        loss, acc = f["train_loss"][()], f["train_acc"][()]
+        meta = json.loads(f.attrs["lossviz_meta"])
+    assert meta["kind"] == "states" and meta["interpolation"] == {"a": 0.0, "b": 1.0}
+    la, aa = _direct(a, X, y)
+    lb, ab = _direct(b, X, y)
+    assert abs(la - lb) > 1e-3  # the two ends differ, so the check below can fail
+    assert loss[1] == pytest.approx(la, rel=1e-10)
+    assert loss[3] == pytest.approx(lb, rel=1e-10)
+    assert acc[1] == pytest.approx(aa) and acc[3] == pytest.approx(ab)
+
+
+def test_plot_and_info_commands(tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    code, stdout, err = _run(capsys, "surface", "--x=-1:1:4", "--y=-1:1:4", *SPIRALS, "--out", out, "--plot")
+    assert code == 0, err
+    png, html = tmp_path / "s.png", tmp_path / "s.html"
+    if png.exists():  # kaleido installed and working
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "kaleido" in err or "PNG export failed" in err
+        text = html.read_text()
+        assert '"type":"contour"' in text and '"type":"surface"' in text
+    code, stdout, _ = _run(capsys, "plot", out, "--out", tmp_path / "p.html", "--metric", "train_acc")
+    assert code == 0 and (tmp_path / "p.html").exists()
+    assert '"type":"contour"' in (tmp_path / "p.html").read_text()
+    line = tmp_path / "line.h5"
+    # "--x -1:1:4" (a value that looks like an option) is accepted as well as "--x=-1:1:4"
+    assert _run(capsys, "surface", "--x", "-1:1:4", *SPIRALS, "--out", line, "--plot", "html")[0] == 0
+    assert '"type":"scatter"' in (tmp_path / "line.html").read_text()
+    code, stdout, _ = _run(capsys, "info", line)
+    assert code == 0 and "1D surface, 4 points" in stdout
+
+
+def _expect_usage_error(capsys, argv, must_mention, absent):
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 2
+    msg = err.strip()
+    assert "\n" not in msg and "Traceback" not in msg
+    for word in must_mention:
+        assert word in msg, msg
+    for p in absent:
+        assert not Path(p).exists(), p
+    return msg
+
+
+def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
+    out, dirs = tmp_path / "out.h5", tmp_path / "dirs.h5"
+    _save_model(tmp_path / "a.pt", seed=0)
+    _save_model(tmp_path / "small.pt", seed=0, hidden=[16])
+    base = ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-file", dirs]
+    with_a = ["--model-file", tmp_path / "a.pt"]
+    cases = [
+        (["--x", "-1:1"], ["grid spec", "min:max:num"]),
+        (["--y", "1:-1:3"], ["grid spec y", "below max"]),
+        (["--model-file", tmp_path / "small.pt"], ["does not fit the model", "net.0.weight", "[16, 2]"]),
+        (["--model-file", tmp_path / "missing.pt"], ["missing.pt", "does not exist"]),
+        (["--model", "resnet57"], ["unknown model 'resnet57'", "resnet56"]),
+        (["--model", "no_such_pkg_xyz:build"], ["cannot import"]),
+        (["--dataset", "imagenet"], ["unknown data set 'imagenet'"]),
+        (["--model-kwargs", "{bad json"], ["--model-kwargs is not valid JSON"]),
+        (["--model", "lenet"], ["cannot take inputs of shape [2]", "spirals"]),
+        (["--model-kwargs", '{"out_features": 1}'], ["1 outputs", "num_classes"]),
+        (with_a + ["--model-file2", tmp_path / "small.pt"], ["does not fit the model"]),
+        (["--model-file2", tmp_path / "a.pt"], ["--model-file2 needs --model-file"]),
+        (["--device", "tpu:3"], ["--device"]),
+        (["--same-dir"], ["--same-dir needs a 2D surface"]),
+        (["--dataset", "cifar10", "--data-kwargs", "{}", "--data-root", tmp_path / "nodata"],
+         ["cifar-10-batches-py", "data_batch_1"]),
+        (["--dataset", "digits"], ["data set 'digits'", "bad keyword arguments", "'n'"]),
+    ]
+    for extra, words in cases:
+        _expect_usage_error(capsys, base + extra, words, [out, dirs])
+    # an output folder that does not exist
+    _expect_usage_error(capsys, ["surface", *SPIRALS, "--out", tmp_path / "nope" / "s.h5"], ["does not exist"], [])
+    # an existing output stays as it was when the run fails
+    out.write_bytes(b"previous result")
+    _expect_usage_error(capsys, base + ["--model-file", tmp_path / "small.pt"], ["does not fit"], [dirs])
+    assert out.read_bytes() == b"previous result"
+    out.unlink()
+    # h5 files without the expected datasets: as a direction file, and for plot / info
+    with h5py.File(tmp_path / "junk.h5", "w") as f:
+        f["something"] = np.arange(3)
+    _expect_usage_error(capsys, ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-file", tmp_path / "junk.h5"],
+                        ["junk.h5", "xdirection"], [out])
+    _expect_usage_error(capsys, ["info", tmp_path / "junk.h5"], ["junk.h5", "xcoordinates"], [])
+    _expect_usage_error(capsys, ["plot", tmp_path / "junk.h5", "--out", tmp_path / "junk.html"],
+                        ["junk.h5", "xcoordinates"], [tmp_path / "junk.html"])
+    (tmp_path / "text.h5").write_text("not hdf5")
+    _expect_usage_error(capsys, ["info", tmp_path / "text.h5"], ["text.h5"], [])
+    _expect_usage_error(capsys, ["info", tmp_path / "absent.h5"], ["absent.h5", "does not exist"], [])
+    # a 2D direction file used for a 1D surface
+    assert _run(capsys, "surface", "--x=-1:1:3", "--y=-1:1:3", *SPIRALS, "--out", tmp_path / "ok.h5",
+                "--dir-file", dirs)[0] == 0
+    _expect_usage_error(capsys, ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-file", dirs],
+                        ["holds 2 direction(s)", "1D"], [out])
+    # argparse rejects unknown choices with its own usage message, status 2
+    assert main(["surface", "--xnorm", "bogus"]) == 2
+
+
+def test_entry_point_runs_as_a_process(tmp_path):
+    exe = Path(sys.executable).with_name("lossviz")
+    assert exe.exists(), "the lossviz console script is not installed: pip install -e ."
+    torch.manual_seed(0)
+    out = tmp_path / "proc.h5"
+    res = subprocess.run(
+        [str(exe), "surface", "--x=-1:1:3", "--y=-1:1:3", *SPIRALS, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    with h5py.File(out, "r") as f:
+        assert f["train_loss"].shape == (3, 3)
+        center = f["train_loss"][1, 1]
+    # without --model-file the model is get_model("mlp") initialized under torch.manual_seed(--seed=0)
+    torch.manual_seed(0)
+    X, y = _spirals()
+    assert center == pytest.approx(_direct(get_model("mlp"), X, y)[0], rel=1e-5)
+    bad = subprocess.run([str(exe), "surface", "--x", "1:2:x", "--out", str(tmp_path / "bad.h5")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "grid spec" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_mse_loss_is_the_references(tmp_path, capsys):
+    model = _save_model(tmp_path / "a.pt", seed=5)
+    out = tmp_path / "mse.h5"
+    code, _, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1:1:3", *SPIRALS,
+                        "--loss", "mse", "--dtype", "float64", "--out", out)
+    assert code == 0, err
+    X, y = _spirals()
+    with torch.no_grad():
+        p = torch.softmax(model.double()(X.double()), dim=1)
+    onehot = torch.zeros_like(p)
+    onehot[torch.arange(len(y)), y] = 1.0
+    expected = float(((p - onehot) ** 2).mean())  # the reference: MSELoss(softmax(z), one_hot)
+    with h5py.File(out, "r") as f:
+        assert f["train_loss"][1] == pytest.approx(expected, rel=1e-10)
+        assert f["train_acc"][1] == pytest.approx(_direct(model, X, y)[1])
+
+
+@pytest.mark.parametrize("dataset,model,kwargs", [
+    ("cifar10", "resnet20", {}),
+    ("mnist", "lenet", {}),
+])
+def test_surface_on_torchvision_folders(tmp_path, capsys, dataset, model, kwargs):
+    """The CLI reads fake CIFAR-10 / MNIST folders (torchvision's formats) through torchvision."""
+    from lossviz.zoo import write_fake_cifar10, write_fake_mnist
+
+    if dataset == "cifar10":
+        write_fake_cifar10(tmp_path / "data", n_train=10, n_test=8, seed=1)
+        data_kwargs = {"verify": False}
+    else:
+        write_fake_mnist(tmp_path / "data", n_train=10, n_test=8, seed=1)
+        data_kwargs = {}
+    torch.manual_seed(0)
+    net = get_model(model, **kwargs)
+    torch.save(net.state_dict(), tmp_path / "m.pt")
+    out = tmp_path / "s.h5"
+    code, _, err = _run(
+        capsys, "surface", "--model", model, "--model-file", tmp_path / "m.pt", "--dataset", dataset,
+        "--data-root", tmp_path / "data", "--data-kwargs", json.dumps(data_kwargs), "--max-samples", 6,
+        "--split", "test", "--x=-1:1:3", "--dir-type", "states", "--no-progress", "--out", out,
+    )
+    assert code == 0, err
+    _, test = get_data(dataset, tmp_path / "data", **data_kwargs)
+    X = torch.stack([test[i][0] for i in range(6)])
+    y = torch.tensor([test[i][1] for i in range(6)])
+    with h5py.File(out, "r") as f:
+        assert set(f) >= {"test_loss", "test_acc"} and "train_loss" not in f
+        assert f["test_loss"][1] == pytest.approx(_direct(net, X, y)[0], rel=1e-4)

@@ -1,0 +1,253 @@
+"""Hessian: eigenpairs and trace against an analytic quadratic and the dense Hessian of a tiny MLP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from lossviz import hessian as H
+from lossviz.params import ParamSpace
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny products: one thread avoids oversubscription on a shared machine (10x faster here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------ quadratic
+class Theta(nn.Module):
+    """A model whose output is its parameter vector θ (for every sample)."""
+
+    def __init__(self, theta0: torch.Tensor):
+        super().__init__()
+        self.theta = nn.Parameter(theta0.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(x.shape[0], -1)
+
+
+def _quadratic(eigs: list[float], seed: int = 0):
+    """Model + data + loss with L(θ) = ½ θᵀAθ + bᵀθ, A = Q diag(eigs) Qᵀ."""
+    g = torch.Generator().manual_seed(seed)
+    d = len(eigs)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
+    a = q @ torch.diag(torch.tensor(eigs, dtype=F64)) @ q.T
+    b = torch.randn(d, generator=g, dtype=F64)
+
+    def loss(out: torch.Tensor, _targets: torch.Tensor) -> torch.Tensor:
+        th = out[0]
+        return 0.5 * th @ a @ th + b @ th
+
+    model = Theta(torch.randn(d, generator=g, dtype=F64))
+    data = (torch.zeros(10, 1, dtype=F64), torch.zeros(10, dtype=F64))
+    return model, data, loss, a
+
+
+EIGS = [9.0, 4.0, 2.5, 1.0, 0.5, -0.25, -3.0, 0.1]
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_quadratic_top_and_min(method: str) -> None:
+    model, data, loss, a = _quadratic(EIGS)
+    kw = dict(loss=loss, dtype=F64, tol=1e-10, method=method, batch_size=4, max_iter=20000)
+    top = H.top_eigenpairs(model, data, k=3, **kw)
+    np.testing.assert_allclose(top.eigenvalues, [9.0, 4.0, 2.5], rtol=1e-9)
+    assert top.converged and top.method == method
+    for lam, v in zip(top.eigenvalues, top.eigenvectors):
+        np.testing.assert_allclose((a @ v).numpy(), (lam * v).numpy(), atol=1e-8)
+    lo = H.min_eigenvalue(model, data, **kw)
+    assert lo.eigenvalues[0] == pytest.approx(-3.0, rel=1e-8)
+    v = lo.eigenvectors[0]
+    np.testing.assert_allclose((a @ v).numpy(), (-3.0 * v).numpy(), atol=1e-6)
+
+
+def test_power_when_the_dominant_eigenvalue_is_negative() -> None:
+    # largest magnitude is negative (-10): the k largest algebraic must still be 3, 2
+    model, data, loss, _ = _quadratic([3.0, 2.0, 1.0, -10.0, -0.5])
+    r = H.top_eigenpairs(model, data, k=2, loss=loss, dtype=F64, method="power", tol=1e-10, max_iter=50000)
+    np.testing.assert_allclose(r.eigenvalues, [3.0, 2.0], rtol=1e-8)
+    lz = H.top_eigenpairs(model, data, k=2, loss=loss, dtype=F64, tol=1e-10)
+    np.testing.assert_allclose(lz.eigenvalues, [3.0, 2.0], rtol=1e-10)
+    assert H.extreme_eigenvalues(model, data, loss, dtype=F64, tol=1e-10) == pytest.approx((-10.0, 3.0))
+    assert H.eigenvalue_ratio(model, data, loss, dtype=F64, tol=1e-10) == pytest.approx(10.0 / 3.0)
+
+
+def test_quadratic_trace() -> None:
+    model, data, loss, a = _quadratic(EIGS)
+    exact = H.trace(model, data, loss=loss, method="exact", dtype=F64)
+    assert exact.mean == pytest.approx(float(torch.trace(a)), abs=1e-12) and exact.stderr == 0
+    assert exact.mean == pytest.approx(sum(EIGS), abs=1e-12)
+    hut = H.trace(model, data, n_samples=400, seed=1, loss=loss, dtype=F64)
+    assert hut.stderr > 0 and abs(hut.mean - sum(EIGS)) < 4 * hut.stderr
+    # Rademacher: z^T A z = tr A + sum_{i≠j} a_ij z_i z_j, so the variance is 2 sum_{i≠j} a_ij²
+    off = (a**2).sum() - (torch.diag(a) ** 2).sum()
+    assert np.var(hut.samples, ddof=1) == pytest.approx(2 * float(off), rel=0.3)
+    again = H.trace(model, data, n_samples=400, seed=1, loss=loss, dtype=F64)
+    assert again.mean == hut.mean  # deterministic given the seed
+
+
+# ------------------------------------------------------------------------------------ tiny MLP
+def _mlp(batchnorm: bool = False):
+    torch.manual_seed(0)
+    layers = [nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)]
+    if batchnorm:
+        layers.insert(1, nn.BatchNorm1d(8))
+    model = nn.Sequential(*layers).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 2, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (50,), generator=g)
+    return model, (x, y)
+
+
+def _dense_hessian(model: nn.Module, data) -> torch.Tensor:
+    """Reference: torch.autograd.functional.hessian of the mean loss over all samples at once."""
+    space = ParamSpace(model)
+    buffers = dict(model.named_buffers())
+    x, y = data
+    was = model.training
+    model.eval()
+
+    def f(theta):
+        out = functional_call(model, {**space.unflatten(theta), **buffers}, (x,))
+        return nn.functional.cross_entropy(out, y)
+
+    h = torch.autograd.functional.hessian(f, space.vector(model))
+    model.train(was)
+    return h
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    model, data = _mlp()
+    h = _dense_hessian(model, data)
+    return model, data, h, torch.linalg.eigvalsh(h)
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_mlp_top3_and_min_match_dense(mlp, method: str) -> None:
+    model, data, h, ev = mlp
+    assert ParamSpace(model).numel == 51
+    # batch_size 16: batches of 16, 16, 16, 2 weighted by size give the mean loss's Hessian
+    # (power iteration needs ~2000 products for λ_min here: one batch keeps it quick)
+    kw = dict(dtype=F64, tol=1e-7, method=method, batch_size=16 if method == "lanczos" else None,
+              max_iter=20000)
+    top = H.top_eigenpairs(model, data, k=3, **kw)
+    np.testing.assert_allclose(top.eigenvalues, ev.flip(0)[:3].numpy(), rtol=1e-4)
+    for lam, v in zip(top.eigenvalues, top.eigenvectors):
+        np.testing.assert_allclose((h @ v).numpy(), (lam * v).numpy(), atol=1e-6)
+        assert float(v.norm()) == pytest.approx(1.0)
+    lo = H.min_eigenvalue(model, data, **kw)
+    assert ev[0] < 0  # the example is indefinite, so "most negative" is meaningful
+    assert lo.eigenvalues[0] == pytest.approx(float(ev[0]), rel=1e-4)
+    v = lo.eigenvectors[0]
+    np.testing.assert_allclose((h @ v).numpy(), (lo.eigenvalues[0] * v).numpy(), atol=1e-5)
+
+
+def test_lanczos_and_power_agree(mlp) -> None:
+    model, data, _, _ = mlp
+    kw = dict(dtype=F64, tol=1e-9, max_iter=20000)
+    lz = H.top_eigenpairs(model, data, k=2, method="lanczos", **kw)
+    pw = H.top_eigenpairs(model, data, k=2, method="power", **kw)
+    np.testing.assert_allclose(lz.eigenvalues, pw.eigenvalues, rtol=1e-8)
+    # same sign convention, so the vectors agree too
+    np.testing.assert_allclose(lz.eigenvectors.numpy(), pw.eigenvectors.numpy(), atol=1e-4)
+    assert lz.n_matvecs < pw.n_matvecs
+
+
+def test_mlp_trace(mlp) -> None:
+    model, data, h, ev = mlp
+    exact = H.trace(model, data, method="exact", dtype=F64, batch_size=16)
+    assert exact.mean == pytest.approx(float(torch.trace(h)), abs=1e-8)
+    assert exact.mean == pytest.approx(float(ev.sum()), abs=1e-8)
+    hut = H.trace(model, data, n_samples=300, seed=0, dtype=F64)
+    assert abs(hut.mean - float(ev.sum())) < 4 * hut.stderr
+    assert hut.stderr < 0.1 * abs(float(ev.sum()))
+
+
+def test_hvp_and_operator_match_dense(mlp) -> None:
+    model, data, h, _ = mlp
+    op = H.HessianOperator(model, data, dtype=F64, batch_size=7)
+    torch.testing.assert_close(op.dense(), h, atol=1e-12, rtol=0)
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(3), dtype=F64)
+    torch.testing.assert_close(op(v), h @ v, atol=1e-12, rtol=0)
+    # the generic hvp on a function with a known Hessian: f = sum(x^3) -> H = diag(6 x)
+    x = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    torch.testing.assert_close(H.hvp(lambda t: (t**3).sum(), x, torch.ones(3, dtype=F64)), 6 * x)
+
+
+def test_float32_default_close_to_float64(mlp) -> None:
+    model, data, _, ev = mlp
+    m32 = _mlp()[0].float()
+    x, y = data
+    top = H.top_eigenpairs(m32, (x.float(), y), k=1)
+    assert top.eigenvectors.dtype == torch.float32
+    assert top.eigenvalues[0] == pytest.approx(float(ev[-1]), rel=1e-4)
+
+
+def test_params_point_and_directions(mlp) -> None:
+    model, data, _, _ = mlp
+    space = ParamSpace(model)
+    # the Hessian at another point, given as a flat vector, without touching the model
+    other = space.vector(model) + 0.3 * torch.randn(space.numel, generator=torch.Generator().manual_seed(5), dtype=F64)
+    before = space.vector(model).clone()
+    moved = _mlp()[0]
+    space.load_into(moved, other)
+    ref = torch.linalg.eigvalsh(_dense_hessian(moved, data))
+    r = H.top_eigenpairs(model, data, k=1, params=other, dtype=F64, tol=1e-10)
+    assert r.eigenvalues[0] == pytest.approx(float(ref[-1]), rel=1e-6)
+    assert torch.equal(space.vector(model), before)
+    dirs = H.eigenvector_directions(model, data, k=2, dtype=F64, tol=1e-10)
+    assert len(dirs) == 2 and all(d.shape == (space.numel,) for d in dirs)
+    assert abs(float(dirs[0] @ dirs[1])) < 1e-8
+    names = space.unflatten(dirs[0])
+    assert list(names) == [n for n, _ in model.named_parameters()]
+
+
+def test_batchnorm_buffers_fixed_and_eval_mode() -> None:
+    model, data = _mlp(batchnorm=True)
+    with torch.no_grad():  # non-trivial running statistics
+        model[1].running_mean.copy_(torch.linspace(-1, 1, 8, dtype=F64))
+        model[1].running_var.copy_(torch.linspace(0.5, 2, 8, dtype=F64))
+    model.train()
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    h = _dense_hessian(model, data)  # eval-mode reference
+    r = H.top_eigenpairs(model, data, k=2, dtype=F64, tol=1e-10)
+    np.testing.assert_allclose(r.eigenvalues, torch.linalg.eigvalsh(h).flip(0)[:2].numpy(), rtol=1e-6)
+    assert model.training, "the model's mode is restored"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, stats[k]), f"{k} changed"
+
+
+def test_lanczos_full_spectrum_with_breakdown() -> None:
+    # rank-deficient with a repeated eigenvalue: the Krylov space of one start vector is
+    # invariant after 3 steps, so Lanczos must restart (orthogonally) to reach the rest
+    d = 40
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(2), dtype=F64))
+    eigs = torch.zeros(d, dtype=F64)
+    eigs[:3] = torch.tensor([5.0, 5.0, -2.0])
+    a = q @ torch.diag(eigs) @ q.T
+    r = H.lanczos(lambda v: a @ v, d, k=d, tol=1e-12, max_iter=d)
+    np.testing.assert_allclose(r.eigenvalues, eigs.sort(descending=True).values.numpy(), atol=1e-10)
+    assert r.eigenvectors.shape == (d, d)  # the basis grew past its first 32 rows
+    np.testing.assert_allclose((r.eigenvectors @ r.eigenvectors.T).numpy(), np.eye(d), atol=1e-8)
+
+
+def test_bad_input() -> None:
+    model, data = _mlp()
+    with pytest.raises(ValueError, match="method"):
+        H.top_eigenpairs(model, data, method="arnoldi", dtype=F64)
+    with pytest.raises(ValueError, match="weights space"):
+        H.top_eigenpairs(model, data, params=torch.zeros(3), dtype=F64)
+    with pytest.raises(ValueError, match="unknown loss"):
+        H.trace(model, data, loss="hinge")
+    with pytest.raises(ValueError, match="k="):
+        H.top_eigenpairs(model, data, k=0, dtype=F64)

@@ -1,0 +1,578 @@
+"""Explorer's Python contract, against a small fake Session with the methods of API.md's session layer:
+binary buffers (paths, dtype, shape, size, values), selection round trip, each command message -> the right
+session call, bad payloads -> the ``error`` trait (never an exception), session events from worker threads.
+Also: the wheel ships the built front end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from ipywidgets.widgets.widget import _remove_buffers
+
+from lossviz.store import Checkpoint
+from lossviz.surface import Surface
+from lossviz.widget import Explorer, checkpoint_table, schedule_text, surface_axis_spec, wire_array
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
+
+
+# ----------------------------------------------------------------------------------------- the fake
+class FakeJob:
+    _next = 100
+
+    def __init__(self, kind, result=None, state="running"):
+        FakeJob._next += 1
+        self.id, self.kind, self.state, self.result = FakeJob._next, kind, state, result
+        self.done, self.total, self.message, self.error = 0, 10, "", None
+        self.cancelled = False
+
+    @property
+    def progress(self):
+        return self.done / self.total if self.total else 0.0
+
+    def cancel(self):
+        self.cancelled = True
+        self.state = "cancelled"
+
+
+class FakeSession:
+    """Checkpoints 0..4: branch 0 = 0->1->2, branch 1 = 3->4 forked at 1. Vectors are known 3-D points."""
+
+    defaults = {"lr": 0.1, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+                "batch_size": 64, "schedule": {"name": "constant"}, "seed": 0}
+
+    def __init__(self, path="/tmp/fake-project"):
+        self.path = Path(path)
+        self.calls: list[tuple] = []
+        self.subscribers = []
+        self.jobs: list[FakeJob] = []
+        self.vectors = {0: [0.0, 0, 0], 1: [1.0, 0, 0], 2: [1.0, 2, 0], 3: [1.0, 0, 3], 4: [4.0, 4, 3]}
+        spec = [(0, None, 0, "init", 0.0), (1, 0, 0, "train", 1.0), (2, 1, 0, "train", 2.0),
+                (3, 1, 1, "disturb", 1.0), (4, 3, 1, "train", 2.0)]
+        self._cks = [
+            Checkpoint(id=i, parent=p, branch=b, kind=k, epoch=e, step=int(10 * e),
+                       hparams=dict(self.defaults, lr=0.1 * (1 + b), schedule={"name": "step", "step_size": 30, "gamma": 0.5}),
+                       metrics={"train_loss": 2.0 / (1 + i), "train_acc": 50.0 + i, "test_loss": 2.5 / (1 + i)})
+            for i, p, b, k, e in spec
+        ]
+
+    # contract methods
+    def subscribe(self, cb):
+        self.subscribers.append(cb)
+        return lambda: self.subscribers.remove(cb)
+
+    def emit(self, event):
+        for cb in list(self.subscribers):
+            cb(event)
+
+    def checkpoints(self, branch=None):
+        return [c for c in self._cks if branch is None or c.branch == branch]
+
+    def checkpoint(self, id):
+        for c in self._cks:
+            if c.id == int(id):
+                return c
+        raise KeyError(f"no checkpoint {id}")
+
+    def add(self, parent, branch, kind, epoch, **metrics):
+        c = Checkpoint(id=max(c.id for c in self._cks) + 1, parent=parent, branch=branch, kind=kind, epoch=epoch,
+                       step=0, hparams=dict(self.defaults), metrics=metrics or {"train_loss": 0.5})
+        self._cks.append(c)
+        self.vectors[c.id] = [float(c.id), 1.0, 1.0]
+        self.emit({"type": "checkpoint", "checkpoint": c})
+        return c
+
+    def train(self, from_=None, epochs=1, **hp):
+        self.calls.append(("train", from_, epochs, hp))
+        if "lr" in hp and hp["lr"] > 5:
+            raise ValueError(f"lr={hp['lr']} is too large for this fake: use lr <= 5")
+        job = FakeJob("train")
+        self.jobs.append(job)
+        return job
+
+    def disturb(self, checkpoint, magnitude, seed=None):
+        self.calls.append(("disturb", checkpoint, magnitude, seed))
+        return self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch)
+
+    def interpolate(self, a, b, n):
+        self.calls.append(("interpolate", a, b, n))
+        out = []
+        for t in np.linspace(0, 1, n):
+            c = self.add(a, 7, "interpolate", 0.0, train_loss=float(1 + (t - 0.5) ** 2))
+            c.hparams["interpolate"] = {"a": a, "b": b, "t": float(t)}
+            out.append(c)
+        return out
+
+    def distances(self, ids):
+        self.calls.append(("distances", list(ids)))
+        v = np.array([self.vectors[i] for i in ids], dtype=np.float64)
+        return np.sqrt(((v[:, None, :] - v[None, :, :]) ** 2).sum(-1))
+
+    def surface(self, center, directions="random", x="-1:1:21", y=None, checkpoints=None, wait=True, **kw):
+        self.calls.append(("surface", center, directions, x, y, checkpoints, wait))
+        job = FakeJob("surface")
+        self.jobs.append(job)
+        return job
+
+    def project(self, ids=None, method="layout", surface=None):
+        self.calls.append(("project", method, surface is not None))
+        cks = self._cks if ids is None else [self.checkpoint(i) for i in ids]
+        if method == "layout":
+            coords = np.array([[c.epoch, c.branch] for c in cks], dtype=np.float64)
+        elif method == "surface":
+            coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
+        else:
+            coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
+        return SimpleNamespace(ids=[c.id for c in cks], coords=coords, method=method, meta={"explained_variance_ratio": [0.7, 0.2]})
+
+    @staticmethod
+    def list_projects(root):
+        return [{"path": str(Path(root) / "a"), "name": "a", "model": "mlp", "data": "spirals", "n_checkpoints": 3,
+                 "modified": float("nan")}]
+
+
+def make_surface(nx=7, ny=5, done_fraction=1.0):
+    x = np.linspace(-1, 1, nx)
+    y = np.linspace(-2, 2, ny)
+    X, Y = np.meshgrid(x, y)
+    loss = X**2 + 0.5 * Y**2 + 0.1  # minimum at the centre
+    done = np.ones((ny, nx), bool)
+    if done_fraction < 1:
+        done.flat[int(done.size * done_fraction):] = False
+    return Surface(x=x, y=y, values={"train_loss": np.where(done, loss, np.nan), "train_acc": np.where(done, 100 - loss, np.nan)},
+                   done=done, meta={"center": 2})
+
+
+@pytest.fixture
+def fake():
+    return FakeSession()
+
+
+@pytest.fixture
+def widget(fake):
+    w = Explorer(fake, throttle=0, background=False)
+    yield w
+    w.close()
+
+
+def buffers_of(widget, *keys):
+    state = widget.get_state(list(keys) if keys else None)
+    stripped, paths, buffers = _remove_buffers(state)
+    return stripped, {tuple(p): b for p, b in zip(paths, buffers)}
+
+
+def last(fake, kind):
+    """The session's last call of this kind (refreshing projections interleaves project calls)."""
+    return [c for c in fake.calls if c[0] == kind][-1]
+
+
+def as_f32(buf):
+    return np.frombuffer(bytes(buf), dtype=np.float32)
+
+
+def lists_of_numbers(obj, path=()):
+    """Every JSON list of more than 4 numbers in a state (arrays must travel as buffers)."""
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += lists_of_numbers(v, path + (k,))
+    elif isinstance(obj, list):
+        if len(obj) > 4 and all(isinstance(v, (int, float)) for v in obj):
+            out.append(path)
+        for i, v in enumerate(obj):
+            out += lists_of_numbers(v, path + (i,))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- buffers
+def test_checkpoint_table_travels_as_float32_buffers(widget, fake):
+    stripped, bufs = buffers_of(widget, "checkpoints")
+    n = len(fake.checkpoints())
+    for col in ("ids", "parents", "branches", "epochs", "kinds"):
+        path = ("checkpoints", col, "view")
+        assert path in bufs, f"{col} is not a binary buffer"
+        assert bufs[path].nbytes == 4 * n
+        assert stripped["checkpoints"][col]["dtype"] == "float32"
+        assert stripped["checkpoints"][col]["shape"] == [n]
+    ids = as_f32(bufs[("checkpoints", "ids", "view")])
+    parents = as_f32(bufs[("checkpoints", "parents", "view")])
+    assert ids.tolist() == [c.id for c in fake.checkpoints()]
+    assert np.isnan(parents[0]) and parents[1:].tolist() == [0, 1, 1, 3]
+    kinds = stripped["checkpoints"]["kind_names"]
+    assert [kinds[int(k)] for k in as_f32(bufs[("checkpoints", "kinds", "view")])] == [c.kind for c in fake.checkpoints()]
+    loss = as_f32(bufs[("checkpoints", "metrics", "train_loss", "view")])
+    np.testing.assert_allclose(loss, [c.metrics["train_loss"] for c in fake.checkpoints()], rtol=1e-6)
+    assert stripped["checkpoints"]["hparams"][3]["lr"] == pytest.approx(0.2)
+    assert lists_of_numbers(stripped) == []
+    json.dumps(stripped, allow_nan=False)  # the JSON part is strict JSON
+
+
+def test_projection_coordinates_are_an_n_by_2_buffer(widget, fake):
+    stripped, bufs = buffers_of(widget, "projection")
+    assert stripped["projection"]["method"] == "layout"
+    assert stripped["projection"]["coords"]["shape"] == [5, 2]
+    coords = as_f32(bufs[("projection", "coords", "view")]).reshape(5, 2)
+    np.testing.assert_array_equal(coords, [[c.epoch, c.branch] for c in fake.checkpoints()])
+    widget.projection_method = "pca"
+    coords = np.asarray(widget.projection["coords"])
+    np.testing.assert_array_equal(coords, [fake.vectors[i][1:] for i in range(5)])
+    assert widget.projection["meta"]["explained_variance_ratio"] == [0.7, 0.2]
+
+
+def test_surface_travels_as_buffers_with_nan_where_not_done(widget, fake):
+    surf = make_surface(7, 5, done_fraction=0.6)
+    job = FakeJob("surface")
+    fake.emit({"type": "surface", "job": job, "surface": surf})
+    stripped, bufs = buffers_of(widget, "surface")
+    s = stripped["surface"]
+    assert s["z"]["shape"] == [5, 7] and s["x"]["shape"] == [7] and s["y"]["shape"] == [5]
+    assert bufs[("surface", "z", "view")].nbytes == 4 * 35
+    z = as_f32(bufs[("surface", "z", "view")]).reshape(5, 7)
+    X, Y = np.meshgrid(np.linspace(-1, 1, 7), np.linspace(-2, 2, 5))
+    expected = np.where(surf.done, X**2 + 0.5 * Y**2 + 0.1, np.nan)
+    np.testing.assert_allclose(z, expected.astype(np.float32), rtol=1e-6, equal_nan=True)
+    assert s["done"] == int(surf.done.sum()) and s["total"] == 35
+    assert s["progress"] == pytest.approx(surf.done.mean())
+    assert s["critical"] == []  # only once complete
+    assert lists_of_numbers(stripped) == []
+    # complete: the minimum at the centre is found, and the metric can be switched
+    fake.emit({"type": "surface", "job": job, "surface": make_surface(7, 5)})
+    crit = widget.surface["critical"]
+    minima = [c for c in crit if c["kind"] == "minimum"]
+    assert len(minima) == 1 and minima[0]["x"] == pytest.approx(0, abs=1e-9) and minima[0]["y"] == pytest.approx(0, abs=1e-9)
+    assert minima[0]["value"] == pytest.approx(0.1)
+    traj = widget.surface["trajectory"]  # projected through session.project(method="surface")
+    np.testing.assert_allclose(np.asarray(traj["coords"]), [np.array(fake.vectors[i][:2]) * 0.1 for i in range(5)], rtol=1e-6)
+    widget.surface_metric = "train_acc"
+    z = np.asarray(widget.surface["z"])
+    np.testing.assert_allclose(z, 100 - (X**2 + 0.5 * Y**2 + 0.1), rtol=1e-6)
+
+
+def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
+    x = np.linspace(-1, 1, 201)
+    surf = Surface(x=x, y=x.copy(), values={"train_loss": np.add.outer(x**2, x**2)}, done=np.ones((201, 201), bool), meta={"center": 0})
+    fake.emit({"type": "surface", "job": None, "surface": surf})
+    stripped, bufs = buffers_of(widget, "surface")
+    assert bufs[("surface", "z", "view")].nbytes == 201 * 201 * 4
+    assert len(json.dumps(stripped)) < 20_000  # the JSON part is small; the grid is in the buffer
+
+
+def test_wire_array_is_contiguous_float32():
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]
+    w = wire_array(a)
+    assert w["dtype"] == "float32" and w["shape"] == [3, 2]
+    np.testing.assert_array_equal(np.frombuffer(bytes(w["view"]), np.float32).reshape(3, 2), a)
+
+
+# ----------------------------------------------------------------------------------------- selection & form
+def test_selection_round_trip(widget, fake):
+    widget.selection = [4, 1, 1]
+    assert widget.selection == [1, 4]
+    assert widget.get_state(["selection"])["selection"] == [1, 4]
+    widget.set_state({"selection": [3, 2]})  # as the front end does
+    assert widget.selection == [2, 3]
+    # two to 16 selected: distances computed by the session, symmetric, zero diagonal
+    d = np.asarray(widget.distances["d"])
+    v = np.array([fake.vectors[2], fake.vectors[3]])
+    assert d[0, 1] == pytest.approx(np.linalg.norm(v[0] - v[1]), rel=1e-6)
+    assert d[0, 0] == 0 and d[1, 0] == d[0, 1]
+    widget.handle({"type": "select_all"})
+    assert widget.selection == [0, 1, 2, 3, 4]
+    widget.handle({"type": "select_none"})
+    assert widget.selection == [] and widget.distances == {}
+
+
+def test_clicking_fills_the_form_with_the_checkpoints_hyperparameters(widget, fake):
+    widget.set_state({"clicked": 3})
+    f = widget.form
+    assert f["checkpoint"] == 3
+    assert f["lr"] == pytest.approx(0.2) and f["optimizer"] == "sgd" and f["batch_size"] == 64
+    assert f["schedule"] == "step:30:0.5"
+    assert f["epochs"] == 1 and f["magnitude"] == 0.1 and f["range"] == "-1:1" and f["resolution"] == 21
+    widget.set_state({"clicked": 99})
+    assert "99" in widget.error
+
+
+def test_schedule_text_round_trips_through_training_parser():
+    from lossviz.training import normalize_schedule
+
+    for s in ({"name": "constant"}, {"name": "step", "step_size": 30, "gamma": 0.5},
+              {"name": "multistep", "milestones": [150, 225], "gamma": 0.1}, {"name": "cosine", "t_max": 200, "eta_min": 0.0}):
+        assert normalize_schedule(schedule_text(s)) == normalize_schedule(s)
+
+
+# ----------------------------------------------------------------------------------------- commands
+def test_train_command_calls_session_train_with_parsed_hparams(widget, fake):
+    widget.handle({"type": "train", "from": 2, "epochs": 3,
+                   "hparams": {"lr": "0.05", "optimizer": "adam", "momentum": 0.5, "nesterov": False, "batch_size": 32,
+                               "schedule": "cosine", "seed": None, "weight_decay": 0}})
+    assert widget.error == ""
+    assert last(fake, "train") == ("train", 2, 3, {"lr": 0.05, "optimizer": "adam", "momentum": 0.5, "nesterov": False,
+                                              "batch_size": 32, "schedule": "cosine", "weight_decay": 0.0})
+    assert widget.jobs[-1]["kind"] == "train" and widget.jobs[-1]["state"] == "running"
+
+
+def test_cancel_command_cancels_running_jobs(widget, fake):
+    widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
+    widget.handle({"type": "train", "from": 2, "epochs": 2, "hparams": {}})
+    first, second = fake.jobs
+    widget.handle({"type": "cancel", "job": first.id})
+    assert first.cancelled and not second.cancelled
+    widget.handle({"type": "cancel"})
+    assert second.cancelled
+    widget.handle({"type": "cancel", "job": first.id})  # no longer running
+    assert "not running" in widget.error
+
+
+def test_disturb_interpolate_and_distances_commands(widget, fake):
+    widget.handle({"type": "disturb", "from": 2, "magnitude": 0.3, "seed": 5})
+    assert last(fake, "disturb") == ("disturb", 2, 0.3, 5)
+    assert 5 in np.asarray(widget.checkpoints["ids"]).astype(int).tolist()  # event -> table refreshed
+    widget.selection = [0, 2]
+    widget.handle({"type": "interpolate", "n": 5})
+    assert last(fake, "interpolate") == ("interpolate", 0, 2, 5)
+    curve = widget.curves[-1]
+    np.testing.assert_allclose(np.asarray(curve["x"]), np.linspace(0, 1, 5))
+    np.testing.assert_allclose(np.asarray(curve["metrics"]["train_loss"]), 1 + (np.linspace(0, 1, 5) - 0.5) ** 2, rtol=1e-6)
+    widget.handle({"type": "distances", "ids": [0, 1, 4]})
+    assert last(fake, "distances") == ("distances", [0, 1, 4])
+    assert np.asarray(widget.distances["d"])[0, 2] == pytest.approx(np.linalg.norm([4, 4, 3]), rel=1e-6)
+
+
+def test_surface_command_builds_axis_specs_and_tracks_the_job(widget, fake):
+    widget.handle({"type": "surface", "center": 2, "directions": "random", "range": "-0.5:1.5", "resolution": 11})
+    assert last(fake, "surface") == ("surface", 2, "random", "-0.5:1.5:11", "-0.5:1.5:11", None, False)
+    job = fake.jobs[-1]
+    assert widget.jobs[-1]["id"] == job.id
+    job.result, job.state = make_surface(5, 5), "done"
+    fake.emit({"type": "job", "job": job})
+    assert widget.surface["done"] == 25 and widget.surface["center"] == 2
+    widget.selection = [0, 1, 2]
+    widget.handle({"type": "surface", "center": 2, "directions": "pca", "range": "-1:1", "resolution": 5})
+    assert last(fake, "surface")[2] == "pca" and last(fake, "surface")[5] == [0, 1, 2]
+
+
+def test_project_command_and_surface_plane(widget, fake):
+    widget.handle({"type": "project", "method": "surface"})
+    assert "needs a surface" in widget.error
+    widget.error = ""
+    fake.emit({"type": "surface", "job": None, "surface": make_surface()})
+    widget.handle({"type": "project", "method": "surface"})
+    assert widget.error == "" and widget.projection["method"] == "surface"
+    assert ("project", "surface", True) in fake.calls
+
+
+def test_project_panel_commands(tmp_path, fake):
+    made = []
+
+    class Factory:
+        list_projects = staticmethod(FakeSession.list_projects)
+
+        def __new__(cls, path, **kw):
+            made.append((path, kw))
+            return FakeSession(path)
+
+    (tmp_path / "a").mkdir()
+    w = Explorer(fake, throttle=0, background=False, session_factory=Factory, project_root=tmp_path)
+    w.handle({"type": "list_projects", "root": str(tmp_path)})
+    assert w.projects[0]["name"] == "a" and w.projects[0]["modified"] is None  # NaN -> null
+    w.handle({"type": "open_project", "path": "a"})
+    assert made[-1] == (str(tmp_path / "a"), {})
+    assert w.session is not fake and w.project["name"] == "a"
+    assert fake.subscribers == []  # the old session is let go
+    w.handle({"type": "create_project", "path": "new", "model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
+    assert made[-1] == (str(tmp_path / "new"), {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
+    w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
+    assert "already exists" not in w.error  # empty folder "a" may be created into
+    (tmp_path / "a" / "x").write_text("")
+    w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
+    assert "already exists" in w.error
+    w.handle({"type": "open_project", "path": "missing"})
+    assert "does not exist" in w.error
+    w.close()
+
+
+def test_export_surface_writes_an_hdf5_file_readable_back(widget, fake, tmp_path):
+    from lossviz.io.h5 import read_surface
+
+    widget.handle({"type": "export_surface"})
+    assert "no surface" in widget.error
+    surf = make_surface(6, 4)
+    fake.emit({"type": "surface", "job": None, "surface": surf})
+    sent = []
+    widget.send = lambda content, buffers=None: sent.append((content, buffers))
+    target = tmp_path / "out.h5"
+    widget.handle({"type": "export_surface", "path": str(target)})
+    back = read_surface(target)
+    np.testing.assert_allclose(back.values["train_loss"], surf.values["train_loss"])
+    assert sent[0][0]["type"] == "download" and bytes(sent[0][1][0]) == target.read_bytes()
+
+
+# ----------------------------------------------------------------------------------------- bad payloads
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        ("not a dict", "must be an object"),
+        ({"no": "type"}, "unknown"),
+        ({"type": "explode"}, "unknown"),
+        ({"type": "train", "from": 1, "hparams": {"lr": "abc"}}, "lr must be a number"),
+        ({"type": "train", "from": 1, "hparams": {"lr": -0.1}}, "lr must be greater than 0"),
+        ({"type": "train", "from": 1, "epochs": 0, "hparams": {}}, "epochs must be at least 1"),
+        ({"type": "train", "from": 1, "epochs": 1.5, "hparams": {}}, "whole number"),
+        ({"type": "train", "from": 1, "hparams": {"colour": 3}}, "unknown hyperparameters"),
+        ({"type": "train", "from": 1, "hparams": [1, 2]}, "hparams must be an object"),
+        ({"type": "train", "from": 1, "hparams": {"lr": 10}}, "too large"),  # the session's own error
+        ({"type": "disturb", "from": 1, "magnitude": 0}, "magnitude must be greater than 0"),
+        ({"type": "disturb", "magnitude": 0.1}, "from is missing"),
+        ({"type": "interpolate", "n": 3}, "exactly two selected"),
+        ({"type": "interpolate", "a": 0, "b": 1, "n": 1}, "n must be at least 2"),
+        ({"type": "surface", "center": 1, "range": "1:-1"}, "max must be greater than min"),
+        ({"type": "surface", "center": 1, "range": "a:b"}, "not min:max"),
+        ({"type": "surface", "center": 1, "resolution": 1000}, "at most 401"),
+        ({"type": "surface", "center": 1, "directions": "sideways"}, "unknown"),
+        ({"type": "surface", "center": 1, "directions": "pca"}, "at least 3 selected"),
+        ({"type": "project", "method": "umap"}, "unknown"),
+        ({"type": "select", "ids": "1,2"}, "list of checkpoint ids"),
+        ({"type": "distances", "ids": [1]}, "distances need 2"),
+        ({"type": "list_projects", "root": "/no/such/folder"}, "does not exist"),
+    ],
+)
+def test_bad_payloads_set_the_error_trait_and_call_nothing(widget, fake, payload, words):
+    n_calls = len([c for c in fake.calls if c[0] != "project"])
+    widget._on_frontend_msg(widget, payload, [])  # must not raise
+    assert words in widget.error
+    calls = [c for c in fake.calls if c[0] != "project"]
+    assert len(calls) == n_calls + (1 if "too large" in words else 0)
+    widget.handle({"type": "clear_error"})
+    assert widget.error == ""
+
+
+def test_view_option_traits_validate(widget):
+    widget.levels = 1
+    assert widget.levels == 2
+    widget.levels = 10_000
+    assert widget.levels == 200
+    with pytest.raises(Exception, match="contour_mode"):
+        widget.contour_mode = "wireframe"
+    with pytest.raises(Exception, match="projection"):
+        widget.projection_method = "umap"
+
+
+def test_axis_spec():
+    assert surface_axis_spec("-1:1", 21) == "-1:1:21"
+    assert surface_axis_spec("-0.25:2.5", 5) == "-0.25:2.5:5"
+
+
+# ----------------------------------------------------------------------------------------- events from threads
+def test_session_events_from_worker_threads_update_traits(fake):
+    w = Explorer(fake, throttle=0.05, background=True)
+    try:
+        def worker():
+            for _ in range(5):
+                fake.add(4, 1, "train", 3.0)
+
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        w.wait_idle()
+        assert int(w.checkpoints["n"]) == 10
+        assert np.asarray(w.projection["ids"]).shape == (10,)
+        # a diverged checkpoint and a failed job are reported in words
+        c = fake.add(4, 1, "train", 4.0)
+        c.status = "diverged"
+        fake.emit({"type": "checkpoint", "checkpoint": c})
+        assert "diverged" in w.error and "lower the learning rate" in w.error
+        job = FakeJob("surface", state="failed")
+        job.error = "3 points not computed"
+        fake.emit({"type": "job", "job": job})
+        assert "surface job" in w.error and "3 points not computed" in w.error
+        fake.emit({"type": "error", "message": "training job 7: loss is nan"})
+        assert w.error == "training job 7: loss is nan"
+        # background command: disturb runs on the worker, result appears after wait_idle
+        w.handle({"type": "disturb", "from": 1, "magnitude": 0.5})
+        w.wait_idle()
+        assert ("disturb", 1, 0.5, None) in fake.calls
+        assert int(w.checkpoints["n"]) == 12
+    finally:
+        w.close()
+
+
+def test_checkpoint_table_of_nothing():
+    t = checkpoint_table([])
+    assert t["n"] == 0 and t["ids"].shape == (0,) and t["metrics"] == {}
+
+
+# ----------------------------------------------------------------------------------------- packaging
+def test_wheel_contains_the_built_front_end(tmp_path):
+    assert BUNDLE.exists(), "build the front end first: npm install && npm run build"
+    size = BUNDLE.stat().st_size
+    assert 100_000 < size <= 2_000_000, f"bundle is {size} bytes; the budget is 2 MB"
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("lossviz-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert "lossviz/static/widget.js" in names and "lossviz/static/widget.css" in names
+        assert z.getinfo("lossviz/static/widget.js").file_size == size
+        assert "lossviz/widget.py" in names
+
+
+# ----------------------------------------------------------------------------------------- figures.py
+def test_contour_and_3d_figures_carry_the_surface_and_lift_the_trajectory(fake):
+    from lossviz import figures
+
+    surf = make_surface(7, 5)
+    traj = SimpleNamespace(ids=[2, 1], coords=np.array([[0.5, 1.0], [-0.25, 0.0]]))
+    fig = figures.contour_figure(surf, mode="lines", levels=5, trajectory=traj)
+    c = fig.data[0]
+    assert c.type == "contour" and c.contours.coloring == "lines"
+    np.testing.assert_allclose(np.asarray(c.z), surf.values["train_loss"])
+    assert c.contours.size == pytest.approx((c.zmax - c.zmin) / 4)
+    t = [d for d in fig.data if d.name == "trajectory"][0]
+    assert list(t.customdata) == [1, 2] and list(t.x) == [-0.25, 0.5]  # sorted by id
+    assert [d.name for d in fig.data if d.name == "minimum"] == ["minimum"]
+    log = figures.contour_figure(surf, mode="heatmap", log=True)
+    np.testing.assert_allclose(np.asarray(log.data[0].z), np.log10(surf.values["train_loss"]))
+    f3 = figures.surface3d_figure(surf, trajectory=traj)
+    lifted = [d for d in f3.data if d.type == "scatter3d"][0]
+    X = lambda a, b: a**2 + 0.5 * b**2 + 0.1  # noqa: E731
+    # the lifted point is the bilinear interpolation of the grid, which is exact on grid lines for x^2 + ...
+    # only at nodes: (1/3, 1) is a node of the 7 x 5 grid
+    assert lifted.z[0] == pytest.approx(figures.bilinear(surf.x, surf.y, surf.values["train_loss"], -0.25, 0.0))
+    assert figures.bilinear(surf.x, surf.y, surf.values["train_loss"], 1 / 3, 1.0) == pytest.approx(X(1 / 3, 1.0))
+    with pytest.raises(ValueError, match="mode"):
+        figures.contour_figure(surf, mode="wire")
+    with pytest.raises(ValueError, match="metric"):
+        figures.contour_figure(surf, metric="nope")
+
+
+def test_trajectory_metrics_and_line_figures(fake):
+    from lossviz import figures
+
+    proj = fake.project(method="layout")
+    fig = figures.trajectory_figure(fake.checkpoints(), proj, selection=[1, 4])
+    lines = [d for d in fig.data if d.mode == "lines"]
+    b1 = [d for d in lines if d.name == "branch 1"][0]
+    assert list(b1.x) == [1.0, 1.0, 2.0] and list(b1.y) == [0.0, 1.0, 1.0]  # from parent 1 (epoch 1, lane 0)
+    sel = [d for d in fig.data if d.name == "selected"][0]
+    assert len(sel.x) == 2
+    m = figures.metrics_figure(fake.checkpoints(), selection=[2])
+    train = [d for d in m.data if d.name == "train_loss · branch 0"][0]
+    assert list(train.y) == pytest.approx([2.0, 1.0, 2.0 / 3])
+    x = np.linspace(-1, 1, 9)
+    s1 = Surface(x=x, y=None, values={"train_loss": x**2}, done=np.ones(9, bool))
+    lf = figures.line_figure(s1, curves=[{"name": "a → b", "x": [0, 1], "metrics": {"train_loss": [1.0, 2.0]}}])
+    np.testing.assert_allclose(np.asarray(lf.data[0].y), x**2)
+    assert lf.data[1].name == "a → b"
