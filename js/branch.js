@@ -150,24 +150,43 @@ export function createBranchPanel(container, ctx) {
     container.dataset.clicked = id === null || id === undefined ? "" : String(id);
   }
 
-  function renderJobs() {
-    const jobs = ctx.state.jobs ?? [];
-    jobsBox.replaceChildren(...jobs.slice().reverse().map((j) => {
+  // Job rows are keyed by job id and updated in place: progress arrives many times a second, and a row
+  // rebuilt on every update would swallow a click on its Cancel button.
+  const jobRows = new Map();
+  function jobRow(id) {
+    let row = jobRows.get(id);
+    if (!row) {
+      const title = el("span", { class: "lv-job-title" });
       const bar = el("div", { class: "lv-bar" }, el("div", { class: "lv-bar-fill" }));
-      bar.firstChild.style.width = `${Math.round(100 * (j.progress ?? 0))}%`;
-      const active = j.state === "running" || j.state === "queued";
-      const row = el("div", { class: `lv-job lv-job-${j.state}` },
-        el("span", { class: "lv-job-title", text: `${j.kind} #${j.id} · ${j.state}` }), bar,
-        el("span", { class: "lv-job-msg", text: j.error ? j.error : `${j.done ?? 0}/${j.total ?? 0} ${j.message ?? ""}` }));
-      if (active) {
-        const b = el("button", { type: "button", class: "lv-btn lv-job-cancel", text: "Cancel" });
-        b.addEventListener("click", () => ctx.send({ type: "cancel", job: j.id }));
-        row.append(b);
-      }
-      row.dataset.job = String(j.id);
+      const msg = el("span", { class: "lv-job-msg" });
+      const cancel = el("button", { type: "button", class: "lv-btn lv-job-cancel", text: "Cancel" });
+      cancel.addEventListener("click", () => ctx.send({ type: "cancel", job: id }));
+      row = el("div", { class: "lv-job" }, title, bar, msg, cancel);
+      row.dataset.job = String(id);
+      row.parts = { title, fill: bar.firstChild, msg, cancel };  // not row.title: that is the tooltip
+      jobRows.set(id, row);
+    }
+    return row;
+  }
+
+  function renderJobs() {
+    const jobs = (ctx.state.jobs ?? []).slice().reverse();
+    const live = new Set(jobs.map((j) => j.id));
+    for (const id of [...jobRows.keys()]) if (!live.has(id)) jobRows.delete(id);
+    const rows = jobs.map((j) => {
+      const row = jobRow(j.id);
+      row.className = `lv-job lv-job-${j.state}`;
       row.dataset.state = j.state;
+      const { title, fill, msg, cancel } = row.parts;
+      title.textContent = `${j.kind} #${j.id} · ${j.state}`;
+      fill.style.width = `${Math.round(100 * (j.progress ?? 0))}%`;
+      msg.textContent = j.error ? j.error : `${j.done ?? 0}/${j.total ?? 0} ${j.message ?? ""}`;
+      cancel.hidden = !(j.state === "running" || j.state === "queued");
       return row;
-    }));
+    });
+    // re-append only when the order changed, so rows (and a button under the pointer) stay in the DOM
+    const current = [...jobsBox.children];
+    if (current.length !== rows.length || rows.some((r, i) => current[i] !== r)) jobsBox.replaceChildren(...rows);
   }
 
   function renderDistances() {

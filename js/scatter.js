@@ -175,6 +175,7 @@ export function createScatter(container, ctx) {
     // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
     // every point when the selection overlay appears), unless the user zoomed or panned.
     if (!userView) { layout.xaxis.range = paddedRange(pts.xs); layout.yaxis.range = paddedRange(pts.ys); }
+    if (s.projection.method === "layout") layout.yaxis.dtick = 1; // branch lanes are whole numbers
     Plotly.react(plot, traces, layout, { displayModeBar: false, scrollZoom: false, responsive: true });
     drawn = true;
     container.dataset.points = String(pts.ids.length);

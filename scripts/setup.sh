@@ -20,5 +20,5 @@ PY=${PYTHON:-python3}
 # torch first, pinned to the release on this platform's disk/index (CPU or CUDA build, whichever pip serves)
 .venv/bin/python -c "import torch, torchvision" 2>/dev/null \
   || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[test,lab,dask]"
+.venv/bin/python -m pip install -q -e ".[test,lab,dask,mpi]"
 .venv/bin/python -c "import lossviz, pathlib; p = pathlib.Path(lossviz.__file__).parent / 'static' / 'widget.js'; print('lossviz', lossviz.__version__, 'front end', p.stat().st_size if p.exists() else 'MISSING', 'bytes')"

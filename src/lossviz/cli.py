@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a plot next to --out: png (needs kaleido; else HTML) or html")
     g.add_argument("--metric", default=None, help="metric to plot (default: the first split's loss)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--mpi", action="store_true",
+                   help="run under `mpiexec -n N`: rank 0 coordinates and writes the files, the other "
+                        "N-1 ranks evaluate chunks (needs mpi4py: pip install 'lossviz[mpi]')")
     s.set_defaults(handler=cmd_surface)
 
     p = sub.add_parser("plot", help="plot a surface file (HTML, or PNG with kaleido)")
@@ -306,6 +309,36 @@ def write_figure(fig, path: str | os.PathLike) -> tuple[Path, str | None]:
 
 # ---------------------------------------------------------------------------------------- commands
 def cmd_surface(args) -> int:
+    if getattr(args, "mpi", False):
+        return _surface_under_mpi(args)
+    return _surface(args)
+
+
+def _surface_under_mpi(args) -> int:
+    """``lossviz surface --mpi`` on every rank: rank 0 runs the command with an
+    ``mpi4py.futures.MPICommExecutor`` (the spec reaches each rank once), the others serve chunks
+    until it is done and return 0."""
+    from lossviz.executors import mpi_comm_executor
+
+    try:
+        context = mpi_comm_executor()
+        from mpi4py import MPI
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    size = MPI.COMM_WORLD.Get_size()
+    if size < 2:
+        raise CLIError("--mpi needs at least 2 processes (rank 0 coordinates): run it as "
+                       "`mpiexec -n N lossviz surface --mpi ...` with N >= 2, or drop --mpi")
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))  # ranks share the machine's cores
+    with context as executor:
+        if executor is None:
+            return 0  # a worker rank: it evaluated chunks until rank 0 finished
+        return _surface(args, executor)
+
+
+def _surface(args, executor=None) -> int:
     import torch
 
     from lossviz.evaluate import as_eval_data
@@ -374,7 +407,8 @@ def cmd_surface(args) -> int:
 
     from lossviz.surface import compute_surface
 
-    surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed, **common)
+    surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
+                              executor=executor, **common)
     loss_name = f"{main_split}_loss"
     if loss_name in surface.values and np.isnan(surface.values[loss_name]).all():
         why = "; ".join(surface.meta.get("errors", [])[:1]) or "every loss value is NaN"

@@ -374,6 +374,7 @@ class Evaluator:
         self._summed = _Summed(
             self.model, loss_fn, "acc" in self.metric_names, extra, sum_dtype
         ).eval()
+        self._check_scalar_outputs(loss_fn, extra)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -574,6 +575,28 @@ class Evaluator:
         # functional ops (activations, residual sums, the loss) add to the module outputs
         out_ndim = output.dim() if isinstance(output, torch.Tensor) else 0
         return int(per_sample * 3) + 1, out_ndim
+
+    @torch.no_grad()
+    def _check_scalar_outputs(self, loss_fn: LossFn | None, extra: list[tuple[str, LossFn]]) -> None:
+        """A loss or metric returning more than one number is a programming error: named here,
+        once, instead of a NaN at every grid point."""
+        fns = ([("the loss", loss_fn)] if loss_fn is not None else []) + [
+            (f"metric {name!r}", fn) for name, fn in extra
+        ]
+        if not fns:
+            return
+        out = self.model(self.data.inputs[:2])
+        for what, fn in fns:
+            try:
+                value = fn(out, self.data.targets[:2])
+            except Exception:  # noqa: BLE001 - a failing point is reported per point
+                continue
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(
+                    f"{what} returned {shape}, not a scalar tensor: return the batch mean "
+                    "(e.g. reduction='mean' or .mean())"
+                )
 
     def _max_samples_at_once(self) -> int:
         return max(1, self._budget // self._bytes_per_sample)

@@ -1,19 +1,56 @@
-"""Where chunks of surface points are evaluated: the ``concurrent.futures.Executor`` seam.
+"""Where chunks of surface points are evaluated: in-process, threads, processes, Dask, MPI, GPUs.
 
 A surface computation hands its work out as tasks ``fn(spec, chunk)`` where ``fn`` is a picklable
 top-level function, ``spec`` a picklable evaluation spec built once, and ``chunk`` a small array of
-grid coefficients. Any ``concurrent.futures.Executor`` runs them: :class:`InProcessExecutor` (the
-default: a direct call in the calling thread), a ``ThreadPoolExecutor`` or ``ProcessPoolExecutor``,
-and later Dask (``distributed.Client.get_executor()``) or MPI (``mpi4py.futures.MPIPoolExecutor``).
+grid coefficients. :func:`run_chunks` runs them on
+
+* nothing given: :class:`InProcessExecutor` (a direct call in the calling thread);
+* a ``ThreadPoolExecutor`` or a :class:`DeviceExecutor` (one thread per device): the spec is shared;
+* a ``dask.distributed.Client``: the spec is scattered to every worker once
+  (``client.scatter(spec, broadcast=True)``), chunks go out with ``client.submit``; a chunk whose
+  worker died is recomputed (by the scheduler, and resubmitted here should it give up);
+  cancelling cancels the outstanding futures;
+* any other ``concurrent.futures.Executor`` (``ProcessPoolExecutor``,
+  ``mpi4py.futures.MPIPoolExecutor`` / ``MPICommExecutor``, ``Client.get_executor()``): the spec is
+  pickled once here and reaches each worker process once: tasks name it by a token, a worker keeps
+  the specs it has seen in a small per-process cache, and a task that finds no cached spec answers
+  :class:`SpecMissing`, upon which the chunk is resent with the spec's bytes.
+
+Results come back as finished ``concurrent.futures.Future`` s, in completion order.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
+import queue
 import threading
+import uuid
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from collections import OrderedDict
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
+
+__all__ = [
+    "DeviceExecutor",
+    "InProcessExecutor",
+    "SpecMissing",
+    "default_in_flight",
+    "is_dask_client",
+    "run_chunks",
+    "run_with_cached_spec",
+    "spec_loads",
+]
 
 
 class InProcessExecutor(Executor):
@@ -39,7 +76,169 @@ class InProcessExecutor(Executor):
         self._shutdown = True
 
 
-def _warn_if_forking(executor: Executor | None) -> None:
+# ---------------------------------------------------------------------------------------- devices
+def _resolve_devices(devices: Sequence[Any] | None) -> list[Any]:
+    import torch
+
+    if devices is None:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(
+                "DeviceExecutor: no CUDA device is visible; pass devices explicitly, e.g. "
+                "DeviceExecutor(['cuda:0', 'cuda:1']) (or ['cpu', 'cpu'] for CPU workers)"
+            )
+        return [torch.device("cuda", i) for i in range(n)]
+    if isinstance(devices, (str, torch.device)):
+        devices = [devices]
+    out = []
+    for d in devices:
+        try:
+            out.append(torch.device(d))
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"DeviceExecutor: {d!r} is not a device; use e.g. 'cuda:0' or 'cpu'") from None
+    if not out:
+        raise ValueError("DeviceExecutor: give at least one device")
+    return out
+
+
+class DeviceExecutor(Executor):
+    """One worker thread per device (default: every visible CUDA device), pulling from one queue.
+
+    Before a task runs, each of its arguments that has an ``on_device(device)`` method (the
+    surface's :class:`~lossviz.surface.EvalSpec`) is replaced by its result, so each worker builds
+    its own evaluator on its own device; a faster device simply takes more chunks.
+    ``chunks_per_device`` counts the tasks each worker ran (keys ``"<index>:<device>"``).
+    """
+
+    def __init__(self, devices: Sequence[Any] | None = None) -> None:
+        self.devices = _resolve_devices(devices)
+        self.max_workers = len(self.devices)
+        self.chunks_per_device: dict[str, int] = {}
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._threads = [
+            threading.Thread(target=self._work, args=(i, dev), name=f"lossviz-{dev}-{i}", daemon=True)
+            for i, dev in enumerate(self.devices)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _work(self, index: int, device: Any) -> None:
+        import torch
+
+        label = f"{index}:{device}"
+        bound: dict[int, Any] = {}  # id(arg) -> arg.on_device(device), for this worker
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                moved = []
+                for a in args:
+                    if hasattr(a, "on_device"):
+                        if id(a) not in bound or bound[id(a)][0] is not a:
+                            bound[id(a)] = (a, a.on_device(device))
+                        a = bound[id(a)][1]
+                    moved.append(a)
+                if device.type == "cuda":
+                    with torch.cuda.device(device):
+                        result = fn(*moved, **kwargs)
+                else:
+                    result = fn(*moved, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - delivered through the Future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            with self._lock:
+                self.chunks_per_device[label] = self.chunks_per_device.get(label, 0) + 1
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a DeviceExecutor after shutdown()")
+        future: Future = Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+
+
+# ---------------------------------------------------------------------------------------- spec cache
+@dataclass(frozen=True)
+class SpecMissing:
+    """A worker's answer to a task whose spec it has not cached: resend with the spec's bytes."""
+
+    token: str
+    pid: int
+
+
+_SPECS: "OrderedDict[str, Any]" = OrderedDict()
+_SPECS_LOCK = threading.Lock()
+_MAX_SPECS = 4
+_LOADS = [0]  # specs unpickled in this process
+
+
+def spec_loads() -> int:
+    """How many specs this process has unpickled from bytes sent by :func:`run_chunks`."""
+    return _LOADS[0]
+
+
+def run_with_cached_spec(fn: Callable[[Any, Any], Any], token: str, payload: bytes | None, chunk: Any) -> Any:
+    """The task sent to generic executors: ``fn(spec, chunk)`` with the spec of ``token`` from this
+    process's cache, loaded from ``payload`` (the spec's pickle, made by :func:`run_chunks` in the
+    coordinating process) on first use; :class:`SpecMissing` when neither is at hand."""
+    with _SPECS_LOCK:
+        spec = _SPECS.get(token)
+        if spec is None and payload is not None:
+            spec = pickle.loads(payload)  # bytes this run pickled for its own workers, not a file
+            _LOADS[0] += 1
+            _SPECS[token] = spec
+            while len(_SPECS) > _MAX_SPECS:
+                _SPECS.popitem(last=False)
+        elif spec is not None:
+            _SPECS.move_to_end(token)
+    if spec is None:
+        return SpecMissing(token, os.getpid())
+    return fn(spec, chunk)
+
+
+def _shares_memory(pool: Executor) -> bool:
+    """Executors whose tasks run in this process (the spec needs no transport)."""
+    return isinstance(pool, (InProcessExecutor, ThreadPoolExecutor, DeviceExecutor))
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def is_dask_client(obj: Any) -> bool:
+    """True for a ``dask.distributed.Client`` (without importing distributed when it is not)."""
+    if not type(obj).__module__.startswith("distributed"):
+        return False
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - module name matched but the package is gone
+        return False
+    return isinstance(obj, Client)
+
+
+def _warn_if_forking(executor: Any) -> None:
     """A ``fork``ed worker of a process whose torch thread pool has run can hang: say so."""
     if not isinstance(executor, ProcessPoolExecutor):
         return
@@ -55,22 +254,42 @@ def _warn_if_forking(executor: Executor | None) -> None:
         )
 
 
-def default_in_flight(executor: Executor) -> int:
+def default_in_flight(executor: Any) -> int:
     """How many tasks to keep submitted at once: twice the pool's workers (1 in-process)."""
     if isinstance(executor, InProcessExecutor):
         return 1
-    workers = getattr(executor, "_max_workers", None) or getattr(executor, "max_workers", None)
+    if is_dask_client(executor):
+        try:
+            return max(2, 2 * sum(executor.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a client that cannot say: a fixed window
+            return 8
+    workers = (
+        getattr(executor, "_max_workers", None)
+        or getattr(executor, "max_workers", None)
+        or getattr(executor, "num_workers", None)  # mpi4py.futures
+    )
     try:
         return max(2, 2 * int(workers))
     except (TypeError, ValueError):
         return 8
 
 
+def _finished(value: Any = None, exc: BaseException | None = None) -> Future:
+    fut: Future = Future()
+    fut.set_running_or_notify_cancel()
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+    return fut
+
+
+# ---------------------------------------------------------------------------------------- run
 def run_chunks(
     fn: Callable[[Any, Any], Any],
     spec: Any,
     chunks: Sequence[Any],
-    executor: Executor | None = None,
+    executor: Any = None,
     *,
     max_in_flight: int | None = None,
     cancel: threading.Event | None = None,
@@ -78,24 +297,44 @@ def run_chunks(
     """Submit ``fn(spec, chunk)`` for every chunk, keeping at most ``max_in_flight`` submitted, and
     yield ``(chunk index, finished future)`` as they complete.
 
-    Chunks are submitted in the given order. Once ``cancel`` is set no more chunks are submitted,
-    the pending ones are cancelled, and those already running are still waited for and yielded.
+    ``executor``: ``None`` (in-process), any ``concurrent.futures.Executor`` or a
+    ``dask.distributed.Client`` (see the module docstring for how the spec travels). Chunks are
+    submitted in the given order. Once ``cancel`` is set no more chunks are submitted and the
+    pending ones are cancelled (Dask: every outstanding future); those already running in a
+    ``concurrent.futures`` pool are still waited for and yielded.
     """
+    if is_dask_client(executor):
+        yield from _run_dask(fn, spec, chunks, executor, max_in_flight=max_in_flight, cancel=cancel)
+        return
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(
-            f"executor must be a concurrent.futures.Executor (e.g. ThreadPoolExecutor, or "
-            f"distributed.Client.get_executor()), got {type(executor).__name__}"
+            f"executor must be a concurrent.futures.Executor (e.g. ThreadPoolExecutor, "
+            f"mpi4py.futures.MPIPoolExecutor) or a dask.distributed.Client, got {type(executor).__name__}"
         )
     _warn_if_forking(executor)
     pool = executor if executor is not None else InProcessExecutor()
     limit = max_in_flight or default_in_flight(pool)
+    direct = _shares_memory(pool)
+    token = str(getattr(spec, "token", None) or uuid.uuid4().hex)
+    payload: list[bytes | None] = [None]  # the spec pickled once, on the first cache miss
+
+    def submit(i: int, with_spec: bool = False) -> Future:
+        if direct:
+            return pool.submit(fn, spec, chunks[i])
+        data = None
+        if with_spec:
+            if payload[0] is None:
+                payload[0] = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+            data = payload[0]
+        return pool.submit(run_with_cached_spec, fn, token, data, chunks[i])
+
     pending: dict[Future, int] = {}
     next_chunk = 0
     try:
         while True:
             cancelled = cancel is not None and cancel.is_set()
             while not cancelled and next_chunk < len(chunks) and len(pending) < limit:
-                pending[pool.submit(fn, spec, chunks[next_chunk])] = next_chunk
+                pending[submit(next_chunk)] = next_chunk
                 next_chunk += 1
                 if isinstance(pool, InProcessExecutor):
                     break  # hand each finished chunk back before the next one runs
@@ -107,7 +346,106 @@ def run_chunks(
                 return
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in sorted(finished, key=pending.__getitem__):
-                yield pending.pop(fut), fut
+                i = pending.pop(fut)
+                if not fut.cancelled() and fut.exception() is None and isinstance(fut.result(), SpecMissing):
+                    if cancel is not None and cancel.is_set():
+                        continue  # not evaluated, and no longer wanted
+                    pending[submit(i, with_spec=True)] = i
+                    continue
+                yield i, fut
     finally:
         for fut in pending:
             fut.cancel()
+
+
+def _is_lost_worker(exc: BaseException) -> bool:
+    """A chunk failed because its worker died or was unreachable, not because the task raised."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"KilledWorker", "CommClosedError", "FutureCancelledError"}) or isinstance(
+        exc, CancelledError
+    )
+
+
+def _run_dask(
+    fn: Callable[[Any, Any], Any],
+    spec: Any,
+    chunks: Sequence[Any],
+    client: Any,
+    *,
+    max_in_flight: int | None,
+    cancel: threading.Event | None,
+    max_resubmits: int = 3,
+    poll_s: float = 0.1,
+) -> Iterator[tuple[int, Future]]:
+    """:func:`run_chunks` on a Dask client: spec scattered once to every worker, a window of
+    submitted chunks, results as they finish; a chunk lost with its worker is resubmitted."""
+    from distributed import wait as dask_wait
+
+    if not chunks:
+        return
+    limit = max_in_flight or default_in_flight(client)
+    spec_future = client.scatter(spec, broadcast=True, hash=False)
+    pending: dict[Any, int] = {}
+    tries = [0] * len(chunks)
+    next_chunk = 0
+
+    def submit(i: int) -> None:
+        tries[i] += 1
+        fut = client.submit(fn, spec_future, chunks[i], pure=False)
+        pending[fut] = i
+
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                client.cancel(list(pending))
+                pending.clear()
+                return
+            while next_chunk < len(chunks) and len(pending) < limit:
+                submit(next_chunk)
+                next_chunk += 1
+            if not pending:
+                return
+            try:
+                dask_wait(list(pending), timeout=poll_s, return_when="FIRST_COMPLETED")
+            except Exception:  # noqa: BLE001 - a timeout: look at cancel, then wait again
+                pass
+            for fut in [f for f in pending if f.done()]:
+                i = pending.pop(fut)
+                if fut.status == "finished":
+                    try:
+                        result = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - lost while fetching the result
+                        if _is_lost_worker(exc) and tries[i] <= max_resubmits:
+                            submit(i)
+                            continue
+                        yield i, _finished(exc=exc)
+                        continue
+                    yield i, _finished(result)
+                    continue
+                exc = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
+                if _is_lost_worker(exc) and tries[i] <= max_resubmits:
+                    submit(i)  # its worker died (the scheduler gave up): once more elsewhere
+                    continue
+                yield i, _finished(exc=exc)
+    finally:
+        if pending:
+            client.cancel(list(pending))
+        try:
+            client.cancel([spec_future])  # release the scattered copies
+        except Exception:  # noqa: BLE001 - a closed client has nothing left to release
+            pass
+
+
+def mpi_comm_executor(comm: Any = None, root: int = 0):
+    """``mpi4py.futures.MPICommExecutor`` over ``comm`` (default ``COMM_WORLD``): a context manager
+    giving an executor on rank ``root`` (the other ranks serve tasks inside it and get ``None``)."""
+    try:
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor
+    except ImportError as exc:
+        raise ImportError(
+            "MPI needs mpi4py: pip install 'lossviz[mpi]' (and an MPI library, e.g. Debian's "
+            "openmpi-bin libopenmpi-dev)"
+        ) from exc
+    return MPICommExecutor(comm if comm is not None else MPI.COMM_WORLD, root=root)
+

@@ -41,7 +41,7 @@ def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
     done = _field(surface, "done")
     if done is not None:
         z = np.where(np.asarray(done, bool), z, np.nan)
-    return metric, z
+    return metric, np.where(np.isfinite(z), z, np.nan)  # NaN and ±inf (diverged points): gaps
 
 
 def _color_limits(z: np.ndarray, log: bool, vmin: float | None, vmax: float | None) -> tuple[np.ndarray, float, float]:

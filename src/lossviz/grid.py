@@ -75,17 +75,20 @@ def parse_axis(spec: AxisLike, name: str = "x") -> Axis:
         if num_f != int(num_f):
             raise ValueError(f"grid spec {name}: the number of points must be an integer, got {num_f}")
         num = int(num_f)
+    label = f"{name}={spec!r}" if isinstance(spec, str) else name
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"grid spec {name}: min and max must be finite, got {lo} and {hi}")
+        raise ValueError(
+            f"grid spec {label}: min and max must be finite, got {lo} and {hi}; e.g. '-1:1:51'"
+        )
     if num < 1:
-        raise ValueError(f"grid spec {name}: needs at least 1 point, got {num}; e.g. '-1:1:51'")
+        raise ValueError(f"grid spec {label}: needs at least 1 point, got {num}; e.g. '-1:1:51'")
     if num > 1 and not lo < hi:
         raise ValueError(
-            f"grid spec {name}: min ({lo:g}) must be below max ({hi:g}); write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
+            f"grid spec {label}: min ({lo:g}) must be below max ({hi:g}); write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
         )
     if num > MAX_POINTS:
         raise ValueError(
-            f"grid spec {name}: {num} points is more than {MAX_POINTS}; use fewer points"
+            f"grid spec {label}: {num} points is more than {MAX_POINTS}; use fewer points"
         )
     return Axis(lo, hi, num)
 

@@ -72,6 +72,23 @@ def _tensor_sha(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _first_difference(stored: Sequence, given: Sequence) -> str:
+    """Words naming the first state-dict entry whose name or shape differs between two
+    architectures (lists of ``[name, shape]``)."""
+    theirs = {str(k): list(v) for k, v in stored}
+    ours = {str(k): list(v) for k, v in given}
+    for name, shape in ours.items():
+        if name in theirs and theirs[name] != shape:
+            return f"first difference: {name!r} has shape {theirs[name]} in the project but {shape} in the model"
+    for name in theirs:
+        if name not in ours:
+            return f"first difference: the project has {name!r} {theirs[name]}, which the model lacks"
+    for name in ours:
+        if name not in theirs:
+            return f"first difference: the model has {name!r} {ours[name]}, which the project lacks"
+    return "the state dict order differs"
+
+
 def _callable_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
@@ -117,129 +134,139 @@ class Session:
     ):
         self.path = Path(path)
         self.store = Store(self.path)
-        stored = self.store.get_meta("spec") or {}
-        model_kwargs = dict(model_kwargs if model_kwargs is not None else stored.get("model_kwargs") or {})
-        data_kwargs = dict(data_kwargs if data_kwargs is not None else stored.get("data_kwargs") or {})
+        try:
+            stored = self.store.get_meta("spec") or {}
+            model_kwargs = dict(model_kwargs if model_kwargs is not None else stored.get("model_kwargs") or {})
+            data_kwargs = dict(data_kwargs if data_kwargs is not None else stored.get("data_kwargs") or {})
 
-        # ---- model
-        self._template: nn.Module | None = None
-        if model is None:
-            if not stored.get("model"):
-                self.store.close()
-                raise ValueError(
-                    f"{self.path}: pass model= (a zoo name such as 'mlp' or a factory); "
-                    + ("this project was created with a model factory, pass it again"
-                       if stored else "the project is new")
-                )
-            model = stored["model"]
-        if isinstance(model, str):
-            from lossviz.zoo import get_model
+            # ---- model
+            self._template: nn.Module | None = None
+            if model is None:
+                if not stored.get("model"):
+                    self.store.close()
+                    raise ValueError(
+                        f"{self.path}: pass model= (a zoo name such as 'mlp' or a factory); "
+                        + ("this project was created with a model factory, pass it again"
+                           if stored else "the project is new")
+                    )
+                model = stored["model"]
+            if isinstance(model, str):
+                from lossviz.zoo import get_model
 
-            name = model
-            self._factory = lambda: get_model(name, **model_kwargs)
-            model_name = name
-        elif isinstance(model, nn.Module):
-            self._template = copy.deepcopy(model).cpu()
-            self._factory = lambda: copy.deepcopy(self._template)
-            model_name = None
-        elif callable(model):
-            self._factory = model
-            model_name = None
-        else:
-            self.store.close()
-            raise TypeError(
-                f"model must be a zoo name, a factory returning an nn.Module, or a module; got "
-                f"{type(model).__name__}"
-            )
-
-        # ---- data
-        if data is None:
-            if not stored.get("data"):
-                self.store.close()
-                raise ValueError(
-                    f"{self.path}: pass data= (a zoo name such as 'spirals', a Dataset, or a "
-                    "(train, test) pair)"
-                    + ("; this project was created with a dataset, pass it again" if stored else "")
-                )
-            data = stored["data"]
-        data_name = None
-        if isinstance(data, str):
-            from lossviz.zoo import get_data
-
-            data_name = data
-            self._train_set, self._test_set = get_data(data, **data_kwargs)
-        elif isinstance(data, (tuple, list)) and len(data) == 2:
-            if all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
-                x, y = (torch.as_tensor(t) for t in data)
-                self._train_set, self._test_set = torch.utils.data.TensorDataset(x, y), None
+                name = model
+                self._factory = lambda: get_model(name, **model_kwargs)
+                model_name = name
+            elif isinstance(model, nn.Module):
+                self._template = copy.deepcopy(model).cpu()
+                self._factory = lambda: copy.deepcopy(self._template)
+                model_name = None
+            elif callable(model):
+                self._factory = model
+                model_name = None
             else:
-                self._train_set, self._test_set = data
-        elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            self._train_set, self._test_set = data, None
-        else:
-            self.store.close()
-            raise TypeError(
-                f"data must be a zoo name, a Dataset, a (train, test) pair or (inputs, targets); "
-                f"got {type(data).__name__}"
-            )
-        if self._train_set is None or len(self._train_set) == 0:
-            self.store.close()
-            raise ValueError("the training data is empty: give a dataset with samples")
+                self.store.close()
+                raise TypeError(
+                    f"model must be a zoo name, a factory returning an nn.Module, or a module; got "
+                    f"{type(model).__name__}"
+                )
 
-        # ---- loss, metrics, device
-        if isinstance(loss, str) and loss == "cross_entropy" and isinstance(stored.get("loss"), str):
-            loss = stored["loss"]
-        T.resolve_loss(loss)  # validates
-        self.loss = loss
-        if metrics is None:
-            self._metrics: dict[str, Callable] = {}
-        elif isinstance(metrics, Mapping):
-            self._metrics = dict(metrics)
-        else:
-            self._metrics = {_callable_name(f): f for f in metrics}
-        for name, fn in self._metrics.items():
-            if not callable(fn) or name in ("loss", "acc"):
-                raise ValueError(f"metric {name!r} must be a callable fn(outputs, targets) not named loss/acc")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if eval_samples is None:
-            eval_samples = stored.get("eval_samples")
-        if eval_samples is not None and (int(eval_samples) != eval_samples or eval_samples < 1):
-            raise ValueError(f"eval_samples must be a positive integer, got {eval_samples!r}")
-        self.eval_samples = None if eval_samples is None else int(eval_samples)
+            # ---- data
+            if data is None:
+                if not stored.get("data"):
+                    self.store.close()
+                    raise ValueError(
+                        f"{self.path}: pass data= (a zoo name such as 'spirals', a Dataset, or a "
+                        "(train, test) pair)"
+                        + ("; this project was created with a dataset, pass it again" if stored else "")
+                    )
+                data = stored["data"]
+            data_name = None
+            if isinstance(data, str):
+                from lossviz.zoo import get_data
 
-        defaults = dict(T.DEFAULT_HPARAMS)
-        defaults.update(stored.get("hparams") or {})
-        defaults.update(hparams or {})
-        self._defaults = T.validate_hparams(defaults)
+                data_name = data
+                self._train_set, self._test_set = get_data(data, **data_kwargs)
+            elif isinstance(data, (tuple, list)) and len(data) == 2:
+                if all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
+                    x, y = (torch.as_tensor(t) for t in data)
+                    self._train_set, self._test_set = torch.utils.data.TensorDataset(x, y), None
+                else:
+                    self._train_set, self._test_set = data
+            elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+                self._train_set, self._test_set = data, None
+            else:
+                self.store.close()
+                raise TypeError(
+                    f"data must be a zoo name, a Dataset, a (train, test) pair or (inputs, targets); "
+                    f"got {type(data).__name__}"
+                )
+            if self._train_set is None or len(self._train_set) == 0:
+                self.store.close()
+                raise ValueError("the training data is empty: give a dataset with samples")
 
-        # ---- architecture check and spec
-        probe = self._factory()
-        if not isinstance(probe, nn.Module):
-            raise TypeError(f"the model factory returned {type(probe).__name__}, not an nn.Module")
-        arch = [[k, list(v.shape)] for k, v in probe.state_dict().items()]
-        spec = {
-            "version": SPEC_VERSION,
-            "model": model_name,
-            "model_kwargs": model_kwargs if model_name else None,
-            "data": data_name,
-            "data_kwargs": data_kwargs if data_name else None,
-            "loss": loss if isinstance(loss, str) else None,
-            "eval_samples": self.eval_samples,
-            "hparams": {k: v for k, v in self._defaults.items()},
-            "architecture": arch,
-            "created": time.time(),
-        }
-        existing = self.store.set_meta_if_absent("spec", spec)
-        if existing is not spec and existing.get("architecture") != arch:
-            self.store.close()
-            raise ValueError(
-                f"{self.path} holds checkpoints of another architecture than the given model "
-                f"(first difference in the state dict names/shapes): open it with the model it "
-                "was created with, or choose another folder"
-            )
-        self.spec = existing
+            # ---- loss, metrics, device
+            if isinstance(loss, str) and loss == "cross_entropy" and isinstance(stored.get("loss"), str):
+                loss = stored["loss"]
+            T.resolve_loss(loss)  # validates
+            self.loss = loss
+            if metrics is None:
+                self._metrics: dict[str, Callable] = {}
+            elif isinstance(metrics, Mapping):
+                self._metrics = dict(metrics)
+            else:
+                self._metrics = {_callable_name(f): f for f in metrics}
+            for name, fn in self._metrics.items():
+                if not callable(fn) or name in ("loss", "acc"):
+                    raise ValueError(f"metric {name!r} must be a callable fn(outputs, targets) not named loss/acc")
+            if device is None:
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.device = torch.device(device)
+            if eval_samples is None:
+                eval_samples = stored.get("eval_samples")
+            if eval_samples is not None and (int(eval_samples) != eval_samples or eval_samples < 1):
+                raise ValueError(f"eval_samples must be a positive integer, got {eval_samples!r}")
+            self.eval_samples = None if eval_samples is None else int(eval_samples)
+
+            defaults = dict(T.DEFAULT_HPARAMS)
+            defaults.update(stored.get("hparams") or {})
+            unknown = sorted(set(hparams or {}) - set(T.HPARAM_NAMES))
+            if unknown:
+                raise ValueError(
+                    f"unknown hyperparameter(s) {unknown}: use {list(T.HPARAM_NAMES)}"
+                )
+            defaults.update(hparams or {})
+            self._defaults = T.validate_hparams(defaults)
+
+            # ---- architecture check and spec
+            probe = self._factory()
+            if not isinstance(probe, nn.Module):
+                raise TypeError(f"the model factory returned {type(probe).__name__}, not an nn.Module")
+            arch = [[k, list(v.shape)] for k, v in probe.state_dict().items()]
+            self._check_loss(probe)
+            spec = {
+                "version": SPEC_VERSION,
+                "model": model_name,
+                "model_kwargs": model_kwargs if model_name else None,
+                "data": data_name,
+                "data_kwargs": data_kwargs if data_name else None,
+                "loss": loss if isinstance(loss, str) else None,
+                "eval_samples": self.eval_samples,
+                "hparams": {k: v for k, v in self._defaults.items()},
+                "architecture": arch,
+                "created": time.time(),
+            }
+            existing = self.store.set_meta_if_absent("spec", spec)
+            if existing is not spec and existing.get("architecture") != arch:
+                self.store.close()
+                raise ValueError(
+                    f"{self.path} holds checkpoints of another architecture than the given model "
+                    f"({_first_difference(existing.get('architecture') or [], arch)}): open it with "
+                    "the model it was created with, or choose another folder"
+                )
+            self.spec = existing
+        except BaseException:
+            self.store.discard_if_created()  # a failed opening leaves no new project behind
+            raise
 
         self._queue = JobQueue(f"lossviz-jobs-{self.path.name}")
         self.jobs: list[Job] = []
@@ -248,6 +275,21 @@ class Session:
         self._eval_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._data_hash: str | None = None
         self._init_lock = threading.Lock()
+
+    def _check_loss(self, probe: nn.Module) -> None:
+        """A loss (or metric) returning more than one number is named at opening, before any work;
+        other failures of the probe surface where they happen."""
+        try:
+            x, y = T.dataset_tensors(self._train_set, 2)
+            with torch.no_grad():
+                out = probe.eval()(x)
+            loss_fn, _ = T.resolve_loss(self.loss)
+            values = [("the loss", loss_fn(out, y))]
+            values += [(f"metric {name!r}", fn(out, y)) for name, fn in self._metrics.items()]
+        except Exception:  # noqa: BLE001 - not this check's business
+            return
+        for what, value in values:
+            T.scalar_value(value, what)
 
     # ------------------------------------------------------------------ projects
     @staticmethod
@@ -445,6 +487,8 @@ class Session:
         ``from_=None``: the latest healthy checkpoint (the ``init`` checkpoint, created first, on an
         empty project). Hyperparameters not given are inherited from ``from_``. From a checkpoint
         that already has a successor, a new branch starts; from the last one, the branch continues.
+        Two trainings launched from one checkpoint at once (here, queued, or from another process)
+        both run: the first to store a checkpoint continues the branch, the other starts a new one.
         A checkpoint is stored every ``every`` epochs and after the last; ``job.result`` is the
         list of new checkpoints. Bad hyperparameters raise ValueError here, before anything starts.
         """
@@ -711,6 +755,11 @@ class Session:
         if dname == "pca":
             ids = [_id_of(i) for i in checkpoints] if checkpoints is not None else self._default_trajectory(c)
             desc = {"pca": ids, "ignore": ignore}
+            if len(ids) < max(2, grid.ndim):
+                raise ValueError(
+                    f"PCA directions need at least {max(2, grid.ndim)} checkpoints, got {len(ids)}: "
+                    "train the branch longer or pass checkpoints=[...]"
+                )
         random_like = dname == "random"
         spec = {
             "type": "surface",

@@ -20,6 +20,7 @@ Nothing is ever unpickled: weights and optimizer states are safetensors files.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -140,6 +141,24 @@ def write_bytes_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """True for "no space left" errors of the OS or of SQLite."""
+    if isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+        or "no space left" in str(exc).lower()  # h5py reports errno 28 in its message only
+    ):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def _no_space(path: Path, what: str, exc: BaseException) -> OSError:
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on the disk of {path} while writing {what} ({exc}): nothing was stored; "
+        "free some space (or move the project to a larger disk) and try again",
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -151,7 +170,11 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    try:  # a killed process its parent has not reaped yet (a zombie) writes nothing any more
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(") ", 1)[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def tensors_to_safetensors_bytes(
@@ -246,42 +269,125 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
         self.path = Path(path)
+        index = self.path / INDEX_NAME
+        made_folder: Path | None = None  # the first folder this call created (removed on failure)
         if not self.path.exists():
             if not create:
                 raise FileNotFoundError(
                     f"no lossviz project at {self.path}: pass create=True or check the path"
                 )
+            made_folder = next(
+                (p for p in reversed([self.path, *self.path.parents]) if not p.exists()), self.path
+            )
             self.path.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
             raise ValueError(f"{self.path} is a file, not a project folder: choose another path")
+        elif not index.exists():
+            foreign = sorted(
+                p.name for p in self.path.iterdir()
+                if p.name not in ("weights", "optim", "results")
+                and not p.name.startswith((".", INDEX_NAME))
+            )
+            if foreign:
+                raise ValueError(
+                    f"{self.path} is not a lossviz project (it has no {INDEX_NAME}) and is not empty "
+                    f"(it holds {', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}): "
+                    "open an existing project folder, or give a new or empty folder to create one"
+                )
+        if not os.access(self.path, os.W_OK) or (index.exists() and not os.access(index, os.W_OK)):
+            raise PermissionError(
+                f"project folder {self.path} is read-only: lossviz writes its index and weight files "
+                "there; make it writable (chmod -R u+w) or copy the project to a writable folder"
+            )
+        #: True when this call created the project (its index); see :meth:`discard_if_created`.
+        self.created = not index.exists()
+        self._made_folder = made_folder
+        self._made_subs: list[str] = []
         self.timeout = float(timeout)
-        for sub in ("weights", "optim", "results"):
-            (self.path / sub).mkdir(exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path / INDEX_NAME),
-            timeout=self.timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._retry(lambda: self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA synchronous = FULL")
-        with self.transaction() as cur:
-            for stmt in filter(str.strip, _SCHEMA.split(";")):
-                cur.execute(stmt)
-            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                cur.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (_dumps(SCHEMA_VERSION),),
+        self._conn = None
+        try:
+            self._conn = sqlite3.connect(
+                str(index),
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._retry(lambda: self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
+            tables = {r[0] for r in self._retry(lambda: self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'").fetchall())}
+            if tables and not {"meta", "checkpoints"} <= tables:
+                raise ValueError(
+                    f"{index} is a SQLite database of something else (tables {sorted(tables)[:5]}), "
+                    "not a lossviz index: choose another folder for the project"
                 )
-                cur.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
-                    (_dumps(time.time()),),
-                )
-        self.cleaned = self.clean_orphans()
+            self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA synchronous = FULL")
+            with self.transaction() as cur:
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    cur.execute(stmt)
+                row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    cur.execute(
+                        "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (_dumps(SCHEMA_VERSION),),
+                    )
+                    cur.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
+                        (_dumps(time.time()),),
+                    )
+            for sub in ("weights", "optim", "results"):
+                if not (self.path / sub).is_dir():
+                    (self.path / sub).mkdir()
+                    self._made_subs.append(sub)
+            self.cleaned = self.clean_orphans()
+        except sqlite3.DatabaseError as exc:
+            self.discard_if_created()
+            if _disk_full(exc):
+                raise _no_space(self.path, "its index", exc) from None
+            msg = str(exc).lower()
+            if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+                raise PermissionError(
+                    f"project folder {self.path} cannot be written ({exc}): make it writable "
+                    "(chmod -R u+w) or copy the project to a writable folder"
+                ) from None
+            raise ValueError(
+                f"{index} is not a readable lossviz index ({exc}): the folder is not a lossviz "
+                "project or its index is damaged; restore index.sqlite or choose another folder"
+            ) from None
+        except BaseException:
+            self.discard_if_created()
+            raise
+
+    def discard_if_created(self) -> None:
+        """Close; if this Store created the project (a failed opening, e.g. a Session given bad
+        arguments), remove what it created so the folder is as it was."""
+        if self._conn is not None:
+            try:
+                self.close()
+            except Exception:  # pragma: no cover
+                pass
+        for sub in self._made_subs:
+            try:
+                (self.path / sub).rmdir()  # only when empty
+            except OSError:
+                pass
+        self._made_subs = []
+        if not getattr(self, "created", False):
+            return
+        for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm", INDEX_NAME + "-journal"):
+            (self.path / name).unlink(missing_ok=True)
+        folder = self._made_folder
+        if folder is not None:
+            for p in [self.path, *self.path.parents]:
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+                if p == folder:
+                    break
+        self.created = False
 
     # ----------------------------------------------------------------- sqlite plumbing
     def _retry(self, fn: Callable[[], Any]) -> Any:
@@ -522,6 +628,10 @@ class Store:
                 _fsync_dir(self.path / "weights")
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
             return self._row_to_checkpoint(row)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if _disk_full(exc):
+                raise _no_space(self.path, "a checkpoint", exc) from exc
+            raise
         finally:
             for t in (tmp_w, tmp_o):
                 if t is not None:
@@ -650,7 +760,8 @@ class Store:
         complete: bool = True,
     ) -> dict:
         """Store (or update) a result: ``write(tmp_path)`` writes its file, which is fsynced and
-        renamed to ``results/<key><suffix>`` inside the transaction that upserts the row."""
+        renamed to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row;
+        the previous version's file is removed after the commit."""
         if kind not in RESULT_KINDS:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
         tmp = None
@@ -661,9 +772,13 @@ class Store:
                 write(tmp)
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
-                rel = f"results/{key}{suffix}"
+                # a new name for every version: the row points to the old file until the commit, so a
+                # kill between the rename and the commit leaves the old pair intact (and an orphan)
+                rel = f"results/{key}-{uuid.uuid4().hex[:12]}{suffix}"
             now = time.time()
             with self.transaction() as cur:
+                prev = cur.execute("SELECT file FROM results WHERE key=?", (key,)).fetchone()
+                replaced = prev[0] if prev is not None and prev[0] and rel is not None else None
                 cur.execute(
                     "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -675,6 +790,12 @@ class Store:
                     os.replace(tmp, self.path / rel)
                     tmp = None
                     _fsync_dir(self.path / "results")
+            if replaced is not None and replaced != rel:
+                (self.path / replaced).unlink(missing_ok=True)  # committed: the old version goes
+        except (OSError, sqlite3.OperationalError) as exc:
+            if _disk_full(exc):
+                raise _no_space(self.path, f"a {kind} result", exc) from exc
+            raise
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

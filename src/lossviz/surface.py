@@ -13,6 +13,7 @@ Values are stored as ``values[name]`` with the reference's file names (``train_l
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 import warnings
@@ -45,6 +46,8 @@ class Surface:
     done: np.ndarray
     directions: DirectionSet | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # estimated error of each value, same shapes (adaptive surfaces: lossviz.refine / .subsample)
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ndim(self) -> int:
@@ -103,6 +106,11 @@ class EvalSpec:
     evaluator_kwargs: dict[str, Any]
     n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
 
+    def on_device(self, device: str | torch.device) -> "EvalSpec":
+        """This spec with its evaluators on ``device`` (same token: a
+        :class:`~lossviz.executors.DeviceExecutor` worker thread builds its own evaluator there)."""
+        return dataclasses.replace(self, evaluator_kwargs={**self.evaluator_kwargs, "device": device})
+
 
 _EVALUATORS: "OrderedDict[tuple[str, int], dict[str, Evaluator]]" = OrderedDict()
 _EVALUATORS_LOCK = threading.Lock()
@@ -124,8 +132,11 @@ def evaluators_for(spec: EvalSpec) -> dict[str, Evaluator]:
     }
     with _EVALUATORS_LOCK:
         _EVALUATORS[key] = built
-        while len(_EVALUATORS) > _MAX_CACHED:
-            _EVALUATORS.popitem(last=False)
+        # keep the evaluators of the _MAX_CACHED most recent specs (every thread's: one per device)
+        while len({k[0] for k in _EVALUATORS}) > _MAX_CACHED:
+            oldest = next(iter(_EVALUATORS))[0]
+            for k in [k for k in _EVALUATORS if k[0] == oldest]:
+                del _EVALUATORS[k]
     return built
 
 
@@ -265,7 +276,7 @@ def compute_surface(
     loss: Any = "cross_entropy",
     split: str = "train",
     test_data: Any = None,
-    executor: Executor | None = None,
+    executor: Executor | Any | None = None,
     progress: bool = True,
     callback: Callback | None = None,
     cancel: threading.Event | None = None,
@@ -277,6 +288,7 @@ def compute_surface(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     max_samples: int | None = None,
+    only: np.ndarray | None = None,
 ) -> Surface:
     """Metrics of ``model`` on the grid ``θ₀ + x·d₁ (+ y·d₂)`` around its own point ``θ₀``.
 
@@ -287,7 +299,11 @@ def compute_surface(
     partial surface; setting ``cancel`` stops between chunks (finished points stay, the rest NaN
     with ``done`` False); ``resume`` (a partial Surface of the same grid and directions) skips its
     finished points. ``executor``: any ``concurrent.futures.Executor`` running
-    :func:`evaluate_chunk` tasks (default: in-process). Other arguments go to :class:`Evaluator`.
+    :func:`evaluate_chunk` tasks (default: in-process), a ``dask.distributed.Client``, an MPI
+    executor or a :class:`~lossviz.executors.DeviceExecutor` (see :mod:`lossviz.executors`; the
+    spec reaches each worker once). ``only`` (a boolean array of the grid's shape) evaluates
+    those points alone, the others stay NaN and not done (used by :mod:`lossviz.refine` and
+    :mod:`lossviz.subsample`). Other arguments go to :class:`Evaluator`.
     """
     grid = SurfaceGrid.from_specs(x, y)
     if not isinstance(model, nn.Module):
@@ -355,7 +371,16 @@ def compute_surface(
 
     coords = grid.coords()
     order = grid.order()
-    todo = order[~done.ravel()[order]]
+    wanted = ~done.ravel()
+    if only is not None:
+        only = np.asarray(only)
+        if only.dtype != bool or only.shape != grid.shape:
+            raise ValueError(
+                f"only must be a boolean array of the grid's shape {grid.shape}, got "
+                f"{only.dtype} {only.shape}"
+            )
+        wanted &= only.ravel()
+    todo = order[wanted[order]]
     spec.n_points = len(todo)
     step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
     chunks_idx = [todo[i : i + step] for i in range(0, len(todo), step)]

@@ -245,6 +245,23 @@ def resolve_loss(loss: str | Callable) -> tuple[Callable, bool]:
     return names[loss]
 
 
+def scalar_value(value: Any, what: str = "the loss") -> torch.Tensor:
+    """``value`` as a 0-d tensor; a ValueError naming its shape when it is not one number."""
+    if not isinstance(value, torch.Tensor):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return torch.tensor(float(value))
+        raise ValueError(
+            f"{what} returned {type(value).__name__}, not a tensor: return a scalar tensor such as "
+            "the batch mean"
+        )
+    if value.numel() != 1:
+        raise ValueError(
+            f"{what} returned a tensor of shape {list(value.shape)}, not a scalar: return the batch "
+            "mean (e.g. reduction='mean' or .mean())"
+        )
+    return value.reshape(())
+
+
 def dataset_tensors(data: Any, max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs, targets)`` of a TensorDataset, any map-style Dataset, or an (inputs, targets) pair."""
     if isinstance(data, tuple) and len(data) == 2 and all(
@@ -279,7 +296,7 @@ def evaluate_model(
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Mean loss (and accuracy in percent for classification, and user metrics) of ``model`` in eval
-    mode over ``(inputs, targets)``: ``sum_b n_b · mean_b / N``. Non-finite results are NaN."""
+    mode over ``(inputs, targets)``: ``sum_b n_b · mean_b / N``. NaN and ±inf are kept."""
     loss_fn, classification = resolve_loss(loss)
     was_training = model.training
     model.eval()
@@ -294,17 +311,17 @@ def evaluate_model(
             y = targets[start : start + batch_size].to(device)
             out = model(x)
             w = len(x)
-            vals = {"loss": float(loss_fn(out, y))}
+            vals = {"loss": float(scalar_value(loss_fn(out, y)))}
             if classification and out.dim() == 2:
                 vals["acc"] = 100.0 * float((out.argmax(1) == y).float().mean())
             for name, fn in (metrics or {}).items():
-                vals[name] = float(fn(out, y))
+                vals[name] = float(scalar_value(fn(out, y), f"metric {name!r}"))
             for k, v in vals.items():
                 sums[k] = sums.get(k, 0.0) + w * v
     finally:
         model.train(was_training)
     out = {k: v / n for k, v in sums.items()} if n else {}
-    return {k: (v if math.isfinite(v) else float("nan")) for k, v in out.items()}
+    return out  # NaN and ±inf stay as they are (a diverged loss is stored as such)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -415,7 +432,7 @@ def train(
                     return TrainOutcome("cancelled", "cancelled by the user", epoch0 + b / n_batches, step)
                 x, y = x.to(device), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
-                value = loss_fn(model(x), y)
+                value = scalar_value(loss_fn(model(x), y))
                 lv = float(value.detach())
                 if not math.isfinite(lv):
                     at = epoch0 + b / n_batches

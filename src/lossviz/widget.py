@@ -540,7 +540,7 @@ class Explorer(anywidget.AnyWidget):
         metric = self.surface_metric if self.surface_metric in values else next(iter(values))
         z = np.asarray(values[metric], dtype=np.float64)
         done = np.asarray(_field(surf, "done"), dtype=bool) if _field(surf, "done") is not None else np.isfinite(z)
-        z = np.where(done, z, np.nan)
+        z = np.where(done & np.isfinite(z), z, np.nan)  # not computed, NaN or ±inf: a gap
         x = np.asarray(_field(surf, "x"), dtype=np.float64)
         y = _field(surf, "y")
         y = None if y is None else np.asarray(y, dtype=np.float64)
@@ -836,7 +836,8 @@ class Explorer(anywidget.AnyWidget):
         if path.exists() and any(path.iterdir()):
             raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
         model, data = _text(p, "model"), _text(p, "data")
-        hp_in = p.get("hparams") or {}
+        hp_in = p.get("hparams")
+        hp_in = {} if hp_in is None else hp_in  # [] or "" are not an object: refused below
         if not isinstance(hp_in, Mapping):
             raise PayloadError(f"hparams must be an object, got {hp_in!r}")
         unknown = sorted(set(hp_in) - set(TRAIN_KEYS))

@@ -195,7 +195,7 @@ def read_surface(path: str | os.PathLike):
                 done = np.asarray(done_ds[()], dtype=bool)
             else:
                 done = np.logical_and.reduce([~np.isnan(v) for v in values.values()])
-            meta = json.loads(_attr_str(f.attrs.get("lossviz_meta", "{}")) or "{}")
+            meta = _json_attr(f, "lossviz_meta", spath)
         else:
             # the reference marks unfinished points with -1 (crunch: -np.ones(shape))
             unfinished = np.logical_or.reduce([v == -1 for v in values.values()])
@@ -208,6 +208,27 @@ def read_surface(path: str | os.PathLike):
         meta.setdefault("dir_file", dir_file)
     Surface = _surface_class()
     return Surface(x=x, y=y, values=values, done=done, directions=None, meta=meta)
+
+
+def _json_attr(f: h5py.File, name: str, path: str) -> dict:
+    """A JSON-object attribute (``{}`` when absent); anything else is refused in words (never
+    unpickled: h5py returns opaque bytes as numpy voids)."""
+    raw = f.attrs.get(name, "{}")
+    if not isinstance(raw, (str, bytes)):
+        raise ValueError(
+            f"{path!r}: attribute {name!r} is not JSON text (it holds {type(raw).__name__} data); "
+            "the file was not written by lossviz or is damaged: re-create it"
+        )
+    try:
+        value = json.loads(_attr_str(raw) or "{}")
+    except ValueError:
+        raise ValueError(
+            f"{path!r}: attribute {name!r} is not valid JSON; the file was not written by lossviz or "
+            "is damaged: re-create it"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path!r}: attribute {name!r} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _attr_str(v: Any) -> str:
@@ -302,7 +323,7 @@ def read_directions(path: str | os.PathLike, space: ParamSpace) -> DirectionSet:
                 f"{spath!r} has no 'xdirection' group: not a direction file (expected groups "
                 "xdirection [and ydirection] with datasets '0', '1', ...)"
             )
-        info = json.loads(_attr_str(f.attrs.get("lossviz_directions", "{}")) or "{}")
+        info = _json_attr(f, "lossviz_directions", spath)
         if info.get("kind") and info["kind"] != space.kind:
             raise ValueError(
                 f"{spath!r} holds {info['kind']!r} directions but the space is {space.kind!r}; use "

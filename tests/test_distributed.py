@@ -1,0 +1,227 @@
+"""Surfaces through Dask, generic process pools and per-device threads equal the in-process surface;
+the spec reaches each worker once; a killed Dask worker's chunk is recomputed; cancel stops."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lossviz.executors import DeviceExecutor, SpecMissing, run_chunks, run_with_cached_spec
+from lossviz.surface import compute_surface
+from lossviz.zoo.data import make_spirals
+from lossviz.zoo.models import MLP
+
+distributed = pytest.importorskip("distributed")  # a test extra: always installed by scripts/setup.sh
+
+KW = dict(x="-1:1:7", y="-1:1:6", dtype=torch.float64, progress=False, chunk_size=6)
+
+
+def small_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return MLP(2, (8,), 2).double()
+
+
+def small_data():
+    return make_spirals(40, seed=3)
+
+
+class CountingSpec:
+    """A spec that leaves a file ``<pid>-<random>`` in ``folder`` each time it is unpickled."""
+
+    def __init__(self, folder: str, factor: float):
+        self.folder, self.factor, self.token = folder, factor, uuid.uuid4().hex
+
+    def __getstate__(self):
+        return {"folder": self.folder, "factor": self.factor, "token": self.token}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        Path(self.folder, f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+
+
+def scaled_chunk(spec: CountingSpec, chunk):
+    """A chunk task: (the worker's pid, factor · chunk)."""
+    return os.getpid(), [spec.factor * c for c in chunk]
+
+
+def unpickles_per_pid(folder: Path) -> Counter:
+    return Counter(p.name.split("-")[0] for p in folder.iterdir())
+
+
+class DiesOnce(nn.Module):
+    """The small MLP; in a process other than ``home_pid`` its forward exits the process (as a
+    crashed worker would) if it can claim the file ``trigger`` (renamed atomically: one claim)."""
+
+    def __init__(self, inner: nn.Module, trigger: str, home_pid: int):
+        super().__init__()
+        self.inner, self.trigger, self.home_pid = inner, trigger, home_pid
+
+    def forward(self, x):
+        if os.getpid() != self.home_pid and os.path.exists(self.trigger):
+            try:
+                os.rename(self.trigger, f"{self.trigger}.{os.getpid()}")
+            except OSError:
+                pass  # another worker claimed it
+            else:
+                os._exit(1)
+        return self.inner(x)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                           silence_logs=40)
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model, data = small_model(), small_data()
+    return model, data, compute_surface(model, data, **KW)
+
+
+# ---------------------------------------------------------------------------------------- dask
+def test_dask_client_gives_the_in_process_surface_and_streams_progress(client, reference):
+    model, data, local = reference
+    seen = []
+    surf = compute_surface(model, data, executor=client,
+                           callback=lambda s, n, t: seen.append((n, t)), **KW)
+    assert surf.complete
+    for name in local.metrics:
+        np.testing.assert_allclose(surf.values[name], local.values[name], rtol=0, atol=1e-6)
+    # one callback per chunk of 6 points, counts rising to the total
+    assert [n for n, _ in seen] == sorted(n for n, _ in seen)
+    assert seen[-1] == (42, 42) and len(seen) == 7
+
+
+def test_dask_spec_is_scattered_once_per_worker(client, tmp_path):
+    spec = CountingSpec(str(tmp_path), 3.0)
+    chunks = [[float(i), float(i) + 0.5] for i in range(12)]
+    out = {i: f.result() for i, f in run_chunks(scaled_chunk, spec, chunks, client)}
+    assert [out[i][1] for i in range(12)] == [[3.0 * c for c in ch] for ch in chunks]
+    workers = {pid for pid, _ in out.values()}
+    counts = unpickles_per_pid(tmp_path)
+    assert set(counts) >= {str(p) for p in workers}
+    assert all(n == 1 for n in counts.values()), counts  # once per worker, not once per chunk
+
+
+def test_dask_cancel_cancels_outstanding_chunks(client, reference):
+    model, data, local = reference
+    cancel = threading.Event()
+
+    def stop_after_first(surface, n_done, n_total):
+        cancel.set()
+
+    surf = compute_surface(model, data, executor=client, cancel=cancel, callback=stop_after_first, **KW)
+    assert surf.meta["cancelled"] and 0 < surf.n_done < surf.done.size
+    np.testing.assert_allclose(surf.values["train_loss"][surf.done], local.values["train_loss"][surf.done],
+                               rtol=0, atol=1e-6)
+    assert np.isnan(surf.values["train_loss"][~surf.done]).all()
+
+
+def test_a_killed_dask_worker_loses_only_its_chunk_which_is_recomputed(client, reference, tmp_path):
+    _, data, local = reference
+    trigger = tmp_path / "kill-one-worker"
+    model = DiesOnce(small_model(), str(trigger), os.getpid())
+    pids_before = set(client.run(os.getpid).values())
+
+    def arm_after_first_chunk(surface, n_done, n_total):
+        if n_done == 6:
+            trigger.touch()  # the next chunk a worker starts kills that worker
+
+    kw = {**KW, "kind": "weights"}
+    surf = compute_surface(model, data, executor=client, callback=arm_after_first_chunk, **kw)
+    claimed = list(tmp_path.glob("kill-one-worker.*"))
+    assert len(claimed) == 1 and int(claimed[0].suffix[1:]) in pids_before  # a worker did die
+    assert surf.complete and not surf.meta.get("errors")
+    for name in local.metrics:
+        np.testing.assert_allclose(surf.values[name], local.values[name], rtol=0, atol=1e-6)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it
+
+
+# ---------------------------------------------------------------------------------------- pools
+def test_process_pool_gets_the_spec_once_per_worker_and_the_same_surface(tmp_path, reference):
+    model, data, local = reference
+    spec = CountingSpec(str(tmp_path), -2.0)
+    chunks = [[float(i)] for i in range(16)]
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = {i: f.result() for i, f in run_chunks(scaled_chunk, spec, chunks, pool)}
+        surf = compute_surface(model, data, executor=pool, **KW)
+    assert [out[i][1] for i in range(16)] == [[-2.0 * c[0]] for c in chunks]
+    counts = unpickles_per_pid(tmp_path)
+    assert set(counts) == {str(pid) for pid, _ in out.values()}
+    assert all(n == 1 for n in counts.values()), counts
+    for name in local.metrics:
+        np.testing.assert_allclose(surf.values[name], local.values[name], rtol=0, atol=1e-12)
+
+
+def test_cached_spec_task_asks_for_the_spec_on_a_miss():
+    token = uuid.uuid4().hex
+    missing = run_with_cached_spec(scaled_chunk, token, None, [1.0])
+    assert missing == SpecMissing(token, os.getpid())
+    import pickle
+
+    spec = CountingSpec.__new__(CountingSpec)
+    spec.__dict__.update(folder="/nonexistent-never-unpickled", factor=5.0, token=token)
+    payload = pickle.dumps({"not": "used"})  # a hit never looks at the payload
+    from lossviz import executors
+
+    executors._SPECS[token] = spec
+    try:
+        assert run_with_cached_spec(scaled_chunk, token, payload, [2.0]) == (os.getpid(), [10.0])
+    finally:
+        executors._SPECS.pop(token, None)
+
+
+# ---------------------------------------------------------------------------------------- devices
+class DeviceSpy:
+    """A spec that records the device each worker bound it to."""
+
+    def __init__(self):
+        self.device = None
+        self.barrier = threading.Barrier(2, timeout=30)
+
+    def on_device(self, device):
+        bound = DeviceSpy.__new__(DeviceSpy)
+        bound.device, bound.barrier = device, self.barrier
+        return bound
+
+
+def device_task(spec: DeviceSpy, chunk):
+    spec.barrier.wait()  # both workers must hold a task at once: each device gets one
+    return str(spec.device), threading.get_ident(), chunk
+
+
+def test_device_executor_runs_one_worker_per_device_with_the_spec_moved_there(reference):
+    ex = DeviceExecutor(["cpu", "cpu:0"])
+    try:
+        got = [f.result() for _, f in run_chunks(device_task, DeviceSpy(), [[0], [1]], ex)]
+        assert sorted(d for d, _, _ in got) == ["cpu", "cpu:0"]
+        assert len({t for _, t, _ in got}) == 2
+        model, data, local = reference
+        surf = compute_surface(model, data, executor=ex, **KW)
+    finally:
+        ex.shutdown()
+    assert sum(ex.chunks_per_device.values()) == 2 + 7
+    for name in local.metrics:
+        np.testing.assert_allclose(surf.values[name], local.values[name], rtol=0, atol=1e-12)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            DeviceExecutor()
