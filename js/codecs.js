@@ -1,28 +1,32 @@
 // Wire format shared with lossviz/widget.py: arrays cross as {view, dtype: "float32", shape}; in the browser the
 // view is a DataView over the message's binary buffer. Everything here is pure and runs under node too.
 
-/** Decode a wire array to {data: Float32Array, shape}. Accepts DataView, ArrayBuffer, typed arrays and, for
- * mocks, plain JS arrays. Returns null for null/undefined. Copies only when the buffer is misaligned. */
+/** Decode a wire array to {data, shape}: data a Float32Array (dtype "float32", the default) or a Uint8Array
+ * (dtype "uint8": 0/1 masks). Accepts DataView, ArrayBuffer, typed arrays and, for mocks, plain JS arrays.
+ * Returns null for null/undefined. Copies only when the buffer is misaligned. */
 export function decodeArray(wire) {
   if (wire === null || wire === undefined) return null;
-  if (wire.dtype !== undefined && wire.dtype !== "float32") {
-    throw new Error(`lossviz: unsupported wire dtype ${wire.dtype}; the widget sends float32 only`);
+  const dtype = wire.dtype ?? "float32";
+  if (dtype !== "float32" && dtype !== "uint8") {
+    throw new Error(`lossviz: unsupported wire dtype ${dtype}; the widget sends float32 and uint8 only`);
   }
+  const Typed = dtype === "uint8" ? Uint8Array : Float32Array;
+  const width = Typed.BYTES_PER_ELEMENT;
   const view = wire.view !== undefined ? wire.view : wire;
   const shape = wire.shape !== undefined ? Array.from(wire.shape) : null;
   let data;
-  if (view instanceof Float32Array) {
+  if (view instanceof Typed) {
     data = view;
   } else if (Array.isArray(view)) {
-    data = Float32Array.from(view.flat(Infinity), (v) => (v === null ? NaN : v));
+    data = Typed.from(view.flat(Infinity), (v) => (v === null ? NaN : v));
   } else if (view instanceof ArrayBuffer) {
-    data = new Float32Array(view);
+    data = new Typed(view);
   } else if (ArrayBuffer.isView(view)) {
-    if (view.byteLength % 4 !== 0) throw new Error(`lossviz: buffer of ${view.byteLength} bytes is not float32`);
-    if (view.byteOffset % 4 === 0) {
-      data = new Float32Array(view.buffer, view.byteOffset, view.byteLength / 4);
+    if (view.byteLength % width !== 0) throw new Error(`lossviz: buffer of ${view.byteLength} bytes is not ${dtype}`);
+    if (view.byteOffset % width === 0) {
+      data = new Typed(view.buffer, view.byteOffset, view.byteLength / width);
     } else {
-      data = new Float32Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+      data = new Typed(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
     }
   } else {
     throw new Error(`lossviz: cannot decode ${Object.prototype.toString.call(view)} as an array`);
@@ -35,10 +39,12 @@ export function decodeArray(wire) {
   return { data, shape: fullShape };
 }
 
-/** Encode a Float32Array (or numbers) to the wire form, as the kernel would send it (used by mocks/tests). */
-export function encodeArray(values, shape) {
-  const data = values instanceof Float32Array ? values : Float32Array.from(values);
-  return { view: new DataView(data.buffer, data.byteOffset, data.byteLength), dtype: "float32", shape: shape ?? [data.length] };
+/** Encode a Float32Array (or numbers) to the wire form, as the kernel would send it (used by mocks/tests);
+ * dtype "uint8" encodes a 0/1 mask. */
+export function encodeArray(values, shape, dtype = "float32") {
+  const Typed = dtype === "uint8" ? Uint8Array : Float32Array;
+  const data = values instanceof Typed ? values : Typed.from(values);
+  return { view: new DataView(data.buffer, data.byteOffset, data.byteLength), dtype, shape: shape ?? [data.length] };
 }
 
 /** Rows of a (ny, nx) array as subarray views (what plotly wants for z). */
@@ -90,12 +96,24 @@ export function decodeProjection(trait) {
   return { method: trait.method, ids, x, y, meta: trait.meta ?? {} };
 }
 
+/** The surface's per-point done mask (uint8 on the wire: 1 computed, 0 not yet; same shape as z) as a
+ * Uint8Array, or null when the kernel sent none (then NaN is taken to mean "not computed yet"). */
+export function decodeDoneMask(wire, z) {
+  const m = decodeArray(wire);
+  if (!m) return null;
+  if (m.data.length !== z.data.length) {
+    throw new Error(`lossviz: surface done_mask holds ${m.data.length} values, z holds ${z.data.length}`);
+  }
+  return m.data instanceof Uint8Array ? m.data : Uint8Array.from(m.data, (v) => (v > 0.5 ? 1 : 0));
+}
+
 /** Decode the `surface` trait. z is (ny, nx) for planes, (nx,) for lines. */
 export function decodeSurface(trait) {
   if (!trait || !trait.x) return null;
   const x = decodeArray(trait.x).data;
   const y = trait.y ? decodeArray(trait.y).data : null;
   const z = decodeArray(trait.z);
+  const doneMask = decodeDoneMask(trait.done_mask, z);
   let trajectory = null;
   if (trait.trajectory && trait.trajectory.ids) {
     const t = decodeProjection({ method: "surface", ids: trait.trajectory.ids, coords: trait.trajectory.coords });
@@ -103,7 +121,7 @@ export function decodeSurface(trait) {
   }
   return {
     x, y, z, ndim: y ? 2 : 1, metric: trait.metric ?? "", metrics: trait.metrics ?? [], progress: trait.progress ?? 1,
-    done: trait.done ?? 0, total: trait.total ?? z.data.length, center: trait.center ?? null,
+    done: trait.done ?? 0, total: trait.total ?? z.data.length, doneMask, center: trait.center ?? null,
     critical: trait.critical ?? [], trajectory, meta: trait.meta ?? {}, job: trait.job ?? null,
   };
 }

@@ -1,7 +1,7 @@
 // Contour view of the current 2-D surface: filled contour, contour lines or heatmap; log scale, vmin/vmax,
 // number of levels; the trajectory projected onto the plane (selected checkpoints highlighted), the centre,
-// and critical points. While the surface is still filling (coarse to fine) missing cells are drawn from the
-// nearest computed one.
+// and critical points. While the surface is still filling (coarse to fine) cells not computed yet are drawn
+// from the nearest computed one; computed cells that are NaN (diverged) stay gaps.
 import { rows } from "./codecs.js";
 import { fillNearest, log10Values, colourLimits, contourLevels } from "./grids.js";
 
@@ -11,10 +11,11 @@ export const CRITICAL_STYLE = {
   saddle: { symbol: "x", color: "#ff7f0e", label: "saddle" },
 };
 
-/** Values as drawn: preview-filled while incomplete, log10 when asked. */
+/** Values as drawn: while incomplete, cells not computed yet are preview-filled (computed NaN cells, i.e.
+ * diverged points, stay gaps: `surface.doneMask`), log10 when asked. */
 export function displayValues(surface, log) {
   const [ny, nx] = surface.z.shape.length === 2 ? surface.z.shape : [1, surface.z.shape[0]];
-  let v = surface.done < surface.total ? fillNearest(surface.z.data, nx, ny) : surface.z.data;
+  let v = surface.done < surface.total ? fillNearest(surface.z.data, nx, ny, surface.doneMask ?? null) : surface.z.data;
   if (log) v = log10Values(v);
   return { data: v, shape: surface.z.shape };
 }

@@ -1,21 +1,31 @@
 // Pure helpers for surface grids (row-major (ny, nx), row = y, column = x; NaN = not computed yet).
 
-/** Fill NaN cells with the value of the nearest computed cell (grid-index BFS, 4-neighbour), so a surface
- * computed coarse-to-fine draws as a blocky preview that sharpens as points arrive. Returns a new array. */
-export function fillNearest(z, nx, ny) {
+/** Fill the cells not computed yet with the value of the nearest computed cell (grid-index BFS, 4-neighbour),
+ * so a surface computed coarse-to-fine draws as a blocky preview that sharpens as points arrive. `done`
+ * (optional, length nx*ny, truthy = computed) marks the computed cells: those are never changed, so a
+ * computed NaN (a diverged point) stays a gap; the search passes through gaps. Without `done`, every NaN
+ * cell counts as not computed. Returns a new array. */
+export function fillNearest(z, nx, ny, done = null) {
   const n = nx * ny;
+  if (done && done.length !== n) throw new Error(`lossviz: done mask of ${done.length} cells for a ${ny}x${nx} grid`);
   const out = new Float32Array(z);
+  const carried = new Float32Array(z); // the value each reached cell passes on (gaps pass their source's)
   const queue = new Int32Array(n);
   const seen = new Uint8Array(n);
   let head = 0, tail = 0;
-  for (let k = 0; k < n; k++) if (!Number.isNaN(z[k])) { queue[tail++] = k; seen[k] = 1; }
+  for (let k = 0; k < n; k++) {
+    if ((!done || done[k]) && !Number.isNaN(z[k])) { queue[tail++] = k; seen[k] = 1; }
+  }
   if (tail === 0 || tail === n) return out;
   while (head < tail) {
     const k = queue[head++];
     const i = (k / nx) | 0, j = k - i * nx;
     const nb = [j > 0 ? k - 1 : -1, j < nx - 1 ? k + 1 : -1, i > 0 ? k - nx : -1, i < ny - 1 ? k + nx : -1];
     for (const m of nb) {
-      if (m >= 0 && !seen[m]) { seen[m] = 1; out[m] = out[k]; queue[tail++] = m; }
+      if (m >= 0 && !seen[m]) {
+        seen[m] = 1; carried[m] = carried[k]; queue[tail++] = m;
+        if (!done || !done[m]) out[m] = carried[k];
+      }
     }
   }
   return out;

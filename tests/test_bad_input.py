@@ -35,7 +35,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch import nn
 from torch.nn import functional as F
 
 from lossviz.grid import SurfaceGrid, parse_axis
@@ -49,14 +48,6 @@ from lossviz.surface import compute_surface
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}
 NAN = float("nan")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _session(path, **kw):

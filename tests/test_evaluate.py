@@ -277,3 +277,132 @@ def test_accuracy_needs_class_outputs_as_well_as_integer_labels():
     with torch.no_grad():
         ref = hinge(copy.deepcopy(model).double()(x.double()), y).item()
     assert ev.evaluate_one(ev.center)["loss"] == pytest.approx(ref, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------- fast paths
+BF16_REL_BOUND = 2e-2  # bf16 keeps 8 mantissa bits: ~4e-3 per rounding, averaged over samples
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_bf16_surface_is_close_to_float32_but_not_identical(model_name):
+    from lossviz.surface import compute_surface
+
+    model = mlp() if model_name == "mlp" else cnn()
+    x, y = data_for(model_name, n=64)
+    common = dict(x="-1:1:5", y="-1:1:5", progress=False, batch_size=32, strategy="vmap")
+    ref = compute_surface(model, (x, y), **common)
+    low = compute_surface(model, (x, y), precision="bf16", **common)
+    assert low.meta["precision"] == "bf16" and ref.meta["precision"] == "float32"
+    a, b = ref.values["train_loss"], low.values["train_loss"]
+    assert np.isfinite(a).all() and np.isfinite(b).all()
+    rel = np.abs(b - a) / np.abs(a)
+    assert rel.max() <= BF16_REL_BOUND
+    assert rel.max() > 1e-6  # autocast ran: bf16 rounding shows in the losses
+    # float32 itself matches a float64 reference far more closely than bf16 does
+    ref64 = compute_surface(model, (x, y), dtype=torch.float64, **common).values["train_loss"]
+    assert np.abs(a - ref64).max() < 1e-5 < np.abs(b - ref64).max()
+
+
+def bf16_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The bf16 loss as the engine defines it, computed directly: convolutions on bf16-rounded
+    input/weight/bias with bf16-rounded outputs, the rest under CPU autocast, the loss in float32."""
+    net = copy.deepcopy(model).eval()
+
+    def conv_hook(mod, inp, _out):
+        bias = mod.bias.bfloat16() if mod.bias is not None else None
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(inp[0].bfloat16(), mod.weight.bfloat16(), bias, mod.stride,
+                            mod.padding, mod.dilation, mod.groups).float()
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(x)
+    return F.cross_entropy(logits.float(), y).item()
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "loop"])
+def test_bf16_runs_convolutions_in_bf16_in_both_strategies(strategy):
+    model = cnn()
+    x, y = data_for("cnn", n=48)
+    ev = Evaluator(model, (x, y), precision="bf16", strategy=strategy, batch_size=48)
+    ev32 = Evaluator(model, (x, y), strategy=strategy, batch_size=48)
+    pts = points_around(ev.space, ev.center, 6)
+    got, ref = ev.evaluate(pts), ev32.evaluate(pts)
+    assert not ev.errors  # no vmap call fell back to the loop
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=BF16_REL_BOUND)
+    # accuracy differs only where bf16 flips an argmax: at most a few samples of 48
+    assert np.abs(got["acc"] - ref["acc"]).max() <= 100 * 3 / 48
+    by_hand = bf16_by_hand(model, x, y)
+    at_center, f32 = ev.evaluate_one(ev.center)["loss"], ev32.evaluate_one(ev.center)["loss"]
+    if strategy == "loop":  # the same kernels: equal up to float32 summation order
+        assert at_center == pytest.approx(by_hand, rel=1e-6)
+    else:  # grouped (vmapped) bf16 kernels round differently, by less than bf16 vs float32
+        assert abs(at_center - by_hand) < abs(f32 - by_hand)
+    assert abs(at_center - f32) > 1e-6 * f32
+
+
+def test_tf32_on_cpu_equals_float32_exactly_and_leaves_the_flags_alone():
+    model = cnn()
+    x, y = data_for("cnn")
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    ev32 = Evaluator(model, (x, y), strategy="vmap", batch_size=10)
+    ev_tf = Evaluator(model, (x, y), precision="tf32", strategy="vmap", batch_size=10)
+    pts = points_around(ev32.space, ev32.center, 8)
+    a, b = ev32.evaluate(pts), ev_tf.evaluate(pts)
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    np.testing.assert_array_equal(a["acc"], b["acc"])
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+
+
+def test_tf32_context_sets_and_restores_the_flags_with_nested_users():
+    from lossviz.evaluate import _tf32_enabled
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        with _tf32_enabled():
+            with _tf32_enabled():
+                assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+            assert torch.backends.cuda.matmul.allow_tf32  # the outer user still holds it
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "loop"])
+@pytest.mark.parametrize("kind", ["weights", "states"])
+def test_channels_last_gives_the_same_numbers(strategy, kind):
+    model = cnn()
+    x, y = data_for("cnn")
+    ev = Evaluator(model, (x, y), kind=kind, strategy=strategy, batch_size=10)
+    ev_cl = Evaluator(model, (x, y), kind=kind, strategy=strategy, batch_size=10, channels_last=True)
+    assert ev_cl.channels_last and not ev.channels_last  # "auto" is off on CPU
+    assert ev_cl.data.inputs.is_contiguous(memory_format=torch.channels_last)
+    assert ev_cl.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    pts = points_around(ev.space, ev.center, 8)
+    a, b = ev.evaluate(pts), ev_cl.evaluate(pts)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(b["acc"], a["acc"], rtol=0, atol=1e-5)
+    ref, _ = reference_metrics(model, kind, pts, x, y, torch.float64)
+    np.testing.assert_allclose(b["loss"], ref, rtol=0, atol=1e-5)
+    assert not ev_cl.errors
+
+
+def test_precision_and_channels_last_refuse_bad_values():
+    model = mlp()
+    x, y = data_for("mlp")
+    with pytest.raises(ValueError, match=r"dtype=torch.float32.*precision='float32'"):
+        Evaluator(model, (x, y), dtype=torch.float64, precision="bf16")
+    with pytest.raises(ValueError, match=r"'float32', 'tf32', 'bf16'"):
+        Evaluator(model, (x, y), precision="fp16")
+    with pytest.raises(ValueError, match="4-D image inputs"):
+        Evaluator(model, (x, y), channels_last=True)
+    with pytest.raises(ValueError, match="'auto', True or False"):
+        Evaluator(cnn(), data_for("cnn"), channels_last="yes")
+    from lossviz.surface import compute_surface
+
+    with pytest.raises(ValueError, match="unknown precision"):
+        compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)

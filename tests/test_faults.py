@@ -44,14 +44,6 @@ GRID = 41  # the killed surfaces are GRID x GRID
 TRIALS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _session(path, **kw):
     return Session(path, model="mlp", data="spirals", data_kwargs=SPIRALS, device="cpu", hparams=HP, **kw)
 

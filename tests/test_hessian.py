@@ -14,15 +14,6 @@ from lossviz.params import ParamSpace
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny products: one thread avoids oversubscription on a shared machine (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ------------------------------------------------------------------------------------ quadratic
 class Theta(nn.Module):
     """A model whose output is its parameter vector θ (for every sample)."""

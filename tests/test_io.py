@@ -121,6 +121,88 @@ def test_roundtrip_partial_with_nan_and_diverged(tmp_path):
     assert not r.complete
 
 
+def err_xy(x, y):
+    """Asymmetric per-point error estimates (so a transposed or swapped layout cannot pass)."""
+    return 0.01 + 0.002 * x + 0.03 * y**2
+
+
+@pytest.mark.parametrize("nx,ny", [(7, None), (4, 4), (5, 3), (2, 6)])
+def test_roundtrip_errors(tmp_path, nx, ny):
+    s = grid_surface(nx, ny)
+    X, Y = (s.x, 0.0) if ny is None else np.meshgrid(s.x, s.y)
+    err = err_xy(X, Y) * np.ones(s.shape)
+    unknown = np.zeros(s.shape, bool)
+    unknown.flat[::3] = True  # NaN where no estimate exists
+    s.errors = {"train_loss": np.where(unknown, np.nan, err), "train_acc": 100.0 * err}
+    p = tmp_path / "err.h5"
+    write_surface(p, s)
+    r = read_surface(p)
+    assert_same_surface(s, r)  # the _err datasets are not taken for metrics
+    assert sorted(r.values) == sorted(s.values) and sorted(r.errors) == ["train_acc", "train_loss"]
+    for k in s.errors:
+        assert r.errors[k].shape == s.shape and r.errors[k].dtype == np.float64
+        np.testing.assert_array_equal(r.errors[k], s.errors[k])  # NaN in the same places
+    with h5py.File(p, "r") as f:
+        ds = f["train_loss_err"]
+        assert ds.attrs["lossviz_role"] == "error" and ds.attrs["lossviz_error_of"] == "train_loss"
+        assert ds.shape == f["train_loss"].shape == s.shape
+        if ny is not None:  # same orientation as the metric: row i = y[i], column j = x[j]
+            i, j = ny - 1, 0
+            assert ds[i, j] == pytest.approx(err_xy(s.x[j], s.y[i]), rel=1e-15) or unknown[i, j]
+            np.testing.assert_allclose(f["train_acc_err"][()], 100.0 * err_xy(X, Y), rtol=1e-15)
+        assert "test_loss_err" not in f
+
+
+def test_err_named_metric_without_marker_is_a_metric(tmp_path):
+    s = grid_surface(4, 3)
+    s.values["train_loss_err"] = s.values["train_loss"] * 0.5  # a user metric, not an estimate
+    p = tmp_path / "m.h5"
+    write_surface(p, s)
+    r = read_surface(p)
+    assert_same_surface(s, r)
+    assert r.errors == {}
+    s.errors = {"train_loss": np.zeros((3, 4))}
+    with pytest.raises(ValueError, match="a metric of that name exists"):
+        write_surface(tmp_path / "clash.h5", s)
+
+
+def test_bad_errors_are_refused(tmp_path):
+    s = grid_surface(5, 3)
+    s.errors = {"val_loss": np.zeros((3, 5))}
+    with pytest.raises(ValueError, match="no such metric"):
+        write_surface(tmp_path / "a.h5", s)
+    s.errors = {"train_loss": np.zeros((5, 3))}
+    with pytest.raises(ValueError, match=r"errors\['train_loss'\] has shape \(5, 3\), expected \(3, 5\)"):
+        write_surface(tmp_path / "b.h5", s)
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+    # a marked error dataset whose metric is missing: a damaged file, said in words
+    p = tmp_path / "orphan.h5"
+    s.errors = {"train_loss": np.zeros((3, 5))}
+    write_surface(p, s)
+    with h5py.File(p, "r+") as f:
+        f["train_loss_err"].attrs["lossviz_error_of"] = "val_loss"
+    with pytest.raises(ValueError, match="error estimate for metric 'val_loss'.*re-create"):
+        read_surface(p)
+
+
+def test_adaptive_surface_errors_roundtrip(tmp_path):
+    """The errors lossviz.subsample computes survive the file (read back equal, not as metrics)."""
+    from lossviz.subsample import subsampled_surface
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+    data = (torch.randn(400, 3), torch.randint(0, 3, (400,)))
+    s = subsampled_surface(model, data, x="-1:1:4", y="-0.5:0.5:3", rtol=0.2, first=40, seed=2)
+    assert sorted(s.errors) == ["train_acc", "train_loss"] and s.errors["train_loss"].shape == (3, 4)
+    assert (s.errors["train_loss"] > 0).any()  # some points stopped early with a nonzero error
+    p = tmp_path / "adaptive.h5"
+    write_surface(p, s)
+    r = read_surface(p)
+    assert_same_surface(s, r)
+    for k in s.errors:
+        np.testing.assert_array_equal(r.errors[k], s.errors[k])
+
+
 def reference_style_file(path, xs: str, ys: str | None, dir_file: str, n_fill: int):
     """A surface file made the way plot_surface.py's setup_surface_file and crunch make it."""
     xmin, xmax, xnum = [float(a) for a in xs.split(":")]
@@ -185,6 +267,7 @@ def test_reads_reference_file(tmp_path, xs, ys):
     np.testing.assert_allclose(r.values["train_loss"][done], expected[done], rtol=1e-15)
     np.testing.assert_allclose(r.values["train_acc"][done], expected_acc[done], rtol=1e-15)
     assert np.isnan(r.values["train_loss"][~done]).all() and (~done).sum() == 3
+    assert r.errors == {}  # the reference's files hold no error estimates
 
 
 def test_bad_surface_files(tmp_path):

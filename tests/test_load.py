@@ -10,8 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-import torch
 
 from lossviz.session import Session
 from lossviz.store import Store

@@ -3,8 +3,6 @@ distances, stored/resumable surfaces, reopening, events."""
 
 from __future__ import annotations
 
-import math
-import threading
 
 import numpy as np
 import pytest
@@ -19,14 +17,6 @@ from lossviz.session import Session
 surface_mod = importlib.import_module("lossviz.surface")  # the module (lossviz.surface is also a function)
 SPIRALS = {"n": 200, "n_test": 60}
 HP = {"batch_size": 50, "lr": 0.05}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _session(path, **kw):
@@ -339,3 +329,40 @@ def test_hessian_delegation_matches_the_full_hessian_and_is_found_again(tmp_path
     assert not calls and again["eigenvalues"] == res["eigenvalues"]
     assert all(torch.equal(a, b) for a, b in zip(again["eigenvectors"], res["eigenvectors"]))
     s.close()
+
+
+def _stored_surface_with_directions(path):
+    from lossviz.directions import DirectionSet
+    from lossviz.surface import Surface
+
+    x, y = np.linspace(-1, 1, 4), np.linspace(0, 1, 3)
+    X, Y = np.meshgrid(x, y)
+    vecs = torch.arange(10, dtype=torch.float32).reshape(2, 5) / 7
+    dirs = DirectionSet(list(vecs), kind="weights", normalization="filter", ignore="biasbn", seed=4,
+                        method="random", meta={"center": 3})
+    surf = Surface(x, y, {"train_loss": 1 + X + 3 * Y}, np.ones((3, 4), bool), dirs)
+    Session._write_surface(path, surf)
+    return surf
+
+
+@pytest.mark.parametrize("damage,words", [
+    ("{not json", "not valid JSON"),
+    (np.void(b"\x80\x04opaque bytes"), "not JSON text"),
+    ('["kind", "weights"]', "must be a JSON object"),
+    ('{"kind": "weights"}', "lacks"),
+])
+def test_a_damaged_direction_set_attribute_is_named_with_its_file(tmp_path, damage, words):
+    import h5py
+
+    p = tmp_path / "surface.h5"
+    surf = _stored_surface_with_directions(p)
+    intact = Session._read_surface(p)  # the undamaged file reads back the same directions
+    np.testing.assert_array_equal(intact.directions.stacked().numpy(), surf.directions.stacked().numpy())
+    assert (intact.directions.seed, intact.directions.meta["center"]) == (4, 3)
+    with h5py.File(p, "r+") as f:
+        f.attrs["lossviz_direction_set"] = damage
+    with pytest.raises(ValueError, match=words) as info:
+        Session._read_surface(p)
+    message = str(info.value)
+    assert str(p) in message and "lossviz_direction_set" in message
+    assert "re-create" in message or "compute the surface again" in message

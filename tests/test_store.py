@@ -28,14 +28,6 @@ from lossviz.training import evaluate_model
 PY = sys.executable
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest (and fair on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # A zygote: imports torch once, then forks one writer per trial (so a trial costs a fork, not an
 # interpreter start). Each writer trains a tiny MLP and writes a checkpoint (weights + optimizer
 # state + metrics) after every step, as fast as it can, until the test SIGKILLs it.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
-import shutil
 from pathlib import Path
 
 import h5py

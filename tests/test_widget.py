@@ -241,6 +241,12 @@ def test_surface_travels_as_buffers_with_nan_where_not_done(widget, fake):
     expected = np.where(surf.done, X**2 + 0.5 * Y**2 + 0.1, np.nan)
     np.testing.assert_allclose(z, expected.astype(np.float32), rtol=1e-6, equal_nan=True)
     assert s["done"] == int(surf.done.sum()) and s["total"] == 35
+    # the per-point done mask travels too (one byte a point), so the preview fill can tell
+    # "not computed yet" from "computed and NaN" (a diverged point: a gap)
+    assert s["done_mask"]["shape"] == [5, 7] and s["done_mask"]["dtype"] == "uint8"
+    mask = bufs[("surface", "done_mask", "view")]
+    assert mask.nbytes == 35
+    np.testing.assert_array_equal(np.frombuffer(bytes(mask), np.uint8).reshape(5, 7), surf.done.astype(np.uint8))
     assert s["progress"] == pytest.approx(surf.done.mean())
     assert s["critical"] == []  # only once complete
     assert lists_of_numbers(stripped) == []
@@ -257,12 +263,36 @@ def test_surface_travels_as_buffers_with_nan_where_not_done(widget, fake):
     np.testing.assert_allclose(z, 100 - (X**2 + 0.5 * Y**2 + 0.1), rtol=1e-6)
 
 
+def test_done_but_diverged_points_are_marked_done_in_the_mask(widget, fake):
+    surf = make_surface(6, 4, done_fraction=0.5)
+    surf.done[1, 2] = True  # computed, but the model gave NaN there (diverged)
+    surf.values["train_loss"][1, 2] = np.nan
+    surf.values["train_acc"][1, 2] = np.nan
+    fake.emit({"type": "surface", "job": FakeJob("surface"), "surface": surf})
+    stripped, bufs = buffers_of(widget, "surface")
+    mask = np.frombuffer(bytes(bufs[("surface", "done_mask", "view")]), np.uint8).reshape(4, 6)
+    z = as_f32(bufs[("surface", "z", "view")]).reshape(4, 6)
+    assert mask[1, 2] == 1 and np.isnan(z[1, 2])  # done and NaN: a gap, not a cell to preview-fill
+    assert (mask[np.isfinite(z)] == 1).all() and (mask == 0).sum() == (~surf.done).sum()
+    assert stripped["surface"]["done"] == int(surf.done.sum())
+
+
+def test_wire_mask_is_uint8_and_float_arrays_stay_float32():
+    from lossviz.widget import to_wire, wire_mask
+
+    w = wire_mask(np.array([[True, False, True]]))
+    assert w["dtype"] == "uint8" and w["shape"] == [1, 3] and bytes(w["view"]) == b"\x01\x00\x01"
+    assert to_wire(np.array([0, 1], np.uint8))["dtype"] == "uint8"
+    assert to_wire(np.array([0.5, 1.0]))["dtype"] == "float32"
+
+
 def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
     x = np.linspace(-1, 1, 201)
     surf = Surface(x=x, y=x.copy(), values={"train_loss": np.add.outer(x**2, x**2)}, done=np.ones((201, 201), bool), meta={"center": 0})
     fake.emit({"type": "surface", "job": None, "surface": surf})
     stripped, bufs = buffers_of(widget, "surface")
     assert bufs[("surface", "z", "view")].nbytes == 201 * 201 * 4
+    assert bufs[("surface", "done_mask", "view")].nbytes == 201 * 201  # the mask: one byte a point
     assert len(json.dumps(stripped)) < 20_000  # the JSON part is small; the grid is in the buffer
 
 

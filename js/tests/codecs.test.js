@@ -62,6 +62,22 @@ test("projection and surface decode", () => {
   assert.equal(decodeSurface(null), null);
 });
 
+test("uint8 masks decode from a DataView at any offset, keep shape, and round-trip", () => {
+  const buf = new ArrayBuffer(3 + 6);
+  new Uint8Array(buf, 3).set([1, 0, 1, 1, 0, 0]);
+  const d = decodeArray({ view: new DataView(buf, 3, 6), dtype: "uint8", shape: [2, 3] });
+  assert.ok(d.data instanceof Uint8Array);
+  assert.deepEqual(Array.from(d.data), [1, 0, 1, 1, 0, 0]);
+  assert.deepEqual(d.shape, [2, 3]);
+  const back = decodeArray(encodeArray([0, 1, 1], [3], "uint8"));
+  assert.deepEqual(Array.from(back.data), [0, 1, 1]);
+  assert.throws(() => decodeArray({ view: new DataView(buf, 3, 6), dtype: "uint8", shape: [4] }), /needs 4 values/);
+  const s = decodeSurface({ x: encodeArray([0, 1]), y: encodeArray([0]), z: encodeArray([1, NaN], [1, 2]),
+    done: 2, total: 2, done_mask: encodeArray([1, 1], [1, 2], "uint8") });
+  assert.deepEqual(Array.from(s.doneMask), [1, 1]);
+  assert.equal(decodeSurface({ x: encodeArray([0]), z: encodeArray([1]) }).doneMask, null); // older kernels
+});
+
 test("formatting and colours", () => {
   assert.equal(fmt(3), "3");
   assert.equal(fmt(0.123456), "0.1235");

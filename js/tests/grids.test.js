@@ -16,6 +16,35 @@ test("fillNearest fills every gap from the nearest computed cell and keeps compu
   assert.ok(Number.isNaN(fillNearest(new Float32Array([NaN, NaN]), 2, 1)[0])); // nothing computed: unchanged
 });
 
+test("fillNearest with a done mask fills only cells not computed yet; computed NaN cells stay gaps", () => {
+  const nx = 5, ny = 4, n = nx * ny;
+  const z = new Float32Array(n).fill(NaN), done = new Uint8Array(n);
+  const seeds = { 0: 1, 4: 2, 12: 5, 19: 7 }; // computed finite cells
+  for (const [k, v] of Object.entries(seeds)) { z[k] = v; done[k] = 1; }
+  const gaps = [1, 6, 7, 11, 13]; // computed and NaN (diverged): around the centre seed and next to a corner
+  for (const k of gaps) done[k] = 1;
+  const f = fillNearest(z, nx, ny, done);
+  for (const k of gaps) assert.ok(Number.isNaN(f[k]), `diverged cell ${k} must stay a gap, got ${f[k]}`);
+  for (const [k, v] of Object.entries(seeds)) assert.equal(f[k], v);
+  // every other cell: the value of a computed cell at the least Manhattan distance (gaps do not block the way)
+  for (let k = 0; k < n; k++) {
+    if (done[k]) continue;
+    const i = (k / nx) | 0, j = k % nx;
+    const dist = Object.keys(seeds).map((s) => Math.abs(((s / nx) | 0) - i) + Math.abs((s % nx) - j));
+    const best = Math.min(...dist);
+    const allowed = Object.values(seeds).filter((v, q) => dist[q] === best);
+    assert.ok(allowed.includes(f[k]), `cell ${k}: ${f[k]} not among nearest ${allowed}`);
+  }
+  // without the mask every NaN counts as missing: the old preview paints over the gaps
+  const old = fillNearest(z, nx, ny);
+  for (const k of gaps) assert.ok(!Number.isNaN(old[k]));
+  // a fully computed grid with gaps is returned unchanged
+  const all = new Uint8Array(n).fill(1);
+  const same = fillNearest(z, nx, ny, all);
+  for (let k = 0; k < n; k++) assert.ok(Object.is(same[k], z[k]) || (Number.isNaN(same[k]) && Number.isNaN(z[k])));
+  assert.throws(() => fillNearest(z, nx, ny, new Uint8Array(3)), /done mask of 3 cells/);
+});
+
 test("bilinear is exact on a plane and NaN outside", () => {
   const xs = [-1, 0, 2], ys = [0, 1, 3, 4];
   const f = (x, y) => 2 * x - 3 * y + 0.5;

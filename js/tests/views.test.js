@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeArray, decodeCheckpoints, decodeProjection } from "../codecs.js";
+import { encodeArray, decodeCheckpoints, decodeProjection, decodeSurface } from "../codecs.js";
 import { scatterPoints, branchLines, hoverCardHtml, paddedRange } from "../scatter.js";
 import { metricSeries } from "../curves.js";
 import { displayValues } from "../contour.js";
@@ -55,6 +55,18 @@ test("contour display values: preview-filled while incomplete, log10 on request"
   assert.ok(!Array.from(partial.data).some(Number.isNaN));
   const full = displayValues({ z: { data: new Float32Array([1, 10, 100, 1000]), shape: [2, 2] }, done: 4, total: 4 }, true);
   assert.deepEqual(Array.from(full.data), [0, 1, 2, 3]);
+});
+
+test("contour display values: a decoded done mask keeps diverged cells as gaps in the preview", () => {
+  // 1x4 line of a 2-D grid: computed 3, diverged (done, NaN), not yet, computed 5
+  const s = decodeSurface({ x: encodeArray([0, 1, 2, 3]), y: encodeArray([0]), z: encodeArray([3, NaN, NaN, 5], [1, 4]),
+    done: 3, total: 4, done_mask: encodeArray([1, 1, 0, 1], [1, 4], "uint8") });
+  assert.deepEqual(Array.from(s.doneMask), [1, 1, 0, 1]);
+  const shown = Array.from(displayValues(s, false).data);
+  assert.ok(Number.isNaN(shown[1]));
+  assert.deepEqual([shown[0], shown[2], shown[3]], [3, 5, 5]); // cell 2 takes its nearer computed neighbour
+  assert.throws(() => decodeSurface({ x: encodeArray([0, 1]), y: encodeArray([0]), z: encodeArray([1, 2], [1, 2]),
+    done_mask: encodeArray([1], [1], "uint8") }), /done_mask holds 1 values, z holds 2/);
 });
 
 test("scatter ranges pad the data by 6 % and never collapse", () => {

@@ -15,13 +15,22 @@ Strategy ``"auto"`` measures, on the first call with enough points, ``vmap`` ove
 plain loop over points (each at a couple of data batch sizes when the batch size is not fixed) and
 keeps the fastest for this model and device (:attr:`Evaluator.strategy_used`). NaN/inf values are
 returned as computed; an exception while evaluating some points gives NaN for those points.
+
+Fast paths (options; their error against float32 is measured by ``benchmarks/precision.py`` and
+bounded in ``tests/test_evaluate.py``): ``precision="bf16"`` runs the forward passes under
+``torch.autocast(dtype=torch.bfloat16)`` (CPU and CUDA) with the loss, accuracy and sums still in
+float32/float64; ``precision="tf32"`` lets CUDA matmuls and convolutions use TF32 while evaluating
+(a no-op on CPU, equal to float32); ``channels_last`` stores 4-D inputs and conv weights in
+``torch.channels_last`` memory format (same numbers up to float32 rounding).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,6 +54,7 @@ _SMALL_BATCH = 256  # the smaller data batch tried under vmap
 _LOOP_BATCHES = (512, 128)  # data batches tried by the loop besides "all at once" (CPU caches)
 _VMAP_WARM = False  # whether this process has made its first (slow) vmapped call
 _LOOP_BLOCK = 256  # points per result transfer in the loop strategy
+PRECISIONS = ("float32", "tf32", "bf16")
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -226,10 +236,12 @@ class _Summed(nn.Module):
         with_acc: bool,
         extra: list[tuple[str, LossFn]],
         sum_dtype: torch.dtype = torch.float64,
+        autocast: tuple[str, torch.dtype] | None = None,
     ):
         super().__init__()
         self.model = model
         self.sum_dtype = sum_dtype
+        self.autocast = autocast  # (device type, dtype) for the forward passes, or None
         self.loss_fn = loss_fn
         self.with_acc = with_acc
         self.extra = extra
@@ -237,7 +249,12 @@ class _Summed(nn.Module):
     def forward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         sums: list[torch.Tensor] | None = None
         for x, y in batches:
-            out = self.model(x)
+            if self.autocast is None:
+                out = self.model(x)
+            else:  # forward in low precision; the loss and its reductions in float32 and up
+                with torch.autocast(device_type=self.autocast[0], dtype=self.autocast[1]):
+                    out = self.model(x)
+                out = out.float()
             n = y.shape[0]
             if self.loss_fn is None:
                 parts = [F.cross_entropy(out, y, reduction="sum")]
@@ -262,6 +279,96 @@ def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
         else:  # pragma: no cover - older torch
             for t, s in zip(targets, sources):
                 t.copy_(s)
+
+
+_TF32_LOCK = threading.Lock()
+_TF32_USERS = 0
+_TF32_SAVED: tuple[bool, bool] | None = None
+
+
+@contextlib.contextmanager
+def _tf32_enabled():
+    """Allow TF32 in CUDA matmuls and cuDNN convolutions while inside; restore the caller's flags
+    when the last user leaves.
+
+    The flags are process-global: evaluations in several threads (e.g. a DeviceExecutor) share one
+    reference count, so one leaving does not switch TF32 off under another; but any other CUDA work
+    running in other threads meanwhile also computes in TF32.
+    """
+    global _TF32_USERS, _TF32_SAVED
+    with _TF32_LOCK:
+        if _TF32_USERS == 0:
+            _TF32_SAVED = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        _TF32_USERS += 1
+    try:
+        yield
+    finally:
+        with _TF32_LOCK:
+            _TF32_USERS -= 1
+            if _TF32_USERS == 0 and _TF32_SAVED is not None:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32_SAVED
+                _TF32_SAVED = None
+
+
+def _check_precision(precision: str, dtype: torch.dtype) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}: use one of {', '.join(map(repr, PRECISIONS))}"
+        )
+    if precision != "float32" and dtype != torch.float32:
+        raise ValueError(
+            f"precision={precision!r} is a fast path for float32 models but dtype={dtype}: pass "
+            "dtype=torch.float32 (the default) with it, or precision='float32' for other dtypes"
+        )
+
+
+def _autocast_conv_forward(conv_forward: Callable, device_type: str) -> Callable:
+    """``conv._conv_forward`` that computes the convolution in the autocast dtype itself.
+
+    Autocast casts convolutions to bfloat16 in a plain call but not inside ``torch.vmap`` (the
+    batching rule of ``convolution`` runs past it: torch 2.x), so a vmapped conv would stay
+    float32. Here input, weight and bias are cast to bf16 explicitly and the output is cast back
+    to the input's dtype (vmapped BatchNorm refuses a bf16 input with float32 weights), so both
+    strategies compute the same thing: convolutions in bf16, their outputs rounded to bf16."""
+
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not torch.is_autocast_enabled(device_type):
+            return conv_forward(x, weight, bias)
+        low = torch.get_autocast_dtype(device_type)
+        bias = bias.to(low) if bias is not None else None
+        with torch.autocast(device_type=device_type, enabled=False):
+            return conv_forward(x.to(low), weight.to(low), bias).to(x.dtype)
+
+    return forward
+
+
+def _autocast_convs(model: nn.Module, device_type: str) -> None:
+    """Make every Conv1d/2d/3d of ``model`` (a private copy) honour autocast under vmap too."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd) and hasattr(m, "_conv_forward"):
+            m._conv_forward = _autocast_conv_forward(m._conv_forward, device_type)
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _resolve_channels_last(
+    channels_last: str | bool, model: nn.Module, device: torch.device, input_ndim: int
+) -> bool:
+    """``"auto"``: on for CUDA models with Conv2d layers and 4-D inputs; ``True``/``False`` as given."""
+    if channels_last == "auto":
+        return device.type == "cuda" and input_ndim == 4 and _has_conv2d(model)
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
+    if channels_last and input_ndim != 4:
+        raise ValueError(
+            f"channels_last=True needs 4-D image inputs (N, C, H, W), got {input_ndim}-D inputs: "
+            "pass channels_last=False (or 'auto')"
+        )
+    return channels_last
 
 
 @dataclass(frozen=True)
@@ -320,6 +427,16 @@ class Evaluator:
         K, the points per vmapped call (default: as many as fit memory, up to 64).
     batch_size:
         Data batch size (default: chosen by the strategy measurement within the memory budget).
+    precision:
+        ``"float32"`` (default), ``"tf32"`` (CUDA matmuls/convolutions in TF32 while evaluating; on
+        CPU the same as float32) or ``"bf16"`` (forward passes under bfloat16 autocast; the loss,
+        accuracy and sums in float32/float64). Both need ``dtype=torch.float32``. bf16 changed
+        the losses by at most 1.3e-3 relative on the benchmark's MLP, LeNet and ResNet-20 (tests
+        bound it by 2e-2; ``benchmarks/precision.py``); on CPU it is slower than float32.
+    channels_last:
+        ``"auto"`` (on for CUDA models with Conv2d layers and 4-D inputs), ``True`` or ``False``:
+        hold inputs and conv weights in ``torch.channels_last`` memory format. Same numbers up to
+        float32 rounding.
     """
 
     def __init__(
@@ -336,6 +453,8 @@ class Evaluator:
         points_per_call: int | None = None,
         batch_size: int | None = None,
         memory_budget: int | None = None,
+        precision: str = "float32",
+        channels_last: str | bool = "auto",
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -343,6 +462,7 @@ class Evaluator:
             raise ValueError(f"unknown strategy {strategy!r}: use 'auto', 'vmap' or 'loop'")
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
+        _check_precision(precision, dtype)
         if points_per_call is not None and points_per_call < 1:
             raise ValueError(f"points_per_call must be a positive integer, got {points_per_call}")
         if batch_size is not None and batch_size < 1:
@@ -358,6 +478,15 @@ class Evaluator:
 
         self.model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self.data = as_eval_data(data).to(self.device, dtype)
+        self.precision = precision
+        self.channels_last = _resolve_channels_last(
+            channels_last, self.model, self.device, self.data.inputs.dim()
+        )
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.data = EvalData(
+                self.data.inputs.contiguous(memory_format=torch.channels_last), self.data.targets
+            )
         self.n_samples = len(self.data)
         self.loss_name, loss_fn = _resolve_loss(loss)
         if loss_fn is None and not self.data.is_classification:
@@ -371,8 +500,11 @@ class Evaluator:
         classification = self.data.is_classification and out_ndim >= 2
         self.metric_names, extra = _resolve_metrics(metrics, classification)
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        autocast = (self.device.type, torch.bfloat16) if precision == "bf16" else None
+        if autocast is not None:
+            _autocast_convs(self.model, self.device.type)
         self._summed = _Summed(
-            self.model, loss_fn, "acc" in self.metric_names, extra, sum_dtype
+            self.model, loss_fn, "acc" in self.metric_names, extra, sum_dtype, autocast
         ).eval()
         self._check_scalar_outputs(loss_fn, extra)
 
@@ -416,6 +548,15 @@ class Evaluator:
         re-evaluating points while measuring.
         """
         pts = self._as_points(points)
+        with self._precision_context():
+            return self._evaluate(pts, total)
+
+    def _precision_context(self):
+        if self.precision == "tf32" and self.device.type == "cuda":
+            return _tf32_enabled()
+        return contextlib.nullcontext()
+
+    def _evaluate(self, pts: torch.Tensor, total: int | None) -> dict[str, np.ndarray]:
         n = pts.shape[0]
         out = np.full((n, len(self.metric_names)), np.nan)
         done = np.zeros(n, dtype=bool)
@@ -437,7 +578,8 @@ class Evaluator:
     def __repr__(self) -> str:
         return (
             f"Evaluator(kind={self.kind!r}, samples={self.n_samples}, metrics={self.metric_names}, "
-            f"device={self.device}, dtype={self.dtype}, plan={self.plan})"
+            f"device={self.device}, dtype={self.dtype}, precision={self.precision!r}, "
+            f"channels_last={self.channels_last}, plan={self.plan})"
         )
 
     # ---------------------------------------------------------------- evaluation
@@ -466,6 +608,8 @@ class Evaluator:
 
     def _call_functional(self, vec: torch.Tensor) -> torch.Tensor:
         """Sums (M,) at one point: ``functional_call`` with the point's tensors (vmapped over K)."""
+        # (channels_last: the inputs are channels-last; the vmapped weights stay contiguous, as
+        # torch.vmap cannot restride them: NYI in torch 2.x)
         params = dict(zip(self._names, self._split(vec)))
         params.update(self._fixed)
         return functional_call(self._summed, params, (self._cur,))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -740,8 +739,9 @@ class Session:
         in ``meta["trajectory"]``), ``"hessian"`` (top eigenvectors), a checkpoint id (the direction
         to it), a vector, or a pair of those. An interrupted surface resumes where it stopped.
         ``wait=False`` returns a job whose ``result`` is the Surface filling progressively.
-        ``engine`` options (``chunk_size``, ``points_per_call``, ``strategy``, ``batch_size``) go
-        to :func:`lossviz.surface.compute_surface`.
+        ``engine`` options (``chunk_size``, ``points_per_call``, ``strategy``, ``batch_size``,
+        ``precision``, ``channels_last``) go to :func:`lossviz.surface.compute_surface`; a
+        non-float32 ``precision`` is part of the stored surface's key.
         """
         from lossviz.grid import SurfaceGrid
         from lossviz.surface import compute_surface
@@ -775,6 +775,8 @@ class Session:
             "metrics": sorted(self._metrics),
             "data": self.data_fingerprint(),
         }
+        if engine.get("precision", "float32") != "float32":  # bf16/tf32 values are not float32's
+            spec["precision"] = engine["precision"]
         key = spec_key(spec)
         found = self.store.find_result(key)
         if found is not None and found["complete"] and found["path"] is not None:
@@ -868,14 +870,21 @@ class Session:
     @staticmethod
     def _read_surface(path: Path):
         from lossviz.directions import DirectionSet
-        from lossviz.io.h5 import read_surface
+        from lossviz.io.h5 import read_json_attr, read_surface
         import h5py
 
         surf = read_surface(path)
         with h5py.File(path, "r") as f:
             if "lossviz_direction_vectors" in f:
                 vecs = torch.from_numpy(np.asarray(f["lossviz_direction_vectors"][()]))
-                info = json.loads(f.attrs["lossviz_direction_set"])
+                info = read_json_attr(f, "lossviz_direction_set", str(path))
+                missing = [k for k in ("kind", "normalization", "ignore", "seed", "method") if k not in info]
+                if missing or not isinstance(info.get("meta", {}), dict):
+                    raise ValueError(
+                        f"{str(path)!r}: attribute 'lossviz_direction_set' lacks {missing or ['a meta object']}; "
+                        "the stored surface is damaged: delete the file (or the result) and compute the "
+                        "surface again"
+                    )
                 surf.directions = DirectionSet(
                     list(vecs), kind=info["kind"], normalization=info["normalization"],
                     ignore=info["ignore"], seed=info["seed"], method=info["method"], meta=info.get("meta", {}),

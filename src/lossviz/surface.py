@@ -20,7 +20,7 @@ import warnings
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -283,6 +283,8 @@ def compute_surface(
     resume: Surface | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    precision: str = "float32",
+    channels_last: str | bool = "auto",
     points_per_call: int | None = None,
     strategy: str = "auto",
     batch_size: int | None = None,
@@ -303,7 +305,9 @@ def compute_surface(
     executor or a :class:`~lossviz.executors.DeviceExecutor` (see :mod:`lossviz.executors`; the
     spec reaches each worker once). ``only`` (a boolean array of the grid's shape) evaluates
     those points alone, the others stay NaN and not done (used by :mod:`lossviz.refine` and
-    :mod:`lossviz.subsample`). Other arguments go to :class:`Evaluator`.
+    :mod:`lossviz.subsample`). ``precision`` (``"float32"``, ``"tf32"``, ``"bf16"``) and
+    ``channels_last`` pick the engine's fast paths (see :class:`Evaluator`; recorded in ``meta``).
+    Other arguments go to :class:`Evaluator`.
     """
     grid = SurfaceGrid.from_specs(x, y)
     if not isinstance(model, nn.Module):
@@ -324,6 +328,7 @@ def compute_surface(
     )
     evaluator_kwargs = dict(
         kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype,
+        precision=precision, channels_last=channels_last,
         strategy=strategy, points_per_call=points_per_call, batch_size=batch_size,
     )
     spec = EvalSpec(
@@ -361,6 +366,8 @@ def compute_surface(
         "loss": first.loss_name,
         "metrics": names,
         "dtype": str(dtype).replace("torch.", ""),
+        "precision": precision,
+        "channels_last": first.channels_last,
         "device": str(first.device),
         "model": type(model).__name__,
         "numel": space.numel,

@@ -2,7 +2,7 @@
 
 Traitlets and message handlers only: every action is delegated to a :class:`lossviz.session.Session`
 (see ``notes/API.md``, "Session layer contract"). Arrays cross to the browser as float32 binary buffers
-``{"view": memoryview, "dtype": "float32", "shape": [...]}``, never as JSON lists.
+``{"view": memoryview, "dtype": "float32", "shape": [...]}`` (0/1 masks: ``"dtype": "uint8"``), never as JSON lists.
 
 Front-end commands arrive as custom messages ``{"type": ..., ...}`` (see :data:`COMMANDS`); a bad payload
 or a failing session call sets the ``error`` trait (words naming the problem and the fix) and never raises
@@ -58,10 +58,17 @@ def wire_array(values: Any) -> dict:
     return {"view": memoryview(arr.reshape(-1)), "dtype": "float32", "shape": list(arr.shape)}
 
 
+def wire_mask(values: Any) -> dict:
+    """A 0/1 mask as the wire dict ``{"view", "dtype": "uint8", "shape"}`` (one byte a point)."""
+    arr = np.ascontiguousarray(np.asarray(values, dtype=bool).astype(np.uint8))
+    return {"view": memoryview(arr.reshape(-1)), "dtype": "uint8", "shape": list(arr.shape)}
+
+
 def to_wire(value: Any, widget: Any = None) -> Any:
-    """Recursively replace numpy arrays by wire dicts (the traits' ``to_json``); JSON-unsafe floats -> None."""
+    """Recursively replace numpy arrays by wire dicts (the traits' ``to_json``: uint8 arrays as
+    :func:`wire_mask`, all others as float32 :func:`wire_array`); JSON-unsafe floats -> None."""
     if isinstance(value, np.ndarray):
-        return wire_array(value)
+        return wire_mask(value) if value.dtype == np.uint8 else wire_array(value)
     if isinstance(value, Mapping):
         return {str(k): to_wire(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -555,6 +562,9 @@ class Explorer(anywidget.AnyWidget):
         payload = {
             "x": x, "y": y, "z": z, "metric": metric, "metrics": list(values.keys()),
             "progress": n_done / total if total else 1.0, "done": n_done, "total": total,
+            # per point (uint8 on the wire): 1 computed (a NaN there is a gap: diverged), 0 not yet (the
+            # preview fill may paint it); "done" above is the count
+            "done_mask": done.astype(np.uint8),
             "center": meta.get("center"), "critical": critical, "trajectory": trajectory,
             "meta": json_safe({k: v for k, v in meta.items() if k != "trajectory"}),
             "job": _field(self._surface_job, "id"),

@@ -25,7 +25,10 @@ Here values are ``(ny, nx)`` with ``values[i, j] = f(x[j], y[i])``. Square grids
 like the reference; non-square grids are written ``(ny, nx)`` (attribute ``lossviz_layout``). Both are
 read. Unfinished points: ``-1`` in the reference's files (read as NaN, ``done=False``), NaN in ours
 (with a ``lossviz_done`` mask dataset to tell "diverged" from "not computed"). Our metadata is JSON in
-the root attribute ``lossviz_meta``.
+the root attribute ``lossviz_meta``. Estimated errors of adaptive surfaces (``Surface.errors``,
+from :mod:`lossviz.refine` / :mod:`lossviz.subsample`) are float64 datasets ``<metric>_err`` in the
+metric's layout (NaN where unknown) with the attributes ``lossviz_role = "error"`` and
+``lossviz_error_of = <metric>``; only datasets so marked are read back as errors, never as metrics.
 
 Direction files
 ---------------
@@ -55,6 +58,8 @@ LAYOUT_YX = "yx"  # values[i, j] = f(x[j], y[i]), dataset shape (ny, nx)
 _RESERVED = {"xcoordinates", "ycoordinates", "dir_file", "lossviz_done"}
 _PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_variance_")
 _FORMAT = "lossviz-surface-1"
+_ERROR_SUFFIX = "_err"
+_ERROR_ROLE = "error"  # value of the dataset attribute "lossviz_role" on an error-estimate dataset
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -125,6 +130,7 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
                 f"metric {name!r} has shape {np.shape(arr)}, expected {shape} for a grid of "
                 f"{len(x)} x-values" + ("" if y is None else f" and {len(y)} y-values")
             )
+    errors = _error_datasets(dict(getattr(surface, "errors", None) or {}), values, shape)
     done = getattr(surface, "done", None)
     if done is None:
         done = np.ones(shape, dtype=bool)
@@ -143,6 +149,10 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
             for name, arr in values.items():
                 # (ny, nx): for square grids byte-identical to the reference's layout
                 f.create_dataset(name, data=np.asarray(arr, dtype=np.float64))
+            for ds_name, (metric, arr) in errors.items():
+                ds = f.create_dataset(ds_name, data=arr)
+                ds.attrs["lossviz_role"] = _ERROR_ROLE
+                ds.attrs["lossviz_error_of"] = metric
             f.create_dataset("lossviz_done", data=done.astype(np.uint8))
             f.attrs["lossviz_format"] = _FORMAT
             f.attrs["lossviz_meta"] = _json(meta)
@@ -174,12 +184,22 @@ def read_surface(path: str | os.PathLike):
         ny = None if y is None else len(y)
         shape = (nx,) if y is None else (ny, nx)
         values: dict[str, np.ndarray] = {}
+        errors: dict[str, np.ndarray] = {}
         for name, ds in f.items():
             if name in _RESERVED or name.startswith("lossviz_") or not isinstance(ds, h5py.Dataset):
                 continue
             if ds.dtype.kind not in "fiu":
                 continue
+            if _is_error_dataset(ds):
+                errors[_error_of(ds, name, spath)] = _grid_values(ds, name, x, y, spath)
+                continue
             values[name] = _grid_values(ds, name, x, y, spath)
+        for metric in errors:
+            if metric not in values:
+                raise ValueError(
+                    f"{spath!r}: holds an error estimate for metric {metric!r} but no dataset "
+                    f"{metric!r}; the file is damaged: re-create it"
+                )
         if not values:
             raise ValueError(
                 f"{spath!r} has coordinates but no metric dataset of shape {shape} (expected e.g. "
@@ -207,12 +227,57 @@ def read_surface(path: str | os.PathLike):
     if dir_file:
         meta.setdefault("dir_file", dir_file)
     Surface = _surface_class()
-    return Surface(x=x, y=y, values=values, done=done, directions=None, meta=meta)
+    return Surface(x=x, y=y, values=values, done=done, directions=None, meta=meta, errors=errors)
 
 
-def _json_attr(f: h5py.File, name: str, path: str) -> dict:
-    """A JSON-object attribute (``{}`` when absent); anything else is refused in words (never
-    unpickled: h5py returns opaque bytes as numpy voids)."""
+def _error_datasets(
+    errors: dict[str, Any], values: dict[str, Any], shape: tuple[int, ...]
+) -> dict[str, tuple[str, np.ndarray]]:
+    """``{dataset name: (metric, float64 array)}`` for ``surface.errors``, checked against the
+    metrics (each error belongs to a metric, has its shape, and its ``<metric>_err`` name is free)."""
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for metric, arr in errors.items():
+        if metric not in values:
+            raise ValueError(
+                f"surface.errors has an entry for {metric!r} but there is no such metric (metrics: "
+                f"{sorted(values)}); key each error estimate by the metric it belongs to"
+            )
+        if np.shape(arr) != shape:
+            raise ValueError(
+                f"surface.errors[{metric!r}] has shape {np.shape(arr)}, expected {shape} (the shape "
+                "of the metric it belongs to)"
+            )
+        ds_name = metric + _ERROR_SUFFIX
+        if ds_name in values:
+            raise ValueError(
+                f"cannot store the error estimate of {metric!r} as dataset {ds_name!r}: a metric "
+                f"of that name exists; rename the metric"
+            )
+        out[ds_name] = (metric, np.asarray(arr, dtype=np.float64))
+    return out
+
+
+def _is_error_dataset(ds: h5py.Dataset) -> bool:
+    role = ds.attrs.get("lossviz_role")
+    return role is not None and isinstance(role, (str, bytes)) and _attr_str(role) == _ERROR_ROLE
+
+
+def _error_of(ds: h5py.Dataset, name: str, path: str) -> str:
+    """The metric an error-estimate dataset belongs to (its ``lossviz_error_of`` attribute)."""
+    raw = ds.attrs.get("lossviz_error_of")
+    if raw is None and name.endswith(_ERROR_SUFFIX):
+        return name[: -len(_ERROR_SUFFIX)]
+    if not isinstance(raw, (str, bytes)) or not _attr_str(raw):
+        raise ValueError(
+            f"{path!r}: dataset {name!r} is marked as an error estimate but its attribute "
+            "'lossviz_error_of' does not name a metric; the file is damaged: re-create it"
+        )
+    return _attr_str(raw)
+
+
+def read_json_attr(f: h5py.File | h5py.Dataset, name: str, path: str) -> dict:
+    """A JSON-object attribute (``{}`` when absent); anything else is refused in words naming
+    ``path`` (never unpickled: h5py returns opaque bytes as numpy voids)."""
     raw = f.attrs.get(name, "{}")
     if not isinstance(raw, (str, bytes)):
         raise ValueError(
@@ -227,8 +292,14 @@ def _json_attr(f: h5py.File, name: str, path: str) -> dict:
             "is damaged: re-create it"
         ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path!r}: attribute {name!r} must be a JSON object, got {type(value).__name__}")
+        raise ValueError(
+            f"{path!r}: attribute {name!r} must be a JSON object, got {type(value).__name__}; the file "
+            "was not written by lossviz or is damaged: re-create it"
+        )
     return value
+
+
+_json_attr = read_json_attr
 
 
 def _attr_str(v: Any) -> str:
