@@ -111,6 +111,34 @@ def test_dask_client_gives_the_in_process_surface_and_streams_progress(client, r
     assert seen[-1] == (42, 42) and len(seen) == 7
 
 
+def _allocator_state() -> tuple[str | None, bool]:
+    import lossviz.executors as ex
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), ex._ALLOCATOR_RELAXED
+
+
+def test_dask_workers_get_their_allocator_relaxed_for_forward_passes(client, reference):
+    """Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which made CPU forward passes 2.5x slower
+    (benchmarks/scaling.py); the first evaluation on a worker undoes it there."""
+    model, data, _ = reference
+    compute_surface(model, data, executor=client, **KW)
+    states = client.run(_allocator_state)
+    assert states and all(env is not None and relaxed for env, relaxed in states.values()), states
+
+
+def test_relax_malloc_trim_acts_only_where_dask_set_the_variable():
+    import subprocess
+    import sys
+
+    code = "from lossviz.executors import relax_malloc_trim as r; print(r(), r())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    dask_like = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"},
+                               capture_output=True, text=True, check=True)
+    assert plain.stdout.split() == ["False", "False"]
+    assert dask_like.stdout.split() == ["True", "False"]  # once per process
+
+
 def test_dask_spec_is_scattered_once_per_worker(client, tmp_path):
     spec = CountingSpec(str(tmp_path), 3.0)
     chunks = [[float(i), float(i) + 0.5] for i in range(12)]
