@@ -406,3 +406,24 @@ def test_precision_and_channels_last_refuse_bad_values():
 
     with pytest.raises(ValueError, match="unknown precision"):
         compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)
+
+
+def test_every_loss_name_means_the_same_in_engine_training_and_hessian():
+    """One table of loss names (evaluate.LOSSES) serves all three; 'l1' once trained but failed on surfaces."""
+    from lossviz.evaluate import LOSSES, resolve_loss
+    from lossviz.hessian import HessianOperator
+    from lossviz.training import resolve_loss as training_loss
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    x, y = torch.randn(40, 3, dtype=torch.float64), torch.randn(40, 2, dtype=torch.float64)
+    space = ParamSpace(model)
+    for name in ("mse", "l1"):
+        ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy="loop")
+        got = ev.evaluate(space.vector(model)[None])["loss"][0]
+        with torch.no_grad():
+            want = float(LOSSES[name](model(x), y))
+        assert abs(got - want) < 1e-12
+        assert training_loss(name)[0] is resolve_loss(name) is HessianOperator(model, (x, y), loss=name).loss_fn
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        training_loss("hinge")

@@ -173,20 +173,37 @@ def _looks_like_dataset(pair: Sequence[Any]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- metrics
-def _resolve_loss(loss: str | LossFn) -> tuple[str, LossFn | None]:
-    """A loss name or callable -> (name, batch-mean callable or None for the built-in CE sum)."""
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": F.cross_entropy,
+    "ce": F.cross_entropy,
+    "nll": F.nll_loss,
+    "mse": F.mse_loss,
+    "l1": F.l1_loss,
+}
+"""The loss names every part of lossviz accepts (engine, training, Hessian), each a batch-mean callable."""
+CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "ce", "nll"})
+
+
+def resolve_loss(loss: str | LossFn) -> LossFn:
+    """A name from :data:`LOSSES` or a callable ``loss(outputs, targets)`` returning the batch mean."""
     if callable(loss):
-        return getattr(loss, "__name__", type(loss).__name__), loss
-    if loss in ("cross_entropy", "ce"):
-        return "cross_entropy", None
-    if loss == "mse":
-        return "mse", F.mse_loss
-    if loss == "nll":
-        return "nll", F.nll_loss
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]
     raise ValueError(
-        f"unknown loss {loss!r}: use 'cross_entropy', 'mse', 'nll' or a callable "
+        f"unknown loss {loss!r}: use one of {sorted(LOSSES)} or a callable "
         "loss(outputs, targets) returning the batch mean"
     )
+
+
+def _resolve_loss(loss: str | LossFn) -> tuple[str, LossFn | None]:
+    """-> (name, batch-mean callable, or None for the engine's own cross-entropy sum)."""
+    fn = resolve_loss(loss)
+    if callable(loss):
+        return getattr(loss, "__name__", type(loss).__name__), loss
+    if fn is F.cross_entropy:
+        return "cross_entropy", None
+    return loss, fn
 
 
 def _resolve_metrics(

@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from lossviz.evaluate import resolve_loss
 from lossviz.params import ParamSpace
 
 __all__ = [
@@ -85,21 +85,6 @@ def hvp(loss_fn: Callable[[torch.Tensor], torch.Tensor], params: torch.Tensor, v
     if params.shape != v.shape:
         raise ValueError(f"v has shape {tuple(v.shape)} but the point has {tuple(params.shape)}")
     return jvp(grad(loss_fn), (params,), (v.to(params.dtype),))[1]
-
-
-def _resolve_loss(loss: str | LossFn) -> LossFn:
-    if callable(loss):
-        return loss
-    if loss in ("cross_entropy", "ce"):
-        return F.cross_entropy
-    if loss == "mse":
-        return F.mse_loss
-    if loss == "nll":
-        return F.nll_loss
-    raise ValueError(
-        f"unknown loss {loss!r}: use 'cross_entropy', 'mse', 'nll' or a callable "
-        "loss(outputs, targets) returning the batch mean"
-    )
 
 
 def _as_pair(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,7 +157,7 @@ class HessianOperator:
         first = next(iter(model.parameters()))
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype
-        self.loss_fn = _resolve_loss(loss)
+        self.loss_fn = resolve_loss(loss)
         x, y = _as_pair(data)
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise ValueError(f"data: {x.shape[0]} inputs and {y.shape[0]} targets; need equal, > 0")

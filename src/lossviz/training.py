@@ -27,7 +27,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from lossviz.evaluate import CLASSIFICATION_LOSSES
+from lossviz.evaluate import resolve_loss as engine_loss
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 HPARAM_NAMES = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
@@ -230,19 +232,9 @@ def epoch_seed(seed: int, epoch: float) -> int:
 
 # ------------------------------------------------------------------------------ losses, metrics
 def resolve_loss(loss: str | Callable) -> tuple[Callable, bool]:
-    """``(loss_fn(outputs, targets) -> mean scalar, is_classification)``."""
-    if callable(loss):
-        return loss, False
-    names = {
-        "cross_entropy": (F.cross_entropy, True),
-        "ce": (F.cross_entropy, True),
-        "nll": (F.nll_loss, True),
-        "mse": (F.mse_loss, False),
-        "l1": (F.l1_loss, False),
-    }
-    if loss not in names:
-        raise ValueError(f"loss {loss!r} is unknown: use one of {sorted(names)} or a callable")
-    return names[loss]
+    """``(loss_fn(outputs, targets) -> mean scalar, is_classification)``; names as in
+    :data:`lossviz.evaluate.LOSSES` (a callable counts as non-classification)."""
+    return engine_loss(loss), (not callable(loss) and loss in CLASSIFICATION_LOSSES)
 
 
 def scalar_value(value: Any, what: str = "the loss") -> torch.Tensor:
