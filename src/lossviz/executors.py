@@ -7,7 +7,7 @@ grid coefficients. :func:`run_chunks` runs them on
 * nothing given: :class:`InProcessExecutor` (a direct call in the calling thread);
 * a ``ThreadPoolExecutor`` or a :class:`DeviceExecutor` (one thread per device): the spec is shared;
 * a ``dask.distributed.Client``: the spec is scattered to every worker once
-  (``client.scatter(spec, broadcast=True)``), chunks go out with ``client.submit``; a chunk whose
+  (``client.scatter(spec, broadcast=True, direct=False)``), chunks go out with ``client.submit``; a chunk whose
   worker died is recomputed (by the scheduler, and resubmitted here should it give up);
   cancelling cancels the outstanding futures;
 * any other ``concurrent.futures.Executor`` (``ProcessPoolExecutor``,
@@ -385,7 +385,10 @@ def _run_dask(
     if not chunks:
         return
     limit = max_in_flight or default_in_flight(client)
-    spec_future = client.scatter(spec, broadcast=True, hash=False)
+    # On every worker (a dead worker then loses no spec), through the scheduler: it places one copy
+    # and replicates it before scatter returns. A direct scatter (the default) raced with that
+    # replication under load, and a worker received, and unpickled, the spec twice.
+    spec_future = client.scatter(spec, broadcast=True, hash=False, direct=False)
     pending: dict[Any, int] = {}
     tries = [0] * len(chunks)
     next_chunk = 0
