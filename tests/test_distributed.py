@@ -183,6 +183,88 @@ def test_a_killed_dask_worker_loses_only_its_chunk_which_is_recomputed(client, r
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it
 
 
+class DiesInEach(nn.Module):
+    """The small MLP; its first forward in each process of ``pids`` exits that process."""
+
+    def __init__(self, inner: nn.Module, marker: str, pids: set[int]):
+        super().__init__()
+        self.inner, self.marker, self.pids = inner, marker, set(pids)
+
+    def forward(self, x):
+        if os.getpid() in self.pids:
+            try:
+                os.close(os.open(f"{self.marker}.{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return self.inner(x)
+
+
+def test_a_spec_lost_with_every_worker_is_scattered_again(client, reference, tmp_path):
+    """Scattered data cannot be recomputed: when every worker holding the spec dies, the chunks
+    that needed it come back cancelled; they must run again on a fresh copy, not end as NaN."""
+    _, data, local = reference
+    client.wait_for_workers(2, timeout=60)
+    pids_before = set(client.run(os.getpid).values())
+    model = DiesInEach(small_model(), str(tmp_path / "died"), pids_before)
+    surf = compute_surface(model, data, executor=client, **{**KW, "kind": "weights"})
+    died = {int(p.suffix[1:]) for p in tmp_path.glob("died.*")}
+    assert died == pids_before  # both original workers died on their first chunk
+    assert surf.complete and not surf.meta.get("errors")
+    for name in local.metrics:
+        np.testing.assert_allclose(surf.values[name], local.values[name], rtol=0, atol=1e-6)
+    client.wait_for_workers(2, timeout=60)
+
+
+MAIN_MODULE_SCRIPT = """
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import torch
+from torch import nn
+from distributed import Client, LocalCluster
+from lossviz.surface import compute_surface
+from lossviz.zoo.data import make_spirals
+
+class NotebookNet(nn.Module):  # defined in __main__, as in a notebook: not importable by workers
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model, data = NotebookNet().double(), make_spirals(20, seed=1)
+    kw = dict(x="-1:1:3", y="-1:1:3", dtype=torch.float64, progress=False, chunk_size=3)
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        on_dask = compute_surface(model, data, executor=client, **kw)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        on_pool = compute_surface(model, data, executor=pool, **kw)
+    local = compute_surface(model, data, **kw)
+    for remote in (on_dask, on_pool):
+        assert remote.complete and not remote.meta.get("errors"), remote.meta.get("errors")
+        print(float(abs(remote.values["train_loss"] - local.values["train_loss"]).max()))
+"""
+
+
+def test_a_model_class_defined_in_main_reaches_dask_and_pool_workers(tmp_path):
+    """Models written in a notebook live in ``__main__``, which a worker cannot import: the spec
+    must travel by value (cloudpickle), not by reference."""
+    import subprocess
+    import sys
+
+    # through -c, as a kernel runs cells: a spawned worker has no main file to import the class from
+    run = subprocess.run([sys.executable, "-c", MAIN_MODULE_SCRIPT], capture_output=True, text=True,
+                         timeout=240, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    diffs = [float(v) for v in run.stdout.split()]
+    assert len(diffs) == 2 and max(diffs) < 1e-12, run.stdout
+
+
 # ---------------------------------------------------------------------------------------- pools
 def test_process_pool_gets_the_spec_once_per_worker_and_the_same_surface(tmp_path, reference):
     model, data, local = reference

@@ -6,10 +6,11 @@ grid coefficients. :func:`run_chunks` runs them on
 
 * nothing given: :class:`InProcessExecutor` (a direct call in the calling thread);
 * a ``ThreadPoolExecutor`` or a :class:`DeviceExecutor` (one thread per device): the spec is shared;
-* a ``dask.distributed.Client``: the spec is scattered to every worker once
-  (``client.scatter(spec, broadcast=True, direct=False)``), chunks go out with ``client.submit``; a chunk whose
-  worker died is recomputed (by the scheduler, and resubmitted here should it give up);
-  cancelling cancels the outstanding futures;
+* a ``dask.distributed.Client``: the spec's pickle is scattered once (``client.scatter``), chunks
+  go out with ``client.submit`` naming it, and each worker process unpickles it once into the same
+  per-process cache as below; a chunk whose worker died is recomputed (by the scheduler, and
+  resubmitted here should it give up), a spec lost with every worker that held it is scattered
+  again; cancelling cancels the outstanding futures;
 * any other ``concurrent.futures.Executor`` (``ProcessPoolExecutor``,
   ``mpi4py.futures.MPIPoolExecutor`` / ``MPICommExecutor``, ``Client.get_executor()``): the spec is
   pickled once here and reaches each worker process once: tasks name it by a token, a worker keeps
@@ -222,6 +223,22 @@ def run_with_cached_spec(fn: Callable[[Any, Any], Any], token: str, payload: byt
     return fn(spec, chunk)
 
 
+def dumps_spec(spec: Any) -> bytes:
+    """The spec's pickle for other processes; with cloudpickle (installed with Dask) a model class
+    defined in a notebook (``__main__``, which a worker cannot import) travels by value."""
+    try:
+        import cloudpickle
+    except ImportError:
+        return pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def forget_spec(token: str) -> bool:
+    """Drop the spec of ``token`` from this process's cache (True if it was there)."""
+    with _SPECS_LOCK:
+        return _SPECS.pop(token, None) is not None
+
+
 def _shares_memory(pool: Executor) -> bool:
     """Executors whose tasks run in this process (the spec needs no transport)."""
     return isinstance(pool, (InProcessExecutor, ThreadPoolExecutor, DeviceExecutor))
@@ -325,7 +342,7 @@ def run_chunks(
         data = None
         if with_spec:
             if payload[0] is None:
-                payload[0] = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+                payload[0] = dumps_spec(spec)
             data = payload[0]
         return pool.submit(run_with_cached_spec, fn, token, data, chunks[i])
 
@@ -377,26 +394,44 @@ def _run_dask(
     cancel: threading.Event | None,
     max_resubmits: int = 3,
     poll_s: float = 0.1,
+    worker_wait_s: float = 60.0,
 ) -> Iterator[tuple[int, Future]]:
-    """:func:`run_chunks` on a Dask client: spec scattered once to every worker, a window of
-    submitted chunks, results as they finish; a chunk lost with its worker is resubmitted."""
+    """:func:`run_chunks` on a Dask client: the spec's bytes scattered once and unpickled once per
+    worker process, a window of submitted chunks, results as they finish; a chunk lost with its
+    worker is resubmitted, and a spec lost with its workers (scattered data cannot be recomputed)
+    is scattered again first."""
     from distributed import wait as dask_wait
 
     if not chunks:
         return
     limit = max_in_flight or default_in_flight(client)
-    # On every worker (a dead worker then loses no spec), through the scheduler: it places one copy
-    # and replicates it before scatter returns. A direct scatter (the default) raced with that
-    # replication under load, and a worker received, and unpickled, the spec twice.
-    spec_future = client.scatter(spec, broadcast=True, hash=False, direct=False)
+    token = str(getattr(spec, "token", None) or uuid.uuid4().hex)
+    payload = dumps_spec(spec)
+
+    def scatter() -> Any:
+        # The spec travels as its pickle's bytes and is unpickled by the task, through the worker's
+        # spec cache: Dask may move a dependency to a worker more than once (it drops a fetched
+        # copy once no queued task there needs it, and fetches it again for the next one), but
+        # the model is rebuilt, and its evaluators measured, once per worker process.
+        client.wait_for_workers(1, timeout=worker_wait_s)  # nannies may still be restarting them
+        return client.scatter(payload, hash=False, direct=False)
+
+    spec_futures = [scatter()]
     pending: dict[Any, int] = {}
     tries = [0] * len(chunks)
     next_chunk = 0
 
     def submit(i: int) -> None:
         tries[i] += 1
-        fut = client.submit(fn, spec_future, chunks[i], pure=False)
+        if spec_futures[-1].status != "finished":
+            # every worker that held the spec's bytes died (the scheduler logs "lost scattered
+            # data"): the chunks that needed them fail as cancelled, and run again on a new copy
+            spec_futures.append(scatter())
+        fut = client.submit(run_with_cached_spec, fn, token, spec_futures[-1], chunks[i], pure=False)
         pending[fut] = i
+
+    def lost(i: int, exc: BaseException) -> bool:
+        return _is_lost_worker(exc) and tries[i] <= max_resubmits
 
     try:
         while True:
@@ -419,7 +454,7 @@ def _run_dask(
                     try:
                         result = fut.result()
                     except Exception as exc:  # noqa: BLE001 - lost while fetching the result
-                        if _is_lost_worker(exc) and tries[i] <= max_resubmits:
+                        if lost(i, exc):
                             submit(i)
                             continue
                         yield i, _finished(exc=exc)
@@ -427,7 +462,7 @@ def _run_dask(
                     yield i, _finished(result)
                     continue
                 exc = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
-                if _is_lost_worker(exc) and tries[i] <= max_resubmits:
+                if lost(i, exc):
                     submit(i)  # its worker died (the scheduler gave up): once more elsewhere
                     continue
                 yield i, _finished(exc=exc)
@@ -435,7 +470,8 @@ def _run_dask(
         if pending:
             client.cancel(list(pending))
         try:
-            client.cancel([spec_future])  # release the scattered copies
+            client.cancel(spec_futures)  # release the scattered bytes
+            client.run(forget_spec, token, wait=False)  # and the workers' unpickled copies
         except Exception:  # noqa: BLE001 - a closed client has nothing left to release
             pass
 
