@@ -110,6 +110,57 @@ def test_refine_rejects_bad_arguments():
         refine_surface(Bowl(), BOWL_DATA, trajectory=[[0.0, 0.0, 1.0]], budget=0.1, **BOWL)
 
 
+def test_refine_says_so_when_the_first_lattice_is_almost_all_divergent():
+    """A model that diverges on nearly the whole coarse lattice leaves too few finite values to
+    interpolate: a clear error, not scipy's Delaunay failure."""
+
+    class Cliff(Bowl):
+        def forward(self, x):  # finite only at one corner: theta far below theta_star
+            v = self.weight.reshape(-1) - self.theta_star
+            finite = bool((v < -1.5).all())
+            return super().forward(x) if finite else torch.full((x.shape[0],), float("nan"), dtype=torch.float64)
+
+    with pytest.raises(ValueError, match=r"gave only \d+ finite values of train_loss.*shrink the grid's range"):
+        refine_surface(Cliff(), BOWL_DATA, budget=0.2, **BOWL)
+
+
+_CANCEL_AT: dict = {}  # the engine evaluates a copy of the model: the trigger lives out here
+
+
+class CancelsAfter(Bowl):
+    """The bowl; sets ``_CANCEL_AT["event"]`` once evaluated ``_CANCEL_AT["after"]`` times."""
+
+    def forward(self, x):
+        _CANCEL_AT["calls"] += 1
+        if _CANCEL_AT["calls"] >= _CANCEL_AT["after"]:
+            _CANCEL_AT["event"].set()
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("after", [5, 300])
+def test_refine_cancel_keeps_what_was_evaluated_and_tries_nothing_it_did_not(bowl_full, after):
+    import threading
+
+    _, full = bowl_full
+    event = threading.Event()
+    _CANCEL_AT.update(event=event, after=after, calls=0)
+    surf = refine_surface(CancelsAfter(), BOWL_DATA, budget=0.3, cancel=event, chunk_size=8, strategy="loop", **BOWL)
+    evaluated = np.zeros(surf.done.size, bool)
+    evaluated[surf.meta["adaptive"]["evaluated"]] = True
+    evaluated = evaluated.reshape(surf.done.shape)
+    assert surf.meta["cancelled"]
+    # every point called evaluated was computed, and equals the full surface there
+    np.testing.assert_allclose(surf.values["train_loss"][evaluated], full.values["train_loss"][evaluated],
+                               rtol=0, atol=1e-12)
+    n_first = int(coarse_mask((41, 41), 3).sum())
+    if after < 225:  # within the first lattice: the partial lattice, the rest NaN and not done
+        assert 0 < evaluated.sum() < n_first
+        assert (surf.done == evaluated).all() and np.isnan(surf.values["train_loss"][~evaluated]).all()
+    else:  # after some rounds: a full picture from fewer points than the budget
+        assert n_first < evaluated.sum() < 0.3 * 41 * 41 and surf.done.all()
+        assert np.isfinite(surf.values["train_loss"]).all()
+
+
 # ---------------------------------------------------------------------------------------- subsample
 def test_standard_error_is_the_spread_of_subset_means():
     rng = np.random.default_rng(0)

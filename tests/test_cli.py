@@ -332,3 +332,215 @@ def test_surface_on_torchvision_folders(tmp_path, capsys, dataset, model, kwargs
     with h5py.File(out, "r") as f:
         assert set(f) >= {"test_loss", "test_acc"} and "train_loss" not in f
         assert f["test_loss"][1] == pytest.approx(_direct(net, X, y)[0], rel=1e-4)
+
+
+# ------------------------------------------------------------------ --dataset factory, --adaptive, --subsample
+# Ground truth: compute_surface on the same model, data and directions (a direction file the test writes,
+# which the CLI reads), in float64.
+
+def _dir_file(path, model, ndim, seed=11):
+    """A direction file of ``ndim`` filter-normalized random directions; returns them as read back."""
+    from lossviz.directions import DirectionSet, random_direction
+    from lossviz.io.h5 import read_directions, write_directions
+
+    space = ParamSpace(model)
+    center = space.vector(model)
+    g = torch.Generator().manual_seed(seed)
+    vecs = [random_direction(space, center, generator=g) for _ in range(ndim)]
+    write_directions(path, DirectionSet(vecs, kind="weights", seed=seed), space)
+    return read_directions(path, space)
+
+
+def _read(path):
+    from lossviz.io.h5 import read_surface
+
+    return read_surface(path)
+
+
+USER_DATA = '''
+import torch
+from lossviz.zoo import get_data
+
+class Pairs(torch.utils.data.Dataset):  # a map-style Dataset that is not a TensorDataset
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+    def __len__(self):
+        return len(self.y)
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+def spirals(n=90, n_test=30, split_kinds="dict"):
+    train, test = get_data("spirals", n=n, n_test=n_test, seed=5)
+    if split_kinds == "pair":
+        return train.tensors
+    if split_kinds == "dataset":
+        return Pairs(*train.tensors)
+    return {"train": Pairs(*train.tensors), "test": test.tensors}
+
+def only_train(**kw):
+    return {"train": spirals(split_kinds="pair")}
+
+def returns_int(**kw):
+    return 42
+
+def bad_key(**kw):
+    return {"train": spirals(split_kinds="pair"), "validation": spirals(split_kinds="pair")}
+
+def bad_part(**kw):
+    return {"train": [1, 2, 3]}
+
+def mismatched(**kw):
+    X, y = spirals(split_kinds="pair")
+    return X, y[:-1]
+
+NOT_CALLABLE = [1, 2]
+'''
+
+
+@pytest.fixture
+def user_data(tmp_path, monkeypatch):
+    """A user module ``lvz_user_data_<n>`` with data factories, importable from tmp_path."""
+    name = f"lvz_user_data_{abs(hash(str(tmp_path)))}"
+    (tmp_path / f"{name}.py").write_text(USER_DATA)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize("kind", ["dict", "pair", "dataset"])
+def test_dataset_factory_equals_compute_surface(tmp_path, capsys, user_data, kind):
+    from lossviz.surface import compute_surface
+
+    model = _save_model(tmp_path / "a.pt", seed=2)
+    dirs = _dir_file(tmp_path / "d.h5", model, 2)
+    out = tmp_path / "s.h5"
+    split = "both" if kind == "dict" else "train"
+    code, stdout, err = _run(
+        capsys, "surface", "--model-file", tmp_path / "a.pt", "--dataset", f"{user_data}:spirals",
+        "--data-kwargs", json.dumps({"n": 90, "n_test": 30, "split_kinds": kind}), "--split", split,
+        "--x=-1:1:5", "--y=-1:1:3", "--dir-file", tmp_path / "d.h5", "--dtype", "float64", "--no-progress",
+        "--out", out,
+    )
+    assert code == 0, err
+    train, test = get_data("spirals", n=90, n_test=30, seed=5)
+    ref = compute_surface(model, train.tensors, dirs, x="-1:1:5", y="-1:1:3", dtype=torch.float64,
+                          test_data=test.tensors if split == "both" else None, progress=False)
+    got = _read(out)
+    assert set(got.values) == set(ref.values) == (
+        {"train_loss", "train_acc", "test_loss", "test_acc"} if split == "both" else {"train_loss", "train_acc"})
+    for name in ref.values:
+        np.testing.assert_allclose(got.values[name], ref.values[name], rtol=1e-10, atol=1e-10)
+    # and ref is the model itself at the center (independent of the engine)
+    assert got.values["train_loss"][1, 2] == pytest.approx(_direct(model, *train.tensors)[0], rel=1e-10)
+    assert got.meta["dataset"] == f"{user_data}:spirals"
+
+
+def test_dataset_factory_bad_inputs_exit_2(tmp_path, capsys, user_data):
+    out = tmp_path / "out.h5"
+    base = ["surface", "--x=-1:1:3", "--no-progress", "--out", out]
+    m = user_data
+    cases = [
+        (["--dataset", "no_such_module_lvz:make"], ["cannot import module 'no_such_module_lvz'", "PYTHONPATH"]),
+        (["--dataset", f"{m}:nope"], ["has no attribute 'nope'", m]),
+        (["--dataset", f"{m}:NOT_CALLABLE"], ["'NOT_CALLABLE' is a list, not callable"]),
+        (["--dataset", f"{m}:returns_int"], ["returned an object of type 'int'", "(X, y) tensors", "Dataset", '"test"']),
+        (["--dataset", f"{m}:bad_key"], ["'validation'", '"train" and/or "test"']),
+        (["--dataset", f"{m}:bad_part"], ["'train' split is a list of 3", "(X, y) tensors"]),
+        (["--dataset", f"{m}:mismatched"], ["'train' split", "targets"]),
+        (["--dataset", f"{m}:only_train", "--split", "both"], ["no 'test' split", "--split both", '"test"']),
+        (["--dataset", f"{m}:spirals", "--split", "test", "--data-kwargs", '{"split_kinds": "pair"}'],
+         ["no 'test' split", "--split test"]),
+        (["--dataset", f"{m}:spirals", "--data-kwargs", '{"colour": 1}'], ["--data-kwargs", "colour"]),
+        (["--dataset", f"{m}:spirals", "--data-root", tmp_path], ["--data-root is for zoo data sets"]),
+        (["--dataset", ":spirals"], ["package.module:factory"]),
+        # the fewer-passes flags
+        (["--adaptive", "--subsample"], ["--adaptive and --subsample cannot be combined"]),
+        (["--rtol", "0.01"], ["--rtol is an option of --adaptive"]),
+        (["--sample-rtol", "0.01"], ["--sample-rtol is an option of --subsample"]),
+        (["--adaptive", "--budget", "1.5"], ["--budget", "(0, 1]"]),
+        (["--adaptive", "--rtol", "0"], ["--rtol must be a positive"]),
+        (["--subsample", "--sample-rtol", "-1"], ["--sample-rtol must be a positive"]),
+        (["--loss", "l1", "--data-kwargs", '{"n": 40}'], ["--loss l1 cannot compare", "spirals", "cross_entropy"]),
+    ]
+    for extra, words in cases:
+        _expect_usage_error(capsys, base + extra, words, [out])
+    assert main(["surface", "--loss", "hinge"]) == 2  # not a name of LOSSES: argparse's usage error
+
+
+def test_loss_choices_are_the_loss_table(tmp_path, capsys):
+    from lossviz.cli import build_parser
+    from lossviz.evaluate import LOSSES
+
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["surface"]._actions
+                  if a.dest == "loss")
+    assert sorted(action.choices) == sorted(LOSSES)
+    model = _save_model(tmp_path / "a.pt", seed=6)
+    out = tmp_path / "nll.h5"
+    code, _, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1:1:3", *SPIRALS,
+                        "--loss", "nll", "--dtype", "float64", "--out", out)
+    assert code == 0, err
+    X, y = _spirals()
+    with torch.no_grad():
+        expected = float(F.nll_loss(model.double()(X.double()), y))
+    assert _read(out).values["train_loss"][1] == pytest.approx(expected, rel=1e-10)
+
+
+def test_adaptive_matches_compute_surface_where_evaluated(tmp_path, capsys):
+    from lossviz.surface import compute_surface
+
+    model = _save_model(tmp_path / "a.pt", seed=3)
+    dirs = _dir_file(tmp_path / "d.h5", model, 2)
+    out = tmp_path / "ad.h5"
+    # 25x25: the coarse lattice is every 2nd point (169), then refinement up to 40% of the grid
+    grid = ["--x=-1:1:25", "--y=-1:1:25"]
+    code, stdout, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", *grid, *SPIRALS, "--adaptive",
+                             "--budget", "0.4", "--dtype", "float64", "--dir-file", tmp_path / "d.h5", "--out", out)
+    assert code == 0, err
+    got = _read(out)
+    info = got.meta["adaptive"]
+    evaluated = np.zeros(625, dtype=bool)
+    evaluated[info["evaluated"]] = True
+    evaluated = evaluated.reshape(25, 25)
+    n = int(evaluated.sum())
+    assert info["n_evaluated"] == n and 169 <= n <= 250  # the coarse lattice, at most the budget
+    assert f"adaptive: evaluated {n}/625 grid points" in stdout.strip().splitlines()[-1]
+    ref = compute_surface(model, _spirals(), dirs, x="-1:1:25", y="-1:1:25", dtype=torch.float64, progress=False)
+    for name in ("train_loss", "train_acc"):
+        np.testing.assert_allclose(got.values[name][evaluated], ref.values[name][evaluated], rtol=1e-10, atol=1e-10)
+        err_arr = got.errors[name]
+        assert err_arr.shape == (25, 25) and np.all(err_arr[evaluated] == 0)
+        assert np.all(np.isfinite(got.values[name]))
+    assert np.all(got.errors["train_loss"][~evaluated] >= 0) and got.errors["train_loss"][~evaluated].max() > 0
+    # the interpolated loss is close to the truth (a smooth surface: 1% is loose, a wrong fill is far off)
+    np.testing.assert_allclose(got.values["train_loss"], ref.values["train_loss"], rtol=1e-2)
+    with h5py.File(out, "r") as f:  # error arrays in the file, marked as such
+        assert f["train_loss_err"].attrs["lossviz_error_of"] == "train_loss"
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_subsample_within_its_standard_errors(tmp_path, capsys, loss):
+    from lossviz.surface import compute_surface
+
+    model = _save_model(tmp_path / "a.pt", seed=4)
+    dirs = _dir_file(tmp_path / "d.h5", model, 2)
+    out = tmp_path / "sub.h5"
+    data = ["--dataset", "spirals", "--data-kwargs", '{"n": 400, "n_test": 40}', "--no-progress"]
+    code, stdout, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1.5:1.5:9", "--y=-1.5:1.5:9",
+                             *data, "--subsample", "--sample-rtol", "0.005", "--loss", loss, "--dtype", "float64",
+                             "--dir-file", tmp_path / "d.h5", "--out", out)
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1].startswith("subsample: ")
+    got = _read(out)
+    assert got.meta["loss"] == ("softmax_mse" if loss == "mse" else "cross_entropy")
+    X, y = get_data("spirals", n=400, n_test=40)[0].tensors
+    from lossviz.cli import softmax_mse
+
+    ref = compute_surface(model, (X, y), dirs, x="-1.5:1.5:9", y="-1.5:1.5:9", dtype=torch.float64, progress=False,
+                          loss=softmax_mse if loss == "mse" else "cross_entropy")
+    n = np.asarray(got.meta["adaptive"]["samples_per_point"]).reshape(9, 9)
+    full = n == 400
+    assert full.any() and (~full).any()  # both kinds of points, so both checks below run
+    v, se, truth = got.values["train_loss"], got.errors["train_loss"], ref.values["train_loss"]
+    np.testing.assert_allclose(v[full], truth[full], rtol=1e-10)
+    assert np.all(se[full] == 0) and np.all(se[~full] > 0)
+    assert np.all(np.abs(v[~full] - truth[~full]) <= 4 * se[~full])
+    np.testing.assert_allclose(got.values["train_acc"][full], ref.values["train_acc"][full], rtol=1e-10)

@@ -99,7 +99,8 @@ ZYGOTE = textwrap.dedent(
 
         surface_mod.evaluate_chunk = logged
         print("ready", os.getpid(), flush=True)
-        s.surface(center, x=f"-1:1:{GRID}", y=f"-1:1:{GRID}", seed=seed, chunk_size=16)
+        # save_every_s=0: a partial after every chunk, so that kills land between saves and mid-save
+        s.surface(center, x=f"-1:1:{GRID}", y=f"-1:1:{GRID}", seed=seed, chunk_size=16, save_every_s=0)
         print("finished", flush=True)
         time.sleep(60)
 

@@ -306,3 +306,105 @@ def test_missing_files_and_unknown_names(tmp_path):
         get_data("imagenet")
     with pytest.raises(ValueError, match="bad keyword"):
         get_data("spirals", arms=3)
+
+
+# --- learnable fake CIFAR-10 / MNIST --------------------------------------------------------------
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("write", [write_fake_cifar10, write_fake_mnist], ids=["cifar10", "mnist"])
+def test_fake_files_are_fixed_by_the_seed(tmp_path, write):
+    for labels in ("learnable", "random"):
+        write(tmp_path / labels / "a", n_train=20, n_test=6, seed=3, labels=labels)
+        write(tmp_path / labels / "b", n_train=20, n_test=6, seed=3, labels=labels)
+        write(tmp_path / labels / "c", n_train=20, n_test=6, seed=4, labels=labels)
+        same, again, other = (_files(tmp_path / labels / k) for k in "abc")
+        assert len(same) in (4, 7) and same == again
+        assert all(same[k] != other[k] for k in same if "meta" not in k)
+    # learnable: train and test are different images; the test split does not depend on n_train
+    more = write(tmp_path / "more", n_train=30, n_test=6, seed=3)
+    learn = write(tmp_path / "learn", n_train=20, n_test=6, seed=3)
+    assert np.array_equal(more["test_images"], learn["test_images"])
+    assert np.array_equal(more["test_labels"], learn["test_labels"])
+    flat_train = {x.tobytes() for x in learn["train_images"]}
+    assert not any(x.tobytes() in flat_train for x in learn["test_images"])
+    # labels are balanced: 20 images of 10 classes, two each
+    assert np.array_equal(np.bincount(learn["train_labels"], minlength=10), np.full(10, 2))
+
+
+@pytest.mark.parametrize("write,shape", [(write_fake_cifar10, (3, 32, 32)), (write_fake_mnist, (28, 28))],
+                         ids=["cifar10", "mnist"])
+def test_random_labels_are_the_earlier_uniform_files(tmp_path, write, shape):
+    """labels="random": pixels and labels uniform from default_rng(seed), train then test."""
+    got = write(tmp_path, n_train=12, n_test=5, seed=9, labels="random")
+    rng = np.random.default_rng(9)
+    expected = {}
+    for split, n in (("train", 12), ("test", 5)):
+        images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+        expected[f"{split}_labels"] = rng.integers(0, 10, size=n)
+        expected[f"{split}_images"] = images.transpose(0, 2, 3, 1) if len(shape) == 3 else images
+    for key, value in expected.items():
+        assert np.array_equal(got[key], value), key
+
+
+def _nearest_class_mean_accuracy(train_x, train_y, test_x, test_y) -> float:
+    """Fit one mean image per class on the train split; classify test images by the nearest mean."""
+    tr = train_x.reshape(len(train_x), -1).astype(np.float64)
+    te = test_x.reshape(len(test_x), -1).astype(np.float64)
+    means = np.stack([tr[train_y == k].mean(axis=0) for k in range(10)])
+    dist = ((te[:, None, :] - means[None]) ** 2).sum(axis=-1)
+    return float((dist.argmin(axis=1) == test_y).mean())
+
+
+@pytest.mark.parametrize("write", [write_fake_cifar10, write_fake_mnist], ids=["cifar10", "mnist"])
+def test_default_fake_data_is_learnable_and_random_labels_are_not(tmp_path, write):
+    def accuracy(**kw):
+        d = write(tmp_path / str(len(list(tmp_path.iterdir()))), n_train=300, n_test=200, seed=0, **kw)
+        return _nearest_class_mean_accuracy(d["train_images"], d["train_labels"], d["test_images"], d["test_labels"])
+
+    default, clean, hard = accuracy(), accuracy(noise=0.0), accuracy(noise=3.0)
+    random = accuracy(labels="random")
+    assert default > 0.5, default  # chance is 0.1
+    assert random < 0.25, random
+    assert clean > 0.9 and clean > default > hard  # noise sets the difficulty
+
+
+def test_tiny_cnn_learns_fake_cifar10_through_torchvision(tmp_path):
+    """A tiny CNN trained on 300 images read by torchvision's CIFAR10 beats chance on the test split;
+    the same training on random labels does not."""
+    results = {}
+    for labels in ("learnable", "random"):
+        write_fake_cifar10(tmp_path / labels, n_train=300, n_test=200, seed=1, labels=labels)
+        train, test = get_data("cifar10", tmp_path / labels, verify=False)
+        X = torch.stack([train[i][0] for i in range(len(train))])
+        y = torch.tensor(train.targets)
+        Xt = torch.stack([test[i][0] for i in range(len(test))])
+        yt = torch.tensor(test.targets)
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(),
+                            nn.Linear(8 * 8 * 8, 10))
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(5):
+            for idx in torch.randperm(len(y)).split(30):
+                loss = nn.functional.cross_entropy(net(X[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            results[labels] = (net(Xt).argmax(1) == yt).double().mean().item()
+    assert results["learnable"] > 0.4, results
+    assert results["random"] < 0.25, results
+
+
+def test_fake_data_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="labels must be one of.*'learnable'.*'random'"):
+        write_fake_cifar10(tmp_path, labels="shuffled")
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+        write_fake_mnist(tmp_path, noise=-1)
+    with pytest.raises(ValueError, match="noise must be a finite number"):
+        write_fake_mnist(tmp_path, noise="loud")
+    with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
+        write_fake_cifar10(tmp_path, max_shift=1.5)

@@ -6,8 +6,16 @@ spelling (``--model-file`` for ``--model_file``, ...)::
     lossviz surface --model resnet56 --model-file model_300.t7 --dataset cifar10 --data-root data \
         --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-file resnet56_dirs.h5 --plot
     lossviz surface --model mlp --model-file a.pt --model-file2 b.pt --x=-0.5:1.5:401 --out interp.h5
+    lossviz surface --model mypkg.nets:build --dataset mypkg.data:load --data-kwargs '{"n": 500}' \
+        --split both --x=-1:1:101 --y=-1:1:101 --adaptive --out big.h5
     lossviz plot resnet56.h5 --out resnet56.html
     lossviz info resnet56.h5
+
+``--dataset package.module:factory`` calls ``factory(**data_kwargs)``, which returns ``(X, y)``
+tensors or a Dataset (the train split) or ``{"train": ..., "test": ...}``. ``--adaptive``
+(:func:`lossviz.refine.refine_surface`, also under ``--mpi``) and ``--subsample``
+(:func:`lossviz.subsample.subsampled_surface`) evaluate fewer forward passes and write each
+metric's estimated error as ``<metric>_err``.
 
 Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
 without the expected datasets) ends with exit status 2 and a one-line message; output files are
@@ -72,14 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the random directions and of the model's init")
     g.add_argument("--dir-file", help="direction file (reference layout): read if it exists, else written")
     g = s.add_argument_group("data")
-    g.add_argument("--dataset", default="spirals", help="zoo data set: spirals, digits, mnist, cifar10, fakedata")
+    g.add_argument("--dataset", default="spirals",
+                   help="zoo data set (spirals, digits, mnist, cifar10, fakedata) or package.module:factory, "
+                        "called with --data-kwargs and returning (X, y) tensors, a torch Dataset, or "
+                        "{\"train\": ..., \"test\": ...} of those")
     g.add_argument("--data-root", help="folder of mnist / cifar10")
     g.add_argument("--data-kwargs", default="{}", metavar="JSON", help='loader arguments, e.g. \'{"n": 500}\'')
     g.add_argument("--split", choices=("train", "test", "both"), default="train")
     g.add_argument("--batch-size", type=int, default=None, help="data batch size (default: measured)")
     g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
-    g.add_argument("--loss", default="cross_entropy", choices=("cross_entropy", "mse"),
-                   help="cross_entropy (default) or mse: the reference's MSE of softmax outputs and one-hot labels")
+    g.add_argument("--loss", default="cross_entropy", choices=_loss_names(),
+                   help="a name of lossviz.evaluate.LOSSES (default cross_entropy); mse on class labels is the "
+                        "reference's MSE of softmax outputs and one-hot labels, on float targets plain MSE")
+    g = s.add_argument_group("fewer forward passes")
+    g.add_argument("--adaptive", action="store_true",
+                   help="lossviz.refine.refine_surface: a coarse grid, then the points where the surface has "
+                        "structure; the rest interpolated, with estimated errors <metric>_err in the file")
+    g.add_argument("--rtol", type=float, default=None,
+                   help=f"--adaptive: relative error trusted to interpolation (default {_default_of('refine', 'rtol')})")
+    g.add_argument("--budget", type=float, default=None,
+                   help=f"--adaptive: most points evaluated, a fraction of the grid (default {_default_of('refine', 'budget')})")
+    g.add_argument("--subsample", action="store_true",
+                   help="lossviz.subsample.subsampled_surface: each point's loss from growing random subsets "
+                        "of the data, standard errors <metric>_err in the file")
+    g.add_argument("--sample-rtol", type=float, default=None,
+                   help="--subsample: stop a point once its standard error is below this fraction of its loss "
+                        f"(default {_default_of('subsample', 'rtol')})")
     g = s.add_argument_group("run and output")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -109,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def _loss_names() -> list[str]:
+    """The one table of loss names, :data:`lossviz.evaluate.LOSSES`."""
+    from lossviz.evaluate import LOSSES
+
+    return sorted(LOSSES)
+
+
+def _default_of(module: str, name: str) -> Any:
+    """The default of ``refine_surface``'s / ``subsampled_surface``'s keyword ``name`` (one source)."""
+    import inspect
+
+    if module == "refine":
+        from lossviz.refine import refine_surface as fn
+    else:
+        from lossviz.subsample import subsampled_surface as fn
+    return inspect.signature(fn).parameters[name].default
+
+
 def _json_kwargs(text: str, flag: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -163,7 +207,106 @@ def _build_model(args, kwargs: dict, checkpoint: str | None):
     return model.eval()
 
 
-def _check_model_takes_data(model, data, model_name: str, dataset: str) -> None:
+DATA_FORMS = '(X, y) tensors, a torch.utils.data.Dataset, or {"train": ..., "test": ...} of those'
+
+
+def _import_factory(spec: str, flag: str):
+    """The callable named by ``package.module:factory`` (dotted attributes allowed)."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"{flag} {spec!r}: write a factory as 'package.module:factory'")
+    importlib.invalidate_caches()  # modules written since the interpreter started
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise CLIError(f"{flag} {spec!r}: cannot import module {module_name!r} ({e}); "
+                       "put its folder on PYTHONPATH (e.g. PYTHONPATH=. lossviz ...)") from None
+    except Exception as e:  # noqa: BLE001 - the module itself failed while importing
+        raise CLIError(f"{flag} {spec!r}: importing module {module_name!r} failed "
+                       f"({type(e).__name__}: {e}); fix the module") from None
+    factory = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise CLIError(f"{flag} {spec!r}: module {module_name!r} has no attribute {attr!r}; "
+                           "check the name after the colon")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise CLIError(f"{flag} {spec!r}: {attr!r} is a {type(factory).__name__}, not callable; "
+                       "name a function that returns the data")
+    return factory
+
+
+def _is_data_part(value: Any) -> bool:
+    """An (X, y) pair of tensors/arrays or a map-style torch Dataset."""
+    import torch
+
+    if isinstance(value, torch.utils.data.Dataset):
+        return True
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(type(v).__name__ for v in value[:3])})"
+    return f"an object of type {type(value).__name__!r}"
+
+
+def _factory_splits(spec: str, data_kwargs: dict) -> dict[str, Any]:
+    """``{"train": ..., "test": ...}`` (either may be absent) from a ``--dataset module:factory``."""
+    factory = _import_factory(spec, "--dataset")
+    try:
+        result = factory(**data_kwargs)
+    except TypeError as e:
+        raise CLIError(f"--dataset {spec!r}: calling it with --data-kwargs {json.dumps(data_kwargs)} failed "
+                       f"({e}); pass the factory's arguments in --data-kwargs") from None
+    if _is_data_part(result):
+        return {"train": result}
+    if isinstance(result, dict):
+        unknown = sorted(map(str, set(result) - {"train", "test"}))
+        if unknown or not result:
+            raise CLIError(f"--dataset {spec!r} returned a dict with keys {sorted(map(str, result))}; "
+                           'use the keys "train" and/or "test"')
+        for key, part in result.items():
+            if not _is_data_part(part):
+                raise CLIError(f"--dataset {spec!r}: its {key!r} split is {_describe(part)}; give {DATA_FORMS}")
+        return dict(result)
+    raise CLIError(f"--dataset {spec!r} returned {_describe(result)}; return {DATA_FORMS}")
+
+
+def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
+    """(main split data, test data for ``--split both`` or None), as EvalData."""
+    from lossviz.evaluate import as_eval_data
+
+    wanted = {"train": ["train"], "test": ["test"], "both": ["train", "test"]}[args.split]
+    if ":" in args.dataset:
+        if args.data_root is not None:
+            raise CLIError(f"--data-root is for zoo data sets; pass the folder to {args.dataset!r} "
+                           'through --data-kwargs, e.g. \'{"root": "data"}\'')
+        splits = _factory_splits(args.dataset, data_kwargs)
+        for name in wanted:
+            if name not in splits:
+                raise CLIError(
+                    f"--dataset {args.dataset!r} gives no {name!r} split but --split {args.split} needs it: "
+                    f'return {{"train": ..., "test": ...}} from the factory, or use --split '
+                    f"{'train' if name == 'test' else 'test'}")
+    else:
+        from lossviz.zoo import get_data
+
+        train, test = get_data(args.dataset, args.data_root, **data_kwargs)
+        splits = {"train": train, "test": test}
+    out = []
+    for name in wanted:
+        try:
+            out.append(as_eval_data(splits[name], args.max_samples))
+        except (TypeError, ValueError) as e:
+            raise CLIError(f"--dataset {args.dataset!r}, {name!r} split: {_one_line(e)}") from None
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _check_model_takes_data(model, data, model_name: str, dataset: str, loss: Any = None) -> None:
     """One forward pass on two samples, so that a model/data mismatch is named before any work."""
     import torch
 
@@ -187,6 +330,28 @@ def _check_model_takes_data(model, data, model_name: str, dataset: str) -> None:
                 f"model {model_name!r} has {out.shape[1]} outputs but data set {dataset!r} has labels up to "
                 f"{n_classes - 1}; pass --model-kwargs with num_classes/out_features={n_classes}"
             )
+    if loss is None:
+        return
+    from lossviz.evaluate import resolve_loss
+
+    fn = resolve_loss(loss)
+    name = getattr(fn, "__name__", str(loss)) if callable(loss) else loss
+    import warnings
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # e.g. torch's "target size ... broadcasting"
+            value = fn(out, data.targets[:2])
+        if value.numel() != 1:
+            raise ValueError(f"it gave {value.numel()} values, not one batch mean")
+    except Exception as e:  # noqa: BLE001 - the loss does not fit these outputs and targets
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(
+            f"--loss {name} cannot compare outputs of shape {list(out.shape[1:])} per sample with the "
+            f"{'class labels' if data.is_classification else 'targets of shape ' + str(list(data.targets.shape[1:]))} of data set "
+            f"{dataset!r} ({first}); " + ("use --loss cross_entropy or mse for class labels" if data.is_classification
+                                          else "use --loss mse or l1 for float targets shaped like the outputs")
+        ) from None
 
 
 def softmax_mse(outputs, targets):
@@ -196,6 +361,32 @@ def softmax_mse(outputs, targets):
 
     onehot = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
     return F.mse_loss(F.softmax(outputs, dim=-1), onehot)
+
+
+def _loss_fn(name: str, data) -> Any:
+    """``--loss`` for the engine: ``mse`` on class labels is the reference's :func:`softmax_mse`,
+    any other name goes through :func:`lossviz.evaluate.resolve_loss`."""
+    return softmax_mse if name == "mse" and data.is_classification else name
+
+
+class PerSampleLoss:
+    """Per-sample losses ``(B,)`` of a :data:`lossviz.evaluate.LOSSES` name (for ``--subsample``):
+    each sample's mean over its output entries, so their mean is the batch-mean loss. ``mse`` on
+    class labels: ``mean_c (softmax(z) - onehot(y))_c²`` per sample (:func:`softmax_mse`'s terms)."""
+
+    def __init__(self, name: str, classification: bool):
+        self.name, self.classification = name, classification
+
+    def __call__(self, outputs, targets):
+        import torch.nn.functional as F
+
+        from lossviz.evaluate import LOSSES
+
+        if self.name == "mse" and self.classification:
+            onehot = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
+            return (F.softmax(outputs, dim=-1) - onehot).pow(2).mean(-1)
+        per = LOSSES[self.name](outputs, targets, reduction="none")
+        return per.reshape(per.shape[0], -1).mean(1)
 
 
 def _random_directions(space, center, args, ndim: int):
@@ -341,7 +532,6 @@ def _surface_under_mpi(args) -> int:
 def _surface(args, executor=None) -> int:
     import torch
 
-    from lossviz.evaluate import as_eval_data
     from lossviz.grid import SurfaceGrid
     from lossviz.params import ParamSpace
 
@@ -361,25 +551,23 @@ def _surface(args, executor=None) -> int:
         raise CLIError("--model-file2 needs --model-file: the line runs from --model-file to --model-file2")
     if args.same_dir and grid.ndim == 1:
         raise CLIError("--same-dir needs a 2D surface: pass --y too")
+    _check_fewer_passes_flags(args)
     device = _device(args.device)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     kind = args.dir_type or ("states" if args.model_file2 else "weights")
 
-    from lossviz.zoo import get_data
-
-    train, test = get_data(args.dataset, args.data_root, **data_kwargs)
     main_split = "test" if args.split == "test" else "train"
-    data = as_eval_data(test if args.split == "test" else train, args.max_samples)
-    test_data = as_eval_data(test, args.max_samples) if args.split == "both" else None
+    data, test_data = _load_splits(args, data_kwargs)
 
     model = _build_model(args, model_kwargs, args.model_file)
-    _check_model_takes_data(model, data, args.model, args.dataset)
+    loss = _loss_fn(args.loss, data)
+    _check_model_takes_data(model, data, args.model, args.dataset, loss)
+    if test_data is not None:
+        _check_model_takes_data(model, test_data, args.model, args.dataset + " (test split)", _loss_fn(args.loss, test_data))
     model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
 
-    common = dict(
-        split=main_split, test_data=test_data, progress=not args.no_progress, device=device, dtype=dtype,
-        batch_size=args.batch_size, loss=softmax_mse if args.loss == "mse" else "cross_entropy",
-    )
+    common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,
+                  loss=loss)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     dir_file_exists = args.dir_file is not None and Path(args.dir_file).exists()
@@ -405,10 +593,15 @@ def _surface(args, executor=None) -> int:
     else:
         directions = _random_directions(space, center, args, grid.ndim)
 
-    from lossviz.surface import compute_surface
+    if args.adaptive:
+        surface = _refined(args, model, data, directions, grid, kind, executor, common)
+    elif args.subsample:
+        surface = _subsampled(args, model, data, test_data, directions, grid, kind, executor, common)
+    else:
+        from lossviz.surface import compute_surface
 
-    surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
-                              executor=executor, **common)
+        surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
+                                  executor=executor, progress=not args.no_progress, **common)
     loss_name = f"{main_split}_loss"
     if loss_name in surface.values and np.isnan(surface.values[loss_name]).all():
         why = "; ".join(surface.meta.get("errors", [])[:1]) or "every loss value is NaN"
@@ -436,6 +629,8 @@ def _surface(args, executor=None) -> int:
           + (f", {n_nan} NaN" if n_nan else "") + ")")
     if args.dir_file is not None and not dir_file_exists:
         print(f"wrote {args.dir_file} (directions)")
+    if args.adaptive or args.subsample:
+        print(_cost_line(surface, f"{main_split}_loss"))
     if args.plot:
         metric = _default_metric(surface, args.metric)
         written, note = write_figure(surface_figure(surface, metric, title=f"{args.model}: {metric}"),
@@ -444,6 +639,96 @@ def _surface(args, executor=None) -> int:
             print(f"lossviz: note: {note}", file=sys.stderr)
         print(f"wrote {written}")
     return 0
+
+
+def _check_fewer_passes_flags(args) -> None:
+    """--adaptive / --subsample and their options: consistent, in range, before any work."""
+    if args.adaptive and args.subsample:
+        raise CLIError("--adaptive and --subsample cannot be combined (refinement needs exact values at the "
+                       "points it evaluates); choose one")
+    for flag, value, owner in (("--rtol", args.rtol, "adaptive"), ("--budget", args.budget, "adaptive"),
+                               ("--sample-rtol", args.sample_rtol, "subsample")):
+        if value is not None and not getattr(args, owner):
+            raise CLIError(f"{flag} is an option of --{owner}: add --{owner} or drop {flag}")
+    if args.adaptive:
+        args.rtol = _default_of("refine", "rtol") if args.rtol is None else args.rtol
+        args.budget = _default_of("refine", "budget") if args.budget is None else args.budget
+        if not args.rtol > 0:
+            raise CLIError(f"--rtol must be a positive relative error such as 0.003, got {args.rtol}")
+        if not 0 < args.budget <= 1:
+            raise CLIError(f"--budget is a fraction of the grid in (0, 1] such as 0.2, got {args.budget}")
+    if args.subsample:
+        args.sample_rtol = _default_of("subsample", "rtol") if args.sample_rtol is None else args.sample_rtol
+        if not args.sample_rtol > 0:
+            raise CLIError(f"--sample-rtol must be a positive relative error such as 0.01, got {args.sample_rtol}")
+
+
+def _round_reporter(args, what: str):
+    """A callback printing one progress line per round to stderr (none with --no-progress)."""
+    if args.no_progress:
+        return None
+
+    def report(surface, n, total):
+        print(f"lossviz: {what} {n}/{total}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _refined(args, model, data, directions, grid, kind, executor, common):
+    """``--adaptive``: :func:`lossviz.refine.refine_surface` (every round through ``executor``)."""
+    from lossviz.refine import refine_surface
+
+    return refine_surface(model, data, directions, x=grid.x, y=grid.y, rtol=args.rtol, budget=args.budget,
+                          kind=kind, seed=args.seed, executor=executor,
+                          callback=_round_reporter(args, "adaptive: points evaluated"), **common)
+
+
+def _subsampled(args, model, data, test_data, directions, grid, kind, executor, common):
+    """``--subsample``: :func:`lossviz.subsample.subsampled_surface` on the main split, and on the
+    test split with the same directions for ``--split both`` (its own sample order and errors)."""
+    from lossviz.subsample import subsampled_surface
+
+    opts = {k: v for k, v in common.items() if k not in ("loss", "test_data", "split")}
+
+    def run(split_data, split, dirs):
+        per_sample = None if args.loss in ("cross_entropy", "ce") else PerSampleLoss(args.loss, split_data.is_classification)
+        return subsampled_surface(model, split_data, dirs, x=grid.x, y=grid.y, rtol=args.sample_rtol,
+                                  sample_seed=args.seed, per_sample_loss=per_sample, kind=kind, seed=args.seed,
+                                  executor=executor, split=split,
+                                  callback=_round_reporter(args, f"subsample ({split}): level, points active"),
+                                  **opts)
+
+    surface = run(data, common["split"], directions)
+    surface.meta["loss"] = getattr(common["loss"], "__name__", common["loss"])  # not the per-sample wrapper
+    if test_data is not None:
+        test = run(test_data, "test", surface.directions)
+        surface.values.update(test.values)
+        surface.errors.update(test.errors)
+        surface.done = surface.done & test.done
+        surface.meta["metrics"] = list(surface.values)
+        surface.meta["n_samples"] = {**surface.meta.get("n_samples", {}), **test.meta.get("n_samples", {})}
+        surface.meta["adaptive_test"] = test.meta["adaptive"]
+    return surface
+
+
+def _cost_line(surface, loss_name: str) -> str:
+    """One line: what ``--adaptive`` / ``--subsample`` evaluated, against the full grid's cost."""
+    info = surface.meta.get("adaptive", {})
+    size = int(np.prod(surface.shape))
+    err = surface.errors.get(loss_name)
+    worst = float(np.nanmax(err)) if err is not None and np.isfinite(err).any() else float("nan")
+    if info.get("method") == "refine":
+        n = int(info["n_evaluated"])
+        return (f"adaptive: evaluated {n}/{size} grid points ({100 * n / size:.1f}%) in {info['rounds']} rounds; "
+                f"largest estimated error of {loss_name} {worst:.3g}")
+    total = int(size * next(iter(surface.meta.get("n_samples", {}).values()), 0))
+    passes = int(info.get("sample_passes", 0))
+    extra = surface.meta.get("adaptive_test")
+    if extra is not None:  # --split both: the test split's passes too
+        passes += int(extra.get("sample_passes", 0))
+        total += int(size * surface.meta["n_samples"].get("test", 0))
+    return (f"subsample: {passes}/{total} sample evaluations ({100 * passes / max(total, 1):.1f}%) in "
+            f"{info.get('levels')} levels; largest standard error of {loss_name} {worst:.3g}")
 
 
 def _read_surface(path: str):
@@ -485,7 +770,18 @@ def cmd_info(args) -> int:
         rng = f"min {finite.min():.6g}, max {finite.max():.6g}" if finite.size else "no finite values"
         lines.append(f"  {name}: {rng}, at the point nearest the origin {arr[center]:.6g}, "
                      f"{int(np.isnan(arr).sum())} NaN")
+    for name, arr in surface.errors.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        worst = f"{np.nanmax(arr):.3g}" if np.isfinite(arr).any() else "nan"
+        lines.append(f"  {name}_err: estimated error, largest {worst}")
     meta = surface.meta or {}
+    adaptive = meta.get("adaptive") or {}
+    if adaptive.get("method") == "refine":
+        lines.append(f"  adaptive: {adaptive.get('n_evaluated')}/{surface.done.size} points evaluated, "
+                     f"the rest interpolated ({adaptive.get('rounds')} rounds)")
+    elif adaptive.get("method") == "subsample":
+        lines.append(f"  subsample: {100 * float(adaptive.get('fraction', 0)):.1f}% of the sample evaluations "
+                     f"of the full data ({adaptive.get('levels')} levels)")
     for key in ("dir_file", "kind", "method", "normalization", "ignore", "seed", "model_name", "model_file",
                 "model_file2", "dataset", "loss"):
         if meta.get(key) not in (None, ""):

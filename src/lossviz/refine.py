@@ -28,7 +28,7 @@ import numpy as np
 from lossviz.grid import SurfaceGrid
 from lossviz.surface import Surface, compute_surface
 
-__all__ = ["coarse_mask", "interpolants", "refine_surface"]
+__all__ = ["coarse_mask", "first_lattice_step", "interpolants", "refine_surface"]
 
 
 def coarse_mask(shape: tuple[int, ...], step: int) -> np.ndarray:
@@ -45,6 +45,12 @@ def coarse_mask(shape: tuple[int, ...], step: int) -> np.ndarray:
     for ax in axes[1:]:
         mask = mask[..., None] & ax
     return mask
+
+
+def first_lattice_step(shape: tuple[int, ...], coarse_step: int | None = None) -> int:
+    """Spacing (grid points) of refinement's first lattice: ``coarse_step``, or about 13 points
+    along the longest axis."""
+    return int(coarse_step or max(1, int(round((max(shape) - 1) / 12))))
 
 
 def _unit_coords(shape: tuple[int, ...]) -> np.ndarray:
@@ -163,7 +169,10 @@ def refine_surface(
     between two points chosen in one round; ``trajectory``: (n, ndim) coefficients whose
     nearest grid points are evaluated. ``callback(surface, n_evaluated, n_total)`` sees the
     filled-in surface after every round. Other arguments (``executor``, ``device``, ``split``,
-    ``test_data``, ``cancel``, ...) go to :func:`compute_surface`.
+    ``test_data``, ``cancel``, ...) go to :func:`compute_surface`. Setting ``cancel`` stops at
+    the next chunk: within the first lattice the result is that partial lattice (the rest NaN,
+    ``done`` False), later the picture interpolated from the points evaluated so far; either way
+    ``meta["cancelled"]`` is True.
     """
     if not 0 < budget <= 1:
         raise ValueError(f"budget is a fraction of the grid in (0, 1], got {budget}")
@@ -177,7 +186,7 @@ def refine_surface(
     grid = SurfaceGrid.from_specs(x, y)
     shape, size = grid.shape, grid.size
     on_path = _nearest_nodes(grid, np.asarray(trajectory)) if trajectory is not None else None
-    step = coarse_step or max(1, int(round((max(shape) - 1) / 12)))
+    step = first_lattice_step(shape, coarse_step)
     cap = max(int(budget * size), int(coarse_mask(shape, step).sum()))
     per_round = max(1, int(batch * size))
     cancel = kwargs.get("cancel")
@@ -201,17 +210,37 @@ def refine_surface(
         for k, v in surf.values.items():
             values[k][got] = v[got]
         evaluated[got] = True
+        if cancel is not None and cancel.is_set():
+            return  # points not reached were not tried: they stay to be interpolated
         failed = mask & ~surf.done
         evaluated[failed] = True  # tried; stays NaN and is filled by interpolation
         if failed.any():
             base.meta.setdefault("errors", []).extend(surf.meta.get("errors", [])[:5])
 
-    run(coarse_mask(shape, step))
+    first = coarse_mask(shape, step)
+    run(first)
     assert base is not None
+    if cancel is not None and cancel.is_set() and not evaluated[first].all():
+        # cancelled within the first lattice: too few points to interpolate from, so the partial
+        # surface as compute_surface leaves it (evaluated points done, the rest NaN)
+        partial = {k: np.where(evaluated, v, np.nan) for k, v in values.items()}
+        meta = {**base.meta, "cancelled": True,
+                "adaptive": {"method": "refine", "evaluated": np.flatnonzero(evaluated.ravel()).tolist(),
+                             "n_evaluated": int(evaluated.sum()), "fraction": float(evaluated.mean()),
+                             "rounds": 1, "driver": None, "log": None}}
+        return Surface(base.x, base.y, partial, evaluated.copy(), base.directions, meta)
     split = base.meta.get("split", "train")
     key = f"{split}_{metric}"
     if key not in values:
         raise ValueError(f"metric {metric!r} is not computed; the surface has {sorted(values)}")
+    finite = evaluated & np.isfinite(values[key])
+    if finite.sum() < (2 if len(shape) == 1 else 3) or (len(shape) == 2 and np.linalg.matrix_rank(
+            np.c_[_unit_coords(shape)[finite.ravel()], np.ones(int(finite.sum()))]) < 3):
+        raise ValueError(
+            f"the first lattice of {int(evaluated.sum())} points gave only {int(finite.sum())} finite values of "
+            f"{key} (the model diverges or fails almost everywhere on this grid), too few to interpolate: "
+            "shrink the grid's range, or compute the full surface without adaptive refinement"
+        )
     log = bool(np.nanmin(values[key]) > 0)
     calib = 1.0
     rounds = 1
@@ -254,7 +283,10 @@ def refine_surface(
             ratio = actual / np.maximum(guessed[new], 1e-12)
             calib = float(max(0.25, np.quantile(ratio, 0.9)))
         cubic, indicator = fill()
-    return _result(grid, base, values, evaluated, key, cubic, estimate, log, rounds)
+    out = _result(grid, base, values, evaluated, key, cubic, estimate, log, rounds)
+    # stopped early: a complete picture, but from fewer rounds than asked for
+    out.meta["cancelled"] = bool(cancel is not None and cancel.is_set())
+    return out
 
 
 def _result(grid, base: Surface, values, evaluated, key, cubic, estimate, log, rounds) -> Surface:

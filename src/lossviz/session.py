@@ -7,7 +7,8 @@ the session's worker thread, one at a time; ``subscribe(callback)`` receives eve
 * ``{"type": "checkpoint", "checkpoint": Checkpoint}`` when a checkpoint is stored,
 * ``{"type": "job", "job": Job, "state", "progress", "message"}`` when a job's state or progress
   changes (``job`` is the live object; the other keys are a snapshot taken at the event),
-* ``{"type": "surface", "job": Job, "surface": Surface}`` after every evaluated chunk of a surface,
+* ``{"type": "surface", "job": Job, "surface": Surface}`` after every evaluated chunk of a surface
+  (after every refinement round of an adaptive one),
 * ``{"type": "error", "message": str}`` when a job fails (an exception, a diverged run).
 
 A failing job ends ``"failed"`` with the reason in ``job.error``; what it did is stored; nothing is
@@ -90,6 +91,122 @@ def _first_difference(stored: Sequence, given: Sequence) -> str:
 
 def _callable_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+# ---------------------------------------------------------------------------------------- surfaces
+ADAPTIVE_OPTIONS = ("rtol", "budget", "coarse_step", "batch", "near_min", "spacing")
+
+
+def _adaptive_options(adaptive: Any) -> dict | None:
+    """``Session.surface``'s ``adaptive=`` as the full options of
+    :func:`lossviz.refine.refine_surface` (its defaults filled in, so ``True`` and ``{}`` name the
+    same result), or ``None`` for the full uniform surface. Bad options raise ValueError here,
+    before any work."""
+    if adaptive is None or adaptive is False:
+        return None
+    import inspect
+    import math
+    import numbers
+
+    from lossviz.refine import refine_surface
+
+    params = inspect.signature(refine_surface).parameters
+    options = {k: params[k].default for k in ADAPTIVE_OPTIONS}
+    if adaptive is True:
+        given: dict = {}
+    elif isinstance(adaptive, Mapping):
+        given = dict(adaptive)
+    else:
+        raise TypeError(
+            f"adaptive must be True, None or a dict of refine options {list(ADAPTIVE_OPTIONS)}, got "
+            f"{type(adaptive).__name__}"
+        )
+    unknown = sorted(str(k) for k in given if k not in ADAPTIVE_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown adaptive option(s) {unknown}: the allowed ones are {list(ADAPTIVE_OPTIONS)}"
+        )
+    options.update(given)
+
+    def real(name: str) -> float:
+        v = options[name]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"adaptive option {name!r} must be a finite number, got {v!r}")
+        return float(v)
+
+    def integer(name: str, least: int) -> int:
+        v = options[name]
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
+            raise ValueError(f"adaptive option {name!r} must be an integer >= {least}, got {v!r}")
+        return int(v)
+
+    options["rtol"] = real("rtol")
+    if options["rtol"] <= 0:
+        raise ValueError(f"adaptive option 'rtol' (a relative error) must be positive, got {options['rtol']}")
+    for name in ("budget", "batch"):
+        options[name] = real(name)
+        if not 0 < options[name] <= 1:
+            raise ValueError(f"adaptive option {name!r} is a fraction of the grid in (0, 1], got {options[name]}")
+    options["coarse_step"] = None if options["coarse_step"] is None else integer("coarse_step", 1)
+    options["near_min"] = integer("near_min", 0)
+    options["spacing"] = integer("spacing", 0)
+    return options
+
+
+def _adaptive_cap(shape: tuple[int, ...], options: Mapping[str, Any]) -> int:
+    """The most points :func:`~lossviz.refine.refine_surface` evaluates with ``options`` (its
+    budget, or the coarse lattice when that is larger): the job's progress total."""
+    import math
+
+    from lossviz.refine import coarse_mask, first_lattice_step
+
+    step = first_lattice_step(shape, options["coarse_step"])
+    return max(int(options["budget"] * math.prod(shape)), int(coarse_mask(shape, step).sum()))
+
+
+def _save_interval(save_every_s: Any) -> float:
+    import math
+    import numbers
+
+    if isinstance(save_every_s, bool) or not isinstance(save_every_s, numbers.Real) or math.isnan(save_every_s) \
+            or save_every_s < 0:
+        raise ValueError(
+            f"save_every_s must be a number of seconds >= 0 (0: save after every chunk), got {save_every_s!r}"
+        )
+    return float(save_every_s)
+
+
+class _ThrottledSaver:
+    """Saves a surface being computed at most every ``every_s`` seconds (0: at every offer), and
+    always when told the end (done, cancelled) or a failure came.
+
+    ``offer(surface)`` after each chunk or round; ``final(surface, complete)`` at the end;
+    ``flush_partial()`` on failure (saves the last offered surface when it is not saved yet).
+    """
+
+    def __init__(self, save: Callable[[Any, bool], None], every_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._save, self._every_s, self._clock = save, every_s, clock
+        self._last = clock()  # the first partial waits one interval: a short surface is saved once
+        self._pending: Any = None
+
+    def offer(self, surface: Any, last: bool = False) -> None:
+        """A newer state of ``surface``; ``last``: the final save follows at once (not saved here)."""
+        self._pending = surface
+        if not last and self._clock() - self._last >= self._every_s:
+            self._write(surface, False)
+
+    def final(self, surface: Any, complete: bool) -> None:
+        self._write(surface, complete)
+
+    def flush_partial(self) -> None:
+        if self._pending is not None:
+            self._write(self._pending, False)
+
+    def _write(self, surface: Any, complete: bool) -> None:
+        self._save(surface, complete)
+        self._last = self._clock()
+        self._pending = None
 
 
 class Session:
@@ -730,6 +847,9 @@ class Session:
         seed: int = 0,
         checkpoints: Sequence[Any] | None = None,
         wait: bool = True,
+        *,
+        adaptive: bool | Mapping[str, Any] | None = None,
+        save_every_s: float = 2.0,
         **engine: Any,
     ):
         """The loss surface around checkpoint ``center`` (stored in the project, found again).
@@ -740,16 +860,36 @@ class Session:
         to it), a vector, or a pair of those. An interrupted surface resumes where it stopped.
         ``wait=False`` returns a job whose ``result`` is the Surface filling progressively.
         ``engine`` options (``chunk_size``, ``points_per_call``, ``strategy``, ``batch_size``,
-        ``precision``, ``channels_last``) go to :func:`lossviz.surface.compute_surface`; a
-        non-float32 ``precision`` is part of the stored surface's key.
+        ``precision``, ``channels_last``, ``dtype``) go to
+        :func:`lossviz.surface.compute_surface`; a non-float32 ``precision`` or ``dtype`` is part of
+        the stored surface's key.
+
+        ``adaptive``: ``True`` (or a dict of the options ``rtol``, ``budget``, ``coarse_step``,
+        ``batch``, ``near_min``, ``spacing``) computes the surface by
+        :func:`lossviz.refine.refine_surface`: a coarse lattice, then rounds of points where the
+        interpolant is least trustworthy (for ``"pca"`` directions also the grid points along the
+        trajectory); the others are interpolated, with their estimated error in
+        ``surface.errors`` and the evaluated points in ``meta["adaptive"]["evaluated"]``. Its
+        options are part of the stored key (an adaptive and a full surface of one grid are two
+        results). Progress and the ``"surface"`` event come once per round; a cancel stops after
+        the round running. An adaptive surface is not resumed: a stored partial one (cancelled,
+        killed) is computed again from scratch.
+
+        ``save_every_s``: while computing, the partial surface is saved at most every
+        ``save_every_s`` seconds (0: after every chunk), and always at the end, on cancel and on
+        failure; a killed process resumes from the last partial saved.
         """
         from lossviz.grid import SurfaceGrid
-        from lossviz.surface import compute_surface
 
         c = self.checkpoint(center)
         grid = SurfaceGrid.from_specs(x, y)
         if kind not in ("weights", "states"):
             raise ValueError(f"kind must be 'weights' or 'states', got {kind!r}")
+        refine_options = _adaptive_options(adaptive)
+        every_s = _save_interval(save_every_s)
+        for bad in ("callback", "cancel", "resume", "progress", "only", "trajectory"):
+            if bad in engine:
+                raise TypeError(f"session.surface() takes no {bad!r}: the session sets it itself")
         desc = self._direction_desc(directions, c, kind)
         dname = directions if isinstance(directions, str) else None
         if dname == "pca":
@@ -777,6 +917,10 @@ class Session:
         }
         if engine.get("precision", "float32") != "float32":  # bf16/tf32 values are not float32's
             spec["precision"] = engine["precision"]
+        if engine.get("dtype", torch.float32) != torch.float32:  # nor are float64's
+            spec["dtype"] = str(engine["dtype"]).replace("torch.", "")
+        if refine_options is not None:
+            spec["adaptive"] = refine_options
         key = spec_key(spec)
         found = self.store.find_result(key)
         if found is not None and found["complete"] and found["path"] is not None:
@@ -788,41 +932,44 @@ class Session:
                 job._finish("done")
                 return job
             return surf
-        resume = self._read_surface(found["path"]) if found is not None and found["path"] else None
+        resume = None
+        if refine_options is None and found is not None and found["path"]:
+            resume = self._read_surface(found["path"])
         ndim = grid.ndim
         train_xy = self.eval_data()["train"]
         test_xy = self.eval_data().get("test")
         metrics: list[Any] = ["loss", "acc"] + [(k, f) for k, f in self._metrics.items()]
+        common = dict(kind=kind, normalization=normalization, ignore=ignore, seed=seed, metrics=metrics,
+                      loss=self.loss, test_data=test_xy, device=self.device, **engine)
 
         def save(surf, complete: bool) -> None:
+            meta = {"center": c.id, "n_done": int(surf.done.sum()), "n_total": int(surf.done.size)}
+            if refine_options is not None and "adaptive" in surf.meta:
+                meta["n_evaluated"] = int(surf.meta["adaptive"]["n_evaluated"])
             self.store.put_result(
                 key, "surface", spec, write=lambda p: self._write_surface(p, surf),
-                suffix=".h5", meta={"center": c.id, "n_done": int(surf.done.sum()),
-                                    "n_total": int(surf.done.size)}, complete=complete,
+                suffix=".h5", meta=meta, complete=complete,
             )
 
-        def run(job: Job):
-            model = self.model(c.id)
-            dirs, extra = self._build_directions(directions, c, model, kind, ndim, ignore, seed, checkpoints)
-            extra = {"center": c.id, "key": key, **extra}
+        def run_full(job: Job, model: nn.Module, dirs: Any, extra: dict, saver: _ThrottledSaver):
+            from lossviz.surface import compute_surface
+
             job.update(0 if resume is None else int(resume.done.sum()), grid.size, "starting", force=True)
 
             def callback(surf, n_done, n_total):
                 surf.meta.update(extra)
                 job.result = surf
-                save(surf, complete=bool(surf.done.all()))
+                saver.offer(surf, last=bool(surf.done.all()))  # a complete one: the final save follows
                 job.update(n_done, n_total, f"{n_done}/{n_total} points", force=True)
                 self._emit({"type": "surface", "job": job, "surface": surf})
 
             surf = compute_surface(
-                model, train_xy, directions=dirs, x=grid.x, y=grid.y, kind=kind,
-                normalization=normalization, ignore=ignore, seed=seed, metrics=metrics, loss=self.loss,
-                test_data=test_xy, progress=False, callback=callback, cancel=job.cancel_event,
-                resume=resume, device=self.device, **engine,
+                model, train_xy, directions=dirs, x=grid.x, y=grid.y, progress=False, callback=callback,
+                cancel=job.cancel_event, resume=resume, **common,
             )
             surf.meta.update(extra)
             job.result = surf
-            save(surf, complete=bool(surf.done.all()))
+            saver.final(surf, complete=bool(surf.done.all()))
             if not surf.done.all():
                 if job.cancelled:
                     job.end_cancelled(surf, f"cancelled with {int(surf.done.sum())}/{surf.done.size} points")
@@ -832,7 +979,60 @@ class Session:
                     job.fail(f"{surf.done.size - int(surf.done.sum())} points not computed: {errs[0]}", surf)
             return surf
 
-        job = self._job("surface", run, f"surface around checkpoint {c.id} ({grid.shape})")
+        def run_adaptive(job: Job, model: nn.Module, dirs: Any, extra: dict, saver: _ThrottledSaver):
+            from lossviz.refine import refine_surface
+
+            cap = _adaptive_cap(grid.shape, refine_options)
+            trajectory = extra["trajectory"]["coords"] if "trajectory" in extra else None
+            # refine_surface hands the event to compute_surface: a cancel stops at the next chunk
+            # (within the first lattice the result is that partial lattice, later the picture
+            # interpolated from the rounds done; meta["cancelled"] either way)
+            job.update(0, cap, "starting (adaptive)", force=True)
+
+            def callback(surf, n_evaluated, n_total):
+                surf.meta.update(extra)
+                job.result = surf
+                saver.offer(surf)
+                rounds = surf.meta.get("adaptive", {}).get("rounds")
+                job.update(n_evaluated, max(cap, n_evaluated),
+                           f"{n_evaluated}/{n_total} points evaluated (round {rounds})", force=True)
+                self._emit({"type": "surface", "job": job, "surface": surf})
+
+            surf = refine_surface(
+                model, train_xy, dirs, x=grid.x, y=grid.y, trajectory=trajectory, callback=callback,
+                cancel=job.cancel_event, **refine_options, **common,
+            )
+            surf.meta.update(extra)
+            job.result = surf
+            errs = surf.meta.get("errors")
+            cancelled = bool(surf.meta.get("cancelled"))
+            saver.final(surf, complete=not cancelled and not errs)
+            n_eval = int(surf.meta["adaptive"]["n_evaluated"])
+            if cancelled:
+                job.end_cancelled(surf, f"cancelled after {n_eval} evaluated points")
+            elif errs:
+                self._emit({"type": "error", "message": f"surface job {job.id}: {errs[0]}"})
+                job.fail(f"some points could not be evaluated (interpolated instead): {errs[0]}", surf)
+            return surf
+
+        def run(job: Job):
+            model = self.model(c.id)
+            dirs, extra = self._build_directions(directions, c, model, kind, ndim, ignore, seed, checkpoints)
+            extra = {"center": c.id, "key": key, **extra}
+            saver = _ThrottledSaver(save, every_s)
+            try:
+                if refine_options is None:
+                    return run_full(job, model, dirs, extra, saver)
+                return run_adaptive(job, model, dirs, extra, saver)
+            except BaseException:
+                try:  # the work done so far is kept (a full surface resumes from it)
+                    saver.flush_partial()
+                except Exception:  # noqa: BLE001, S110 - the original failure is the one to report
+                    pass
+                raise
+
+        what = "adaptive surface" if refine_options is not None else "surface"
+        job = self._job("surface", run, f"{what} around checkpoint {c.id} ({grid.shape})")
         if not wait:
             return self._submit(job)
         if self._queue.in_worker():
