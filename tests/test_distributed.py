@@ -150,6 +150,24 @@ def test_dask_spec_is_scattered_once_per_worker(client, tmp_path):
     assert all(n == 1 for n in counts.values()), counts  # once per worker, not once per chunk
 
 
+def _cached_spec_tokens() -> list[str]:
+    from lossviz import executors
+
+    return list(executors._SPECS)
+
+
+def test_dask_workers_forget_the_spec_after_the_run(client, reference):
+    """Each worker keeps the unpickled spec (model and data) for the run's chunks only."""
+    import time
+
+    model, data, _ = reference
+    compute_surface(model, data, executor=client, **KW)
+    deadline = time.monotonic() + 10
+    while any(client.run(_cached_spec_tokens).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # forgetting is sent without waiting for the workers
+    assert not any(client.run(_cached_spec_tokens).values())
+
+
 def test_dask_cancel_cancels_outstanding_chunks(client, reference):
     model, data, local = reference
     cancel = threading.Event()

@@ -233,10 +233,11 @@ def dumps_spec(spec: Any) -> bytes:
     return cloudpickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def forget_spec(token: str) -> bool:
-    """Drop the spec of ``token`` from this process's cache (True if it was there)."""
-    with _SPECS_LOCK:
-        return _SPECS.pop(token, None) is not None
+async def forget_spec(token: str) -> bool:
+    """Drop the spec of ``token`` from this process's cache (True if it was there). A coroutine,
+    so that ``Client.run(forget_spec, token, wait=False)`` runs it on Dask workers without waiting;
+    it takes no lock (a task unpickling a spec may hold it): one ``pop`` is atomic under the GIL."""
+    return _SPECS.pop(token, None) is not None
 
 
 def _shares_memory(pool: Executor) -> bool:
