@@ -377,9 +377,9 @@ def test_tf32_context_sets_and_restores_the_flags_with_nested_users():
 def test_channels_last_gives_the_same_numbers(strategy, kind):
     model = cnn()
     x, y = data_for("cnn")
-    ev = Evaluator(model, (x, y), kind=kind, strategy=strategy, batch_size=10)
+    ev = Evaluator(model, (x, y), kind=kind, strategy=strategy, batch_size=10, channels_last=False)
     ev_cl = Evaluator(model, (x, y), kind=kind, strategy=strategy, batch_size=10, channels_last=True)
-    assert ev_cl.channels_last and not ev.channels_last  # "auto" is off on CPU
+    assert ev_cl.channels_last and not ev.channels_last
     assert ev_cl.data.inputs.is_contiguous(memory_format=torch.channels_last)
     assert ev_cl.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     pts = points_around(ev.space, ev.center, 8)
@@ -389,6 +389,47 @@ def test_channels_last_gives_the_same_numbers(strategy, kind):
     ref, _ = reference_metrics(model, kind, pts, x, y, torch.float64)
     np.testing.assert_allclose(b["loss"], ref, rtol=0, atol=1e-5)
     assert not ev_cl.errors
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_cpu_auto_channels_last_is_measured_with_the_loop_and_kept_only_when_faster(monkeypatch, faster):
+    """On CPU, "auto" times single points in both formats once the loop plan is chosen; the timing
+    is faked here (channels-last at 0.5x or 1.0x the contiguous time) to check both decisions."""
+    torch.manual_seed(0)  # two input channels: with one, both memory formats are the same strides
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x, y = torch.randn(37, 2, 6, 6), torch.randint(0, 3, (37,))
+    ev = Evaluator(model, (x, y), kind="states", strategy="loop", batch_size=10)
+    assert not ev.channels_last and ev._measure_channels_last  # undecided until the first chunk
+    real_timed = Evaluator._timed
+
+    def fake_timed(self, plan, idx, pts, out, done):
+        real_timed(self, plan, idx, pts, out, done)  # evaluates (and keeps) the point as usual
+        return 0.5 if (self.channels_last and faster) else 1.0
+
+    monkeypatch.setattr(Evaluator, "_timed", fake_timed)
+    pts = points_around(ev.space, ev.center, 8)
+    got = ev.evaluate(pts)
+    assert ev.channels_last is faster and not ev._measure_channels_last
+    assert ev.data.inputs.is_contiguous(memory_format=torch.channels_last) is faster
+    assert ev.model[3].weight.is_contiguous(memory_format=torch.channels_last) is faster
+    assert ev.model[3].weight.is_contiguous() is not faster
+    assert any("channels_last" in k for k in ev.timings)
+    ref, _ = reference_metrics(model, "states", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ev.evaluate(pts)["loss"], ref, rtol=0, atol=1e-5)  # after the decision too
+
+
+def test_cpu_auto_channels_last_is_not_measured_for_vmap_plans_float64_or_without_convolutions():
+    x, y = data_for("cnn")
+    ev = Evaluator(cnn(), (x, y), strategy="vmap", batch_size=10)
+    ev.evaluate(points_around(ev.space, ev.center, 8))
+    assert not ev.channels_last and not any("channels_last" in k for k in ev.timings)
+    xm, ym = data_for("mlp")
+    ev = Evaluator(mlp(), (xm, ym), strategy="loop", batch_size=10)
+    assert not ev._measure_channels_last
+    ev = Evaluator(cnn().double(), (x.double(), y), strategy="loop", batch_size=10, dtype=torch.float64)
+    assert not ev._measure_channels_last  # float64: the same numbers every run
 
 
 def test_precision_and_channels_last_refuse_bad_values():

@@ -374,10 +374,13 @@ def _has_conv2d(model: nn.Module) -> bool:
 
 def _resolve_channels_last(
     channels_last: str | bool, model: nn.Module, device: torch.device, input_ndim: int
-) -> bool:
-    """``"auto"``: on for CUDA models with Conv2d layers and 4-D inputs; ``True``/``False`` as given."""
+) -> bool | None:
+    """``"auto"``: on for CUDA models with Conv2d layers and 4-D inputs, ``None`` (measure it) for
+    such models on CPU; ``True``/``False`` as given."""
     if channels_last == "auto":
-        return device.type == "cuda" and input_ndim == 4 and _has_conv2d(model)
+        if input_ndim != 4 or not _has_conv2d(model):
+            return False
+        return True if device.type == "cuda" else (None if device.type == "cpu" else False)
     if not isinstance(channels_last, bool):
         raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     if channels_last and input_ndim != 4:
@@ -451,9 +454,10 @@ class Evaluator:
         the losses by at most 1.3e-3 relative on the benchmark's MLP, LeNet and ResNet-20 (tests
         bound it by 2e-2; ``benchmarks/precision.py``); on CPU it is slower than float32.
     channels_last:
-        ``"auto"`` (on for CUDA models with Conv2d layers and 4-D inputs), ``True`` or ``False``:
-        hold inputs and conv weights in ``torch.channels_last`` memory format. Same numbers up to
-        float32 rounding.
+        ``"auto"`` (for models with Conv2d layers and 4-D inputs: on for CUDA; on CPU in float32
+        measured with the strategy and kept where it is 5% faster), ``True`` or ``False``: hold inputs and
+        conv weights in ``torch.channels_last`` memory format. Same numbers up to float32
+        rounding. :attr:`channels_last` says what is in use.
     """
 
     def __init__(
@@ -496,9 +500,11 @@ class Evaluator:
         self.model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self.data = as_eval_data(data).to(self.device, dtype)
         self.precision = precision
-        self.channels_last = _resolve_channels_last(
-            channels_last, self.model, self.device, self.data.inputs.dim()
-        )
+        resolved = _resolve_channels_last(channels_last, self.model, self.device, self.data.inputs.dim())
+        # CPU "auto": decided with the strategy, in float32 only (a float64 surface is a reference:
+        # the same numbers run after run, not a format picked by a timing)
+        self._measure_channels_last = resolved is None and dtype == torch.float32
+        self.channels_last = bool(resolved)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.data = EvalData(
@@ -584,8 +590,38 @@ class Evaluator:
                 self._run_plan(self._loop_plans()[0], pts, np.arange(n), out, done)
                 return self._as_dict(out)
             self.plan = self._choose_plan(pts, out, done, total)
+            if self._measure_channels_last and self.plan.strategy == "loop":
+                self._choose_channels_last(pts, out, done)
         self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
         return self._as_dict(out)
+
+    def _set_channels_last(self, on: bool) -> None:
+        """Hold the conv weights and the inputs in channels-last (``on``) or contiguous format."""
+        fmt = torch.channels_last if on else torch.contiguous_format
+        self.model.to(memory_format=fmt)  # parameters keep their identity (``.data`` is swapped)
+        self.data = EvalData(self.data.inputs.contiguous(memory_format=fmt), self.data.targets)
+        self._targets = list(self.space.tensors_of(self.model).values())
+        self.channels_last = on
+
+    def _choose_channels_last(self, pts: torch.Tensor, out: np.ndarray, done: np.ndarray) -> None:
+        """CPU ``channels_last="auto"`` under the loop plan: time single points in both memory
+        formats (best of two each, the results kept) and keep channels-last if it is 5% faster.
+        It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap
+        it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans are not measured."""
+        self._measure_channels_last = False
+        n = pts.shape[0]
+        idx = [np.array([i % n]) for i in range(4)]
+        try:
+            plain = min(self._timed(self.plan, idx[i], pts, out, done) for i in (0, 1))
+            self._set_channels_last(True)
+            fast = min(self._timed(self.plan, idx[i], pts, out, done) for i in (2, 3))
+        except Exception as exc:  # noqa: BLE001 - a format that fails is not a candidate
+            self._measure_failed("loop+channels_last", exc)
+            self._set_channels_last(False)
+            return
+        self.timings[f"loop(batch={self.plan.batch_size},channels_last)"] = fast * 1e3
+        if not fast < 0.95 * plain:
+            self._set_channels_last(False)
 
     def evaluate_one(self, vec: torch.Tensor) -> dict[str, float]:
         """Metrics at one point (a vector of the space)."""

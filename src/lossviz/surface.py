@@ -427,6 +427,7 @@ def compute_surface(
             meta["strategy"] = first.strategy_used
             meta["points_per_call"] = first.points_per_call_used
             meta["batch_size"] = first.batch_size_used
+            meta["channels_last"] = first.channels_last  # CPU "auto" is decided on the first chunk
         release_evaluators(spec)
     if errors:
         meta["errors"] = errors[:20]
