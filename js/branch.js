@@ -1,6 +1,6 @@
 // Branch panel: the clicked checkpoint's hyperparameters in a form (edited fields marked), Train / Disturb /
 // Interpolate / Surface, the jobs with progress bars and Cancel, and distances between selected checkpoints.
-import { FIELDS, TRAIN_FIELDS, parseFields, displayValue, isEdited } from "./form.js";
+import { FIELDS, TRAIN_FIELDS, parseFields, displayValue, isEdited, surfaceMessage } from "./form.js";
 import { fmt } from "./codecs.js";
 
 function el(tag, attrs = {}, ...children) {
@@ -27,6 +27,7 @@ export function createBranchPanel(container, ctx) {
     let input;
     if (f.type === "bool") {
       input = el("input", { type: "checkbox", name: f.name });
+      if (f.hint) input.title = f.hint;
     } else if (f.type === "choice") {
       input = el("select", { name: f.name });
     } else {
@@ -106,11 +107,9 @@ export function createBranchPanel(container, ctx) {
   }, "interpolate n points between the two selected checkpoints");
   mk("surface", "Surface", () => {
     if (!needClicked("Surface")) return;
-    const v = collect(["directions", "range", "resolution"]);
+    const v = collect(["directions", "range", "resolution", "adaptive"]);
     if (!v) return;
-    const msg = { type: "surface", center: ctx.state.clicked, directions: v.directions, range: v.range, resolution: v.resolution };
-    if (v.directions === "pca") msg.checkpoints = ctx.state.selection;
-    ctx.send(msg);
+    ctx.send(surfaceMessage(v, ctx.state.clicked, ctx.state.selection));
   }, "compute a loss surface around the open checkpoint");
   mk("cancel", "Cancel", () => ctx.send({ type: "cancel" }), "cancel every running job");
 

@@ -123,6 +123,7 @@ export function decodeSurface(trait) {
     x, y, z, ndim: y ? 2 : 1, metric: trait.metric ?? "", metrics: trait.metrics ?? [], progress: trait.progress ?? 1,
     done: trait.done ?? 0, total: trait.total ?? z.data.length, doneMask, center: trait.center ?? null,
     critical: trait.critical ?? [], trajectory, meta: trait.meta ?? {}, job: trait.job ?? null,
+    adaptive: trait.adaptive ?? null,  // {n_evaluated, total, rounds} for an adaptive surface
   };
 }
 

@@ -20,6 +20,18 @@ export function displayValues(surface, log) {
   return { data: v, shape: surface.z.shape };
 }
 
+/** The contour's title: metric and centre, "· N % computed" while filling, and for an adaptive surface
+ * (interpolated between the points evaluated) a second, smaller line "adaptive: N of M points evaluated". */
+export function surfaceTitle(surface) {
+  const pct = Math.round(100 * surface.progress);
+  let text = `${surface.metric} around checkpoint ${surface.center}${pct < 100 ? ` · ${pct} % computed` : ""}`;
+  const a = surface.adaptive;
+  if (a && a.n_evaluated !== null && a.n_evaluated !== undefined) {
+    text += `<br><span style="font-size:10px">adaptive: ${a.n_evaluated} of ${a.total ?? surface.total} points evaluated, the rest interpolated</span>`;
+  }
+  return text;
+}
+
 export function trajectoryTraces(surface, state, lift = null) {
   const t = surface.trajectory;
   if (!t || !t.ids.length) return [];
@@ -89,12 +101,14 @@ export function createContour(container, ctx) {
         name: kind, hovertemplate: `${kind} %{x:.3f}, %{y:.3f}<extra></extra>` });
     }
     const pct = Math.round(100 * surf.progress);
-    layout.title.text = `${surf.metric} around checkpoint ${surf.center}${pct < 100 ? ` · ${pct} % computed` : ""}`;
+    layout.title.text = surfaceTitle(surf);
+    if (surf.adaptive) layout.margin.t = 42;  // room for the title's second line
     layout.xaxis.range = [surf.x[0], surf.x[surf.x.length - 1]];
     layout.yaxis.range = [surf.y[0], surf.y[surf.y.length - 1]];
     Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
     container.dataset.state = pct < 100 ? "filling" : "complete";
     container.dataset.progress = String(surf.progress);
+    container.dataset.adaptive = surf.adaptive ? String(surf.adaptive.n_evaluated) : "";
   }
 
   return { el: plot, render, destroy() { Plotly.purge(plot); } };

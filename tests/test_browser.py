@@ -6,6 +6,7 @@
    explorer_e2e.ipynb``): restart-and-run-all through the menu, views render, brush / Ctrl-lasso / Alt-deselect
    change ``selection`` in the kernel, a click fills the form, Train adds checkpoints (kernel and points),
    Cancel stops a run, Disturb adds a branch, Surface fills the contour, an invalid field shows an error.
+   Surface with "adaptive" ticked: the kernel gets an adaptive surface, the contour's title says so.
 
 Screenshots go to ``test-artifacts/``. Without Chromium these tests fail (they never skip).
 """
@@ -370,6 +371,24 @@ def person_session(page):
     title = page.text_content(f"{EXPLORER} .lv-contour-plot .gtitle")
     assert f"checkpoint {ids[2]}" in title
     shot(page, "lab-7-surface")
+    assert k["surface_adaptive"] is None
+
+    # the same, adaptive (33 x 33: a first lattice every 3rd point, then rounds up to a fifth of the grid)
+    page.check(f"{EXPLORER} .lv-form input[name=adaptive]")
+    page.fill(f"{EXPLORER} .lv-form input[name=resolution]", "33")
+    page.click(f"{EXPLORER} button.lv-surface")
+    def adaptive_done(q):  # the job done and its last round's surface arrived (the job's count is the points evaluated)
+        job = max((j for j in q["jobs"] if j["kind"] == "surface"), key=lambda j: j["id"])
+        return (q["surface_total"] == q["surface_done"] == 33 * 33 and q["surface_adaptive"] and job["state"] == "done"
+                and job["done"] == q["surface_adaptive"]["n_evaluated"])
+
+    k = wait_for(lambda: adaptive_done(q := kernel(page)) and q, timeout=180, what="the adaptive surface, done")
+    n_eval = k["surface_adaptive"]["n_evaluated"]
+    assert 11 * 11 <= n_eval <= 0.2 * 33 * 33, k["surface_adaptive"]
+    wait_for(lambda: page.get_attribute(f"{EXPLORER} .lv-cell-contour", "data-adaptive") == str(n_eval), what="the adaptive mark drawn")
+    title = page.text_content(f"{EXPLORER} .lv-contour-plot .gtitle")
+    assert f"adaptive: {n_eval} of {33 * 33} points evaluated" in title, title
+    shot(page, "lab-8-adaptive-surface")
     assert kernel(page)["error"] == ""
     assert page.errors == [], page.errors
     print(f"display to first complete contour: {first_render:.1f} s")

@@ -55,6 +55,7 @@ class FakeSession:
         self.calls: list[tuple] = []
         self.subscribers = []
         self.jobs: list[FakeJob] = []
+        self.surface_options: list[dict] = []  # surface()'s other keyword arguments, per call
         self.vectors = {0: [0.0, 0, 0], 1: [1.0, 0, 0], 2: [1.0, 2, 0], 3: [1.0, 0, 3], 4: [4.0, 4, 3]}
         spec = [(0, None, 0, "init", 0.0), (1, 0, 0, "train", 1.0), (2, 1, 0, "train", 2.0),
                 (3, 1, 1, "disturb", 1.0), (4, 3, 1, "train", 2.0)]
@@ -119,6 +120,7 @@ class FakeSession:
 
     def surface(self, center, directions="random", x="-1:1:21", y=None, checkpoints=None, wait=True, **kw):
         self.calls.append(("surface", center, directions, x, y, checkpoints, wait))
+        self.surface_options.append(dict(kw))
         job = FakeJob("surface")
         self.jobs.append(job)
         return job
@@ -391,6 +393,68 @@ def test_surface_command_builds_axis_specs_and_tracks_the_job(widget, fake):
     assert last(fake, "surface")[2] == "pca" and last(fake, "surface")[5] == [0, 1, 2]
 
 
+def test_adaptive_checkbox_reaches_session_surface_and_the_trait_says_adaptive(widget, fake):
+    widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, "adaptive": True})
+    assert widget.error == "" and "adaptive" in widget.message
+    assert last(fake, "surface")[:4] == ("surface", 2, "random", "-1:1:9") and fake.surface_options[-1] == {"adaptive": True}
+    for off in ({"adaptive": False}, {"adaptive": None}, {}):  # unticked or absent: a full surface, as before
+        widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, **off})
+        assert widget.error == "" and fake.surface_options[-1] == {}
+    # a round of an adaptive surface: complete (interpolated), evaluated points listed in meta
+    surf = make_surface(7, 5)
+    evaluated = [0, 3, 6, 17, 28, 31, 34]
+    surf.meta["adaptive"] = {"method": "refine", "evaluated": evaluated, "n_evaluated": 7, "fraction": 0.2, "rounds": 2,
+                             "driver": "train_loss", "log": None}
+    fake.emit({"type": "surface", "job": fake.jobs[-1], "surface": surf})
+    stripped, bufs = buffers_of(widget, "surface")
+    s = stripped["surface"]
+    assert s["adaptive"] == {"n_evaluated": 7, "total": 35, "rounds": 2}
+    assert s["done"] == s["total"] == 35 and "adaptive" not in s["meta"]  # no long index list as JSON
+    assert not lists_of_numbers(stripped)
+    np.testing.assert_allclose(as_f32(bufs[("surface", "z", "view")]).reshape(5, 7),
+                               surf.values["train_loss"].astype(np.float32))
+    fake.emit({"type": "surface", "job": None, "surface": make_surface(7, 5)})  # a full one: no mark
+    assert widget.surface["adaptive"] is None
+
+
+def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
+    """The command with adaptive=True on a real (tiny) Session: every round arrives complete, the last
+    one is the job's result, and fewer points were evaluated than the grid holds."""
+    from lossviz.session import Session
+
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs={"n": 120, "n_test": 40}, device="cpu",
+                hparams={"batch_size": 60, "lr": 0.05})
+    try:
+        job = s.train(epochs=1)
+        job.wait(120)
+        assert job.state == "done", job.error
+        tip = job.result[-1].id
+        w = Explorer(s, throttle=0, background=False)
+        seen: list[dict] = []
+        w.observe(lambda ch: ch["new"] and seen.append({k: ch["new"][k] for k in ("adaptive", "done", "total")}), names="surface")
+        # 37 x 37: a first lattice of 13 x 13 (every 3rd point), then rounds up to a fifth of the grid
+        w.handle({"type": "surface", "center": tip, "range": "-1:1", "resolution": 37, "adaptive": True})
+        assert w.error == "", w.error
+        sjob = w._surface_job
+        sjob.wait(120)
+        assert sjob.state == "done", sjob.error
+        w._push_surface()
+        result = sjob.result
+        n_eval = result.meta["adaptive"]["n_evaluated"]
+        assert n_eval == len(result.meta["adaptive"]["evaluated"]) and 13 * 13 <= n_eval <= 0.2 * 37 * 37
+        assert w.surface["adaptive"] == {"n_evaluated": n_eval, "total": 37 * 37, "rounds": result.meta["adaptive"]["rounds"]}
+        np.testing.assert_allclose(np.asarray(w.surface["z"]), result.values["train_loss"], rtol=1e-6)
+        rounds = [e for e in seen if e["adaptive"] is not None]
+        assert len(rounds) >= 2 and all(e["done"] == e["total"] == 37 * 37 for e in rounds)  # each round: the whole picture
+        counts = [e["adaptive"]["n_evaluated"] for e in rounds]
+        assert counts[0] == 13 * 13 and counts == sorted(counts) and counts[-1] == n_eval
+        w.close()
+    finally:
+        s.close()
+
+
 def test_project_command_and_surface_plane(widget, fake):
     widget.handle({"type": "project", "method": "surface"})
     assert "needs a surface" in widget.error
@@ -470,6 +534,9 @@ def test_export_surface_writes_an_hdf5_file_readable_back(widget, fake, tmp_path
         ({"type": "surface", "center": 1, "resolution": 1000}, "at most 401"),
         ({"type": "surface", "center": 1, "directions": "sideways"}, "unknown"),
         ({"type": "surface", "center": 1, "directions": "pca"}, "at least 3 selected"),
+        ({"type": "surface", "center": 1, "adaptive": "yes"}, "adaptive must be true or false, got 'yes'"),
+        ({"type": "surface", "center": 1, "adaptive": 1}, "adaptive must be true or false, got 1"),
+        ({"type": "surface", "center": 1, "adaptive": {"rtol": 0.1}}, "adaptive must be true or false"),
         ({"type": "project", "method": "umap"}, "unknown"),
         ({"type": "select", "ids": "1,2"}, "list of checkpoint ids"),
         ({"type": "distances", "ids": [1]}, "distances need 2"),

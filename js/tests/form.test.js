@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FIELDS, parseField, parseFields, isEdited } from "../form.js";
+import { FIELDS, parseField, parseFields, isEdited, surfaceMessage } from "../form.js";
 
 const spec = (name) => FIELDS.find((f) => f.name === name);
 
@@ -30,4 +30,21 @@ test("edited marks only real changes", () => {
   assert.equal(isEdited(spec("seed"), "", null), false);
   assert.equal(isEdited(spec("nesterov"), true, false), true);
   assert.equal(isEdited(spec("optimizer"), "adam", "sgd"), true);
+});
+
+test("the Surface message carries adaptive: true only when the checkbox is ticked", () => {
+  const parse = (adaptive, directions = "random") =>
+    parseFields({ directions, range: "-1:1", resolution: "11", adaptive }, ["directions", "range", "resolution", "adaptive"]);
+  const ticked = parse(true);
+  assert.deepEqual(ticked.errors, {});
+  assert.deepEqual(surfaceMessage(ticked.values, 4, [1, 2]),
+    { type: "surface", center: 4, directions: "random", range: "-1:1", resolution: 11, adaptive: true });
+  const plain = surfaceMessage(parse(false).values, 4, [1, 2]);
+  assert.equal("adaptive" in plain, false);
+  assert.equal("checkpoints" in plain, false);
+  const pca = surfaceMessage(parse(true, "pca").values, 4, [1, 2, 3]);
+  assert.deepEqual(pca.checkpoints, [1, 2, 3]);
+  assert.equal(pca.adaptive, true);
+  assert.equal(spec("adaptive").group, "surface");
+  assert.equal(isEdited(spec("adaptive"), true, undefined), true);  // a form without the key: unticked
 });

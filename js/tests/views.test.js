@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { encodeArray, decodeCheckpoints, decodeProjection, decodeSurface } from "../codecs.js";
 import { scatterPoints, branchLines, hoverCardHtml, paddedRange } from "../scatter.js";
 import { metricSeries } from "../curves.js";
-import { displayValues } from "../contour.js";
+import { displayValues, surfaceTitle } from "../contour.js";
 
 // branch 0: 0 -> 1 -> 2 ; branch 1 forks at 1: 3 -> 4 ; checkpoint 5 not projected
 const table = decodeCheckpoints({
@@ -74,4 +74,16 @@ test("scatter ranges pad the data by 6 % and never collapse", () => {
   assert.ok(Math.abs(r[0] + 0.6) < 1e-12 && Math.abs(r[1] - 10.6) < 1e-12);
   assert.deepEqual(paddedRange([3, 3]), [2.5, 3.5]);
   assert.deepEqual(paddedRange([]), [0, 1]);
+});
+
+test("the contour title says how many points an adaptive surface evaluated", () => {
+  const wire = { x: encodeArray([0, 1, 2]), y: encodeArray([0, 1, 2]), z: encodeArray([1, 2, 3, 4, 5, 6, 7, 8, 9], [3, 3]),
+    metric: "train_loss", center: 7, progress: 1, done: 9, total: 9 };
+  const full = decodeSurface(wire);
+  assert.equal(full.adaptive, null);
+  assert.equal(surfaceTitle(full), "train_loss around checkpoint 7");
+  const adaptive = decodeSurface({ ...wire, adaptive: { n_evaluated: 5, total: 9, rounds: 2 } });
+  assert.equal(surfaceTitle(adaptive),
+    'train_loss around checkpoint 7<br><span style="font-size:10px">adaptive: 5 of 9 points evaluated, the rest interpolated</span>');
+  assert.equal(surfaceTitle({ ...full, progress: 0.44 }), "train_loss around checkpoint 7 · 44 % computed");
 });

@@ -35,7 +35,8 @@ export default { render({ el }) {
 """
 
 TRAIN_KEYS = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
-FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21}
+FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21,
+               "adaptive": False}
 DEFAULT_OPTIONS = {
     "optimizers": ["sgd", "adam", "adamw", "adagrad", "rmsprop"],
     "directions": ["random", "pca"],
@@ -246,6 +247,21 @@ def surface_axis_spec(range_text: str, resolution: int) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise PayloadError(f"range {range_text!r}: max must be greater than min")
     return f"{lo:g}:{hi:g}:{int(resolution)}"
+
+
+def adaptive_summary(meta: Mapping[str, Any], total: int) -> dict | None:
+    """An adaptive surface's ``meta["adaptive"]`` as the small dict the front end shows
+    (``{"n_evaluated", "total", "rounds"}``; the flat index list of evaluated points stays in the
+    kernel), or None for a fully evaluated surface."""
+    info = meta.get("adaptive")
+    if not isinstance(info, Mapping):
+        return None
+    n_eval = info.get("n_evaluated")
+    if n_eval is None and info.get("evaluated") is not None:
+        n_eval = len(info["evaluated"])
+    rounds = info.get("rounds")
+    return {"n_evaluated": None if n_eval is None else int(n_eval), "total": int(total),
+            "rounds": None if rounds is None else int(rounds)}
 
 
 # ----------------------------------------------------------------------------------------- throttling
@@ -566,8 +582,9 @@ class Explorer(anywidget.AnyWidget):
             # preview fill may paint it); "done" above is the count
             "done_mask": done.astype(np.uint8),
             "center": meta.get("center"), "critical": critical, "trajectory": trajectory,
-            "meta": json_safe({k: v for k, v in meta.items() if k != "trajectory"}),
+            "meta": json_safe({k: v for k, v in meta.items() if k not in ("trajectory", "adaptive")}),
             "job": _field(self._surface_job, "id"),
+            "adaptive": adaptive_summary(meta, total),
         }
         with self._lock:
             self.surface = payload
@@ -758,7 +775,12 @@ class Explorer(anywidget.AnyWidget):
             raise PayloadError(f"directions {directions!r} are unknown: use 'random' or 'pca'")
         resolution = _number(p, "resolution", int, minimum=3, maximum=401, default=21)
         spec = surface_axis_spec(_text(p, "range", "-1:1"), resolution)
+        adaptive = p.get("adaptive")
+        if adaptive is not None and not isinstance(adaptive, bool):
+            raise PayloadError(f"adaptive must be true or false, got {adaptive!r}")
         kwargs: dict[str, Any] = {"directions": directions, "x": spec, "y": spec, "wait": False}
+        if adaptive:  # refine_surface's default options: a coarse lattice, then rounds where the surface bends
+            kwargs["adaptive"] = True
         if directions == "pca":
             ids = _ids(p, "checkpoints") if "checkpoints" in p else list(self.selection)
             if len(ids) < 3:
@@ -775,7 +797,8 @@ class Explorer(anywidget.AnyWidget):
         if result is not None:
             self._surface_obj = result
             self._refresh_surface()
-        self.message = f"computing a {directions} surface around checkpoint {center} ({spec})"
+        what = "an adaptive" if adaptive else "a"
+        self.message = f"computing {what} {directions} surface around checkpoint {center} ({spec})"
 
     def _cmd_project(self, p: Mapping[str, Any]) -> None:
         method = _text(p, "method")
