@@ -210,34 +210,6 @@ def _build_model(args, kwargs: dict, checkpoint: str | None):
 DATA_FORMS = '(X, y) tensors, a torch.utils.data.Dataset, or {"train": ..., "test": ...} of those'
 
 
-def _import_factory(spec: str, flag: str):
-    """The callable named by ``package.module:factory`` (dotted attributes allowed)."""
-    import importlib
-
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CLIError(f"{flag} {spec!r}: write a factory as 'package.module:factory'")
-    importlib.invalidate_caches()  # modules written since the interpreter started
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CLIError(f"{flag} {spec!r}: cannot import module {module_name!r} ({e}); "
-                       "put its folder on PYTHONPATH (e.g. PYTHONPATH=. lossviz ...)") from None
-    except Exception as e:  # noqa: BLE001 - the module itself failed while importing
-        raise CLIError(f"{flag} {spec!r}: importing module {module_name!r} failed "
-                       f"({type(e).__name__}: {e}); fix the module") from None
-    factory = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise CLIError(f"{flag} {spec!r}: module {module_name!r} has no attribute {attr!r}; "
-                           "check the name after the colon")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise CLIError(f"{flag} {spec!r}: {attr!r} is a {type(factory).__name__}, not callable; "
-                       "name a function that returns the data")
-    return factory
-
-
 def _is_data_part(value: Any) -> bool:
     """An (X, y) pair of tensors/arrays or a map-style torch Dataset."""
     import torch
@@ -256,7 +228,12 @@ def _describe(value: Any) -> str:
 
 def _factory_splits(spec: str, data_kwargs: dict) -> dict[str, Any]:
     """``{"train": ..., "test": ...}`` (either may be absent) from a ``--dataset module:factory``."""
-    factory = _import_factory(spec, "--dataset")
+    from lossviz.zoo.factory import import_factory
+
+    try:
+        factory = import_factory(spec, "--dataset", "the data")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     try:
         result = factory(**data_kwargs)
     except TypeError as e:
@@ -653,10 +630,12 @@ def _check_fewer_passes_flags(args) -> None:
     if args.adaptive:
         args.rtol = _default_of("refine", "rtol") if args.rtol is None else args.rtol
         args.budget = _default_of("refine", "budget") if args.budget is None else args.budget
-        if not args.rtol > 0:
-            raise CLIError(f"--rtol must be a positive relative error such as 0.003, got {args.rtol}")
-        if not 0 < args.budget <= 1:
-            raise CLIError(f"--budget is a fraction of the grid in (0, 1] such as 0.2, got {args.budget}")
+        from lossviz.refine import check_refine_options
+
+        try:
+            check_refine_options(args.rtol, args.budget, _default_of("refine", "batch"))  # no --batch flag
+        except ValueError as e:
+            raise CLIError(f"--{e}") from None
     if args.subsample:
         args.sample_rtol = _default_of("subsample", "rtol") if args.sample_rtol is None else args.sample_rtol
         if not args.sample_rtol > 0:

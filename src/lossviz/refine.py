@@ -28,7 +28,7 @@ import numpy as np
 from lossviz.grid import SurfaceGrid
 from lossviz.surface import Surface, compute_surface
 
-__all__ = ["coarse_mask", "first_lattice_step", "interpolants", "refine_surface"]
+__all__ = ["check_refine_options", "coarse_mask", "first_lattice_step", "interpolants", "refine_surface"]
 
 
 def coarse_mask(shape: tuple[int, ...], step: int) -> np.ndarray:
@@ -45,6 +45,16 @@ def coarse_mask(shape: tuple[int, ...], step: int) -> np.ndarray:
     for ax in axes[1:]:
         mask = mask[..., None] & ax
     return mask
+
+
+def check_refine_options(rtol: float, budget: float, batch: float) -> None:
+    """Raise ``ValueError`` naming the first of :func:`refine_surface`'s ``rtol``, ``budget``,
+    ``batch`` out of range (NaN included), so that callers can check before any work."""
+    if not rtol > 0:
+        raise ValueError(f"rtol must be a positive relative error such as 0.003, got {rtol}")
+    for name, value in (("budget", budget), ("batch", batch)):
+        if not 0 < value <= 1:
+            raise ValueError(f"{name} is a fraction of the grid in (0, 1] such as 0.2, got {value}")
 
 
 def first_lattice_step(shape: tuple[int, ...], coarse_step: int | None = None) -> int:
@@ -174,12 +184,7 @@ def refine_surface(
     ``done`` False), later the picture interpolated from the points evaluated so far; either way
     ``meta["cancelled"]`` is True.
     """
-    if not 0 < budget <= 1:
-        raise ValueError(f"budget is a fraction of the grid in (0, 1], got {budget}")
-    if rtol <= 0:
-        raise ValueError(f"rtol must be positive, got {rtol}")
-    if not 0 < batch <= 1:
-        raise ValueError(f"batch is a fraction of the grid in (0, 1], got {batch}")
+    check_refine_options(rtol, budget, batch)
     for bad in ("only", "resume", "progress"):
         if bad in kwargs:
             raise TypeError(f"refine_surface() takes no {bad!r}: it chooses the points itself")

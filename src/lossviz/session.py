@@ -108,7 +108,7 @@ def _adaptive_options(adaptive: Any) -> dict | None:
     import math
     import numbers
 
-    from lossviz.refine import refine_surface
+    from lossviz.refine import check_refine_options, refine_surface
 
     params = inspect.signature(refine_surface).parameters
     options = {k: params[k].default for k in ADAPTIVE_OPTIONS}
@@ -140,13 +140,12 @@ def _adaptive_options(adaptive: Any) -> dict | None:
             raise ValueError(f"adaptive option {name!r} must be an integer >= {least}, got {v!r}")
         return int(v)
 
-    options["rtol"] = real("rtol")
-    if options["rtol"] <= 0:
-        raise ValueError(f"adaptive option 'rtol' (a relative error) must be positive, got {options['rtol']}")
-    for name in ("budget", "batch"):
+    for name in ("rtol", "budget", "batch"):
         options[name] = real(name)
-        if not 0 < options[name] <= 1:
-            raise ValueError(f"adaptive option {name!r} is a fraction of the grid in (0, 1], got {options[name]}")
+    try:
+        check_refine_options(options["rtol"], options["budget"], options["batch"])
+    except ValueError as e:
+        raise ValueError(f"adaptive option {e}") from None
     options["coarse_step"] = None if options["coarse_step"] is None else integer("coarse_step", 1)
     options["near_min"] = integer("near_min", 0)
     options["spacing"] = integer("spacing", 0)

@@ -254,14 +254,9 @@ def adaptive_summary(meta: Mapping[str, Any], total: int) -> dict | None:
     (``{"n_evaluated", "total", "rounds"}``; the flat index list of evaluated points stays in the
     kernel), or None for a fully evaluated surface."""
     info = meta.get("adaptive")
-    if not isinstance(info, Mapping):
+    if not isinstance(info, Mapping) or info.get("method") != "refine":
         return None
-    n_eval = info.get("n_evaluated")
-    if n_eval is None and info.get("evaluated") is not None:
-        n_eval = len(info["evaluated"])
-    rounds = info.get("rounds")
-    return {"n_evaluated": None if n_eval is None else int(n_eval), "total": int(total),
-            "rounds": None if rounds is None else int(rounds)}
+    return {"n_evaluated": int(info["n_evaluated"]), "total": int(total), "rounds": int(info["rounds"])}
 
 
 # ----------------------------------------------------------------------------------------- throttling

@@ -9,7 +9,6 @@ user's own factory.
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Sequence
 
 import torch
@@ -352,22 +351,9 @@ def _torchvision_model(name: str, kwargs: dict) -> nn.Module:
 
 
 def _factory_model(spec: str, kwargs: dict) -> nn.Module:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"model {spec!r}: write a user model as 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(
-            f"model {spec!r}: cannot import module {module_name!r} ({e}); is it on PYTHONPATH?"
-        ) from None
-    factory = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ValueError(f"model {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise ValueError(f"model {spec!r}: {attr!r} is not callable")
+    from lossviz.zoo.factory import import_factory
+
+    factory = import_factory(spec, "model", "an nn.Module")
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model {spec!r}: the factory returned {type(model).__name__}, not an nn.Module")
