@@ -1,82 +1,101 @@
+// @ts-check
 // Branch panel: the clicked checkpoint's hyperparameters in a form (edited fields marked), Train / Disturb /
 // Interpolate / Surface, the jobs with progress bars and Cancel, and distances between selected checkpoints.
-import { FIELDS, TRAIN_FIELDS, parseFields, displayValue, isEdited, surfaceMessage } from "./form.js";
+// The form's fields are the kernel's (options.fields): until it sends them the form is empty.
+import { trainFieldNames, parseFields, displayValue, isEdited, surfaceMessage } from "./form.js";
 import { fmt } from "./codecs.js";
+import { button, el, labelled, markInvalid, setOptions } from "./dom.js";
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
+/** @import { FieldSpec } from "./form.js" */
+/** @import { Ctx, JobRow } from "./types" */
+
+/** One field's control in the form, its error note, and the label holding both.
+ * @typedef {{spec: FieldSpec, input: HTMLInputElement | HTMLSelectElement, note: HTMLDivElement, label: HTMLLabelElement}} Control */
+
+/** The control of one field: a checkbox, a select of its choices, or a text input.
+ * @param {FieldSpec} f @returns {HTMLInputElement | HTMLSelectElement} */
+function fieldInput(f) {
+  if (f.type === "bool") return el("input", { type: "checkbox", name: f.name, title: f.hint });
+  if (f.type === "choice") {
+    const s = el("select", { name: f.name });
+    setOptions(s, f.choices ?? []);
+    return s;
   }
-  for (const c of children) if (c) e.append(c);
-  return e;
+  return el("input", { type: "text", name: f.name, spellcheck: "false", title: f.hint });
 }
-export { el };
 
+/** The branch panel in its container.
+ * @param {HTMLElement} container @param {Ctx} ctx */
 export function createBranchPanel(container, ctx) {
   container.classList.add("lv-branch");
   const header = el("div", { class: "lv-branch-header" });
-  const form = el("form", { class: "lv-form", autocomplete: "off" });
-  form.addEventListener("submit", (e) => e.preventDefault());
-  const inputs = {};
-  const notes = {};
-  for (const f of FIELDS) {
-    let input;
-    if (f.type === "bool") {
-      input = el("input", { type: "checkbox", name: f.name });
-      if (f.hint) input.title = f.hint;
-    } else if (f.type === "choice") {
-      input = el("select", { name: f.name });
-    } else {
-      input = el("input", { type: "text", name: f.name, spellcheck: "false" });
-      if (f.hint) input.title = f.hint;
-    }
-    input.dataset.field = f.name;
-    input.addEventListener("input", () => markEdited(f.name));
-    input.addEventListener("change", () => markEdited(f.name));
-    inputs[f.name] = input;
-    notes[f.name] = el("div", { class: "lv-field-error" });
-    form.append(el("label", { class: `lv-field lv-group-${f.group}`, "data-field": f.name }, el("span", { text: f.label }), input, notes[f.name]));
-  }
+  const form = el("form", { class: "lv-form", autocomplete: "off", onsubmit: (e) => e.preventDefault() });
   const buttons = el("div", { class: "lv-buttons" });
-  const mk = (name, label, fn, title) => {
-    const b = el("button", { type: "button", class: `lv-btn lv-${name}`, text: label, title: title ?? "" });
-    b.dataset.action = name;
-    b.addEventListener("click", fn);
-    buttons.append(b);
-    return b;
-  };
   const jobsBox = el("div", { class: "lv-jobs" });
   const distBox = el("div", { class: "lv-distances" });
-  container.append(header, form, buttons, el("div", { class: "lv-subtitle", text: "jobs" }), jobsBox, el("div", { class: "lv-subtitle", text: "distances between selected" }), distBox);
+  container.append(header, form, buttons, el("div", { class: "lv-subtitle", text: "jobs" }), jobsBox,
+    el("div", { class: "lv-subtitle", text: "distances between selected" }), distBox);
 
+  /** @type {readonly FieldSpec[]} */
+  let fields = [];
+  let builtFrom = "";  // the fields (as JSON) the form's controls were built from
+  /** @type {Map<string, Control>} */
+  const controls = new Map();
+  /** @type {Record<string, unknown>} */
   let original = {};
 
+  /** (Re)build the form's controls when the kernel's fields change.
+   * @param {readonly FieldSpec[]} specs */
+  function buildForm(specs) {
+    const key = JSON.stringify(specs);
+    if (key === builtFrom) return;
+    builtFrom = key;
+    fields = specs;
+    controls.clear();
+    for (const f of specs) {
+      const input = fieldInput(f);
+      input.dataset.field = f.name;
+      input.addEventListener("input", () => markEdited(f.name));
+      input.addEventListener("change", () => markEdited(f.name));
+      const note = el("div", { class: "lv-field-error" });
+      const label = labelled(f.label, input, note);
+      label.className = `lv-field lv-group-${f.group}`;
+      label.dataset.field = f.name;
+      controls.set(f.name, { spec: f, input, note, label });
+    }
+    form.replaceChildren(...Array.from(controls.values(), (c) => c.label));
+  }
+
+  /** @param {string} name */
   function raw(name) {
-    const i = inputs[name];
-    return i.type === "checkbox" ? i.checked : i.value;
+    const i = controls.get(name)?.input;
+    if (!i) return undefined;
+    return i instanceof HTMLInputElement && i.type === "checkbox" ? i.checked : i.value;
   }
+  /** @param {string} name */
   function markEdited(name) {
-    const f = FIELDS.find((q) => q.name === name);
-    const edited = isEdited(f, raw(name), original[name]);
-    inputs[name].closest(".lv-field").classList.toggle("lv-edited", edited);
-    notes[name].textContent = "";
-    inputs[name].classList.remove("lv-invalid");
+    const c = controls.get(name);
+    if (!c) return;
+    c.label.classList.toggle("lv-edited", isEdited(c.spec, raw(name), original[name]));
+    c.note.textContent = "";
+    markInvalid(c.input, false);
   }
+  /** The parsed values of the named fields, or null (each refusal shown under its field and in the banner).
+   * @param {readonly string[]} names @returns {Record<string, unknown> | null} */
   function collect(names) {
+    if (!names.every((n) => controls.has(n))) return null;  // the kernel's fields have not arrived
     const rawValues = Object.fromEntries(names.map((n) => [n, raw(n)]));
-    const { values, errors } = parseFields(rawValues, names);
+    const { values, errors } = parseFields(fields, rawValues, names);
     for (const n of names) {
-      notes[n].textContent = errors[n] ?? "";
-      inputs[n].classList.toggle("lv-invalid", Boolean(errors[n]));
+      const c = /** @type {Control} */ (controls.get(n));
+      c.note.textContent = errors[n] ?? "";
+      markInvalid(c.input, Boolean(errors[n]));
     }
     const msgs = Object.values(errors);
     if (msgs.length) { ctx.showError(msgs.join("; ")); return null; }
     return values;
   }
+  /** @param {string} what @returns {boolean} */
   function needClicked(what) {
     if (ctx.state.clicked === null || ctx.state.clicked === undefined) {
       ctx.showError(`${what}: click a checkpoint in the trajectory first`);
@@ -85,98 +104,96 @@ export function createBranchPanel(container, ctx) {
     return true;
   }
 
-  mk("train", "Train", () => {
-    const v = collect([...TRAIN_FIELDS, "epochs"]);
+  /** @param {string} name @param {string} label @param {() => void} fn @param {string} title */
+  const action = (name, label, fn, title) => {
+    const b = button(`lv-${name}`, label, title, fn);
+    b.dataset.action = name;
+    buttons.append(b);
+  };
+  action("train", "Train", () => {
+    const v = collect([...trainFieldNames(fields), "epochs"]);
     if (!v) return;
     const { epochs, ...hparams } = v;
     if (hparams.seed === null) delete hparams.seed;
     ctx.send({ type: "train", from: ctx.state.clicked ?? null, epochs, hparams });
   }, "train a new branch from the open checkpoint with these hyperparameters");
-  mk("disturb", "Disturb", () => {
+  action("disturb", "Disturb", () => {
     if (!needClicked("Disturb")) return;
     const v = collect(["magnitude", "seed"]);
     if (!v) return;
     ctx.send({ type: "disturb", from: ctx.state.clicked, magnitude: v.magnitude, seed: v.seed });
   }, "make a new branch root: the open checkpoint plus random noise of this magnitude");
-  mk("interpolate", "Interpolate", () => {
+  action("interpolate", "Interpolate", () => {
     const sel = ctx.state.selection;
     if (sel.length !== 2) { ctx.showError(`Interpolate needs exactly two selected checkpoints, ${sel.length} are selected`); return; }
     const v = collect(["n"]);
     if (!v) return;
     ctx.send({ type: "interpolate", a: sel[0], b: sel[1], n: v.n });
   }, "interpolate n points between the two selected checkpoints");
-  mk("surface", "Surface", () => {
+  action("surface", "Surface", () => {
     if (!needClicked("Surface")) return;
     const v = collect(["directions", "range", "resolution", "adaptive"]);
     if (!v) return;
     ctx.send(surfaceMessage(v, ctx.state.clicked, ctx.state.selection));
   }, "compute a loss surface around the open checkpoint");
-  mk("cancel", "Cancel", () => ctx.send({ type: "cancel" }), "cancel every running job");
-
-  function fillOptions() {
-    const opts = ctx.state.options ?? {};
-    for (const f of FIELDS) {
-      if (f.type !== "choice") continue;
-      const sel = inputs[f.name];
-      const values = opts[f.optionsKey] ?? [];
-      const have = Array.from(sel.options).map((o) => o.value).join("|");
-      if (have === values.join("|")) continue;
-      sel.replaceChildren(...values.map((v) => el("option", { value: v, text: v })));
-    }
-  }
+  action("cancel", "Cancel", () => ctx.send({ type: "cancel" }), "cancel every running job");
 
   function renderForm() {
-    fillOptions();
     const s = ctx.state;
+    buildForm(s.options.fields ?? []);
     original = { ...s.form };
-    for (const f of FIELDS) {
-      const i = inputs[f.name];
+    for (const { spec: f, input: i } of controls.values()) {
       const value = displayValue(f, s.form[f.name]);
-      if (f.type === "bool") i.checked = value; else i.value = value;
-      if (f.type === "choice" && value && !Array.from(i.options).some((o) => o.value === value)) i.append(el("option", { value, text: value }));
-      if (f.type === "choice") i.value = value;
+      if (i instanceof HTMLInputElement && i.type === "checkbox") i.checked = Boolean(value);
+      else if (i instanceof HTMLSelectElement) {
+        setOptions(i, f.choices ?? []);
+        if (value && !Array.from(i.options).some((o) => o.value === value)) i.append(el("option", { value: String(value), text: String(value) }));
+        i.value = String(value);
+      } else i.value = String(value);
       markEdited(f.name);
     }
     const t = s.table;
     const id = s.clicked;
-    if (id === null || id === undefined || !t.index.has(id)) {
+    const r = id === null || id === undefined ? undefined : t.index.get(id);
+    if (r === undefined) {
       header.innerHTML = "<b>no checkpoint open</b> — click a point in the trajectory; Train with nothing open starts from the project's first checkpoint";
     } else {
-      const r = t.index.get(id);
-      header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · epoch ${fmt(t.epochs[r])}`
-        + (t.metrics.train_loss ? ` · train loss ${fmt(t.metrics.train_loss[r])}` : "");
+      const loss = t.metrics.train_loss ? ` · train loss ${fmt(t.metrics.train_loss[r])}` : "";
+      header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · epoch ${fmt(t.epochs[r])}${loss}`;
     }
     container.dataset.clicked = id === null || id === undefined ? "" : String(id);
   }
 
   // Job rows are keyed by job id and updated in place: progress arrives many times a second, and a row
   // rebuilt on every update would swallow a click on its Cancel button.
+  /** @typedef {{row: HTMLDivElement, title: HTMLSpanElement, fill: HTMLDivElement, msg: HTMLSpanElement, cancel: HTMLButtonElement}} JobParts */
+  /** @type {Map<number, JobParts>} */
   const jobRows = new Map();
+  /** @param {number} id @returns {JobParts} */
   function jobRow(id) {
-    let row = jobRows.get(id);
-    if (!row) {
+    let parts = jobRows.get(id);
+    if (!parts) {
       const title = el("span", { class: "lv-job-title" });
-      const bar = el("div", { class: "lv-bar" }, el("div", { class: "lv-bar-fill" }));
+      const fill = el("div", { class: "lv-bar-fill" });
       const msg = el("span", { class: "lv-job-msg" });
-      const cancel = el("button", { type: "button", class: "lv-btn lv-job-cancel", text: "Cancel" });
-      cancel.addEventListener("click", () => ctx.send({ type: "cancel", job: id }));
-      row = el("div", { class: "lv-job" }, title, bar, msg, cancel);
+      const cancel = button("lv-job-cancel", "Cancel", undefined, () => ctx.send({ type: "cancel", job: id }));
+      const row = el("div", { class: "lv-job" }, title, el("div", { class: "lv-bar" }, fill), msg, cancel);
       row.dataset.job = String(id);
-      row.parts = { title, fill: bar.firstChild, msg, cancel };  // not row.title: that is the tooltip
-      jobRows.set(id, row);
+      parts = { row, title, fill, msg, cancel };
+      jobRows.set(id, parts);
     }
-    return row;
+    return parts;
   }
 
   function renderJobs() {
+    /** @type {JobRow[]} */
     const jobs = (ctx.state.jobs ?? []).slice().reverse();
     const live = new Set(jobs.map((j) => j.id));
     for (const id of [...jobRows.keys()]) if (!live.has(id)) jobRows.delete(id);
     const rows = jobs.map((j) => {
-      const row = jobRow(j.id);
+      const { row, title, fill, msg, cancel } = jobRow(j.id);
       row.className = `lv-job lv-job-${j.state}`;
       row.dataset.state = j.state;
-      const { title, fill, msg, cancel } = row.parts;
       title.textContent = `${j.kind} #${j.id} · ${j.state}`;
       fill.style.width = `${Math.round(100 * (j.progress ?? 0))}%`;
       msg.textContent = j.error ? j.error : `${j.done ?? 0}/${j.total ?? 0} ${j.message ?? ""}`;
@@ -191,7 +208,8 @@ export function createBranchPanel(container, ctx) {
   function renderDistances() {
     const d = ctx.state.distances;
     if (!d || d.n < 2) {
-      distBox.textContent = "select 2 or more checkpoints (Distances button for more than 16)";
+      const auto = ctx.state.options.limits?.auto_distances_max;
+      distBox.textContent = `select 2 or more checkpoints${auto === undefined ? "" : ` (Distances button for more than ${auto})`}`;
       return;
     }
     const head = el("tr", {}, el("th", { text: "" }), ...d.ids.map((id) => el("th", { text: String(id) })));
@@ -199,5 +217,5 @@ export function createBranchPanel(container, ctx) {
     distBox.replaceChildren(el("table", { class: "lv-dist-table" }, head, ...body));
   }
 
-  return { renderForm, renderJobs, renderDistances, inputs };
+  return { renderForm, renderJobs, renderDistances, controls };
 }

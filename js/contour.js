@@ -1,10 +1,17 @@
+// @ts-check
 // Contour view of the current 2-D surface: filled contour, contour lines or heatmap; log scale, vmin/vmax,
 // number of levels; the trajectory projected onto the plane (selected checkpoints highlighted), the centre,
 // and critical points. While the surface is still filling (coarse to fine) cells not computed yet are drawn
 // from the nearest computed one; computed cells that are NaN (diverged) stay gaps.
 import { rows } from "./codecs.js";
+import { plotIn } from "./dom.js";
 import { fillNearest, log10Values, colourLimits, contourLevels } from "./grids.js";
+import { PLOT_CONFIG, emptyNote } from "./plots.js";
 
+/** @import { Decoded, Surface } from "./codecs.js" */
+/** @import { Ctx, State, View } from "./types" */
+
+/** @type {Record<string, {symbol: string, color: string, label: string}>} */
 export const CRITICAL_STYLE = {
   minimum: { symbol: "triangle-down", color: "#00a651", label: "min" },
   maximum: { symbol: "triangle-up", color: "#d62728", label: "max" },
@@ -12,7 +19,9 @@ export const CRITICAL_STYLE = {
 };
 
 /** Values as drawn: while incomplete, cells not computed yet are preview-filled (computed NaN cells, i.e.
- * diverged points, stay gaps: `surface.doneMask`), log10 when asked. */
+ * diverged points, stay gaps: `surface.doneMask`), log10 when asked.
+ * @param {Pick<Surface, "z" | "done" | "total"> & {doneMask?: Uint8Array | null}} surface @param {boolean | undefined} log
+ * @returns {Decoded} */
 export function displayValues(surface, log) {
   const [ny, nx] = surface.z.shape.length === 2 ? surface.z.shape : [1, surface.z.shape[0]];
   let v = surface.done < surface.total ? fillNearest(surface.z.data, nx, ny, surface.doneMask ?? null) : surface.z.data;
@@ -21,7 +30,8 @@ export function displayValues(surface, log) {
 }
 
 /** The contour's title: metric and centre, "· N % computed" while filling, and for an adaptive surface
- * (interpolated between the points evaluated) a second, smaller line "adaptive: N of M points evaluated". */
+ * (interpolated between the points evaluated) a second, smaller line "adaptive: N of M points evaluated".
+ * @param {Surface} surface @returns {string} */
 export function surfaceTitle(surface) {
   const pct = Math.round(100 * surface.progress);
   let text = `${surface.metric} around checkpoint ${surface.center}${pct < 100 ? ` · ${pct} % computed` : ""}`;
@@ -32,17 +42,20 @@ export function surfaceTitle(surface) {
   return text;
 }
 
+/** The trajectory on the surface's plane (lifted onto the surface by `lift` in 3-D), and the selected checkpoints.
+ * @param {Surface} surface @param {State} state @param {((x: number, y: number) => number) | null} [lift]
+ * @returns {object[]} */
 export function trajectoryTraces(surface, state, lift = null) {
   const t = surface.trajectory;
   if (!t || !t.ids.length) return [];
-  const order = t.ids.map((id, k) => k).sort((a, b) => t.ids[a] - t.ids[b]);
+  const order = t.ids.map((_, k) => k).sort((a, b) => t.ids[a] - t.ids[b]);
   const x = order.map((k) => t.x[k]), y = order.map((k) => t.y[k]);
   const ids = order.map((k) => t.ids[k]);
   const sel = state.selectionSet;
-  const z = lift ? x.map((xv, i) => lift(xv, y[i])) : null;
   const base = { x, y, customdata: ids, hovertemplate: "checkpoint %{customdata}<extra></extra>", name: "trajectory" };
   const selK = ids.map((id, i) => (sel.has(id) ? i : -1)).filter((i) => i >= 0);
   if (lift) {
+    const z = x.map((xv, i) => lift(xv, y[i]));
     return [
       { type: "scatter3d", mode: "lines+markers", ...base, z, line: { color: "#222", width: 4 }, marker: { size: 3, color: "#222" } },
       { type: "scatter3d", mode: "markers", x: selK.map((i) => x[i]), y: selK.map((i) => y[i]), z: selK.map((i) => z[i]),
@@ -56,23 +69,23 @@ export function trajectoryTraces(surface, state, lift = null) {
   ];
 }
 
+/** The contour view in its cell.
+ * @param {HTMLElement} container @param {Ctx} ctx @returns {View} */
 export function createContour(container, ctx) {
   const { Plotly } = ctx;
-  const plot = document.createElement("div");
-  plot.className = "lv-plot lv-contour-plot";
-  container.appendChild(plot);
+  const plot = plotIn(container, "contour");
 
   function render() {
     const s = ctx.state;
     const surf = s.surface;
     const height = container.clientHeight || 340;
-    const layout = { margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, height, uirevision: "contour",
-      title: { text: "surface", font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "direction 1" } }, yaxis: { title: { text: "direction 2" } } };
-    if (!surf || surf.ndim !== 2) {
-      layout.annotations = [{ text: surf ? "1-D surface: see the 1-D view" : "no surface yet: click a checkpoint, then Surface",
-        showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
-      layout.xaxis.visible = false; layout.yaxis.visible = false;
-      Plotly.react(plot, [], layout, { displayModeBar: false, responsive: true });
+    const title = { text: "surface", font: { size: 12 }, x: 0.02 };
+    const frame = { margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, height, uirevision: "contour" };
+    const limits = s.options.limits;
+    if (!surf || surf.ndim !== 2 || !limits) {
+      const note = !surf ? "no surface yet: click a checkpoint, then Surface" : surf.ndim !== 2 ? "1-D surface: see the 1-D view" : "";
+      Plotly.react(plot, [], { ...frame, title, annotations: note ? [emptyNote(note)] : [],
+        xaxis: { title: { text: "direction 1" }, visible: false }, yaxis: { title: { text: "direction 2" }, visible: false } }, PLOT_CONFIG);
       container.dataset.state = "empty";
       return;
     }
@@ -87,7 +100,7 @@ export function createContour(container, ctx) {
     if (v.mode === "heatmap") {
       trace = { type: "heatmap", ...common };
     } else {
-      trace = { type: "contour", ...common, autocontour: false, contours: { ...contourLevels(lo, hi, v.levels), coloring: v.mode === "lines" ? "lines" : "fill", showlines: true },
+      trace = { type: "contour", ...common, autocontour: false, contours: { ...contourLevels(lo, hi, v.levels, limits), coloring: v.mode === "lines" ? "lines" : "fill", showlines: true },
         line: { width: v.mode === "lines" ? 1.5 : 0.5 } };
     }
     const traces = [trace, ...trajectoryTraces(surf, s)];
@@ -101,11 +114,12 @@ export function createContour(container, ctx) {
         name: kind, hovertemplate: `${kind} %{x:.3f}, %{y:.3f}<extra></extra>` });
     }
     const pct = Math.round(100 * surf.progress);
-    layout.title.text = surfaceTitle(surf);
-    if (surf.adaptive) layout.margin.t = 42;  // room for the title's second line
-    layout.xaxis.range = [surf.x[0], surf.x[surf.x.length - 1]];
-    layout.yaxis.range = [surf.y[0], surf.y[surf.y.length - 1]];
-    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+    Plotly.react(plot, traces, {
+      ...frame, margin: { ...frame.margin, t: surf.adaptive ? 42 : 28 },  // room for the title's second line
+      title: { ...title, text: surfaceTitle(surf) },
+      xaxis: { title: { text: "direction 1" }, range: [surf.x[0], surf.x[surf.x.length - 1]] },
+      yaxis: { title: { text: "direction 2" }, range: [surf.y[0], surf.y[surf.y.length - 1]] },
+    }, PLOT_CONFIG);
     container.dataset.state = pct < 100 ? "filling" : "complete";
     container.dataset.progress = String(surf.progress);
     container.dataset.adaptive = surf.adaptive ? String(surf.adaptive.n_evaluated) : "";

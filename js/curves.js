@@ -1,16 +1,27 @@
+// @ts-check
 // 1-D view (a 1-D surface and interpolation curves) and the metric view (train/test loss and accuracy
 // against epoch per branch, with the selected checkpoints highlighted).
 import { branchColor } from "./codecs.js";
+import { plotIn } from "./dom.js";
+import { PLOT_CONFIG, emptyNote } from "./plots.js";
 
-/** Per-branch series of one metric against epoch, sorted by epoch. */
+/** @import { Checkpoints } from "./codecs.js" */
+/** @import { Ctx, View } from "./types" */
+
+/** One branch's values of a metric: rows of the table in epoch order, with their epochs, values and ids.
+ * @typedef {{branch: number, rows: number[], x: number[], y: number[], ids: number[]}} Series */
+
+/** Per-branch series of one metric against epoch, sorted by epoch.
+ * @param {Checkpoints} table @param {string} metric @returns {Series[]} */
 export function metricSeries(table, metric) {
   const col = table.metrics[metric];
   if (!col) return [];
+  /** @type {Map<number, number[]>} */
   const byBranch = new Map();
   for (let r = 0; r < table.n; r++) {
     const b = Math.round(table.branches[r]);
-    if (!byBranch.has(b)) byBranch.set(b, []);
-    byBranch.get(b).push(r);
+    const rs = byBranch.get(b);
+    if (rs) rs.push(r); else byBranch.set(b, [r]);
   }
   const out = [];
   for (const [b, rs] of byBranch) {
@@ -20,15 +31,16 @@ export function metricSeries(table, metric) {
   return out;
 }
 
+/** The metric view in its cell.
+ * @param {HTMLElement} container @param {Ctx} ctx @returns {View} */
 export function createMetrics(container, ctx) {
   const { Plotly } = ctx;
-  const plot = document.createElement("div");
-  plot.className = "lv-plot lv-metrics-plot";
-  container.appendChild(plot);
+  const plot = plotIn(container, "metrics");
 
   function render() {
     const s = ctx.state;
     const table = s.table;
+    /** @type {object[]} */
     const traces = [];
     const panels = [["loss", "xaxis", "yaxis"], ["acc", "xaxis2", "yaxis2"]];
     for (const [suffix, xa, ya] of panels) {
@@ -55,19 +67,20 @@ export function createMetrics(container, ctx) {
       xaxis: { domain: [0, 0.46], title: { text: "epoch" } }, yaxis: { title: { text: "loss" } },
       xaxis2: { domain: [0.56, 1], title: { text: "epoch" }, anchor: "y2" }, yaxis2: { title: { text: "acc %" }, anchor: "x2" },
     };
-    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+    Plotly.react(plot, traces, layout, PLOT_CONFIG);
   }
   return { el: plot, render, destroy() { Plotly.purge(plot); } };
 }
 
+/** The 1-D view in its cell.
+ * @param {HTMLElement} container @param {Ctx} ctx @returns {View} */
 export function createLines(container, ctx) {
   const { Plotly } = ctx;
-  const plot = document.createElement("div");
-  plot.className = "lv-plot lv-lines-plot";
-  container.appendChild(plot);
+  const plot = plotIn(container, "lines");
 
   function render() {
     const s = ctx.state;
+    /** @type {object[]} */
     const traces = [];
     const surf = s.surface;
     const metric = s.surfaceMetric;
@@ -81,11 +94,9 @@ export function createLines(container, ctx) {
     });
     const height = container.clientHeight || 200;
     const layout = { height, margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: { font: { size: 9 } }, uirevision: "lines",
-      title: { text: `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } } };
-    if (!traces.length) {
-      layout.annotations = [{ text: "no line yet: Interpolate two selected checkpoints", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
-    }
-    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+      title: { text: `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } },
+      annotations: traces.length ? [] : [emptyNote("no line yet: Interpolate two selected checkpoints")] };
+    Plotly.react(plot, traces, layout, PLOT_CONFIG);
   }
   return { el: plot, render, destroy() { Plotly.purge(plot); } };
 }

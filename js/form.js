@@ -1,37 +1,49 @@
+// @ts-check
 // The branch panel's fields: how each is parsed and checked, and which ones the user edited. Pure, node-testable.
+// The fields themselves come from the kernel (options.fields, lossviz/widget/options.py), never from here.
 
-export const FIELDS = [
-  { name: "lr", label: "learning rate", type: "float", min: 0, minExclusive: true, group: "train" },
-  { name: "optimizer", label: "optimizer", type: "choice", optionsKey: "optimizers", group: "train" },
-  { name: "momentum", label: "momentum", type: "float", min: 0, group: "train" },
-  { name: "nesterov", label: "nesterov", type: "bool", group: "train" },
-  { name: "weight_decay", label: "weight decay", type: "float", min: 0, group: "train" },
-  { name: "batch_size", label: "batch size", type: "int", min: 1, group: "train" },
-  { name: "schedule", label: "schedule", type: "text", group: "train",
-    hint: "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar" },
-  { name: "seed", label: "seed", type: "int", min: 0, optional: true, group: "train" },
-  { name: "epochs", label: "epochs to train", type: "int", min: 1, group: "train" },
-  { name: "magnitude", label: "disturb magnitude", type: "float", min: 0, minExclusive: true, group: "disturb" },
-  { name: "n", label: "interpolation points (ends included)", type: "int", min: 2, max: 1000, group: "interpolate" },
-  { name: "directions", label: "surface directions", type: "choice", optionsKey: "directions", group: "surface" },
-  { name: "range", label: "surface range (min:max)", type: "range", group: "surface" },
-  { name: "resolution", label: "surface resolution", type: "int", min: 3, max: 401, group: "surface" },
-  { name: "adaptive", label: "adaptive (fewer points)", type: "bool", group: "surface",
-    hint: "a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of the grid; "
-      + "the rest interpolated. Saves work from about 30 points a side" },
-];
+/** One field of the branch panel's form, as the kernel sends it in `options.fields`.
+ * @typedef {object} FieldSpec
+ * @property {string} name  the hyperparameter or message key
+ * @property {string} label  what the form shows, and the subject of its error messages
+ * @property {"float" | "int" | "text" | "bool" | "choice" | "range"} type  range: a "min:max" text, min < max
+ * @property {string} group  "train", "disturb", "interpolate" or "surface"
+ * @property {number} [min]
+ * @property {number} [max]
+ * @property {boolean} [minExclusive]  min itself refused
+ * @property {boolean} [optional]  may be left empty (then null)
+ * @property {string[]} [choices]  a choice's values
+ * @property {string} [hint]  tooltip */
 
-/** The Surface button's message from parsed surface fields; `adaptive: true` only when ticked. */
+/** The parsed fields of a form: values by name, and the words of each refusal by name.
+ * @typedef {{values: Record<string, unknown>, errors: Record<string, string>}} Parsed */
+
+/** The field called `name`, or undefined.
+ * @param {readonly FieldSpec[]} fields @param {string} name @returns {FieldSpec | undefined} */
+export function fieldNamed(fields, name) {
+  return fields.find((f) => f.name === name);
+}
+
+/** The hyperparameters a Train sends: the train group but the epochs to train.
+ * @param {readonly FieldSpec[]} fields @returns {string[]} */
+export function trainFieldNames(fields) {
+  return fields.filter((f) => f.group === "train" && f.name !== "epochs").map((f) => f.name);
+}
+
+/** The Surface button's message from parsed surface fields; `adaptive: true` only when ticked.
+ * @param {Record<string, unknown>} values @param {number | null | undefined} center @param {Iterable<number>} selection
+ * @returns {Record<string, unknown>} */
 export function surfaceMessage(values, center, selection) {
+  /** @type {Record<string, unknown>} */
   const msg = { type: "surface", center, directions: values.directions, range: values.range, resolution: values.resolution };
   if (values.directions === "pca") msg.checkpoints = [...selection];
   if (values.adaptive === true) msg.adaptive = true;
   return msg;
 }
 
-export const TRAIN_FIELDS = FIELDS.filter((f) => f.group === "train" && f.name !== "epochs").map((f) => f.name);
-
-/** Parse the text (or checkbox state) of one field: {value} or {error: "words"}. */
+/** Parse the text (or checkbox state) of one field: {value} or {error: "words"}.
+ * @param {FieldSpec} spec @param {unknown} raw
+ * @returns {{value: string | number | boolean | null, error?: undefined} | {error: string, value?: undefined}} */
 export function parseField(spec, raw) {
   const text = typeof raw === "string" ? raw.trim() : raw;
   if (spec.type === "bool") return { value: raw === true || raw === "true" || raw === "on" };
@@ -56,26 +68,31 @@ export function parseField(spec, raw) {
   return { value: num };
 }
 
-/** Parse the named fields from raw inputs {name: raw}; returns {values, errors: {name: msg}}. */
-export function parseFields(raw, names = FIELDS.map((f) => f.name)) {
-  const values = {}, errors = {};
+/** Parse the named fields (all by default) from raw inputs {name: raw}; names not among the fields are skipped.
+ * @param {readonly FieldSpec[]} fields @param {Record<string, unknown>} raw @param {readonly string[]} [names]
+ * @returns {Parsed} */
+export function parseFields(fields, raw, names = fields.map((f) => f.name)) {
+  /** @type {Parsed} */
+  const out = { values: {}, errors: {} };
   for (const name of names) {
-    const spec = FIELDS.find((f) => f.name === name);
+    const spec = fieldNamed(fields, name);
     if (!spec) continue;
     const r = parseField(spec, raw[name]);
-    if (r.error) errors[name] = r.error; else values[name] = r.value;
+    if (r.error !== undefined) out.errors[name] = r.error; else out.values[name] = r.value;
   }
-  return { values, errors };
+  return out;
 }
 
-/** Text shown in an input for a value from the kernel. */
+/** Text shown in an input for a value from the kernel (a checkbox's state for a bool).
+ * @param {FieldSpec} spec @param {unknown} value @returns {string | boolean} */
 export function displayValue(spec, value) {
   if (spec.type === "bool") return Boolean(value);
   if (value === null || value === undefined) return "";
   return String(value);
 }
 
-/** True when the user changed the field from the value the kernel filled in. */
+/** True when the user changed the field from the value the kernel filled in.
+ * @param {FieldSpec} spec @param {unknown} raw @param {unknown} original @returns {boolean} */
 export function isEdited(spec, raw, original) {
   if (spec.type === "bool") return Boolean(raw) !== Boolean(original);
   const shown = displayValue(spec, original);

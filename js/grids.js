@@ -1,10 +1,16 @@
+// @ts-check
 // Pure helpers for surface grids (row-major (ny, nx), row = y, column = x; NaN = not computed yet).
+
+/** Numbers indexed and iterated: typed arrays and plain arrays.
+ * @typedef {ArrayLike<number> & Iterable<number>} Numbers */
 
 /** Fill the cells not computed yet with the value of the nearest computed cell (grid-index BFS, 4-neighbour),
  * so a surface computed coarse-to-fine draws as a blocky preview that sharpens as points arrive. `done`
  * (optional, length nx*ny, truthy = computed) marks the computed cells: those are never changed, so a
  * computed NaN (a diverged point) stays a gap; the search passes through gaps. Without `done`, every NaN
- * cell counts as not computed. Returns a new array. */
+ * cell counts as not computed. Returns a new array.
+ * @param {ArrayLike<number>} z @param {number} nx @param {number} ny @param {ArrayLike<number> | null} [done]
+ * @returns {Float32Array} */
 export function fillNearest(z, nx, ny, done = null) {
   const n = nx * ny;
   if (done && done.length !== n) throw new Error(`lossviz: done mask of ${done.length} cells for a ${ny}x${nx} grid`);
@@ -31,10 +37,13 @@ export function fillNearest(z, nx, ny, done = null) {
   return out;
 }
 
-/** Bilinear interpolation of z (ny, nx) on axes xs, ys (ascending) at (px, py); NaN outside the grid. */
+/** Bilinear interpolation of z (ny, nx) on axes xs, ys (ascending) at (px, py); NaN outside the grid.
+ * @param {ArrayLike<number>} xs @param {ArrayLike<number>} ys @param {ArrayLike<number>} z @param {number} px @param {number} py
+ * @returns {number} */
 export function bilinear(xs, ys, z, px, py) {
   const nx = xs.length, ny = ys.length;
   if (!(px >= xs[0] && px <= xs[nx - 1] && py >= ys[0] && py <= ys[ny - 1])) return NaN;
+  /** @param {ArrayLike<number>} a @param {number} v */
   const find = (a, v) => {
     let lo = 0, hi = a.length - 1;
     while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (a[mid] <= v) lo = mid; else hi = mid; }
@@ -48,31 +57,41 @@ export function bilinear(xs, ys, z, px, py) {
   return (1 - ty) * ((1 - tx) * z00 + tx * z01) + ty * ((1 - tx) * z10 + tx * z11);
 }
 
-/** [min, max] over finite values (null when none). */
+/** [min, max] over finite values (null when none).
+ * @param {Iterable<number>} values @returns {[number, number] | null} */
 export function finiteRange(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
   return lo <= hi ? [lo, hi] : null;
 }
 
-/** log10 of every value; values <= 0 become NaN (shown as gaps), so the colour scale is honest. */
+/** log10 of every value; values <= 0 become NaN (shown as gaps), so the colour scale is honest.
+ * @param {ArrayLike<number>} values @returns {Float32Array} */
 export function log10Values(values) {
   const out = new Float32Array(values.length);
   for (let k = 0; k < values.length; k++) out[k] = values[k] > 0 ? Math.log10(values[k]) : NaN;
   return out;
 }
 
-/** Contour spec {start, end, size} for `levels` levels between lo and hi (both inclusive). */
-export function contourLevels(lo, hi, levels) {
-  const n = Math.max(2, Math.round(levels));
+/** Contour spec {start, end, size} for `levels` levels between lo and hi (both inclusive); `levels` is held
+ * within the kernel's limits.
+ * @param {number} lo @param {number} hi @param {number} levels
+ * @param {{levels_min: number, levels_max: number}} limits
+ * @returns {{start: number, end: number, size: number}} */
+export function contourLevels(lo, hi, levels, { levels_min, levels_max }) {
+  const n = Math.min(levels_max, Math.max(levels_min, Math.round(levels)));
   if (!(hi > lo)) return { start: lo, end: lo, size: 1 };
   const size = (hi - lo) / (n - 1);
   return { start: lo, end: hi, size };
 }
 
-/** Colour limits after the view options: log scale and optional vmin/vmax (in data units). */
+/** Colour limits after the view options: log scale and optional vmin/vmax (in data units).
+ * @param {Numbers} values
+ * @param {{log?: boolean, vmin?: number | null, vmax?: number | null}} [options]
+ * @returns {[number, number]} */
 export function colourLimits(values, { log = false, vmin = null, vmax = null } = {}) {
   const finite = finiteRange(log ? log10Values(values) : values);
+  /** @param {number} v */
   const tr = (v) => (log ? (v > 0 ? Math.log10(v) : NaN) : v);
   let lo = vmin !== null && vmin !== undefined ? tr(vmin) : finite ? finite[0] : 0;
   let hi = vmax !== null && vmax !== undefined ? tr(vmax) : finite ? finite[1] : 1;

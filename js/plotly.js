@@ -1,3 +1,4 @@
+// @ts-check
 // Custom plotly.js bundle: the plotly core (as in plotly.js/lib/core, minus the components the Explorer never
 // uses: updatemenus, sliders, range slider/selector, images, error bars, 3-D annotations, and plotly's own
 // box/lasso selections, since the scatter's gestures are ours) plus only the trace types it draws.
@@ -24,9 +25,12 @@ import modebar from "plotly.js/src/components/modebar";
 import localeEn from "plotly.js/src/locale-en";
 import localeEnUs from "plotly.js/src/locale-en-us";
 
-const Plotly = { register: Registry.register };
+/** @import { PlotlyApi } from "./types" */
+
+/** @type {Record<string, unknown>} */
+const api = { register: Registry.register };
 for (const name of Object.keys(plotApi)) {
-  if (name.charAt(0) !== "_") Plotly[name] = plotApi[name];
+  if (name.charAt(0) !== "_") api[name] = plotApi[name];
   Registry.register({ moduleType: "apiMethod", name, fn: plotApi[name] });
 }
 Registry.register(scatter);
@@ -34,6 +38,8 @@ Registry.register(scatter);
 Registry.register([annotations, shapes, grid, colorscale, colorbar, legend, Fx, modebar]);
 Registry.register([localeEn, localeEnUs]);
 Registry.register([scattergl, contour, heatmap, surface, scatter3d]);
-Plotly.Plots = { resize: Plots.resize };
+api.Plots = { resize: Plots.resize };
 
+/** plotly's API (react, relayout, purge, downloadImage, ...) with Plots.resize */
+const Plotly = /** @type {PlotlyApi} */ (/** @type {unknown} */ (api));
 export default Plotly;

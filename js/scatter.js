@@ -1,3 +1,4 @@
+// @ts-check
 // Trajectory scatter: one point per checkpoint at its projected coordinates, lines from each branch's first
 // point to its parent, colour by branch (or a metric). Gestures are ours, not plotly's (dragmode false):
 // drag = brush (points within 8 px of the path), Ctrl/Cmd+drag = lasso, Alt+either = deselect,
@@ -6,37 +7,53 @@ import { branchColor, fmt, idAt } from "./codecs.js";
 import {
   brushHits, lassoHits, gestureFor, applySelection, toPixel, toData, zoomRange, panRange, nearestPoint, BRUSH_RADIUS_PX,
 } from "./selection.js";
+import { el, plotIn, svg } from "./dom.js";
+
+/** @import { Checkpoints, Projection } from "./codecs.js" */
+/** @import { Pixel, SelectionMode } from "./selection.js" */
+/** @import { Ctx, View } from "./types" */
+
+/** The placed checkpoints: point k is checkpoint ids[k] (table row rows[k]) at (xs[k], ys[k]).
+ * @typedef {{ids: number[], xs: number[], ys: number[], rows: number[]}} Points */
+
+/** The plot area in pixels (left, top, width, height) and the axis ranges shown.
+ * @typedef {{l: number, t: number, w: number, h: number, xr: number[], yr: number[]}} PlotBox */
 
 const GL_THRESHOLD = 4000; // above this many points, draw with WebGL (scattergl)
 
-/** Points of the scatter: rows of the table that the projection placed, in projection order. */
+/** Points of the scatter: rows of the table that the projection placed, in projection order.
+ * @param {Checkpoints} table @param {Projection} projection @returns {Points} */
 export function scatterPoints(table, projection) {
-  const ids = [], xs = [], ys = [], rowsOf = [];
+  /** @type {Points} */
+  const pts = { ids: [], xs: [], ys: [], rows: [] };
   for (let k = 0; k < projection.ids.length; k++) {
     const row = table.index.get(projection.ids[k]);
     if (row === undefined || !Number.isFinite(projection.x[k]) || !Number.isFinite(projection.y[k])) continue;
-    ids.push(projection.ids[k]); xs.push(projection.x[k]); ys.push(projection.y[k]); rowsOf.push(row);
+    pts.ids.push(projection.ids[k]); pts.xs.push(projection.x[k]); pts.ys.push(projection.y[k]); pts.rows.push(row);
   }
-  return { ids, xs, ys, rows: rowsOf };
+  return pts;
 }
 
-/** Line segments per branch: parent -> the branch's points in epoch order (NaN-separated for plotly). */
+/** Line segments per branch: parent -> the branch's points in epoch order (NaN-separated for plotly).
+ * @param {Checkpoints} table @param {Points} pts @returns {{branch: number, x: number[], y: number[]}[]} */
 export function branchLines(table, pts) {
   const byId = new Map(pts.ids.map((id, k) => [id, k]));
+  /** @type {Map<number, number[]>} */
   const branches = new Map();
   for (let k = 0; k < pts.ids.length; k++) {
     const b = Math.round(table.branches[pts.rows[k]]);
-    if (!branches.has(b)) branches.set(b, []);
-    branches.get(b).push(k);
+    const ks = branches.get(b);
+    if (ks) ks.push(k); else branches.set(b, [k]);
   }
   const lines = [];
   for (const [b, ks] of branches) {
     ks.sort((p, q) => table.epochs[pts.rows[p]] - table.epochs[pts.rows[q]] || pts.ids[p] - pts.ids[q]);
+    /** @type {number[]} */
     const x = [], y = [];
     const first = ks[0];
     const parent = idAt(table.parents, pts.rows[first]);
-    if (parent !== null && byId.has(parent)) {
-      const pk = byId.get(parent);
+    const pk = parent === null ? undefined : byId.get(parent);
+    if (pk !== undefined) {
       x.push(pts.xs[pk]); y.push(pts.ys[pk]);
     }
     for (const k of ks) { x.push(pts.xs[k]); y.push(pts.ys[k]); }
@@ -45,7 +62,8 @@ export function branchLines(table, pts) {
   return lines;
 }
 
-/** [min, max] of the finite values widened by 6 % on each side (±0.5 around a single value). */
+/** [min, max] of the finite values widened by 6 % on each side (±0.5 around a single value).
+ * @param {Iterable<number>} values @returns {[number, number]} */
 export function paddedRange(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
@@ -54,11 +72,13 @@ export function paddedRange(values) {
   return [lo - pad, hi + pad];
 }
 
+/** @param {Projection} projection @returns {[string, string]} */
 function axisTitles(projection) {
   const m = projection.method;
   if (m === "layout") return ["epoch", "branch"];
   if (m === "pca") {
-    const r = projection.meta?.explained_variance_ratio;
+    const r = /** @type {unknown[] | undefined} */ (projection.meta?.explained_variance_ratio);
+    /** @param {unknown} v */
     const pct = (v) => (typeof v === "number" ? ` (${(100 * v).toFixed(1)} %)` : "");
     return [`PC 1${pct(r?.[0])}`, `PC 2${pct(r?.[1])}`];
   }
@@ -66,15 +86,19 @@ function axisTitles(projection) {
   return ["direction 1", "direction 2"];
 }
 
+/** @param {Iterable<number>} values */
 function metricColour(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   return { lo: lo <= hi ? lo : 0, hi: lo <= hi ? hi : 1 };
 }
 
+/** The hover card of a checkpoint: id, kind, branch, epoch, parent, status, metrics, scalar hyperparameters.
+ * @param {Checkpoints} table @param {number} row @returns {string} */
 export function hoverCardHtml(table, row) {
   const id = Math.round(table.ids[row]);
   const parent = idAt(table.parents, row);
+  /** @type {Record<string, unknown>} */
   const hp = table.hparams[row] ?? {};
   const lines = [
     `<b>checkpoint ${id}</b> · ${table.kinds[row]} · branch ${Math.round(table.branches[row])}`,
@@ -83,33 +107,36 @@ export function hoverCardHtml(table, row) {
   const metrics = table.metricNames.map((m) => `${m} ${fmt(table.metrics[m][row])}`);
   if (metrics.length) lines.push(metrics.join(" · "));
   const hps = Object.entries(hp).filter(([, v]) => v !== null && typeof v !== "object").map(([k, v]) => `${k} ${fmt(v)}`);
-  const sched = hp.schedule && typeof hp.schedule === "object" ? `schedule ${hp.schedule.name ?? ""}` : null;
+  const schedule = /** @type {{name?: string} | null | undefined} */ (hp.schedule);
+  const sched = schedule && typeof schedule === "object" ? `schedule ${schedule.name ?? ""}` : null;
   if (sched) hps.push(sched);
   if (hps.length) lines.push(`<span class="lv-muted">${hps.join(" · ")}</span>`);
   return lines.join("<br>");
 }
 
+/** The trajectory view in its cell, with its gestures.
+ * @param {HTMLElement} container @param {Ctx} ctx
+ * @returns {View & {pixelOf(id: number): Pixel | null}} */
 export function createScatter(container, ctx) {
   const { Plotly } = ctx;
   container.classList.add("lv-scatter");
-  const plot = document.createElement("div");
-  plot.className = "lv-plot lv-scatter-plot";
-  const overlay = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  overlay.setAttribute("class", "lv-overlay");
-  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
-  path.setAttribute("class", "lv-gesture");
-  overlay.appendChild(path);
-  const card = document.createElement("div");
-  card.className = "lv-card";
+  const plot = plotIn(container, "scatter");
+  const path = svg("path", { class: "lv-gesture" });
+  const overlay = svg("svg", { class: "lv-overlay" }, path);
+  const card = el("div", { class: "lv-card" });
   card.hidden = true;
-  container.append(plot, overlay, card);
+  container.append(overlay, card);
 
+  /** @type {Points} */
   let pts = { ids: [], xs: [], ys: [], rows: [] };
+  /** @type {Checkpoints | null} */
   let table = null;
   let drawn = false;
+  /** @type {string | null} */
   let method = null;
   let userView = false; // the user zoomed or panned: keep their ranges
 
+  /** @returns {PlotBox | null} */
   function plotBox() {
     const fl = plot._fullLayout;
     if (!fl || !fl.xaxis) return null;
@@ -117,6 +144,7 @@ export function createScatter(container, ctx) {
     return { l: s.l, t: s.t, w: s.w, h: s.h, xr: fl.xaxis.range.slice(), yr: fl.yaxis.range.slice() };
   }
 
+  /** @param {PlotBox} box */
   function pixelPoints(box) {
     const n = pts.ids.length;
     const px = new Float64Array(n), py = new Float64Array(n);
@@ -129,15 +157,18 @@ export function createScatter(container, ctx) {
 
   function render() {
     const s = ctx.state;
-    table = s.table;
-    pts = scatterPoints(table, s.projection);
+    const t = s.table;
+    table = t;
+    pts = scatterPoints(t, s.projection);
     const sel = s.selectionSet;
     const colorBy = s.colorBy;
-    const byMetric = colorBy !== "branch" && table.metrics[colorBy];
-    const lines = branchLines(table, pts);
+    const byMetric = colorBy !== "branch" ? t.metrics[colorBy] : undefined;
+    const lines = branchLines(t, pts);
+    /** @type {object[]} */
     const traces = [];
     const manyBranches = lines.length > 40;
     if (manyBranches) {
+      /** @type {number[]} */
       const x = [], y = [];
       for (const l of lines) { x.push(...l.x, NaN); y.push(...l.y, NaN); }
       traces.push({ type: "scatter", mode: "lines", x, y, line: { color: "#bbb", width: 1 }, hoverinfo: "skip" });
@@ -148,11 +179,15 @@ export function createScatter(container, ctx) {
       }
     }
     const type = pts.ids.length > GL_THRESHOLD ? "scattergl" : "scatter";
-    const colours = byMetric ? pts.rows.map((r) => table.metrics[colorBy][r]) : pts.rows.map((r) => branchColor(table.branches[r]));
-    const marker = { size: pts.ids.length > GL_THRESHOLD ? 4 : 8, color: colours, line: { width: 0.5, color: "#fff" } };
+    const size = pts.ids.length > GL_THRESHOLD ? 4 : 8, line = { width: 0.5, color: "#fff" };
+    /** @type {object} */
+    let marker;
     if (byMetric) {
+      const colours = pts.rows.map((r) => byMetric[r]);
       const { lo, hi } = metricColour(colours);
-      Object.assign(marker, { colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: { title: { text: colorBy }, thickness: 10 } });
+      marker = { size, color: colours, line, colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: { title: { text: colorBy }, thickness: 10 } };
+    } else {
+      marker = { size, color: pts.rows.map((r) => branchColor(t.branches[r])), line };
     }
     traces.push({ type, mode: "markers", x: pts.xs, y: pts.ys, customdata: pts.ids, marker, hoverinfo: "none", name: "checkpoints" });
     const selK = [];
@@ -160,22 +195,23 @@ export function createScatter(container, ctx) {
     traces.push({ type, mode: "markers", x: selK.map((k) => pts.xs[k]), y: selK.map((k) => pts.ys[k]),
       marker: { size: pts.ids.length > GL_THRESHOLD ? 7 : 12, color: "rgba(0,0,0,0)", line: { width: 2, color: "#111" } },
       hoverinfo: "none", name: "selected" });
-    const ck = pts.ids.indexOf(s.clicked);
+    const ck = s.clicked === null ? -1 : pts.ids.indexOf(s.clicked);
     traces.push({ type: "scatter", mode: "markers", x: ck >= 0 ? [pts.xs[ck]] : [], y: ck >= 0 ? [pts.ys[ck]] : [],
       marker: { size: 16, symbol: "star", color: "#e31a1c", line: { width: 1, color: "#fff" } }, hoverinfo: "none", name: "open" });
     const [xt, yt] = axisTitles(s.projection);
     if (method !== s.projection.method) userView = false;
     method = s.projection.method;
+    // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
+    // every point when the selection overlay appears), unless the user zoomed or panned.
+    const ranges = userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
     const layout = {
       margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
       title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected`, font: { size: 12 }, x: 0.02 },
-      xaxis: { title: { text: xt }, zeroline: false }, yaxis: { title: { text: yt }, zeroline: false },
+      xaxis: { title: { text: xt }, zeroline: false, ...(ranges && { range: ranges[0] }) },
+      yaxis: { title: { text: yt }, zeroline: false, ...(ranges && { range: ranges[1] }),
+        ...(s.projection.method === "layout" && { dtick: 1 }) }, // branch lanes are whole numbers
       uirevision: s.projection.method, plot_bgcolor: "#fafafa",
     };
-    // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
-    // every point when the selection overlay appears), unless the user zoomed or panned.
-    if (!userView) { layout.xaxis.range = paddedRange(pts.xs); layout.yaxis.range = paddedRange(pts.ys); }
-    if (s.projection.method === "layout") layout.yaxis.dtick = 1; // branch lanes are whole numbers
     Plotly.react(plot, traces, layout, { displayModeBar: false, scrollZoom: false, responsive: true });
     drawn = true;
     container.dataset.points = String(pts.ids.length);
@@ -183,19 +219,27 @@ export function createScatter(container, ctx) {
   }
 
   // ------------------------------------------------------------------ gestures
+  /** A drag in progress: which gesture, from where, along which path, and the plot box when it began.
+   * @typedef {{gesture: "pan" | "brush" | "lasso", mode: SelectionMode | null, box: PlotBox, start: Pixel, last: Pixel,
+   *   path: Pixel[], moved: boolean}} Gesture */
+  /** @type {Gesture | null} */
   let gesture = null;
+  /** @param {MouseEvent} e @returns {Pixel} */
   const local = (e) => {
     const r = plot.getBoundingClientRect();
     return [e.clientX - r.left, e.clientY - r.top];
   };
-  const inside = (box, x, y) => box && x >= box.l && x <= box.l + box.w && y >= box.t && y <= box.t + box.h;
+  /** @param {PlotBox | null} box @param {number} x @param {number} y @returns {box is PlotBox} */
+  const inside = (box, x, y) => box !== null && x >= box.l && x <= box.l + box.w && y >= box.t && y <= box.t + box.h;
 
+  /** @param {Pixel[]} points @param {boolean} closed */
   function drawPath(points, closed) {
     if (!points.length) { path.setAttribute("d", ""); return; }
     const d = points.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join("") + (closed ? "Z" : "");
     path.setAttribute("d", d);
   }
 
+  /** @param {MouseEvent} e */
   function onDown(e) {
     if (e.button !== 0 || !drawn) return;
     const box = plotBox();
@@ -212,6 +256,7 @@ export function createScatter(container, ctx) {
   }
 
   let panFrame = 0;
+  /** @param {MouseEvent} e */
   function onMove(e) {
     if (!gesture) return;
     e.preventDefault();
@@ -236,6 +281,7 @@ export function createScatter(container, ctx) {
     drawPath(gesture.path, gesture.gesture === "lasso");
   }
 
+  /** @param {MouseEvent} e */
   function onUp(e) {
     window.removeEventListener("mousemove", onMove, true);
     window.removeEventListener("mouseup", onUp, true);
@@ -258,6 +304,7 @@ export function createScatter(container, ctx) {
     ctx.setSelection(applySelection(ctx.state.selection, ids, g.mode));
   }
 
+  /** @param {WheelEvent} e */
   function onWheel(e) {
     const box = plotBox();
     const [x, y] = local(e);
@@ -270,6 +317,7 @@ export function createScatter(container, ctx) {
     Plotly.relayout(plot, { "xaxis.range": zoomRange(box.xr, ax, factor), "yaxis.range": zoomRange(box.yr, ay, factor) });
   }
 
+  /** @param {MouseEvent} e */
   function onHover(e) {
     if (gesture || !drawn || !table) return;
     const box = plotBox();
@@ -286,6 +334,7 @@ export function createScatter(container, ctx) {
     card.dataset.id = String(pts.ids[k]);
   }
 
+  /** @param {MouseEvent} e */
   function onDblClick(e) {
     const box = plotBox();
     const [x, y] = local(e);
@@ -305,7 +354,8 @@ export function createScatter(container, ctx) {
   return {
     el: plot,
     render,
-    /** Pixel position (relative to the plot element) of a checkpoint, for tests and the benchmark. */
+    /** Pixel position (relative to the plot element) of a checkpoint, for tests and the benchmark.
+     * @param {number} id @returns {Pixel | null} */
     pixelOf(id) {
       const box = plotBox();
       const k = pts.ids.indexOf(id);

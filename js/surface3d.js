@@ -1,26 +1,31 @@
+// @ts-check
 // 3-D view of the current 2-D surface with its contour lines projected on the floor and the trajectory lifted
 // onto the surface (bilinear interpolation of the grid at each checkpoint's plane coordinates).
 import { rows } from "./codecs.js";
 import { bilinear, colourLimits } from "./grids.js";
 import { displayValues, trajectoryTraces } from "./contour.js";
+import { plotIn } from "./dom.js";
+import { PLOT_CONFIG, emptyNote } from "./plots.js";
 
+/** @import { Ctx, View } from "./types" */
+
+/** The 3-D view in its cell.
+ * @param {HTMLElement} container @param {Ctx} ctx @returns {View} */
 export function createSurface3d(container, ctx) {
   const { Plotly } = ctx;
-  const plot = document.createElement("div");
-  plot.className = "lv-plot lv-surface3d-plot";
-  container.appendChild(plot);
+  const plot = plotIn(container, "surface3d");
+  /** @type {string | null} */
   let lastKey = null;
 
   function render() {
     const s = ctx.state;
     const surf = s.surface;
     const height = container.clientHeight || 340;
-    const layout = { margin: { l: 0, r: 0, t: 28, b: 0 }, showlegend: false, height, uirevision: "surface3d",
-      title: { text: "3-D surface", font: { size: 12 }, x: 0.02 } };
+    const frame = { margin: { l: 0, r: 0, t: 28, b: 0 }, showlegend: false, height, uirevision: "surface3d" };
+    const title = { text: "3-D surface", font: { size: 12 }, x: 0.02 };
     if (!surf || surf.ndim !== 2) {
-      layout.annotations = [{ text: "no 2-D surface yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
-      layout.xaxis = { visible: false }; layout.yaxis = { visible: false };
-      Plotly.react(plot, [], layout, { displayModeBar: false, responsive: true });
+      Plotly.react(plot, [], { ...frame, title, annotations: [emptyNote("no 2-D surface yet")], xaxis: { visible: false }, yaxis: { visible: false } },
+        PLOT_CONFIG);
       container.dataset.state = "empty";
       lastKey = null;
       return;
@@ -33,16 +38,17 @@ export function createSurface3d(container, ctx) {
     const shown = displayValues(surf, v.log);
     const [lo, hi] = colourLimits(surf.z.data, { log: v.log, vmin: v.vmin, vmax: v.vmax });
     const z = rows(shown);
-    const lift = (x, y) => bilinear(surf.x, surf.y, shown.data, x, y);
+    const { x: xs, y: ys } = surf;
+    /** @param {number} x @param {number} y */
+    const lift = (x, y) => bilinear(xs, ys, shown.data, x, y);
     const traces = [{
       type: "surface", x: surf.x, y: surf.y, z, cmin: lo, cmax: hi, colorscale: "Viridis", showscale: false, opacity: 0.95,
       contours: { z: { show: true, usecolormap: true, project: { z: true }, width: 1 } }, name: surf.metric,
       hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>",
     }, ...trajectoryTraces(surf, s, lift)];
-    layout.scene = { xaxis: { title: { text: "d1" } }, yaxis: { title: { text: "d2" } },
+    const scene = { xaxis: { title: { text: "d1" } }, yaxis: { title: { text: "d2" } },
       zaxis: { title: { text: v.log ? `log10 ${surf.metric}` : surf.metric } }, aspectmode: "manual", aspectratio: { x: 1, y: 1, z: 0.7 } };
-    layout.title.text = `3-D ${surf.metric}`;
-    Plotly.react(plot, traces, layout, { displayModeBar: false, responsive: true });
+    Plotly.react(plot, traces, { ...frame, title: { ...title, text: `3-D ${surf.metric}` }, scene }, PLOT_CONFIG);
     container.dataset.state = surf.progress < 1 ? "filling" : "complete";
   }
 

@@ -1,6 +1,8 @@
+// @ts-check
 // lossviz Explorer: the anywidget entry point. Reads the model's traits (decoded by codecs.js), lays out the
 // views and panels, and turns user actions into trait changes (selection, clicked, view options) or command
-// messages to the kernel (train, cancel, disturb, interpolate, surface, project, export, ...).
+// messages to the kernel (train, cancel, disturb, interpolate, surface, project, export, ...). Every choice
+// list and limit comes from the kernel's `options` trait.
 import Plotly from "./plotly.js";
 import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances } from "./codecs.js";
 import { sameIds } from "./selection.js";
@@ -8,9 +10,14 @@ import { createScatter } from "./scatter.js";
 import { createContour } from "./contour.js";
 import { createSurface3d } from "./surface3d.js";
 import { createMetrics, createLines } from "./curves.js";
-import { createBranchPanel, el } from "./branch.js";
+import { createBranchPanel } from "./branch.js";
 import { createProjectPanel } from "./project.js";
+import { button, download, el, labelled, markInvalid, select, setOptions } from "./dom.js";
 
+/** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
+
+/** The traits decoded for drawing.
+ * @param {AnyModel} model @returns {State} */
 function readState(model) {
   const selection = (model.get("selection") ?? []).slice();
   return {
@@ -18,7 +25,7 @@ function readState(model) {
     projection: decodeProjection(model.get("projection")),
     selection,
     selectionSet: new Set(selection),
-    clicked: model.get("clicked"),
+    clicked: model.get("clicked") ?? null,
     form: model.get("form") ?? {},
     options: model.get("options") ?? {},
     colorBy: model.get("color_by") ?? "branch",
@@ -36,14 +43,18 @@ function readState(model) {
   };
 }
 
-// which views redraw when a trait changes
+/** @typedef {"scatter" | "metrics" | "contour" | "surface3d" | "lines" | "form" | "jobs" | "distances" | "project"
+ *   | "toolbar" | "banner" | "colorBy"} Part */
+
+/** Which parts redraw when a trait changes.
+ * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
   checkpoints: ["scatter", "metrics", "form", "colorBy"],
   projection: ["scatter", "toolbar"],
   selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
   clicked: ["scatter", "form"],
   form: ["form"],
-  options: ["form", "project"],
+  options: ["form", "project", "toolbar", "contour", "distances"],
   color_by: ["scatter", "toolbar"],
   surface: ["contour", "surface3d", "lines", "toolbar"],
   surface_metric: ["lines", "toolbar"],
@@ -62,105 +73,97 @@ const DEPENDS = {
   project: ["project"],
 };
 
-function downloadBytes(filename, mime, dataView) {
-  const blob = new Blob([dataView], { type: mime });
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = filename;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
-}
-
+/** @param {RenderProps} props */
 function render({ model, el: root }) {
-  const ctx = { Plotly, state: readState(model) };
   let localError = "";
-  ctx.send = (msg) => { localError = ""; model.send(msg); };
-  ctx.setSelection = (ids) => {
-    if (sameIds(ids, ctx.state.selection)) return;
-    model.set("selection", ids);
-    model.save_changes();
-  };
-  ctx.click = (id) => {
-    model.set("clicked", id);
-    model.save_changes();
-  };
-  ctx.showError = (msg) => {
-    localError = msg;
-    model.set("error", msg); // the kernel sees front-end validation errors too
-    model.save_changes();
-    schedule(["banner"]);
+  /** @type {Ctx} */
+  const ctx = {
+    Plotly,
+    state: readState(model),
+    send(msg) { localError = ""; model.send(msg); },
+    setSelection(ids) {
+      if (sameIds(ids, ctx.state.selection)) return;
+      model.set("selection", ids);
+      model.save_changes();
+    },
+    click(id) {
+      model.set("clicked", id);
+      model.save_changes();
+    },
+    showError(msg) {
+      localError = msg;
+      model.set("error", msg); // the kernel sees front-end validation errors too
+      model.save_changes();
+      schedule(["banner"]);
+    },
   };
 
   // ------------------------------------------------------------------ layout
-  const box = el("div", { class: "lossviz-explorer" });
+  const box = /** @type {HTMLDivElement & {__lossviz?: object}} */ (el("div", { class: "lossviz-explorer" }));
   box.style.setProperty("--lv-height", `${model.get("height") ?? 760}px`);
-  const banner = el("div", { class: "lv-banner" });
   const errorText = el("span", { class: "lv-error-text" });
-  const dismiss = el("button", { type: "button", class: "lv-btn lv-dismiss", text: "×", title: "dismiss" });
-  dismiss.addEventListener("click", () => { localError = ""; model.set("error", ""); model.save_changes(); });
+  const dismiss = button("lv-dismiss", "×", "dismiss", () => { localError = ""; model.set("error", ""); model.save_changes(); });
   const errorBox = el("div", { class: "lv-error", role: "alert" }, errorText, dismiss);
   const messageBox = el("div", { class: "lv-message" });
-  banner.append(errorBox, messageBox);
+  const banner = el("div", { class: "lv-banner" }, errorBox, messageBox);
 
   // toolbar
-  const select = (cls, values, title) => {
-    const s = el("select", { class: cls, title });
-    s.replaceChildren(...values.map((v) => el("option", { value: v, text: v })));
-    return s;
-  };
-  const projSel = select("lv-projection", ["layout", "pca", "tsne", "surface"], "projection of the checkpoints");
+  const projSel = select("lv-projection", [], "projection of the checkpoints");
   const colorSel = select("lv-color-by", ["branch"], "colour points by");
-  const btn = (cls, text, title, fn) => { const b = el("button", { type: "button", class: `lv-btn ${cls}`, text, title }); b.addEventListener("click", fn); return b; };
-  const selAll = btn("lv-select-all", "Select all", "select every checkpoint", () => ctx.send({ type: "select_all" }));
-  const selNone = btn("lv-select-none", "Select none", "clear the selection", () => ctx.send({ type: "select_none" }));
-  const distBtn = btn("lv-distances-btn", "Distances", "distances between the selected checkpoints", () => ctx.send({ type: "distances" }));
+  const selAll = button("lv-select-all", "Select all", "select every checkpoint", () => ctx.send({ type: "select_all" }));
+  const selNone = button("lv-select-none", "Select none", "clear the selection", () => ctx.send({ type: "select_none" }));
+  const distBtn = button("lv-distances-btn", "Distances", "distances between the selected checkpoints", () => ctx.send({ type: "distances" }));
   const pngSel = select("lv-png-view", ["trajectory", "contour", "3d", "metrics", "1d"], "view to export");
-  const pngBtn = btn("lv-png", "PNG", "download the chosen view as PNG", () => {
+  const pngBtn = button("lv-png", "PNG", "download the chosen view as PNG", () => {
     const target = { trajectory: views.scatter, contour: views.contour, "3d": views.surface3d, metrics: views.metrics, "1d": views.lines }[pngSel.value];
-    Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
+    if (target) Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
   });
-  const h5Btn = btn("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
-  const toolbar = el("div", { class: "lv-toolbar" },
-    el("label", {}, el("span", { text: "projection" }), projSel), el("label", {}, el("span", { text: "colour" }), colorSel),
+  const h5Btn = button("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
+  const toolbar = el("div", { class: "lv-toolbar" }, labelled("projection", projSel), labelled("colour", colorSel),
     selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn);
   projSel.addEventListener("change", () => { model.set("projection_method", projSel.value); model.save_changes(); });
   colorSel.addEventListener("change", () => { model.set("color_by", colorSel.value); model.save_changes(); });
 
   // surface view options
   const metricSel = select("lv-metric", ["train_loss"], "surface metric");
-  const modeSel = select("lv-mode", ["filled", "lines", "heatmap"], "contour style");
+  const modeSel = select("lv-mode", [], "contour style");
   const logBox = el("input", { type: "checkbox", class: "lv-log", title: "log scale" });
   const vminIn = el("input", { type: "text", class: "lv-vmin", placeholder: "vmin", title: "lowest value coloured (empty: auto)" });
   const vmaxIn = el("input", { type: "text", class: "lv-vmax", placeholder: "vmax", title: "highest value coloured (empty: auto)" });
   const levelsIn = el("input", { type: "text", class: "lv-levels", title: "number of contour levels" });
-  const progress = el("div", { class: "lv-bar lv-surface-progress" }, el("div", { class: "lv-bar-fill" }));
+  const progressFill = el("div", { class: "lv-bar-fill" });
+  const progress = el("div", { class: "lv-bar lv-surface-progress" }, progressFill);
   const viewOpts = el("div", { class: "lv-viewopts" }, metricSel, modeSel, el("label", {}, logBox, el("span", { text: "log" })), vminIn, vmaxIn,
-    el("label", {}, el("span", { text: "levels" }), levelsIn), progress);
+    labelled("levels", levelsIn), progress);
   metricSel.addEventListener("change", () => { model.set("surface_metric", metricSel.value); model.save_changes(); });
   modeSel.addEventListener("change", () => { model.set("contour_mode", modeSel.value); model.save_changes(); });
   logBox.addEventListener("change", () => { model.set("log_scale", logBox.checked); model.save_changes(); });
-  const numberOption = (input, trait, { integer = false, min = -Infinity, optional = true } = {}) => {
+  /** Send a view option typed as a number: empty clears an optional one; anything else not a number (or below
+   * `min`) is refused in words.
+   * @param {HTMLInputElement} input @param {"vmin" | "vmax" | "levels"} trait
+   * @param {{integer?: boolean, min?: () => number, optional?: boolean}} [rule] */
+  const numberOption = (input, trait, { integer = false, min = () => -Infinity, optional = true } = {}) => {
     input.addEventListener("change", () => {
       const text = input.value.trim();
-      if (text === "" && optional) { model.set(trait, null); model.save_changes(); input.classList.remove("lv-invalid"); return; }
+      if (text === "" && optional) { model.set(trait, null); model.save_changes(); markInvalid(input, false); return; }
       const v = Number(text);
-      if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min) {
-        input.classList.add("lv-invalid");
-        ctx.showError(`${trait} "${text}" is not ${integer ? `a whole number ≥ ${min}` : "a number"}`);
+      const lo = min();
+      if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < lo) {
+        markInvalid(input, true);
+        ctx.showError(`${trait} "${text}" is not ${integer ? `a whole number ≥ ${lo}` : "a number"}`);
         return;
       }
-      input.classList.remove("lv-invalid");
+      markInvalid(input, false);
       model.set(trait, v);
       model.save_changes();
     });
   };
   numberOption(vminIn, "vmin");
   numberOption(vmaxIn, "vmax");
-  numberOption(levelsIn, "levels", { integer: true, min: 2, optional: false });
+  // the input is disabled until the kernel's limits arrive
+  numberOption(levelsIn, "levels", { integer: true, min: () => ctx.state.options.limits?.levels_min ?? NaN, optional: false });
 
+  /** @param {string} cls */
   const cell = (cls) => el("div", { class: `lv-cell ${cls}` });
   const scatterCell = cell("lv-cell-scatter"), metricsCell = cell("lv-cell-metrics");
   const contourCell = cell("lv-cell-contour"), surfaceCell = cell("lv-cell-3d"), linesCell = cell("lv-cell-lines");
@@ -182,24 +185,25 @@ function render({ model, el: root }) {
 
   function renderToolbar() {
     const s = ctx.state;
+    const { projections = [], contour_modes: modes = [], limits } = s.options;
+    setOptions(projSel, projections);
     projSel.value = s.projection.method || model.get("projection_method");
-    const colours = ["branch", ...s.table.metricNames];
-    if (Array.from(colorSel.options).map((o) => o.value).join("|") !== colours.join("|")) {
-      colorSel.replaceChildren(...colours.map((v) => el("option", { value: v, text: v })));
-    }
+    setOptions(colorSel, ["branch", ...s.table.metricNames]);
     colorSel.value = s.colorBy;
-    const metrics = s.surface?.metrics?.length ? s.surface.metrics : [s.surfaceMetric];
-    if (Array.from(metricSel.options).map((o) => o.value).join("|") !== metrics.join("|")) {
-      metricSel.replaceChildren(...metrics.map((v) => el("option", { value: v, text: v })));
-    }
+    setOptions(metricSel, s.surface?.metrics?.length ? s.surface.metrics : [s.surfaceMetric]);
     metricSel.value = s.surfaceMetric;
+    setOptions(modeSel, modes);
     modeSel.value = s.view.mode;
     logBox.checked = Boolean(s.view.log);
-    if (document.activeElement !== vminIn) vminIn.value = s.view.vmin ?? "";
-    if (document.activeElement !== vmaxIn) vmaxIn.value = s.view.vmax ?? "";
+    if (document.activeElement !== vminIn) vminIn.value = String(s.view.vmin ?? "");
+    if (document.activeElement !== vmaxIn) vmaxIn.value = String(s.view.vmax ?? "");
     if (document.activeElement !== levelsIn) levelsIn.value = String(s.view.levels);
+    levelsIn.disabled = !limits;
+    levelsIn.title = limits ? `number of contour levels (${limits.levels_min} to ${limits.levels_max})` : "number of contour levels";
+    distBtn.title = limits ? `distances between the selected checkpoints (2 to ${limits.max_distances})`
+      : "distances between the selected checkpoints";
     const p = s.surface ? s.surface.progress : 0;
-    progress.firstChild.style.width = `${Math.round(100 * p)}%`;
+    progressFill.style.width = `${Math.round(100 * p)}%`;
     progress.title = s.surface ? `${s.surface.done}/${s.surface.total} points computed` : "no surface";
     selNone.disabled = s.selection.length === 0;
   }
@@ -210,6 +214,7 @@ function render({ model, el: root }) {
     messageBox.textContent = ctx.state.message;
     messageBox.hidden = !ctx.state.message;
   }
+  /** @type {Record<Part, () => void>} */
   const renderers = {
     scatter: () => views.scatter.render(), metrics: () => views.metrics.render(), contour: () => views.contour.render(),
     surface3d: () => views.surface3d.render(), lines: () => views.lines.render(), form: () => branch.renderForm(),
@@ -218,8 +223,11 @@ function render({ model, el: root }) {
   };
 
   // ------------------------------------------------------------------ batching of redraws
+  /** @type {Set<Part>} */
   const dirty = new Set();
+  /** @type {ReturnType<typeof setTimeout> | 0} */
   let timer = 0;
+  /** @param {Iterable<Part>} names */
   function schedule(names) {
     for (const n of names) dirty.add(n);
     if (!timer) timer = setTimeout(flush, 0);
@@ -230,22 +238,31 @@ function render({ model, el: root }) {
     const names = [...dirty];
     dirty.clear();
     for (const n of names) {
-      try { renderers[n](); } catch (err) { console.error(`lossviz: drawing ${n} failed`, err); errorText.textContent = `drawing ${n} failed: ${err.message}`; errorBox.hidden = false; }
+      try {
+        renderers[n]();
+      } catch (err) {
+        console.error(`lossviz: drawing ${n} failed`, err);
+        errorText.textContent = `drawing ${n} failed: ${err instanceof Error ? err.message : String(err)}`;
+        errorBox.hidden = false;
+      }
     }
   }
+  /** @type {[`change:${keyof Traits}`, () => void][]} */
   const handlers = [];
-  for (const [trait, names] of Object.entries(DEPENDS)) {
+  for (const [trait, names] of /** @type {[keyof Traits, Part[]][]} */ (Object.entries(DEPENDS))) {
     const fn = () => schedule(names);
     model.on(`change:${trait}`, fn);
     handlers.push([`change:${trait}`, fn]);
   }
+  /** @param {unknown} msg @param {DataView<ArrayBuffer>[]} buffers */
   const onMsg = (msg, buffers) => {
-    if (msg && msg.type === "download" && buffers && buffers.length) downloadBytes(msg.filename, msg.mime, buffers[0]);
+    const m = /** @type {{type?: string, filename?: string, mime?: string} | null} */ (msg);
+    if (m && m.type === "download" && buffers && buffers.length) download(String(m.filename), String(m.mime), buffers[0]);
   };
   model.on("msg:custom", onMsg);
 
   // first draw once the element is in the page (plotly needs its size)
-  schedule(Object.keys(renderers));
+  schedule(/** @type {Part[]} */ (Object.keys(renderers)));
   const resize = new ResizeObserver(() => {
     for (const v of Object.values(views)) if (v.el && v.el._fullLayout) Plotly.Plots.resize(v.el);
   });

@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FIELDS, parseField, parseFields, isEdited, surfaceMessage } from "../form.js";
+import { fieldNamed, parseField, parseFields, isEdited, surfaceMessage, trainFieldNames } from "../form.js";
+import { FIELDS, OPTIONS } from "./fixtures.js";
 
-const spec = (name) => FIELDS.find((f) => f.name === name);
+const spec = (name) => fieldNamed(FIELDS, name);
 
 test("numeric fields parse and refuse bad values in words", () => {
   assert.deepEqual(parseField(spec("lr"), "0.05"), { value: 0.05 });
@@ -18,7 +19,7 @@ test("numeric fields parse and refuse bad values in words", () => {
 });
 
 test("parseFields collects values and errors by name", () => {
-  const { values, errors } = parseFields({ lr: "0.1", momentum: "x", epochs: "3" }, ["lr", "momentum", "epochs"]);
+  const { values, errors } = parseFields(FIELDS, { lr: "0.1", momentum: "x", epochs: "3" }, ["lr", "momentum", "epochs"]);
   assert.deepEqual(values, { lr: 0.1, epochs: 3 });
   assert.deepEqual(Object.keys(errors), ["momentum"]);
 });
@@ -34,7 +35,7 @@ test("edited marks only real changes", () => {
 
 test("the Surface message carries adaptive: true only when the checkbox is ticked", () => {
   const parse = (adaptive, directions = "random") =>
-    parseFields({ directions, range: "-1:1", resolution: "11", adaptive }, ["directions", "range", "resolution", "adaptive"]);
+    parseFields(FIELDS, { directions, range: "-1:1", resolution: "11", adaptive }, ["directions", "range", "resolution", "adaptive"]);
   const ticked = parse(true);
   assert.deepEqual(ticked.errors, {});
   assert.deepEqual(surfaceMessage(ticked.values, 4, [1, 2]),
@@ -47,4 +48,14 @@ test("the Surface message carries adaptive: true only when the checkbox is ticke
   assert.equal(pca.adaptive, true);
   assert.equal(spec("adaptive").group, "surface");
   assert.equal(isEdited(spec("adaptive"), true, undefined), true);  // a form without the key: unticked
+});
+
+test("the fields come from the kernel: Train sends the train group but epochs; unknown names are skipped", () => {
+  assert.deepEqual(trainFieldNames(FIELDS), ["lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed"]);
+  assert.deepEqual(trainFieldNames([]), []);
+  assert.equal(fieldNamed(FIELDS, "nope"), undefined);
+  assert.deepEqual(parseFields(FIELDS, { nope: "1" }, ["nope"]), { values: {}, errors: {} });
+  assert.deepEqual(parseFields([], { lr: "0.1" }), { values: {}, errors: {} }); // before the kernel sends options
+  assert.match(parseField(spec("n"), "1001").error, /at most 1000/);
+  assert.deepEqual(spec("optimizer").choices, OPTIONS.optimizers); // a choice's values are the kernel's list
 });

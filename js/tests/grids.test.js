@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fillNearest, bilinear, finiteRange, log10Values, contourLevels, colourLimits } from "../grids.js";
+import { LIMITS } from "./fixtures.js";
 
 test("fillNearest fills every gap from the nearest computed cell and keeps computed cells", () => {
   const nx = 5, ny = 4, z = new Float32Array(nx * ny).fill(NaN);
@@ -32,7 +33,7 @@ test("fillNearest with a done mask fills only cells not computed yet; computed N
     const i = (k / nx) | 0, j = k % nx;
     const dist = Object.keys(seeds).map((s) => Math.abs(((s / nx) | 0) - i) + Math.abs((s % nx) - j));
     const best = Math.min(...dist);
-    const allowed = Object.values(seeds).filter((v, q) => dist[q] === best);
+    const allowed = Object.values(seeds).filter((_v, q) => dist[q] === best);
     assert.ok(allowed.includes(f[k]), `cell ${k}: ${f[k]} not among nearest ${allowed}`);
   }
   // without the mask every NaN counts as missing: the old preview paints over the gaps
@@ -59,8 +60,12 @@ test("ranges, logs, levels and colour limits", () => {
   assert.equal(finiteRange([NaN]), null);
   const l = log10Values(new Float32Array([100, 0, -1, 0.001]));
   assert.equal(l[0], 2); assert.ok(Number.isNaN(l[1]) && Number.isNaN(l[2])); assert.ok(Math.abs(l[3] + 3) < 1e-6);
-  const c = contourLevels(0, 1, 11);
+  const c = contourLevels(0, 1, 11, LIMITS);
   assert.ok(Math.abs(c.size - 0.1) < 1e-12);
+  // levels outside the kernel's limits are held within them
+  assert.ok(Math.abs(contourLevels(0, 1, 1, LIMITS).size - 1 / (LIMITS.levels_min - 1)) < 1e-12);
+  assert.ok(Math.abs(contourLevels(0, 1, 1e6, LIMITS).size - 1 / (LIMITS.levels_max - 1)) < 1e-12);
+  assert.deepEqual(contourLevels(3, 3, 11, LIMITS), { start: 3, end: 3, size: 1 });
   assert.deepEqual(colourLimits([1, 10, 100], { log: true }), [0, 2]);
   assert.deepEqual(colourLimits([1, 10, 100], { vmin: 5, vmax: 50 }), [5, 50]);
   assert.deepEqual(colourLimits([1, 10, 100], { log: true, vmax: 10 }), [0, 1]);
