@@ -1,6 +1,7 @@
 // @ts-check
-// Wire format shared with lossviz/widget.py: arrays cross as {view, dtype: "float32", shape}; in the browser the
-// view is a DataView over the message's binary buffer. Everything here is pure and runs under node too.
+// Wire format shared with the kernel (the lossviz/widget package): arrays cross as {view, dtype: "float32",
+// shape}; in the browser the view is a DataView over the message's binary buffer. Everything here is pure and
+// runs under node too.
 
 /** Values of a decoded array: float32 numbers, or a 0/1 uint8 mask.
  * @typedef {Float32Array | Uint8Array} Values */

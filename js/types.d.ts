@@ -1,5 +1,5 @@
 // Types of the Explorer's front end that are not one module's: the anywidget model and its traits (as the
-// kernel, lossviz/widget.py, sends them), the `options` constants, and the slice of the Plotly API the views use.
+// kernel, the lossviz/widget package, sends them), the `options` constants, and the slice of the Plotly API the views use.
 import type {
   Checkpoints, CheckpointsWire, Curve, CurveWire, Distances, DistancesWire, Projection, ProjectionWire, Surface, SurfaceWire,
 } from "./codecs.js";
@@ -12,6 +12,11 @@ export interface Limits {
   max_distances: number;
   levels_min: number;
   levels_max: number;
+  // the form's bounds, also in options.fields (the front end reads them there)
+  interpolation_min?: number;
+  interpolation_max?: number;
+  resolution_min?: number;
+  resolution_max?: number;
 }
 
 /** The `options` trait: every constant the front end shares with the kernel. Empty until the kernel sends it. */
