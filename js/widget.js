@@ -160,8 +160,8 @@ function render({ model, el: root }) {
   };
   numberOption(vminIn, "vmin");
   numberOption(vmaxIn, "vmax");
-  // the input is disabled until the kernel's limits arrive
-  numberOption(levelsIn, "levels", { integer: true, min: () => ctx.state.options.limits?.levels_min ?? NaN, optional: false });
+  // disabled, and refusing every value, until the kernel's limits arrive
+  numberOption(levelsIn, "levels", { integer: true, min: () => ctx.state.options.limits?.levels_min ?? Infinity, optional: false });
 
   /** @param {string} cls */
   const cell = (cls) => el("div", { class: `lv-cell ${cls}` });
