@@ -16,7 +16,7 @@ js() {
   npm run --if-present lint
   npm run --if-present typecheck
 }
-docs()  { "$VENV/bin/mkdocs" build --strict --site-dir build/site; }   # warnings are errors
+docs()  { NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --site-dir build/site; }   # warnings are errors
 tests() { "$VENV/bin/python" -m pytest "$@"; }         # the test command of README.md
 
 steps=()
