@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything lossviz needs on a fresh Debian machine, idempotently:
 # Debian's chromium (browser tests) and OpenMPI (MPI tests), a venv in .venv with torch and the
-# package with its extras (whose build runs npm and esbuild to produce src/lossviz/static/).
+# package with its extras (whose build runs npm and esbuild to produce src/lossviz/static/) and the dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +20,6 @@ PY=${PYTHON:-python3}
 # torch first, pinned to the release on this platform's disk/index (CPU or CUDA build, whichever pip serves)
 .venv/bin/python -c "import torch, torchvision" 2>/dev/null \
   || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[test,lab,dask,mpi]"
+# dev = test + docs (mkdocs, mkdocstrings) + ruff, mypy, pre-commit: what scripts/check.sh and .ci/run use
+.venv/bin/python -m pip install -q -e ".[dev,lab,dask,mpi]"
 .venv/bin/python -c "import lossviz, pathlib; p = pathlib.Path(lossviz.__file__).parent / 'static' / 'widget.js'; print('lossviz', lossviz.__version__, 'front end', p.stat().st_size if p.exists() else 'MISSING', 'bytes')"

@@ -1,7 +1,39 @@
-"""Shared test setup."""
+"""Shared test setup: one torch thread, and markers that follow the folder a test lives in.
+
+``tests/unit/`` holds one file per module; ``tests/system/`` the tests of the whole system (they start
+subprocesses, kernels or clusters) and ``tests/browser/`` the front end's; those two are also ``slow``, so
+``pytest -m "not slow"`` runs every unit test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
+
+TESTS = Path(__file__).resolve().parent
+
+MARKS_BY_FOLDER: dict[str, tuple[str, ...]] = {
+    "system": ("system", "slow"),
+    "browser": ("browser", "slow"),
+}
+"""Markers (registered in pyproject.toml) added to every test under ``tests/<folder>/``."""
+
+
+def marks_for(path: Path) -> tuple[str, ...]:
+    """The markers of a test file at ``path``: those of the first folder under ``tests/``, if any."""
+    try:
+        parts = Path(path).resolve().relative_to(TESTS).parts
+    except ValueError:  # a test outside tests/ (e.g. given by absolute path from elsewhere)
+        return ()
+    return MARKS_BY_FOLDER.get(parts[0], ()) if len(parts) > 1 else ()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in marks_for(item.path):
+            item.add_marker(name)
 
 
 @pytest.fixture(autouse=True, scope="session")
