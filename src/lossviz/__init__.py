@@ -1,25 +1,53 @@
-"""lossviz: loss landscapes and training trajectories of PyTorch models."""
+"""lossviz: loss landscapes and training trajectories of PyTorch models.
 
-from lossviz.grid import Axis, SurfaceGrid, parse_axis
-from lossviz.params import ParamSpace
-from lossviz.evaluate import EvalData, Evaluator, as_eval_data
-from lossviz.surface import Surface, compute_surface, interpolate
+``import lossviz`` is light (no torch): the names below are imported on first use (PEP 562).
 
-# ``lossviz.surface(...)`` is compute_surface (the submodule stays importable with
-# ``from lossviz.surface import ...``)
-surface = compute_surface
+* :class:`Session` (a project: checkpoints, training, stored surfaces) and :class:`Explorer` (its widget);
+* :func:`surface` (:func:`lossviz.landscape.compute_surface`), :func:`interpolate` and their result
+  :class:`Surface`;
+* the submodules, e.g. ``lossviz.hessian``, ``lossviz.projection``, ``lossviz.figures``, ``lossviz.io``,
+  ``lossviz.zoo``.
+"""
 
-__all__ = [
-    "Axis",
-    "EvalData",
-    "Evaluator",
-    "ParamSpace",
-    "Surface",
-    "SurfaceGrid",
-    "as_eval_data",
-    "compute_surface",
-    "interpolate",
-    "parse_axis",
-    "surface",
-]
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lossviz import figures, hessian, io, landscape, projection, zoo
+    from lossviz.landscape import Surface, interpolate
+    from lossviz.landscape import compute_surface as surface
+    from lossviz.session import Session
+    from lossviz.widget import Explorer
+
+__version__ = version("lossviz")
+
+# public name -> (module, attribute)
+_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "Session": ("lossviz.session", "Session"),
+    "Explorer": ("lossviz.widget", "Explorer"),
+    "Surface": ("lossviz.landscape", "Surface"),
+    "surface": ("lossviz.landscape", "compute_surface"),
+    "interpolate": ("lossviz.landscape", "interpolate"),
+}
+_SUBMODULES: tuple[str, ...] = ("figures", "hessian", "io", "landscape", "projection", "zoo")
+
+__all__ = ["Explorer", "Session", "Surface", "__version__", "interpolate", "surface"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ATTRIBUTES:
+        module, attribute = _ATTRIBUTES[name]
+        value = getattr(importlib.import_module(module), attribute)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"lossviz.{name}")
+    else:
+        raise AttributeError(f"module 'lossviz' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ATTRIBUTES, *_SUBMODULES})

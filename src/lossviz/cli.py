@@ -575,7 +575,7 @@ def _surface(args, executor=None) -> int:
     elif args.subsample:
         surface = _subsampled(args, model, data, test_data, directions, grid, kind, executor, common)
     else:
-        from lossviz.surface import compute_surface
+        from lossviz.landscape import compute_surface
 
         surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
                                   executor=executor, progress=not args.no_progress, **common)

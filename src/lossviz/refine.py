@@ -14,7 +14,7 @@ is least trustworthy, and fills the rest by interpolation:
   of the current minimum and the grid points nearest a given trajectory, until no estimate
   exceeds ``rtol`` or ``budget`` (a fraction of the grid) is spent.
 
-The result is a :class:`~lossviz.surface.Surface` (every point filled, ``done`` everywhere) whose
+The result is a :class:`~lossviz.landscape.Surface` (every point filled, ``done`` everywhere) whose
 ``errors[name]`` holds each point's estimated error (0 where evaluated) and
 ``meta["adaptive"]`` the points evaluated (``evaluated``, a flat index list), rounds and cost.
 """
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lossviz.grid import SurfaceGrid
-from lossviz.surface import Surface, compute_surface
+from lossviz.landscape import Surface, compute_surface
 
 __all__ = ["check_refine_options", "coarse_mask", "first_lattice_step", "interpolants", "refine_surface"]
 
@@ -169,7 +169,7 @@ def refine_surface(
     callback: Any = None,
     **kwargs: Any,
 ) -> Surface:
-    """The surface of :func:`~lossviz.surface.compute_surface` from adaptively chosen points.
+    """The surface of :func:`~lossviz.landscape.compute_surface` from adaptively chosen points.
 
     ``rtol``: the estimated relative error (of ``metric``, in the main split) at which a point
     is trusted to interpolation; ``budget``: most points evaluated, as a fraction of the grid;

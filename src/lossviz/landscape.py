@@ -1,6 +1,6 @@
 """Loss surfaces: metrics on a 1D line or 2D grid of points ``θ = θ₀ + α·d₁ (+ β·d₂)``.
 
-:func:`compute_surface` (public name ``lossviz.surface``) evaluates the grid's points coarse to
+:func:`compute_surface` (public name ``lossviz.surface``; this module is ``lossviz.landscape``) evaluates the grid's points coarse to
 fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
 already an evenly spread picture; it reports progress (tqdm and a callback), stops between chunks
 when a ``threading.Event`` is set, and resumes a partial surface. :func:`interpolate` is the 1D
