@@ -369,19 +369,16 @@ class PerSampleLoss:
 def _random_directions(space, center, args, ndim: int):
     """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
     normalization and ignore rule; ``--same-dir`` reuses x for y."""
-    import torch
+    from lossviz.directions import DirectionSet, DirectionSpec
 
-    from lossviz.directions import DirectionSet, random_direction
-
-    g = torch.Generator().manual_seed(args.seed)
     norm = lambda n: None if n == "none" else n  # noqa: E731
     ign = lambda i: None if i == "none" else i  # noqa: E731
-    vecs = [random_direction(space, center, generator=g, normalization=norm(args.xnorm), ignore=ign(args.xignore))]
-    if ndim == 2:
-        if args.same_dir:
-            vecs.append(vecs[0].clone())
-        else:
-            vecs.append(random_direction(space, center, generator=g, normalization=norm(args.ynorm), ignore=ign(args.yignore)))
+    drawn = 1 if ndim == 1 or args.same_dir else 2
+    spec = DirectionSpec.parse("random", drawn, normalization=(norm(args.xnorm), norm(args.ynorm))[:drawn],
+                               ignore=(ign(args.xignore), ign(args.yignore))[:drawn], seed=args.seed, kind=space.kind)
+    vecs = spec.vectors(space, center).vectors
+    if ndim == 2 and args.same_dir:
+        vecs.append(vecs[0].clone())
     meta = {"ynorm": norm(args.ynorm), "yignore": ign(args.yignore), "same_dir": bool(args.same_dir)} if ndim == 2 else {}
     return DirectionSet(vecs, kind=space.kind, normalization=norm(args.xnorm), ignore=ign(args.xignore),
                         seed=args.seed, method="random", meta=meta)

@@ -1,7 +1,7 @@
 """Loss surfaces: metrics on a 1D line or 2D grid of points ``θ = θ₀ + α·d₁ (+ β·d₂)``.
 
-:func:`compute_surface` (public name ``lossviz.surface``; this module is ``lossviz.landscape``) evaluates the grid's points coarse to
-fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
+:func:`compute_surface` (public name ``lossviz.surface``; this module is ``lossviz.landscape``)
+evaluates the grid's points coarse to fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
 already an evenly spread picture; it reports progress (tqdm and a callback), stops between chunks
 when a ``threading.Event`` is set, and resumes a partial surface. :func:`interpolate` is the 1D
 line between two models (``θ_A`` at 0, ``θ_B`` at 1).
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.directions import DirectionSet, as_direction, random_directions, target_direction
+from lossviz.directions import DirectionSet, DirectionSpec, target_direction
 from lossviz.evaluate import EvalData, Evaluator, as_eval_data
 from lossviz.executors import relax_malloc_trim, run_chunks
 from lossviz.grid import Axis, SurfaceGrid
@@ -168,12 +168,6 @@ def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- directions
-def _is_vector_like(value: Any, space: ParamSpace) -> bool:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.ndim == 1 and value.shape[0] == space.numel
-    return isinstance(value, Mapping)
-
-
 def resolve_directions(
     directions: Any,
     space: ParamSpace,
@@ -184,50 +178,16 @@ def resolve_directions(
     ignore: str | None = "biasbn",
     seed: int | None = 0,
 ) -> DirectionSet:
-    """A :class:`DirectionSet` with ``ndim`` directions over ``space``.
+    """A :class:`DirectionSet` with ``ndim`` directions over ``space`` (see :class:`DirectionSpec`).
 
     ``"random"`` draws filter-normalized (etc.) random directions seeded ``seed`` (x then y from one
     stream, like the reference). Given directions (a vector, a ``(ndim, D)`` tensor, a pair, a
     state dict, a :class:`DirectionSet`) are used as given: ``normalization`` applies to random
     directions only.
     """
-    if isinstance(directions, str):
-        if directions != "random":
-            raise ValueError(
-                f"unknown directions {directions!r}: use 'random', a DirectionSet, a vector, a pair "
-                "of vectors or a state dict"
-            )
-        return random_directions(
-            space, center, ndim, seed=seed, normalization=normalization, ignore=ignore
-        )
-    if isinstance(directions, DirectionSet):
-        ds = directions
-        if ds.kind != space.kind:
-            raise ValueError(
-                f"the directions are {ds.kind!r} directions but the surface is computed in the "
-                f"{space.kind!r} space: pass kind={ds.kind!r}"
-            )
-        if ds.numel != space.numel:
-            raise ValueError(
-                f"the directions have {ds.numel} entries but the model's {space.kind} space has "
-                f"{space.numel}: they belong to another architecture"
-            )
-    else:
-        if isinstance(directions, (torch.Tensor, np.ndarray)) and directions.ndim == 2:
-            vecs = [as_direction(space, v) for v in directions]
-        elif isinstance(directions, (tuple, list)) and 1 <= len(directions) <= 2 and all(
-            _is_vector_like(v, space) for v in directions
-        ):
-            vecs = [as_direction(space, v) for v in directions]
-        else:
-            vecs = [as_direction(space, directions)]
-        ds = DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, method="custom")
-    if ds.ndim != ndim:
-        raise ValueError(
-            f"{ds.ndim} direction(s) given for a {ndim}D surface: "
-            + ("pass y='min:max:num' for a 2D grid" if ds.ndim == 2 else "give two directions for a 2D grid")
-        )
-    return ds
+    spec = DirectionSpec.parse(directions, ndim, normalization=normalization, ignore=ignore, seed=seed,
+                               kind=space.kind)
+    return spec.vectors(space, center)
 
 
 # ---------------------------------------------------------------------------------------- compute
