@@ -271,16 +271,7 @@ def compute_surface(
     Other arguments go to :class:`Evaluator`.
     """
     grid = SurfaceGrid.from_specs(x, y)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not split or not isinstance(split, str):
-        raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
-    datasets = {split: as_eval_data(data, max_samples)}
-    if test_data is not None:
-        if split == "test":
-            raise ValueError("split='test' clashes with test_data: name the main split otherwise")
-        datasets["test"] = as_eval_data(test_data, max_samples)
-
+    datasets = _eval_datasets(model, data, test_data, split, max_samples)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     ds = resolve_directions(
@@ -303,17 +294,67 @@ def compute_surface(
     # built here once: validates model and data early, names the metrics, and is reused in-process
     local = evaluators_for(spec)
     names = [f"{s}_{m}" for s, ev in local.items() for m in ev.metric_names]
-
-    if resume is not None:
-        _check_resume(resume, grid, names, ds)
-        values = {n: np.array(resume.values[n], dtype=np.float64, copy=True) for n in names}
-        done = np.array(resume.done, dtype=bool, copy=True)
-    else:
-        values = {n: np.full(grid.shape, np.nan) for n in names}
-        done = np.zeros(grid.shape, dtype=bool)
+    values, done = _initial_values(grid, names, ds, resume)
     first = next(iter(local.values()))
-    meta = {
-        "kind": kind,
+    meta = _surface_meta(grid, ds, space, datasets, first, split=split, names=names, dtype=dtype,
+                         precision=precision, model_name=type(model).__name__)
+    if resume is not None:
+        meta = {**resume.meta, **meta}
+    surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
+
+    todo = _points_to_do(grid, done, only)
+    spec.n_points = len(todo)
+    step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
+    chunks = [todo[i : i + step] for i in range(0, len(todo), step)]
+    try:
+        errors, n_ok = _evaluate_chunks(surface, spec, grid.coords(), chunks, names, executor=executor,
+                                        cancel=cancel, callback=callback, progress=progress)
+    finally:
+        if executor is None:
+            meta.update(_strategy_meta(first))
+        release_evaluators(spec)
+    if errors:
+        meta["errors"] = errors[:20]
+        if n_ok == 0 and chunks:
+            raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
+    meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
+    return surface
+
+
+def _eval_datasets(
+    model: nn.Module, data: Any, test_data: Any, split: str, max_samples: int | None
+) -> dict[str, EvalData]:
+    """The evaluation data per split name (``split``, and ``"test"`` with ``test_data``)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not split or not isinstance(split, str):
+        raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
+    datasets = {split: as_eval_data(data, max_samples)}
+    if test_data is not None:
+        if split == "test":
+            raise ValueError("split='test' clashes with test_data: name the main split otherwise")
+        datasets["test"] = as_eval_data(test_data, max_samples)
+    return datasets
+
+
+def _initial_values(
+    grid: SurfaceGrid, names: list[str], ds: DirectionSet, resume: Surface | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(values, done)`` to start from: NaN and not done, or a copy of ``resume``'s (checked)."""
+    if resume is None:
+        return {n: np.full(grid.shape, np.nan) for n in names}, np.zeros(grid.shape, dtype=bool)
+    _check_resume(resume, grid, names, ds)
+    values = {n: np.array(resume.values[n], dtype=np.float64, copy=True) for n in names}
+    return values, np.array(resume.done, dtype=bool, copy=True)
+
+
+def _surface_meta(
+    grid: SurfaceGrid, ds: DirectionSet, space: ParamSpace, datasets: dict[str, EvalData], first: Evaluator,
+    *, split: str, names: list[str], dtype: torch.dtype, precision: str, model_name: str,
+) -> dict[str, Any]:
+    """What a surface records about how it was computed."""
+    return {
+        "kind": space.kind,
         "method": ds.method,
         "normalization": ds.normalization,
         "ignore": ds.ignore,
@@ -330,14 +371,23 @@ def compute_surface(
         "precision": precision,
         "channels_last": first.channels_last,
         "device": str(first.device),
-        "model": type(model).__name__,
+        "model": model_name,
         "numel": space.numel,
     }
-    if resume is not None:
-        meta = {**resume.meta, **meta}
-    surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
 
-    coords = grid.coords()
+
+def _strategy_meta(first: Evaluator) -> dict[str, Any]:
+    """The in-process evaluator's measured choices (CPU channels_last "auto" is decided on the first chunk)."""
+    return {
+        "strategy": first.strategy_used,
+        "points_per_call": first.points_per_call_used,
+        "batch_size": first.batch_size_used,
+        "channels_last": first.channels_last,
+    }
+
+
+def _points_to_do(grid: SurfaceGrid, done: np.ndarray, only: np.ndarray | None) -> np.ndarray:
+    """Flat indices of the points still to evaluate, coarse to fine (within ``only`` when given)."""
     order = grid.order()
     wanted = ~done.ravel()
     if only is not None:
@@ -348,53 +398,46 @@ def compute_surface(
                 f"{only.dtype} {only.shape}"
             )
         wanted &= only.ravel()
-    todo = order[wanted[order]]
-    spec.n_points = len(todo)
-    step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
-    chunks_idx = [todo[i : i + step] for i in range(0, len(todo), step)]
-    n_total = grid.size
+    return order[wanted[order]]
+
+
+def _evaluate_chunks(
+    surface: Surface, spec: EvalSpec, coords: np.ndarray, chunks: list[np.ndarray], names: list[str], *,
+    executor: Any, cancel: threading.Event | None, callback: Callback | None, progress: bool,
+) -> tuple[list[str], int]:
+    """Evaluate ``chunks`` (flat indices) into ``surface`` in place; returns (errors, points done).
+
+    A failed chunk stays NaN and not done (a warning says why); ``callback`` sees the surface after
+    every chunk.
+    """
+    from tqdm.auto import tqdm
+
     errors: list[str] = []
     n_ok = 0
+    n_total = surface.done.size
+    bar = tqdm(total=n_total, initial=surface.n_done, disable=not progress, desc="surface", unit="pt")
     try:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_total, initial=surface.n_done, disable=not progress, desc="surface", unit="pt")
-        try:
-            for i, fut in run_chunks(
-                evaluate_chunk, spec, [coords[idx] for idx in chunks_idx], executor, cancel=cancel
-            ):
-                idx = chunks_idx[i]
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a failed chunk stays NaN and not done
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    warnings.warn(
-                        f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
-                        RuntimeWarning,
-                    )
-                else:
-                    for name in names:
-                        values[name].reshape(-1)[idx] = result[name]
-                    done.reshape(-1)[idx] = True
-                    n_ok += len(idx)
-                bar.update(len(idx))
-                if callback is not None:
-                    callback(surface, surface.n_done, n_total)
-        finally:
-            bar.close()
+        for i, fut in run_chunks(evaluate_chunk, spec, [coords[idx] for idx in chunks], executor, cancel=cancel):
+            idx = chunks[i]
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a failed chunk stays NaN and not done
+                errors.append(f"{type(exc).__name__}: {exc}")
+                warnings.warn(
+                    f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
+                    RuntimeWarning, stacklevel=2,
+                )
+            else:
+                for name in names:
+                    surface.values[name].reshape(-1)[idx] = result[name]
+                surface.done.reshape(-1)[idx] = True
+                n_ok += len(idx)
+            bar.update(len(idx))
+            if callback is not None:
+                callback(surface, surface.n_done, n_total)
     finally:
-        if executor is None:
-            meta["strategy"] = first.strategy_used
-            meta["points_per_call"] = first.points_per_call_used
-            meta["batch_size"] = first.batch_size_used
-            meta["channels_last"] = first.channels_last  # CPU "auto" is decided on the first chunk
-        release_evaluators(spec)
-    if errors:
-        meta["errors"] = errors[:20]
-        if n_ok == 0 and chunks_idx:
-            raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
-    meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
-    return surface
+        bar.close()
+    return errors, n_ok
 
 
 def interpolate(
