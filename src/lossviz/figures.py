@@ -1,18 +1,24 @@
-"""Plotly figures of the Explorer's views, for scripts and static export (``fig.write_html``, ``write_image``).
+"""Static figures: the Explorer's views and the CLI's plot, for scripts and export (:func:`write_figure`).
 
 The same conventions as the widget: surfaces are ``(ny, nx)`` with ``z[i, j] = f(x[j], y[i])``; NaN cells
 are gaps; the trajectory is drawn from a :class:`~lossviz.session.Projection`-like object (``ids``,
-``coords``) or ``surface.meta["trajectory"]``.
+``coords``) or ``surface.meta["trajectory"]``. The rules the views share live here once:
+:func:`default_metric` (the metric shown for a surface), :func:`critical_markers` (critical points as
+markers) and :func:`axis_text` (a coordinate axis in words). Plotly is imported when a figure is made.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-from typing import Any, Iterable, Mapping, Sequence
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#ad494a", "#3182bd", "#f28e2b")
@@ -29,15 +35,49 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
 
 
-def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
+# ---------------------------------------------------------------------------------------- shared rules
+DEFAULT_METRICS = ("train_loss", "test_loss", "loss")  # shown first when present, in this order
+
+
+def default_metric(surface: Any, wanted: str | None = None) -> str:
+    """The metric shown for ``surface`` (a Surface or a mapping with ``values``): ``wanted`` if given
+    (it must be one of the surface's), else the first of :data:`DEFAULT_METRICS` present, else the
+    surface's first metric."""
     values = _field(surface, "values") or {}
     if not values:
-        raise ValueError("the surface has no values: compute it first")
-    if metric is None:
-        metric = "train_loss" if "train_loss" in values else next(iter(values))
-    if metric not in values:
-        raise ValueError(f"metric {metric!r} is not in this surface: use one of {list(values)}")
-    z = np.asarray(values[metric], dtype=np.float64)
+        raise ValueError("the surface has no metric values: compute it first")
+    if wanted is not None:
+        if wanted not in values:
+            raise ValueError(f"metric {wanted!r} is not in the surface; it has {', '.join(values)}")
+        return wanted
+    return next((m for m in DEFAULT_METRICS if m in values), next(iter(values)))
+
+
+def axis_text(values: Any) -> str:
+    """A coordinate axis as its grid spec ``"min:max:num"`` (e.g. ``"-1:1:51"``)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    return f"{v[0]:g}:{v[-1]:g}:{len(v)}"
+
+
+def critical_markers(x: Any, y: Any, z: Any) -> list[dict[str, Any]]:
+    """Critical points of the grid ``z[i, j] = f(x[j], y[i])`` (``y`` None: a line) as markers
+    ``{"kind", "x", "y", "value"}`` (JSON-able floats): the refined position and value where the
+    quadratic fit succeeded, else the grid node's. Non-finite points are left out of the search."""
+    from lossviz.critical import critical_points
+
+    out = []
+    for p in critical_points(x, y, z):
+        refined = math.isfinite(p.x_refined)
+        value = p.value_refined if refined and math.isfinite(p.value_refined) else p.value
+        py = (p.y_refined if refined else p.y) if y is not None else None
+        out.append({"kind": p.kind, "x": float(p.x_refined if refined else p.x),
+                    "y": None if py is None else float(py), "value": float(value)})
+    return out
+
+
+def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
+    metric = default_metric(surface, metric)
+    z = np.asarray(_field(surface, "values")[metric], dtype=np.float64)
     done = _field(surface, "done")
     if done is not None:
         z = np.where(np.asarray(done, bool), z, np.nan)
@@ -73,6 +113,8 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
                    trajectory: Any = None, critical: bool | Sequence[Any] = True) -> go.Figure:
     """2-D contour (``mode`` "filled" / "lines" / "heatmap") of ``surface``'s ``metric``, with the trajectory
     (``trajectory`` or ``surface.meta["trajectory"]``), the centre (0, 0) and critical points."""
+    import plotly.graph_objects as go
+
     if mode not in CONTOUR_MODES:
         raise ValueError(f"mode {mode!r} is unknown: use one of {CONTOUR_MODES}")
     if _field(surface, "y") is None:
@@ -101,7 +143,7 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="centre",
                              marker=dict(symbol="star", size=14, color="#e31a1c")))
     if critical is not False:
-        points = critical if not isinstance(critical, bool) else _critical(x, y, z)
+        points = critical if not isinstance(critical, bool) else critical_markers(x, y, z)
         for kind, (symbol, color) in CRITICAL_STYLE.items():
             pts = [p for p in points if _field(p, "kind") == kind]
             if pts:
@@ -110,19 +152,6 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
     fig.update_layout(xaxis_title="direction 1", yaxis_title="direction 2", title=f"{metric} around checkpoint "
                       f"{(_field(surface, 'meta') or {}).get('center', '?')}", showlegend=False)
     return fig
-
-
-def _critical(x: np.ndarray, y: np.ndarray | None, z: np.ndarray) -> list[dict]:
-    if not np.isfinite(z).all():
-        return []
-    from lossviz.critical import critical_points
-
-    out = []
-    for p in critical_points(x, y, z):
-        refined = math.isfinite(p.x_refined)
-        out.append({"kind": p.kind, "x": p.x_refined if refined else p.x,
-                    "y": (p.y_refined if refined else p.y) if y is not None else None})
-    return out
 
 
 def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) -> float:
@@ -139,6 +168,8 @@ def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) 
 
 def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None) -> go.Figure:
     """3-D surface with contour lines projected on the floor and the trajectory lifted onto the surface."""
+    import plotly.graph_objects as go
+
     if _field(surface, "y") is None:
         raise ValueError("surface3d_figure needs a 2-D surface (y is None): use line_figure for 1-D surfaces")
     metric, z = _surface_values(surface, metric)
@@ -159,6 +190,8 @@ def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = Fal
 
 def line_figure(surface: Any = None, metric: str | None = None, *, curves: Iterable[Any] = ()) -> go.Figure:
     """1-D view: a 1-D surface (``y is None``) and/or interpolation curves (``{"name", "x", "metrics"}``)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     if surface is not None:
         if _field(surface, "y") is not None:
@@ -180,6 +213,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
                       selection: Iterable[int] = ()) -> go.Figure:
     """Checkpoints at their projected coordinates, lines from each branch's first point to its parent,
     coloured by branch (or by a metric name); selected ids ringed."""
+    import plotly.graph_objects as go
+
     by_id = {int(_field(c, "id")): c for c in checkpoints}
     ids = [int(i) for i in _field(projection, "ids")]
     coords = np.asarray(_field(projection, "coords"), dtype=np.float64).reshape(-1, 2)
@@ -218,6 +253,9 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
 
 def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ()) -> go.Figure:
     """Train (solid) and test (dotted) loss and accuracy against epoch, one line per branch."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
     sel = set(int(s) for s in selection)
     branches: dict[int, list[Any]] = {}
@@ -243,3 +281,72 @@ def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ())
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(showlegend=False, title="metrics (solid train, dotted test)")
     return fig
+
+
+# ---------------------------------------------------------------------------------------- the CLI's plot
+def surface_figure(surface: Any, metric: str | None = None, title: str | None = None) -> go.Figure:
+    """One metric of a surface file: 1-D the line (:func:`line_figure`, accuracy on a second axis when
+    present), 2-D the contour (:func:`contour_figure`) beside the 3-D surface (:func:`surface3d_figure`)."""
+    from plotly.subplots import make_subplots
+
+    metric = default_metric(surface, metric)
+    title = title or metric
+    if _field(surface, "y") is None:
+        acc = metric.replace("_loss", "_acc")
+        has_acc = acc != metric and acc in _field(surface, "values")
+        fig = make_subplots(specs=[[{"secondary_y": has_acc}]])
+        for trace in line_figure(surface, metric).data:
+            fig.add_trace(trace.update(name=metric), secondary_y=False)
+        if has_acc:
+            for trace in line_figure(surface, acc).data:
+                fig.add_trace(trace.update(name=acc, line={"dash": "dash"}), secondary_y=True)
+            fig.update_yaxes(title_text=acc, secondary_y=True)
+        fig.update_xaxes(title_text="x")
+        fig.update_yaxes(title_text=metric, secondary_y=False)
+        fig.update_layout(title=title, width=800, height=500, showlegend=True)
+        return fig
+    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "xy"}, {"type": "scene"}]],
+                        subplot_titles=(f"{metric}: contour", f"{metric}: surface"))
+    for trace in contour_figure(surface, metric).data:
+        if trace.type == "contour":
+            trace.update(colorbar={"x": 0.45, "len": 0.9})
+        fig.add_trace(trace, row=1, col=1)
+    for trace in surface3d_figure(surface, metric).data:
+        fig.add_trace(trace, row=1, col=2)
+    fig.update_xaxes(title_text="direction 1", row=1, col=1)
+    fig.update_yaxes(title_text="direction 2", row=1, col=1)
+    fig.update_layout(title=title, width=1200, height=560, showlegend=False,
+                      scene={"xaxis_title": "direction 1", "yaxis_title": "direction 2", "zaxis_title": metric})
+    return fig
+
+
+PLOT_SUFFIXES = (".png", ".html", ".htm")
+
+
+def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Write ``fig`` atomically as PNG (``.png``, needs kaleido) or HTML (``.html``, self-contained).
+
+    Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
+    it instead and says so.
+    """
+    from lossviz.io import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"plot file {str(path)!r}: use a .html or .png name")
+    note = None
+    if path.suffix.lower() == ".png":
+        if importlib.util.find_spec("kaleido") is None:
+            note = "kaleido is not installed (pip install kaleido), so the plot was written as HTML"
+        else:
+            try:
+                with atomic_path(path) as tmp:
+                    fig.write_image(tmp, format="png")
+                return path, None
+            except Exception as e:  # noqa: BLE001 - kaleido needs a browser; fall back to HTML
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                note = f"PNG export failed ({first}), so the plot was written as HTML"
+        path = path.with_suffix(".html")
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    return path, note
