@@ -1,6 +1,7 @@
 """lossviz: loss landscapes and training trajectories of PyTorch models.
 
-``import lossviz`` is light (no torch): the names below are imported on first use (PEP 562).
+``import lossviz`` is light (no torch): the names below (and ``__version__``, from the package
+metadata) are imported on first use (PEP 562).
 
 * :class:`Session` (a project: checkpoints, training, stored surfaces) and :class:`Explorer` (its widget);
 * :func:`surface` (:func:`lossviz.landscape.compute_surface`), :func:`interpolate` and their result
@@ -12,7 +13,6 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lossviz.session import Session
     from lossviz.widget import Explorer
 
-__version__ = version("lossviz")
+__version__: str  # the installed package's version (pyproject.toml), read on first use
 
 # public name -> (module, attribute)
 _ATTRIBUTES: dict[str, tuple[str, str]] = {
@@ -38,7 +38,11 @@ __all__ = ["Explorer", "Session", "Surface", "__version__", "interpolate", "surf
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ATTRIBUTES:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value: Any = version("lossviz")
+    elif name in _ATTRIBUTES:
         module, attribute = _ATTRIBUTES[name]
         value = getattr(importlib.import_module(module), attribute)
     elif name in _SUBMODULES:
@@ -50,4 +54,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_ATTRIBUTES, *_SUBMODULES})
+    return sorted({*globals(), "__version__", *_ATTRIBUTES, *_SUBMODULES})
