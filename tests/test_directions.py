@@ -54,14 +54,14 @@ def reference_random(net: nn.Module, kind: str, norm: str, ignore: str, seed: in
     else:
         weights = list(net.state_dict().values())
         direction = [torch.randn(w.size()) for w in weights]
-    for d, w in zip(direction, weights):
+    for d, w in zip(direction, weights, strict=True):
         if d.dim() <= 1:
             if ignore == "biasbn":
                 d.fill_(0)
             else:
                 d.copy_(w)
         elif norm == "filter":
-            for df, wf in zip(d, w):
+            for df, wf in zip(d, w, strict=True):
                 df.mul_(wf.norm() / (df.norm() + 1e-10))
         elif norm == "layer":
             d.mul_(w.norm() / d.norm())
@@ -73,7 +73,7 @@ def reference_random(net: nn.Module, kind: str, norm: str, ignore: str, seed: in
         elif norm == "dlayer":
             d.div_(d.norm())
     names = [n for n, _ in net.named_parameters()] if kind == "weights" else list(net.state_dict())
-    return dict(zip(names, direction))
+    return dict(zip(names, direction, strict=True))
 
 
 @pytest.mark.parametrize("kind", ["weights", "states"])
@@ -97,7 +97,7 @@ def test_raw_draw_is_bitwise_the_reference_draw(kind):
     src = list(net.parameters()) if kind == "weights" else list(net.state_dict().values())
     draws = [torch.randn(t.size()) for t in src]
     names = [n for n, _ in net.named_parameters()] if kind == "weights" else list(net.state_dict())
-    by_name = dict(zip(names, draws))
+    by_name = dict(zip(names, draws, strict=True))
     expected = torch.cat([by_name[n].reshape(-1) for n in space.names])
     assert torch.equal(random_gaussian(space, seed=5), expected)
 
@@ -112,7 +112,7 @@ def test_filter_normalization_norms_biasbn_and_copy():
     n_filters = 0
     for e in space.entries:
         if e.dim > 1:
-            for df, wf in zip(named_d[e.name], named_w[e.name].detach()):
+            for df, wf in zip(named_d[e.name], named_w[e.name].detach(), strict=True):
                 assert abs(float(df.norm()) - float(wf.norm())) <= 1e-6 * max(1.0, float(wf.norm()))
                 n_filters += 1
         else:
@@ -442,7 +442,7 @@ def test_spec_builds_the_vectors_the_direction_functions_give():
 
     ds, meta = DirectionSpec.parse((2, 3), 2, center=4).build(fake)
     assert ds.method == "target" and meta == {"targets": [2, 3]}
-    for vec, t in zip(ds.vectors, (2, 3)):
+    for vec, t in zip(ds.vectors, (2, 3), strict=True):
         torch.testing.assert_close(vec, target_direction(space, center, fake.vector(t, "weights")))
     vec = torch.randn(space.numel, dtype=torch.float64)
     ds, meta = DirectionSpec.parse((2, vec.numpy()), 2, center=4).build(fake)

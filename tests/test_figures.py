@@ -90,7 +90,8 @@ def test_write_figure_html_and_png_fallback(tmp_path, monkeypatch):
     assert path == tmp_path / "a.html" and note is None
     assert '"type":"contour"' in path.read_text()
     find_spec = figures.importlib.util.find_spec
-    monkeypatch.setattr(figures.importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else find_spec(name, *a))
+    no_kaleido = lambda name, *a: None if name == "kaleido" else find_spec(name, *a)  # noqa: E731
+    monkeypatch.setattr(figures.importlib.util, "find_spec", no_kaleido)
     path, note = figures.write_figure(fig, tmp_path / "b.png")
     assert path == tmp_path / "b.html" and "kaleido" in note and path.exists()
     assert not (tmp_path / "b.png").exists()

@@ -16,11 +16,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lossviz import figures, hessian, io, landscape, projection, zoo
-    from lossviz.landscape import Surface, interpolate
+    from lossviz import figures as figures
+    from lossviz import hessian as hessian
+    from lossviz import io as io
+    from lossviz import landscape as landscape
+    from lossviz import projection as projection
+    from lossviz import zoo as zoo
+    from lossviz.landscape import Surface as Surface
     from lossviz.landscape import compute_surface as surface
-    from lossviz.session import Session
-    from lossviz.widget import Explorer
+    from lossviz.landscape import interpolate as interpolate
+    from lossviz.session import Session as Session
+    from lossviz.widget import Explorer as Explorer
 
 __version__: str  # the installed package's version (pyproject.toml), read on first use
 

@@ -370,17 +370,21 @@ def _random_directions(space, center, args, ndim: int):
     normalization and ignore rule; ``--same-dir`` reuses x for y."""
     from lossviz.directions import DirectionSet, DirectionSpec
 
-    norm = lambda n: None if n == "none" else n  # noqa: E731
-    ign = lambda i: None if i == "none" else i  # noqa: E731
+    def rule(flag: str) -> str | None:
+        return None if flag == "none" else flag
+
     drawn = 1 if ndim == 1 or args.same_dir else 2
-    spec = DirectionSpec.parse("random", drawn, normalization=(norm(args.xnorm), norm(args.ynorm))[:drawn],
-                               ignore=(ign(args.xignore), ign(args.yignore))[:drawn], seed=args.seed, kind=space.kind)
+    spec = DirectionSpec.parse(
+        "random", drawn, seed=args.seed, kind=space.kind,
+        normalization=(rule(args.xnorm), rule(args.ynorm))[:drawn],
+        ignore=(rule(args.xignore), rule(args.yignore))[:drawn],
+    )
     vecs = spec.vectors(space, center).vectors
     if ndim == 2 and args.same_dir:
         vecs.append(vecs[0].clone())
-    meta = {"ynorm": norm(args.ynorm), "yignore": ign(args.yignore), "same_dir": bool(args.same_dir)} if ndim == 2 else {}
-    return DirectionSet(vecs, kind=space.kind, normalization=norm(args.xnorm), ignore=ign(args.xignore),
-                        seed=args.seed, method="random", meta=meta)
+    meta = {"ynorm": rule(args.ynorm), "yignore": rule(args.yignore), "same_dir": bool(args.same_dir)}
+    return DirectionSet(vecs, kind=space.kind, normalization=rule(args.xnorm), ignore=rule(args.xignore),
+                        seed=args.seed, method="random", meta=meta if ndim == 2 else {})
 
 
 def _plot_path(out: Path, fmt: str) -> Path:

@@ -16,8 +16,9 @@ point of that space). The rules follow ``tomgoldstein/loss-landscape`` (``net_pl
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -376,7 +377,7 @@ def as_direction(
             tensors, names = seq, space.names
         elif space.kind == "states" and len(seq) == len(space.state_names):
             keep = set(space.names)
-            pairs = [(n, t) for n, t in zip(space.state_names, seq) if n in keep]
+            pairs = [(n, t) for n, t in zip(space.state_names, seq, strict=True) if n in keep]
             names = [n for n, _ in pairs]
             tensors = [t for _, t in pairs]
         else:
@@ -390,7 +391,7 @@ def as_direction(
             "name->tensor (e.g. a state_dict) or a list of tensors"
         )
     parts = []
-    for name, e, t in zip(names, space.entries, tensors):
+    for name, e, t in zip(names, space.entries, tensors, strict=True):
         t = torch.as_tensor(np.asarray(t)) if not isinstance(t, torch.Tensor) else t
         if tuple(t.shape) != e.shape:
             raise ValueError(
@@ -644,8 +645,8 @@ class DirectionSpec:
         directions: Any,
         ndim: int,
         *,
-        normalization: str | None | Sequence[str | None] = "filter",
-        ignore: str | None | Sequence[str | None] = "biasbn",
+        normalization: str | Sequence[str | None] | None = "filter",
+        ignore: str | Sequence[str | None] | None = "biasbn",
         seed: int | None = 0,
         kind: str = "weights",
         checkpoints: Sequence[Any] | None = None,
@@ -763,7 +764,7 @@ class DirectionSpec:
                                      ignore=ignores[0])
         g = _generator(self.seed, None)
         vecs = [random_direction(space, center, generator=g, normalization=n, ignore=i)
-                for n, i in zip(norms, ignores)]
+                for n, i in zip(norms, ignores, strict=True)]
         return DirectionSet(vecs, kind=space.kind, normalization=_check_normalization(norms[0]),
                             ignore=None if _check_ignore(ignores[0]) == "none" else ignores[0],
                             seed=self.seed, method="random")

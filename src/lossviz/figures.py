@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#ad494a", "#3182bd", "#f28e2b")
-CRITICAL_STYLE = {"minimum": ("triangle-down", "#00a651"), "maximum": ("triangle-up", "#d62728"), "saddle": ("x", "#ff7f0e")}
+CRITICAL_STYLE = {
+    "minimum": ("triangle-down", "#00a651"),
+    "maximum": ("triangle-up", "#d62728"),
+    "saddle": ("x", "#ff7f0e"),
+}
 CONTOUR_MODES = ("filled", "lines", "heatmap")
 
 
@@ -147,7 +152,8 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
         for kind, (symbol, color) in CRITICAL_STYLE.items():
             pts = [p for p in points if _field(p, "kind") == kind]
             if pts:
-                fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts], mode="markers",
+                fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts],
+                                         mode="markers",
                                          name=kind, marker=dict(symbol=symbol, size=10, color=color)))
     fig.update_layout(xaxis_title="direction 1", yaxis_title="direction 2", title=f"{metric} around checkpoint "
                       f"{(_field(surface, 'meta') or {}).get('center', '?')}", showlegend=False)
@@ -166,7 +172,9 @@ def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) 
     return float((1 - ty) * ((1 - tx) * z[i, j] + tx * z[i, j1]) + ty * ((1 - tx) * z[i1, j] + tx * z[i1, j1]))
 
 
-def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None) -> go.Figure:
+def surface3d_figure(
+    surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None
+) -> go.Figure:
     """3-D surface with contour lines projected on the floor and the trajectory lifted onto the surface."""
     import plotly.graph_objects as go
 
@@ -182,7 +190,8 @@ def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = Fal
         ids, xy = traj
         lifted = [bilinear(x, y, shown, a, b) for a, b in xy]
         fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=lifted, mode="lines+markers", customdata=ids,
-                                   name="trajectory", line=dict(color="#222", width=4), marker=dict(size=3, color="#222")))
+                                   name="trajectory", line=dict(color="#222", width=4),
+                                   marker=dict(size=3, color="#222")))
     fig.update_layout(scene=dict(xaxis_title="d1", yaxis_title="d2", zaxis_title=f"log10 {metric}" if log else metric),
                       title=f"3-D {metric}", showlegend=False)
     return fig
@@ -198,12 +207,14 @@ def line_figure(surface: Any = None, metric: str | None = None, *, curves: Itera
             raise ValueError("line_figure draws 1-D surfaces: use contour_figure for 2-D ones")
         name, z = _surface_values(surface, metric)
         metric = name
-        fig.add_trace(go.Scatter(x=np.asarray(_field(surface, "x"), float), y=z, mode="lines", name=f"{name} (1-D surface)"))
+        fig.add_trace(go.Scatter(x=np.asarray(_field(surface, "x"), float), y=z, mode="lines",
+                                 name=f"{name} (1-D surface)"))
     for c in curves:
         ms = _field(c, "metrics") or {}
         m = metric if metric in ms else next(iter(ms), None)
         if m is not None:
-            fig.add_trace(go.Scatter(x=np.asarray(_field(c, "x"), float), y=np.asarray(ms[m], float), mode="lines+markers",
+            fig.add_trace(go.Scatter(x=np.asarray(_field(c, "x"), float), y=np.asarray(ms[m], float),
+                                     mode="lines+markers",
                                      name=str(_field(c, "name", "curve"))))
     fig.update_layout(xaxis_title="α / step", yaxis_title=metric or "value", title="1-D: lines and interpolations")
     return fig
@@ -230,7 +241,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
         if parent is not None and int(parent) in pos:
             chain.insert(0, int(parent))
         xy = np.array([pos[i] for i in chain])
-        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", line=dict(color=branch_color(b)), hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", line=dict(color=branch_color(b)),
+                                 hoverinfo="skip",
                                  name=f"branch {b}"))
     order = list(pos)
     xy = np.array([pos[i] for i in order]) if order else np.zeros((0, 2))
@@ -238,7 +250,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
         marker = dict(size=8, color=[branch_color(_field(by_id[i], "branch", 0)) for i in order])
     else:
         vals = [(_field(by_id[i], "metrics") or {}).get(color_by, np.nan) for i in order]
-        marker = dict(size=8, color=vals, colorscale="Viridis", showscale=True, colorbar=dict(title=dict(text=color_by)))
+        marker = dict(size=8, color=vals, colorscale="Viridis", showscale=True,
+                      colorbar=dict(title=dict(text=color_by)))
     text = [f"checkpoint {i} · {_field(by_id[i], 'kind')} · epoch {_field(by_id[i], 'epoch')}" for i in order]
     fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=order, text=text,
                              hoverinfo="text", name="checkpoints"))
@@ -275,8 +288,9 @@ def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ())
                                          line=dict(color=branch_color(b), dash=dash)), row=1, col=col)
                 pick = [k for k, c in enumerate(cs) if int(_field(c, "id")) in sel]
                 if pick:
-                    fig.add_trace(go.Scatter(x=[xs[k] for k in pick], y=[ys[k] for k in pick], mode="markers", name="selected",
-                                             marker=dict(size=8, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))),
+                    ring = dict(size=8, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))
+                    fig.add_trace(go.Scatter(x=[xs[k] for k in pick], y=[ys[k] for k in pick], mode="markers",
+                                             name="selected", marker=ring),
                                   row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(showlegend=False, title="metrics (solid train, dotted test)")
@@ -343,7 +357,7 @@ def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | N
                 with atomic_path(path) as tmp:
                     fig.write_image(tmp, format="png")
                 return path, None
-            except Exception as e:  # noqa: BLE001 - kaleido needs a browser; fall back to HTML
+            except Exception as e:  # kaleido needs a browser; fall back to HTML
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 note = f"PNG export failed ({first}), so the plot was written as HTML"
         path = path.with_suffix(".html")

@@ -1,7 +1,8 @@
 """Loss surfaces: metrics on a 1D line or 2D grid of points ``θ = θ₀ + α·d₁ (+ β·d₂)``.
 
 :func:`compute_surface` (public name ``lossviz.surface``; this module is ``lossviz.landscape``)
-evaluates the grid's points coarse to fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
+evaluates the grid's points coarse to fine, in chunks, through an executor (in-process by default),
+so a partial :class:`Surface` is
 already an evenly spread picture; it reports progress (tqdm and a callback), stops between chunks
 when a ``threading.Event`` is set, and resumes a partial surface. :func:`interpolate` is the 1D
 line between two models (``θ_A`` at 0, ``θ_B`` at 1).
@@ -18,9 +19,10 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,13 +108,13 @@ class EvalSpec:
     evaluator_kwargs: dict[str, Any]
     n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
 
-    def on_device(self, device: str | torch.device) -> "EvalSpec":
+    def on_device(self, device: str | torch.device) -> EvalSpec:
         """This spec with its evaluators on ``device`` (same token: a
         :class:`~lossviz.executors.DeviceExecutor` worker thread builds its own evaluator there)."""
         return dataclasses.replace(self, evaluator_kwargs={**self.evaluator_kwargs, "device": device})
 
 
-_EVALUATORS: "OrderedDict[tuple[str, int], dict[str, Evaluator]]" = OrderedDict()
+_EVALUATORS: OrderedDict[tuple[str, int], dict[str, Evaluator]] = OrderedDict()
 _EVALUATORS_LOCK = threading.Lock()
 _MAX_CACHED = 4
 
@@ -421,7 +423,7 @@ def _evaluate_chunks(
             idx = chunks[i]
             try:
                 result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a failed chunk stays NaN and not done
+            except Exception as exc:  # a failed chunk stays NaN and not done
                 errors.append(f"{type(exc).__name__}: {exc}")
                 warnings.warn(
                     f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
@@ -461,11 +463,13 @@ def interpolate(
     if not space_a.compatible_with(space_b):
         diff = next(
             (f"{ea.name!r} {list(ea.shape)} vs {eb.name!r} {list(eb.shape)}"
-             for ea, eb in zip(space_a.entries, space_b.entries)
+             for ea, eb in zip(space_a.entries, space_b.entries, strict=False)
              if ea.name != eb.name or ea.shape != eb.shape),
             f"{len(space_a.entries)} vs {len(space_b.entries)} tensors",
         )
-        raise ValueError(f"model_a and model_b have different architectures ({diff}): give two models of one architecture")
+        raise ValueError(
+            f"model_a and model_b have different architectures ({diff}): give two models of one architecture"
+        )
     a = space_a.vector(model_a, dtype=torch.float64).cpu()
     b = space_b.vector(model_b, dtype=torch.float64).cpu()
     ds = DirectionSet([target_direction(space_a, a, b)], kind=kind, normalization=None,
