@@ -617,7 +617,7 @@ def _check_count(given: int, ndim: int) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DirectionSpec:
     """One parsed description of a surface's directions: where they come from and their rules.
 
