@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lossviz.grid import Axis
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -59,9 +61,9 @@ def default_metric(surface: Any, wanted: str | None = None) -> str:
 
 
 def axis_text(values: Any) -> str:
-    """A coordinate axis as its grid spec ``"min:max:num"`` (e.g. ``"-1:1:51"``)."""
+    """A coordinate axis as its grid spec ``"min:max:num"`` (e.g. ``"-1:1:51"``, :attr:`Axis.spec`)."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    return f"{v[0]:g}:{v[-1]:g}:{len(v)}"
+    return Axis(float(v[0]), float(v[-1]), len(v)).spec
 
 
 def critical_markers(x: Any, y: Any, z: Any) -> list[dict[str, Any]]:
