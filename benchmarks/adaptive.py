@@ -19,7 +19,7 @@ import torch
 
 from lossviz.refine import refine_surface
 from lossviz.subsample import subsampled_surface
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.zoo.data import make_spirals
 from lossviz.zoo.models import get_model
 

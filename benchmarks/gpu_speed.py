@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lossviz.directions import random_directions
 from lossviz.params import ParamSpace
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.zoo.models import get_model
 
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.zoo.models import get_model
 
 

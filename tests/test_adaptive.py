@@ -10,7 +10,7 @@ from torch import nn
 
 from lossviz.refine import coarse_mask, interpolants, refine_surface
 from lossviz.subsample import standard_error, subsampled_surface
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 
 
 class Bowl(nn.Module):

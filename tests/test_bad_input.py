@@ -43,7 +43,7 @@ from lossviz.io.h5 import read_directions, read_surface
 from lossviz.params import ParamSpace
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}

@@ -408,7 +408,7 @@ def user_data(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["dict", "pair", "dataset"])
 def test_dataset_factory_equals_compute_surface(tmp_path, capsys, user_data, kind):
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     model = _save_model(tmp_path / "a.pt", seed=2)
     dirs = _dir_file(tmp_path / "d.h5", model, 2)
@@ -485,7 +485,7 @@ def test_loss_choices_are_the_loss_table(tmp_path, capsys):
 
 
 def test_adaptive_matches_compute_surface_where_evaluated(tmp_path, capsys):
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     model = _save_model(tmp_path / "a.pt", seed=3)
     dirs = _dir_file(tmp_path / "d.h5", model, 2)
@@ -518,7 +518,7 @@ def test_adaptive_matches_compute_surface_where_evaluated(tmp_path, capsys):
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_subsample_within_its_standard_errors(tmp_path, capsys, loss):
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     model = _save_model(tmp_path / "a.pt", seed=4)
     dirs = _dir_file(tmp_path / "d.h5", model, 2)

@@ -54,14 +54,14 @@ def reference_random(net: nn.Module, kind: str, norm: str, ignore: str, seed: in
     else:
         weights = list(net.state_dict().values())
         direction = [torch.randn(w.size()) for w in weights]
-    for d, w in zip(direction, weights):
+    for d, w in zip(direction, weights, strict=True):
         if d.dim() <= 1:
             if ignore == "biasbn":
                 d.fill_(0)
             else:
                 d.copy_(w)
         elif norm == "filter":
-            for df, wf in zip(d, w):
+            for df, wf in zip(d, w, strict=True):
                 df.mul_(wf.norm() / (df.norm() + 1e-10))
         elif norm == "layer":
             d.mul_(w.norm() / d.norm())
@@ -73,7 +73,7 @@ def reference_random(net: nn.Module, kind: str, norm: str, ignore: str, seed: in
         elif norm == "dlayer":
             d.div_(d.norm())
     names = [n for n, _ in net.named_parameters()] if kind == "weights" else list(net.state_dict())
-    return dict(zip(names, direction))
+    return dict(zip(names, direction, strict=True))
 
 
 @pytest.mark.parametrize("kind", ["weights", "states"])
@@ -97,7 +97,7 @@ def test_raw_draw_is_bitwise_the_reference_draw(kind):
     src = list(net.parameters()) if kind == "weights" else list(net.state_dict().values())
     draws = [torch.randn(t.size()) for t in src]
     names = [n for n, _ in net.named_parameters()] if kind == "weights" else list(net.state_dict())
-    by_name = dict(zip(names, draws))
+    by_name = dict(zip(names, draws, strict=True))
     expected = torch.cat([by_name[n].reshape(-1) for n in space.names])
     assert torch.equal(random_gaussian(space, seed=5), expected)
 
@@ -112,7 +112,7 @@ def test_filter_normalization_norms_biasbn_and_copy():
     n_filters = 0
     for e in space.entries:
         if e.dim > 1:
-            for df, wf in zip(named_d[e.name], named_w[e.name].detach()):
+            for df, wf in zip(named_d[e.name], named_w[e.name].detach(), strict=True):
                 assert abs(float(df.norm()) - float(wf.norm())) <= 1e-6 * max(1.0, float(wf.norm()))
                 n_filters += 1
         else:
@@ -312,3 +312,186 @@ def test_normalize_direction_weight_and_none():
     assert torch.equal(n[multi], raw[multi]) and torch.equal(n[~multi], c[~multi])
     assert torch.equal(raw, torch.randn(space.numel, dtype=torch.float64,
                                         generator=torch.Generator().manual_seed(9)))  # not in place
+
+
+# ------------------------------------------------------------------ PCA through pca_gram
+def sklearn_pca_directions(traj: np.ndarray, center: np.ndarray, k: int):
+    """The former path: sklearn's exact (full) SVD PCA of the rows ``w_i - center``."""
+    from sklearn.decomposition import PCA
+
+    rows = traj - center
+    pca = PCA(n_components=k, svd_solver="full").fit(rows)
+    return pca, rows
+
+
+def test_pca_directions_equal_the_sklearn_full_svd_path():
+    rng = np.random.default_rng(3)
+    traj = rng.normal(size=(15, 300)).cumsum(axis=0)
+    res = pca_directions(torch.from_numpy(traj), n_components=2)
+    pca, rows = sklearn_pca_directions(traj, traj[-1], 2)
+    ours, theirs = res.directions.numpy(), np.asarray(pca.components_)
+    signs = np.sign(np.sum(ours * theirs, axis=1))  # the sign of a principal axis is a convention
+    np.testing.assert_allclose(ours, theirs * signs[:, None], atol=1e-8)
+    np.testing.assert_allclose(res.singular_values, pca.singular_values_, rtol=1e-8)
+    np.testing.assert_allclose(res.explained_variance, pca.explained_variance_, rtol=1e-8)
+    np.testing.assert_allclose(res.explained_variance_ratio, pca.explained_variance_ratio_, rtol=1e-8)
+    coords = np.linalg.lstsq(theirs.T, rows.T, rcond=None)[0].T
+    np.testing.assert_allclose(res.coords, coords * signs, atol=1e-8)
+
+
+# ------------------------------------------------------------------ DirectionSpec
+class FakeProject:
+    """A DirectionResolver over checkpoints 1..n: models of one architecture with seeds 1..n."""
+
+    loss = "cross_entropy"
+
+    def __init__(self, n: int = 4):
+        self.models = {i: bn_net(i) for i in range(1, n + 1)}
+        torch.manual_seed(0)
+        self.data = (torch.randn(8, 2, 6, 6), torch.randint(0, 2, (8,)))
+
+    def vector(self, id, kind):
+        m = self.models[int(id)]
+        return ParamSpace(m, kind).vector(m).detach().cpu()
+
+    def model(self, id):
+        return self.models[int(id)]
+
+    def trajectory(self, center):
+        return [i for i in self.models if i <= center]
+
+    def train_data(self):
+        return self.data
+
+
+V = torch.arange(6, dtype=torch.float32)
+W = torch.linspace(-1, 1, 6, dtype=torch.float64)
+SHA_V = "105d7861ab721bafedc65a348dca30d20edcd9b343b4d614fb458867c843dc64"
+# what Session._direction_desc gave for each form before DirectionSpec (stored keys must not change)
+GIVEN_KEYS = [
+    (V, {"vector": SHA_V}),
+    ((V, W), [{"vector": SHA_V}, {"vector": "9d1e74a7c32d8be2b654807e85fae47dce544ccc73f12cb3785242e5c8321168"}]),
+    (torch.stack([V, V * 2]),
+     [{"vector": SHA_V}, {"vector": "8bf238d1a881585e0cc2a19cb90c9e7a316c241e6831d692b75fc9daf3d02efe"}]),
+    (np.arange(6.0), {"vector": "2b805cef63df5eddd39ab161d337251f3df1b73e0f0474e0a38759dd92a52125"}),
+    (3, {"target": 3}),
+    ([3, np.int64(5)], [{"target": 3}, {"target": 5}]),
+    ((4, V), [{"target": 4}, {"vector": SHA_V}]),
+    (DirectionSet([V, V + 1]), {"set": [SHA_V, "914318dd9cf63f929387370622ace224b5891eaa4f7f82e1c14a358723e425fd"],
+                               "kind": "weights"}),
+]
+
+
+@pytest.mark.parametrize("given, desc", GIVEN_KEYS, ids=[f"given{i}" for i in range(len(GIVEN_KEYS))])
+def test_spec_key_of_given_directions_is_the_stored_description(given, desc):
+    from lossviz.directions import DirectionSpec
+
+    spec = DirectionSpec.parse(given, 2, kind="weights", seed=7)
+    assert spec.key() == {"directions": desc, "normalization": None, "ignore": None, "seed": None, "kind": "weights"}
+
+
+def test_spec_keys_of_named_directions_keep_only_the_rules_that_matter():
+    from lossviz.directions import DirectionSpec
+
+    fake = FakeProject()
+    rnd = DirectionSpec.parse("random", 2, normalization="layer", ignore="biasbn", seed=3, kind="states")
+    assert rnd.key() == {"directions": "random", "normalization": "layer", "ignore": "biasbn", "seed": 3,
+                         "kind": "states"}
+    hes = DirectionSpec.parse("hessian", 2, normalization="filter", ignore="biasbn", seed=np.int64(2))
+    assert hes.key() == {"directions": "hessian", "normalization": None, "ignore": None, "seed": 2,
+                         "kind": "weights"}
+    pca = DirectionSpec.parse("pca", 2, ignore=None, checkpoints=[1, 3, 2])
+    assert pca.key() == {"directions": {"pca": [1, 3, 2], "ignore": None}, "normalization": None,
+                         "ignore": None, "seed": None, "kind": "weights"}
+    lineage = DirectionSpec.parse("pca", 2, center=3)
+    assert lineage.key(fake)["directions"] == {"pca": [1, 2, 3], "ignore": "biasbn"}
+    with pytest.raises(ValueError, match="need the center and a session"):
+        lineage.key()
+    with pytest.raises(ValueError, match="PCA directions need at least 2 checkpoints, got 1"):
+        DirectionSpec.parse("pca", 2, checkpoints=[1])
+    with pytest.raises(ValueError, match="PCA directions need at least 2 checkpoints, got 1"):
+        DirectionSpec.parse("pca", 2, center=1).key(fake)
+    with pytest.raises(ValueError, match=r"'sideways'.*use 'random'"):
+        DirectionSpec.parse("sideways", 2)
+    with pytest.raises(TypeError, match="cannot use dict"):
+        DirectionSpec.parse({"a": V}, 1).key()
+
+
+def test_spec_builds_the_vectors_the_direction_functions_give():
+    from lossviz.directions import DirectionSpec
+
+    fake = FakeProject()
+    model = fake.model(4)
+    space = ParamSpace(model, "weights")
+    center = space.vector(model).detach().cpu()
+    ds, meta = DirectionSpec.parse("random", 2, seed=5, center=4).build(fake)
+    ref = random_directions(space, center, 2, seed=5)
+    assert meta == {} and ds.method == "random" and ds.seed == 5
+    torch.testing.assert_close(ds.stacked(), ref.stacked(), rtol=0, atol=0)
+    ds64, _ = DirectionSpec.parse("random", 1, seed=5, center=4).build(fake, dtype=torch.float64)
+    ref64 = random_directions(space, space.vector(model, dtype=torch.float64), 1, seed=5)
+    torch.testing.assert_close(ds64.stacked(), ref64.stacked(), rtol=0, atol=0)
+
+    ds, meta = DirectionSpec.parse("pca", 2, center=4).build(fake)
+    traj = torch.stack([fake.vector(i, "weights") for i in (1, 2, 3, 4)])
+    ref_pca = pca_directions(traj, center=center, n_components=2, ignore="biasbn", space=space)
+    torch.testing.assert_close(ds.stacked(), ref_pca.directions, rtol=0, atol=0)
+    assert meta["trajectory"]["ids"] == [1, 2, 3, 4]
+    np.testing.assert_allclose(meta["trajectory"]["coords"], ref_pca.coords)
+    assert ds.method == "pca" and ds.ignore == "biasbn"
+
+    ds, meta = DirectionSpec.parse((2, 3), 2, center=4).build(fake)
+    assert ds.method == "target" and meta == {"targets": [2, 3]}
+    for vec, t in zip(ds.vectors, (2, 3), strict=True):
+        torch.testing.assert_close(vec, target_direction(space, center, fake.vector(t, "weights")))
+    vec = torch.randn(space.numel, dtype=torch.float64)
+    ds, meta = DirectionSpec.parse((2, vec.numpy()), 2, center=4).build(fake)
+    assert ds.method == "custom" and meta == {"targets": [2, None]}
+    torch.testing.assert_close(ds.vectors[1], vec.float())
+
+    given = random_directions(space, center, 2, seed=9)
+    assert DirectionSpec.parse(given, 2, center=4).build(fake) == (given, {})
+    with pytest.raises(ValueError, match="1 direction"):
+        DirectionSpec.parse(2, 2, center=4).build(fake)
+    with pytest.raises(ValueError, match="another architecture"):
+        DirectionSpec.parse(DirectionSet([torch.zeros(3)]), 1, center=4).build(fake)
+
+
+def test_spec_hessian_directions_are_the_top_eigenvectors():
+    from lossviz import hessian as H
+    from lossviz.directions import DirectionSpec
+
+    fake = FakeProject(2)
+    ds, meta = DirectionSpec.parse("hessian", 1, seed=0, center=2).build(fake)
+    ref = H.eigenvector_directions(fake.model(2), fake.data, 1, fake.loss, seed=0)
+    assert ds.method == "hessian" and meta == {}
+    torch.testing.assert_close(ds.vectors[0], ref[0].detach().cpu().float())
+    with pytest.raises(ValueError, match="weights space"):
+        DirectionSpec.parse("hessian", 1, kind="states", center=2).build(fake)
+
+
+def test_spec_vectors_in_a_space_alone():
+    from lossviz.directions import DirectionSpec
+
+    net = bn_net()
+    space = ParamSpace(net, "weights")
+    center = space.vector(net)
+    spec = DirectionSpec.parse("random", 2, normalization=("filter", "layer"), ignore=("biasbn", None), seed=1)
+    ds = spec.vectors(space, center)
+    g = torch.Generator().manual_seed(1)
+    x = random_direction(space, center, generator=g, normalization="filter", ignore="biasbn")
+    y = random_direction(space, center, generator=g, normalization="layer", ignore=None)
+    torch.testing.assert_close(ds.stacked(), torch.stack([x, y]), rtol=0, atol=0)
+    sd = {k: torch.ones_like(v) for k, v in net.named_parameters()}
+    one = DirectionSpec.parse(sd, 1).vectors(space, center)
+    torch.testing.assert_close(one.vectors[0], torch.ones(space.numel))
+    pair = DirectionSpec.parse([sd, center.numpy()], 2).vectors(space, center)
+    assert pair.method == "custom" and pair.ndim == 2
+    with pytest.raises(ValueError, match="need a project"):
+        DirectionSpec.parse("pca", 2, checkpoints=[1, 2]).vectors(space, center)
+    with pytest.raises(ValueError, match="need a project"):
+        DirectionSpec.parse(3, 1).vectors(space, center)
+    with pytest.raises(TypeError, match="needs a project"):
+        DirectionSpec.parse((3, center), 2).vectors(space, center)
+    with pytest.raises(ValueError, match="one per direction"):
+        DirectionSpec.parse("random", 2, normalization=("filter",))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lossviz.executors import DeviceExecutor, SpecMissing, run_chunks, run_with_cached_spec
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.zoo.data import make_spirals
 from lossviz.zoo.models import MLP
 
@@ -242,7 +242,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 from torch import nn
 from distributed import Client, LocalCluster
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.zoo.data import make_spirals
 
 class NotebookNet(nn.Module):  # defined in __main__, as in a notebook: not importable by workers

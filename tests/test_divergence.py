@@ -25,7 +25,7 @@ from lossviz.directions import DirectionSet
 from lossviz.io.h5 import read_surface, write_surface
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.surface import compute_surface
+from lossviz.landscape import compute_surface
 from lossviz.widget import Explorer, checkpoint_table, wire_array
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -285,7 +285,7 @@ BF16_REL_BOUND = 2e-2  # bf16 keeps 8 mantissa bits: ~4e-3 per rounding, average
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_bf16_surface_is_close_to_float32_but_not_identical(model_name):
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     model = mlp() if model_name == "mlp" else cnn()
     x, y = data_for(model_name, n=64)
@@ -443,7 +443,7 @@ def test_precision_and_channels_last_refuse_bad_values():
         Evaluator(model, (x, y), channels_last=True)
     with pytest.raises(ValueError, match="'auto', True or False"):
         Evaluator(cnn(), data_for("cnn"), channels_last="yes")
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     with pytest.raises(ValueError, match="unknown precision"):
         compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)

@@ -36,7 +36,7 @@ from lossviz.session import Session
 from lossviz.store import Store
 from lossviz.zoo import get_model
 
-surface_mod = importlib.import_module("lossviz.surface")
+surface_mod = importlib.import_module("lossviz.landscape")
 PY = sys.executable
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}
@@ -57,7 +57,7 @@ ZYGOTE = textwrap.dedent(
     import importlib
     from lossviz.session import Session
     from lossviz.store import Store
-    surface_mod = importlib.import_module("lossviz.surface")
+    surface_mod = importlib.import_module("lossviz.landscape")
     SPIRALS = {"n": 120, "n_test": 40}
     HP = {"batch_size": 60, "lr": 0.05}
     GRID = %(grid)d

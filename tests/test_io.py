@@ -21,7 +21,7 @@ from lossviz.io.checkpoints import (
 )
 from lossviz.io.h5 import read_directions, read_surface, write_directions, write_surface
 from lossviz.params import ParamSpace
-from lossviz.surface import Surface
+from lossviz.landscape import Surface
 
 
 def f_xy(x, y):

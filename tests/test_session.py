@@ -14,7 +14,7 @@ from lossviz.directions import random_direction
 from lossviz.params import ParamSpace
 from lossviz.session import Session
 
-surface_mod = importlib.import_module("lossviz.surface")  # the module (lossviz.surface is also a function)
+surface_mod = importlib.import_module("lossviz.landscape")  # the module (lossviz.surface is also a function)
 SPIRALS = {"n": 200, "n_test": 60}
 HP = {"batch_size": 50, "lr": 0.05}
 
@@ -333,7 +333,7 @@ def test_hessian_delegation_matches_the_full_hessian_and_is_found_again(tmp_path
 
 def _stored_surface_with_directions(path):
     from lossviz.directions import DirectionSet
-    from lossviz.surface import Surface
+    from lossviz.landscape import Surface
 
     x, y = np.linspace(-1, 1, 4), np.linspace(0, 1, 3)
     X, Y = np.meshgrid(x, y)

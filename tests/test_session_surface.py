@@ -13,7 +13,7 @@ import torch
 from lossviz.refine import refine_surface
 from lossviz.session import Session
 
-surface_mod = importlib.import_module("lossviz.surface")  # the module (lossviz.surface is also a function)
+surface_mod = importlib.import_module("lossviz.landscape")  # the module (lossviz.surface is also a function)
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}
 GRID = "-1:1:21"

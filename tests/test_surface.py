@@ -18,7 +18,7 @@ import lossviz
 from lossviz.directions import DirectionSet
 from lossviz.grid import SurfaceGrid
 from lossviz.params import ParamSpace
-from lossviz.surface import Surface, compute_surface, evaluate_chunk, interpolate
+from lossviz.landscape import Surface, compute_surface, evaluate_chunk, interpolate
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -317,7 +317,7 @@ def test_a_failing_executor_task_leaves_points_undone_and_nan():
     assert surf.done.sum() == 8 and np.isnan(surf.values["train_loss"][~surf.done]).all()
     assert np.isfinite(surf.values["train_loss"][surf.done]).all()
     assert "worker lost" in surf.meta["errors"][0]
-    assert evaluate_chunk.__module__ == "lossviz.surface"  # the task is a top-level function
+    assert evaluate_chunk.__module__ == "lossviz.landscape"  # the task is a top-level function
 
 
 def test_run_chunks_seam_in_process_order_cancel_and_bad_executors():

@@ -18,7 +18,7 @@ import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 
 from lossviz.store import Checkpoint
-from lossviz.surface import Surface
+from lossviz.landscape import Surface
 from lossviz.widget import Explorer, checkpoint_table, schedule_text, surface_axis_spec, wire_array
 
 ROOT = Path(__file__).resolve().parents[1]

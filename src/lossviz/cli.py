@@ -26,7 +26,6 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shlex
@@ -36,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "softmax_mse", "surface_figure", "write_figure"]
+__all__ = ["build_parser", "main", "softmax_mse"]
 
 EXIT_USAGE = 2
 NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
@@ -369,110 +368,27 @@ class PerSampleLoss:
 def _random_directions(space, center, args, ndim: int):
     """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
     normalization and ignore rule; ``--same-dir`` reuses x for y."""
-    import torch
+    from lossviz.directions import DirectionSet, DirectionSpec
 
-    from lossviz.directions import DirectionSet, random_direction
+    def rule(flag: str) -> str | None:
+        return None if flag == "none" else flag
 
-    g = torch.Generator().manual_seed(args.seed)
-    norm = lambda n: None if n == "none" else n  # noqa: E731
-    ign = lambda i: None if i == "none" else i  # noqa: E731
-    vecs = [random_direction(space, center, generator=g, normalization=norm(args.xnorm), ignore=ign(args.xignore))]
-    if ndim == 2:
-        if args.same_dir:
-            vecs.append(vecs[0].clone())
-        else:
-            vecs.append(random_direction(space, center, generator=g, normalization=norm(args.ynorm), ignore=ign(args.yignore)))
-    meta = {"ynorm": norm(args.ynorm), "yignore": ign(args.yignore), "same_dir": bool(args.same_dir)} if ndim == 2 else {}
-    return DirectionSet(vecs, kind=space.kind, normalization=norm(args.xnorm), ignore=ign(args.xignore),
-                        seed=args.seed, method="random", meta=meta)
+    drawn = 1 if ndim == 1 or args.same_dir else 2
+    spec = DirectionSpec.parse(
+        "random", drawn, seed=args.seed, kind=space.kind,
+        normalization=(rule(args.xnorm), rule(args.ynorm))[:drawn],
+        ignore=(rule(args.xignore), rule(args.yignore))[:drawn],
+    )
+    vecs = spec.vectors(space, center).vectors
+    if ndim == 2 and args.same_dir:
+        vecs.append(vecs[0].clone())
+    meta = {"ynorm": rule(args.ynorm), "yignore": rule(args.yignore), "same_dir": bool(args.same_dir)}
+    return DirectionSet(vecs, kind=space.kind, normalization=rule(args.xnorm), ignore=rule(args.xignore),
+                        seed=args.seed, method="random", meta=meta if ndim == 2 else {})
 
 
 def _plot_path(out: Path, fmt: str) -> Path:
     return out.with_suffix("." + fmt)
-
-
-def _default_metric(surface, wanted: str | None) -> str:
-    if wanted is not None:
-        if wanted not in surface.values:
-            raise CLIError(f"metric {wanted!r} is not in the surface; it has {', '.join(surface.values)}")
-        return wanted
-    for name in ("train_loss", "test_loss"):
-        if name in surface.values:
-            return name
-    if not surface.values:
-        raise CLIError("the surface has no metric datasets to plot")
-    return next(iter(surface.values))
-
-
-# ---------------------------------------------------------------------------------------- figures
-def surface_figure(surface, metric: str, title: str | None = None):
-    """A plotly figure of one metric: 1D a line (accuracy on a second axis when present), 2D a filled
-    contour beside a 3D surface. ``values[i, j]`` is drawn at ``(x[j], y[i])``; NaN points are gaps."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    z = np.asarray(surface.values[metric], dtype=np.float64)
-    title = title or metric
-    if surface.y is None:
-        acc = metric.replace("_loss", "_acc")
-        has_acc = acc != metric and acc in surface.values
-        fig = make_subplots(specs=[[{"secondary_y": has_acc}]])
-        fig.add_trace(go.Scatter(x=surface.x, y=z, mode="lines", name=metric), secondary_y=False)
-        if has_acc:
-            fig.add_trace(
-                go.Scatter(x=surface.x, y=surface.values[acc], mode="lines", name=acc, line={"dash": "dash"}),
-                secondary_y=True,
-            )
-            fig.update_yaxes(title_text=acc, secondary_y=True)
-        fig.update_xaxes(title_text="x")
-        fig.update_yaxes(title_text=metric, secondary_y=False)
-        fig.update_layout(title=title, width=800, height=500)
-        return fig
-    fig = make_subplots(
-        rows=1, cols=2, specs=[[{"type": "xy"}, {"type": "scene"}]],
-        subplot_titles=(f"{metric}: contour", f"{metric}: surface"),
-    )
-    fig.add_trace(
-        go.Contour(x=surface.x, y=surface.y, z=z, colorscale="Viridis", ncontours=30,
-                   colorbar={"x": 0.45, "len": 0.9}, name=metric),
-        row=1, col=1,
-    )
-    fig.add_trace(go.Surface(x=surface.x, y=surface.y, z=z, colorscale="Viridis", showscale=False, name=metric), row=1, col=2)
-    fig.update_xaxes(title_text="x", row=1, col=1)
-    fig.update_yaxes(title_text="y", row=1, col=1)
-    fig.update_layout(title=title, width=1200, height=560,
-                      scene={"xaxis_title": "x", "yaxis_title": "y", "zaxis_title": metric})
-    return fig
-
-
-def write_figure(fig, path: str | os.PathLike) -> tuple[Path, str | None]:
-    """Write ``fig`` atomically as PNG (``.png``, needs kaleido) or HTML (``.html``, self-contained).
-
-    Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
-    it instead and says so.
-    """
-    from lossviz.io import atomic_path
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".html", ".htm"):
-        raise CLIError(f"plot file {str(path)!r}: use a .html or .png name")
-    note = None
-    if suffix == ".png":
-        if importlib.util.find_spec("kaleido") is None:
-            note = "kaleido is not installed (pip install kaleido), so the plot was written as HTML"
-        else:
-            try:
-                with atomic_path(path) as tmp:
-                    fig.write_image(tmp, format="png")
-                return path, None
-            except Exception as e:  # noqa: BLE001 - kaleido needs a browser; fall back to HTML
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                note = f"PNG export failed ({first}), so the plot was written as HTML"
-        path = path.with_suffix(".html")
-    with atomic_path(path) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
-    return path, note
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -575,7 +491,7 @@ def _surface(args, executor=None) -> int:
     elif args.subsample:
         surface = _subsampled(args, model, data, test_data, directions, grid, kind, executor, common)
     else:
-        from lossviz.surface import compute_surface
+        from lossviz.landscape import compute_surface
 
         surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
                                   executor=executor, progress=not args.no_progress, **common)
@@ -609,9 +525,7 @@ def _surface(args, executor=None) -> int:
     if args.adaptive or args.subsample:
         print(_cost_line(surface, f"{main_split}_loss"))
     if args.plot:
-        metric = _default_metric(surface, args.metric)
-        written, note = write_figure(surface_figure(surface, metric, title=f"{args.model}: {metric}"),
-                                     _plot_path(out, args.plot))
+        written, note = _plot(surface, args.metric, f"{args.model}: ", _plot_path(out, args.plot))
         if note:
             print(f"lossviz: note: {note}", file=sys.stderr)
         print(f"wrote {written}")
@@ -718,29 +632,35 @@ def _read_surface(path: str):
     return read_surface(path)
 
 
+def _plot(surface, wanted: str | None, title: str, path: Path) -> tuple[Path, str | None]:
+    """Write the plot of ``surface``'s metric (``wanted`` or the default) to ``path``, titled
+    ``title`` + the metric: the figure and the writer of :mod:`lossviz.figures`."""
+    from lossviz import figures
+
+    metric = figures.default_metric(surface, wanted)
+    return figures.write_figure(figures.surface_figure(surface, metric, title=title + metric), path)
+
+
 def cmd_plot(args) -> int:
     surface = _read_surface(args.file)
-    metric = _default_metric(surface, args.metric)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".html")
     _check_output_path(str(out), "--out")
-    written, note = write_figure(surface_figure(surface, metric, title=f"{Path(args.file).name}: {metric}"), out)
+    written, note = _plot(surface, args.metric, f"{Path(args.file).name}: ", out)
     if note:
         print(f"lossviz: note: {note}", file=sys.stderr)
     print(f"wrote {written}")
     return 0
 
 
-def _axis_text(v: np.ndarray) -> str:
-    return f"{v[0]:g}:{v[-1]:g}:{len(v)}"
-
-
 def cmd_info(args) -> int:
+    from lossviz.figures import axis_text
+
     surface = _read_surface(args.file)
     lines = [f"{args.file}: {surface.ndim}D surface, shape {'x'.join(map(str, surface.shape))} (ny x nx)"
              if surface.ndim == 2 else f"{args.file}: 1D surface, {surface.shape[0]} points"]
-    lines.append(f"  x: {_axis_text(surface.x)}")
+    lines.append(f"  x: {axis_text(surface.x)}")
     if surface.y is not None:
-        lines.append(f"  y: {_axis_text(surface.y)}")
+        lines.append(f"  y: {axis_text(surface.y)}")
     lines.append(f"  computed: {int(surface.done.sum())}/{surface.done.size} points")
     center = tuple(int(np.argmin(np.abs(a))) for a in ([surface.y] if surface.y is not None else []) + [surface.x])
     for name, arr in surface.values.items():

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from lossviz.figures import default_metric
+
 KINDS = ("minimum", "maximum", "saddle")
 
 # The 8 neighbours as (di, dj) = (row offset, column offset), in circular order around the point.
@@ -133,35 +135,20 @@ def check_grid(x: Any, y: Any, z: Any) -> tuple[np.ndarray, np.ndarray | None, n
     return xa, ya, za
 
 
-def surface_metric(surface: Any, metric: str | None = None) -> str:
-    """The metric name to use from a Surface-like object: ``metric`` if given (checked), else
-    ``"train_loss"`` if present, else ``"loss"``, else the only metric."""
+def _check_surface_like(surface: Any) -> None:
     for attr in ("x", "y", "values"):
         if not hasattr(surface, attr):
             raise TypeError(
                 f"expected a lossviz Surface (with .x, .y and .values), got {type(surface).__name__} "
                 f"without .{attr}; pass plain arrays to the array functions instead"
             )
-    values = surface.values
-    names = list(values)
-    if metric is None:
-        if "train_loss" in values:
-            metric = "train_loss"
-        elif "loss" in values:
-            metric = "loss"
-        elif len(names) == 1:
-            metric = names[0]
-        else:
-            raise ValueError(f"the surface has metrics {names}: choose one with metric=...")
-    if metric not in values:
-        raise ValueError(f"metric {metric!r} is not in the surface; it has {names}")
-    return metric
 
 
 def surface_arrays(surface: Any, metric: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(x, y, z)`` of a Surface-like object (``.x``, ``.y``, ``.values[metric]``); ``metric`` as in
-    :func:`surface_metric`."""
-    name = surface_metric(surface, metric)
+    """``(x, y, z)`` of a Surface-like object (``.x``, ``.y``, ``.values[metric]``); ``metric`` as
+    :func:`lossviz.figures.default_metric` chooses it."""
+    _check_surface_like(surface)
+    name = default_metric(surface, metric)
     return check_grid(surface.x, surface.y, surface.values[name])
 
 
@@ -459,5 +446,4 @@ __all__ = [
     "ring_sign_changes",
     "surface_arrays",
     "surface_critical_points",
-    "surface_metric",
 ]

@@ -107,7 +107,7 @@ class DeviceExecutor(Executor):
     """One worker thread per device (default: every visible CUDA device), pulling from one queue.
 
     Before a task runs, each of its arguments that has an ``on_device(device)`` method (the
-    surface's :class:`~lossviz.surface.EvalSpec`) is replaced by its result, so each worker builds
+    surface's :class:`~lossviz.landscape.EvalSpec`) is replaced by its result, so each worker builds
     its own evaluator on its own device; a faster device simply takes more chunks.
     ``chunks_per_device`` counts the tasks each worker ran (keys ``"<index>:<device>"``).
     """

@@ -1,22 +1,35 @@
-"""Plotly figures of the Explorer's views, for scripts and static export (``fig.write_html``, ``write_image``).
+"""Static figures: the Explorer's views and the CLI's plot, for scripts and export (:func:`write_figure`).
 
 The same conventions as the widget: surfaces are ``(ny, nx)`` with ``z[i, j] = f(x[j], y[i])``; NaN cells
 are gaps; the trajectory is drawn from a :class:`~lossviz.session.Projection`-like object (``ids``,
-``coords``) or ``surface.meta["trajectory"]``.
+``coords``) or ``surface.meta["trajectory"]``. The rules the views share live here once:
+:func:`default_metric` (the metric shown for a surface), :func:`critical_markers` (critical points as
+markers) and :func:`axis_text` (a coordinate axis in words). Plotly is imported when a figure is made.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-from typing import Any, Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+
+from lossviz.grid import Axis
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#ad494a", "#3182bd", "#f28e2b")
-CRITICAL_STYLE = {"minimum": ("triangle-down", "#00a651"), "maximum": ("triangle-up", "#d62728"), "saddle": ("x", "#ff7f0e")}
+CRITICAL_STYLE = {
+    "minimum": ("triangle-down", "#00a651"),
+    "maximum": ("triangle-up", "#d62728"),
+    "saddle": ("x", "#ff7f0e"),
+}
 CONTOUR_MODES = ("filled", "lines", "heatmap")
 
 
@@ -29,15 +42,49 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
 
 
-def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
+# ---------------------------------------------------------------------------------------- shared rules
+DEFAULT_METRICS = ("train_loss", "test_loss", "loss")  # shown first when present, in this order
+
+
+def default_metric(surface: Any, wanted: str | None = None) -> str:
+    """The metric shown for ``surface`` (a Surface or a mapping with ``values``): ``wanted`` if given
+    (it must be one of the surface's), else the first of :data:`DEFAULT_METRICS` present, else the
+    surface's first metric."""
     values = _field(surface, "values") or {}
     if not values:
-        raise ValueError("the surface has no values: compute it first")
-    if metric is None:
-        metric = "train_loss" if "train_loss" in values else next(iter(values))
-    if metric not in values:
-        raise ValueError(f"metric {metric!r} is not in this surface: use one of {list(values)}")
-    z = np.asarray(values[metric], dtype=np.float64)
+        raise ValueError("the surface has no metric values: compute it first")
+    if wanted is not None:
+        if wanted not in values:
+            raise ValueError(f"metric {wanted!r} is not in the surface; it has {', '.join(values)}")
+        return wanted
+    return next((m for m in DEFAULT_METRICS if m in values), next(iter(values)))
+
+
+def axis_text(values: Any) -> str:
+    """A coordinate axis as its grid spec ``"min:max:num"`` (e.g. ``"-1:1:51"``, :attr:`Axis.spec`)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    return Axis(float(v[0]), float(v[-1]), len(v)).spec
+
+
+def critical_markers(x: Any, y: Any, z: Any) -> list[dict[str, Any]]:
+    """Critical points of the grid ``z[i, j] = f(x[j], y[i])`` (``y`` None: a line) as markers
+    ``{"kind", "x", "y", "value"}`` (JSON-able floats): the refined position and value where the
+    quadratic fit succeeded, else the grid node's. Non-finite points are left out of the search."""
+    from lossviz.critical import critical_points
+
+    out = []
+    for p in critical_points(x, y, z):
+        refined = math.isfinite(p.x_refined)
+        value = p.value_refined if refined and math.isfinite(p.value_refined) else p.value
+        py = (p.y_refined if refined else p.y) if y is not None else None
+        out.append({"kind": p.kind, "x": float(p.x_refined if refined else p.x),
+                    "y": None if py is None else float(py), "value": float(value)})
+    return out
+
+
+def _surface_values(surface: Any, metric: str | None) -> tuple[str, np.ndarray]:
+    metric = default_metric(surface, metric)
+    z = np.asarray(_field(surface, "values")[metric], dtype=np.float64)
     done = _field(surface, "done")
     if done is not None:
         z = np.where(np.asarray(done, bool), z, np.nan)
@@ -73,6 +120,8 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
                    trajectory: Any = None, critical: bool | Sequence[Any] = True) -> go.Figure:
     """2-D contour (``mode`` "filled" / "lines" / "heatmap") of ``surface``'s ``metric``, with the trajectory
     (``trajectory`` or ``surface.meta["trajectory"]``), the centre (0, 0) and critical points."""
+    import plotly.graph_objects as go
+
     if mode not in CONTOUR_MODES:
         raise ValueError(f"mode {mode!r} is unknown: use one of {CONTOUR_MODES}")
     if _field(surface, "y") is None:
@@ -101,28 +150,16 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="centre",
                              marker=dict(symbol="star", size=14, color="#e31a1c")))
     if critical is not False:
-        points = critical if not isinstance(critical, bool) else _critical(x, y, z)
+        points = critical if not isinstance(critical, bool) else critical_markers(x, y, z)
         for kind, (symbol, color) in CRITICAL_STYLE.items():
             pts = [p for p in points if _field(p, "kind") == kind]
             if pts:
-                fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts], mode="markers",
+                fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts],
+                                         mode="markers",
                                          name=kind, marker=dict(symbol=symbol, size=10, color=color)))
     fig.update_layout(xaxis_title="direction 1", yaxis_title="direction 2", title=f"{metric} around checkpoint "
                       f"{(_field(surface, 'meta') or {}).get('center', '?')}", showlegend=False)
     return fig
-
-
-def _critical(x: np.ndarray, y: np.ndarray | None, z: np.ndarray) -> list[dict]:
-    if not np.isfinite(z).all():
-        return []
-    from lossviz.critical import critical_points
-
-    out = []
-    for p in critical_points(x, y, z):
-        refined = math.isfinite(p.x_refined)
-        out.append({"kind": p.kind, "x": p.x_refined if refined else p.x,
-                    "y": (p.y_refined if refined else p.y) if y is not None else None})
-    return out
 
 
 def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) -> float:
@@ -137,8 +174,12 @@ def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, px: float, py: float) 
     return float((1 - ty) * ((1 - tx) * z[i, j] + tx * z[i, j1]) + ty * ((1 - tx) * z[i1, j] + tx * z[i1, j1]))
 
 
-def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None) -> go.Figure:
+def surface3d_figure(
+    surface: Any, metric: str | None = None, *, log: bool = False, trajectory: Any = None
+) -> go.Figure:
     """3-D surface with contour lines projected on the floor and the trajectory lifted onto the surface."""
+    import plotly.graph_objects as go
+
     if _field(surface, "y") is None:
         raise ValueError("surface3d_figure needs a 2-D surface (y is None): use line_figure for 1-D surfaces")
     metric, z = _surface_values(surface, metric)
@@ -151,7 +192,8 @@ def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = Fal
         ids, xy = traj
         lifted = [bilinear(x, y, shown, a, b) for a, b in xy]
         fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=lifted, mode="lines+markers", customdata=ids,
-                                   name="trajectory", line=dict(color="#222", width=4), marker=dict(size=3, color="#222")))
+                                   name="trajectory", line=dict(color="#222", width=4),
+                                   marker=dict(size=3, color="#222")))
     fig.update_layout(scene=dict(xaxis_title="d1", yaxis_title="d2", zaxis_title=f"log10 {metric}" if log else metric),
                       title=f"3-D {metric}", showlegend=False)
     return fig
@@ -159,18 +201,22 @@ def surface3d_figure(surface: Any, metric: str | None = None, *, log: bool = Fal
 
 def line_figure(surface: Any = None, metric: str | None = None, *, curves: Iterable[Any] = ()) -> go.Figure:
     """1-D view: a 1-D surface (``y is None``) and/or interpolation curves (``{"name", "x", "metrics"}``)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     if surface is not None:
         if _field(surface, "y") is not None:
             raise ValueError("line_figure draws 1-D surfaces: use contour_figure for 2-D ones")
         name, z = _surface_values(surface, metric)
         metric = name
-        fig.add_trace(go.Scatter(x=np.asarray(_field(surface, "x"), float), y=z, mode="lines", name=f"{name} (1-D surface)"))
+        fig.add_trace(go.Scatter(x=np.asarray(_field(surface, "x"), float), y=z, mode="lines",
+                                 name=f"{name} (1-D surface)"))
     for c in curves:
         ms = _field(c, "metrics") or {}
         m = metric if metric in ms else next(iter(ms), None)
         if m is not None:
-            fig.add_trace(go.Scatter(x=np.asarray(_field(c, "x"), float), y=np.asarray(ms[m], float), mode="lines+markers",
+            fig.add_trace(go.Scatter(x=np.asarray(_field(c, "x"), float), y=np.asarray(ms[m], float),
+                                     mode="lines+markers",
                                      name=str(_field(c, "name", "curve"))))
     fig.update_layout(xaxis_title="α / step", yaxis_title=metric or "value", title="1-D: lines and interpolations")
     return fig
@@ -180,6 +226,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
                       selection: Iterable[int] = ()) -> go.Figure:
     """Checkpoints at their projected coordinates, lines from each branch's first point to its parent,
     coloured by branch (or by a metric name); selected ids ringed."""
+    import plotly.graph_objects as go
+
     by_id = {int(_field(c, "id")): c for c in checkpoints}
     ids = [int(i) for i in _field(projection, "ids")]
     coords = np.asarray(_field(projection, "coords"), dtype=np.float64).reshape(-1, 2)
@@ -195,7 +243,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
         if parent is not None and int(parent) in pos:
             chain.insert(0, int(parent))
         xy = np.array([pos[i] for i in chain])
-        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", line=dict(color=branch_color(b)), hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", line=dict(color=branch_color(b)),
+                                 hoverinfo="skip",
                                  name=f"branch {b}"))
     order = list(pos)
     xy = np.array([pos[i] for i in order]) if order else np.zeros((0, 2))
@@ -203,7 +252,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
         marker = dict(size=8, color=[branch_color(_field(by_id[i], "branch", 0)) for i in order])
     else:
         vals = [(_field(by_id[i], "metrics") or {}).get(color_by, np.nan) for i in order]
-        marker = dict(size=8, color=vals, colorscale="Viridis", showscale=True, colorbar=dict(title=dict(text=color_by)))
+        marker = dict(size=8, color=vals, colorscale="Viridis", showscale=True,
+                      colorbar=dict(title=dict(text=color_by)))
     text = [f"checkpoint {i} · {_field(by_id[i], 'kind')} · epoch {_field(by_id[i], 'epoch')}" for i in order]
     fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=order, text=text,
                              hoverinfo="text", name="checkpoints"))
@@ -218,6 +268,9 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
 
 def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ()) -> go.Figure:
     """Train (solid) and test (dotted) loss and accuracy against epoch, one line per branch."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
     sel = set(int(s) for s in selection)
     branches: dict[int, list[Any]] = {}
@@ -237,9 +290,79 @@ def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ())
                                          line=dict(color=branch_color(b), dash=dash)), row=1, col=col)
                 pick = [k for k, c in enumerate(cs) if int(_field(c, "id")) in sel]
                 if pick:
-                    fig.add_trace(go.Scatter(x=[xs[k] for k in pick], y=[ys[k] for k in pick], mode="markers", name="selected",
-                                             marker=dict(size=8, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))),
+                    ring = dict(size=8, color="rgba(0,0,0,0)", line=dict(width=2, color="#111"))
+                    fig.add_trace(go.Scatter(x=[xs[k] for k in pick], y=[ys[k] for k in pick], mode="markers",
+                                             name="selected", marker=ring),
                                   row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(showlegend=False, title="metrics (solid train, dotted test)")
     return fig
+
+
+# ---------------------------------------------------------------------------------------- the CLI's plot
+def surface_figure(surface: Any, metric: str | None = None, title: str | None = None) -> go.Figure:
+    """One metric of a surface file: 1-D the line (:func:`line_figure`, accuracy on a second axis when
+    present), 2-D the contour (:func:`contour_figure`) beside the 3-D surface (:func:`surface3d_figure`)."""
+    from plotly.subplots import make_subplots
+
+    metric = default_metric(surface, metric)
+    title = title or metric
+    if _field(surface, "y") is None:
+        acc = metric.replace("_loss", "_acc")
+        has_acc = acc != metric and acc in _field(surface, "values")
+        fig = make_subplots(specs=[[{"secondary_y": has_acc}]])
+        for trace in line_figure(surface, metric).data:
+            fig.add_trace(trace.update(name=metric), secondary_y=False)
+        if has_acc:
+            for trace in line_figure(surface, acc).data:
+                fig.add_trace(trace.update(name=acc, line={"dash": "dash"}), secondary_y=True)
+            fig.update_yaxes(title_text=acc, secondary_y=True)
+        fig.update_xaxes(title_text="x")
+        fig.update_yaxes(title_text=metric, secondary_y=False)
+        fig.update_layout(title=title, width=800, height=500, showlegend=True)
+        return fig
+    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "xy"}, {"type": "scene"}]],
+                        subplot_titles=(f"{metric}: contour", f"{metric}: surface"))
+    for trace in contour_figure(surface, metric).data:
+        if trace.type == "contour":
+            trace.update(colorbar={"x": 0.45, "len": 0.9})
+        fig.add_trace(trace, row=1, col=1)
+    for trace in surface3d_figure(surface, metric).data:
+        fig.add_trace(trace, row=1, col=2)
+    fig.update_xaxes(title_text="direction 1", row=1, col=1)
+    fig.update_yaxes(title_text="direction 2", row=1, col=1)
+    fig.update_layout(title=title, width=1200, height=560, showlegend=False,
+                      scene={"xaxis_title": "direction 1", "yaxis_title": "direction 2", "zaxis_title": metric})
+    return fig
+
+
+PLOT_SUFFIXES = (".png", ".html", ".htm")
+
+
+def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Write ``fig`` atomically as PNG (``.png``, needs kaleido) or HTML (``.html``, self-contained).
+
+    Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
+    it instead and says so.
+    """
+    from lossviz.io import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"plot file {str(path)!r}: use a .html or .png name")
+    note = None
+    if path.suffix.lower() == ".png":
+        if importlib.util.find_spec("kaleido") is None:
+            note = "kaleido is not installed (pip install kaleido), so the plot was written as HTML"
+        else:
+            try:
+                with atomic_path(path) as tmp:
+                    fig.write_image(tmp, format="png")
+                return path, None
+            except Exception as e:  # kaleido needs a browser; fall back to HTML
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                note = f"PNG export failed ({first}), so the plot was written as HTML"
+        path = path.with_suffix(".html")
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    return path, note

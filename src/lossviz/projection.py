@@ -24,13 +24,14 @@ largest absolute value positive for each component (no extra pass).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["PCAResult", "pca_gram", "tsne", "default_perplexity", "layout", "branch_lanes", "onto_plane"]
+__all__ = ["PCAResult", "branch_lanes", "default_perplexity", "layout", "onto_plane", "pca_gram", "tsne"]
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
@@ -553,7 +554,7 @@ def layout(
 def _is_numeric(x: Any) -> bool:
     try:
         arr = np.asarray(x)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return arr.dtype.kind in "biuf"
 

@@ -14,19 +14,20 @@ is least trustworthy, and fills the rest by interpolation:
   of the current minimum and the grid points nearest a given trajectory, until no estimate
   exceeds ``rtol`` or ``budget`` (a fraction of the grid) is spent.
 
-The result is a :class:`~lossviz.surface.Surface` (every point filled, ``done`` everywhere) whose
+The result is a :class:`~lossviz.landscape.Surface` (every point filled, ``done`` everywhere) whose
 ``errors[name]`` holds each point's estimated error (0 where evaluated) and
 ``meta["adaptive"]`` the points evaluated (``evaluated``, a flat index list), rounds and cost.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from lossviz.grid import SurfaceGrid
-from lossviz.surface import Surface, compute_surface
+from lossviz.landscape import Surface, compute_surface
 
 __all__ = ["check_refine_options", "coarse_mask", "first_lattice_step", "interpolants", "refine_surface"]
 
@@ -60,7 +61,7 @@ def check_refine_options(rtol: float, budget: float, batch: float) -> None:
 def first_lattice_step(shape: tuple[int, ...], coarse_step: int | None = None) -> int:
     """Spacing (grid points) of refinement's first lattice: ``coarse_step``, or about 13 points
     along the longest axis."""
-    return int(coarse_step or max(1, int(round((max(shape) - 1) / 12))))
+    return int(coarse_step or max(1, round((max(shape) - 1) / 12)))
 
 
 def _unit_coords(shape: tuple[int, ...]) -> np.ndarray:
@@ -68,8 +69,8 @@ def _unit_coords(shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 1:
         return (np.arange(shape[0]) / max(1, shape[0] - 1))[:, None]
     ny, nx = shape
-    J, I = np.meshgrid(np.arange(nx) / max(1, nx - 1), np.arange(ny) / max(1, ny - 1))
-    return np.stack([J.ravel(), I.ravel()], axis=1)
+    cols, rows = np.meshgrid(np.arange(nx) / max(1, nx - 1), np.arange(ny) / max(1, ny - 1))
+    return np.stack([cols.ravel(), rows.ravel()], axis=1)
 
 
 def interpolants(shape: tuple[int, ...], known: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +122,7 @@ def _nearest_nodes(grid: SurfaceGrid, trajectory: np.ndarray) -> np.ndarray:
     cols = [traj[:, 0]] if grid.ndim == 1 else [traj[:, 1], traj[:, 0]]
     inside = np.ones(len(traj), dtype=bool)
     idx = []
-    for ax, c in zip(axes, cols):
+    for ax, c in zip(axes, cols, strict=True):
         inside &= (c >= ax[0] - 1e-12) & (c <= ax[-1] + 1e-12)
         idx.append(np.abs(ax[None, :] - c[:, None]).argmin(axis=1))
     mask[tuple(i[inside] for i in idx)] = True
@@ -169,7 +170,7 @@ def refine_surface(
     callback: Any = None,
     **kwargs: Any,
 ) -> Surface:
-    """The surface of :func:`~lossviz.surface.compute_surface` from adaptively chosen points.
+    """The surface of :func:`~lossviz.landscape.compute_surface` from adaptively chosen points.
 
     ``rtol``: the estimated relative error (of ``metric``, in the main split) at which a point
     is trusted to interpolation; ``budget``: most points evaluated, as a fraction of the grid;
@@ -260,7 +261,8 @@ def refine_surface(
     while True:
         estimate = np.where(evaluated, 0.0, calib * indicator)
         if callback is not None:
-            callback(_result(grid, base, values, evaluated, key, cubic, estimate, log, rounds), int(evaluated.sum()), size)
+            partial = _result(grid, base, values, evaluated, key, cubic, estimate, log, rounds)
+            callback(partial, int(evaluated.sum()), size)
         room = cap - int(evaluated.sum())
         if room <= 0 or (cancel is not None and cancel.is_set()):
             break

@@ -8,7 +8,7 @@ sums give the mean and its standard error under sampling without replacement::
     L̂ = (1/n) Σ ℓᵢ,   s² = (Σ ℓᵢ² − n L̂²)/(n − 1),   se(L̂) = sqrt(s²/n · (N − n)/(N − 1))
 
 (accuracy: s² from p̂(1 − p̂)). A point stops once ``se ≤ max(atol, rtol·|L̂|)``; at n = N it is
-exact (se = 0). The returned :class:`~lossviz.surface.Surface` has the estimates in ``values``,
+exact (se = 0). The returned :class:`~lossviz.landscape.Surface` has the estimates in ``values``,
 the standard errors in ``errors`` and the samples each point used in ``meta["adaptive"]``;
 ``callback`` sees the coarse picture after every level (the exact one comes later).
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from lossviz.evaluate import EvalData, as_eval_data
 from lossviz.grid import SurfaceGrid
-from lossviz.surface import Surface, compute_surface
+from lossviz.landscape import Surface, compute_surface
 
 __all__ = ["standard_error", "subsampled_surface"]
 

@@ -87,7 +87,7 @@ def _json(obj: Any) -> str:
 
 
 def _surface_class():
-    from lossviz.surface import Surface  # lazy: surface.py imports the engine
+    from lossviz.landscape import Surface  # lazy: surface.py imports the engine
 
     return Surface
 
@@ -166,7 +166,7 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
 def read_surface(path: str | os.PathLike):
     """Read a surface file written by lossviz or by the reference (``plot_surface.py``).
 
-    Returns a :class:`lossviz.surface.Surface` with ``values`` ``(nx,)`` or ``(ny, nx)`` float64,
+    Returns a :class:`lossviz.landscape.Surface` with ``values`` ``(nx,)`` or ``(ny, nx)`` float64,
     NaN where a point was not computed (the reference's ``-1``), ``done`` the computed points and
     ``directions=None`` (the vectors live in the direction file named by ``meta["dir_file"]``).
     """

@@ -22,7 +22,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from lossviz.critical import check_grid, surface_arrays, surface_metric
+from lossviz.critical import check_grid, surface_arrays
+from lossviz.figures import default_metric
 from lossviz.io import atomic_path
 
 LOG_OFFSET = 0.1
@@ -158,7 +159,7 @@ def write_surface_vtp(
     """:func:`write_vtp` of a Surface's metric (default ``train_loss``); the raw values are named after
     the metric."""
     x, y, z = surface_arrays(surface, metric)
-    kwargs.setdefault("value_name", surface_metric(surface, metric))
+    kwargs.setdefault("value_name", default_metric(surface, metric))
     return write_vtp(path, x, y, z, **kwargs)
 
 

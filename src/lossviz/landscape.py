@@ -1,7 +1,8 @@
 """Loss surfaces: metrics on a 1D line or 2D grid of points ``θ = θ₀ + α·d₁ (+ β·d₂)``.
 
-:func:`compute_surface` (public name ``lossviz.surface``) evaluates the grid's points coarse to
-fine, in chunks, through an executor (in-process by default), so a partial :class:`Surface` is
+:func:`compute_surface` (public name ``lossviz.surface``; this module is ``lossviz.landscape``)
+evaluates the grid's points coarse to fine, in chunks, through an executor (in-process by default),
+so a partial :class:`Surface` is
 already an evenly spread picture; it reports progress (tqdm and a callback), stops between chunks
 when a ``threading.Event`` is set, and resumes a partial surface. :func:`interpolate` is the 1D
 line between two models (``θ_A`` at 0, ``θ_B`` at 1).
@@ -18,15 +19,16 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lossviz.directions import DirectionSet, as_direction, random_directions, target_direction
+from lossviz.directions import DirectionSet, DirectionSpec, target_direction
 from lossviz.evaluate import EvalData, Evaluator, as_eval_data
 from lossviz.executors import relax_malloc_trim, run_chunks
 from lossviz.grid import Axis, SurfaceGrid
@@ -106,13 +108,13 @@ class EvalSpec:
     evaluator_kwargs: dict[str, Any]
     n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
 
-    def on_device(self, device: str | torch.device) -> "EvalSpec":
+    def on_device(self, device: str | torch.device) -> EvalSpec:
         """This spec with its evaluators on ``device`` (same token: a
         :class:`~lossviz.executors.DeviceExecutor` worker thread builds its own evaluator there)."""
         return dataclasses.replace(self, evaluator_kwargs={**self.evaluator_kwargs, "device": device})
 
 
-_EVALUATORS: "OrderedDict[tuple[str, int], dict[str, Evaluator]]" = OrderedDict()
+_EVALUATORS: OrderedDict[tuple[str, int], dict[str, Evaluator]] = OrderedDict()
 _EVALUATORS_LOCK = threading.Lock()
 _MAX_CACHED = 4
 
@@ -168,12 +170,6 @@ def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- directions
-def _is_vector_like(value: Any, space: ParamSpace) -> bool:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.ndim == 1 and value.shape[0] == space.numel
-    return isinstance(value, Mapping)
-
-
 def resolve_directions(
     directions: Any,
     space: ParamSpace,
@@ -184,50 +180,16 @@ def resolve_directions(
     ignore: str | None = "biasbn",
     seed: int | None = 0,
 ) -> DirectionSet:
-    """A :class:`DirectionSet` with ``ndim`` directions over ``space``.
+    """A :class:`DirectionSet` with ``ndim`` directions over ``space`` (see :class:`DirectionSpec`).
 
     ``"random"`` draws filter-normalized (etc.) random directions seeded ``seed`` (x then y from one
     stream, like the reference). Given directions (a vector, a ``(ndim, D)`` tensor, a pair, a
     state dict, a :class:`DirectionSet`) are used as given: ``normalization`` applies to random
     directions only.
     """
-    if isinstance(directions, str):
-        if directions != "random":
-            raise ValueError(
-                f"unknown directions {directions!r}: use 'random', a DirectionSet, a vector, a pair "
-                "of vectors or a state dict"
-            )
-        return random_directions(
-            space, center, ndim, seed=seed, normalization=normalization, ignore=ignore
-        )
-    if isinstance(directions, DirectionSet):
-        ds = directions
-        if ds.kind != space.kind:
-            raise ValueError(
-                f"the directions are {ds.kind!r} directions but the surface is computed in the "
-                f"{space.kind!r} space: pass kind={ds.kind!r}"
-            )
-        if ds.numel != space.numel:
-            raise ValueError(
-                f"the directions have {ds.numel} entries but the model's {space.kind} space has "
-                f"{space.numel}: they belong to another architecture"
-            )
-    else:
-        if isinstance(directions, (torch.Tensor, np.ndarray)) and directions.ndim == 2:
-            vecs = [as_direction(space, v) for v in directions]
-        elif isinstance(directions, (tuple, list)) and 1 <= len(directions) <= 2 and all(
-            _is_vector_like(v, space) for v in directions
-        ):
-            vecs = [as_direction(space, v) for v in directions]
-        else:
-            vecs = [as_direction(space, directions)]
-        ds = DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, method="custom")
-    if ds.ndim != ndim:
-        raise ValueError(
-            f"{ds.ndim} direction(s) given for a {ndim}D surface: "
-            + ("pass y='min:max:num' for a 2D grid" if ds.ndim == 2 else "give two directions for a 2D grid")
-        )
-    return ds
+    spec = DirectionSpec.parse(directions, ndim, normalization=normalization, ignore=ignore, seed=seed,
+                               kind=space.kind)
+    return spec.vectors(space, center)
 
 
 # ---------------------------------------------------------------------------------------- compute
@@ -311,16 +273,7 @@ def compute_surface(
     Other arguments go to :class:`Evaluator`.
     """
     grid = SurfaceGrid.from_specs(x, y)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not split or not isinstance(split, str):
-        raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
-    datasets = {split: as_eval_data(data, max_samples)}
-    if test_data is not None:
-        if split == "test":
-            raise ValueError("split='test' clashes with test_data: name the main split otherwise")
-        datasets["test"] = as_eval_data(test_data, max_samples)
-
+    datasets = _eval_datasets(model, data, test_data, split, max_samples)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     ds = resolve_directions(
@@ -343,17 +296,67 @@ def compute_surface(
     # built here once: validates model and data early, names the metrics, and is reused in-process
     local = evaluators_for(spec)
     names = [f"{s}_{m}" for s, ev in local.items() for m in ev.metric_names]
-
-    if resume is not None:
-        _check_resume(resume, grid, names, ds)
-        values = {n: np.array(resume.values[n], dtype=np.float64, copy=True) for n in names}
-        done = np.array(resume.done, dtype=bool, copy=True)
-    else:
-        values = {n: np.full(grid.shape, np.nan) for n in names}
-        done = np.zeros(grid.shape, dtype=bool)
+    values, done = _initial_values(grid, names, ds, resume)
     first = next(iter(local.values()))
-    meta = {
-        "kind": kind,
+    meta = _surface_meta(grid, ds, space, datasets, first, split=split, names=names, dtype=dtype,
+                         precision=precision, model_name=type(model).__name__)
+    if resume is not None:
+        meta = {**resume.meta, **meta}
+    surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
+
+    todo = _points_to_do(grid, done, only)
+    spec.n_points = len(todo)
+    step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
+    chunks = [todo[i : i + step] for i in range(0, len(todo), step)]
+    try:
+        errors, n_ok = _evaluate_chunks(surface, spec, grid.coords(), chunks, names, executor=executor,
+                                        cancel=cancel, callback=callback, progress=progress)
+    finally:
+        if executor is None:
+            meta.update(_strategy_meta(first))
+        release_evaluators(spec)
+    if errors:
+        meta["errors"] = errors[:20]
+        if n_ok == 0 and chunks:
+            raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
+    meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
+    return surface
+
+
+def _eval_datasets(
+    model: nn.Module, data: Any, test_data: Any, split: str, max_samples: int | None
+) -> dict[str, EvalData]:
+    """The evaluation data per split name (``split``, and ``"test"`` with ``test_data``)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not split or not isinstance(split, str):
+        raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
+    datasets = {split: as_eval_data(data, max_samples)}
+    if test_data is not None:
+        if split == "test":
+            raise ValueError("split='test' clashes with test_data: name the main split otherwise")
+        datasets["test"] = as_eval_data(test_data, max_samples)
+    return datasets
+
+
+def _initial_values(
+    grid: SurfaceGrid, names: list[str], ds: DirectionSet, resume: Surface | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(values, done)`` to start from: NaN and not done, or a copy of ``resume``'s (checked)."""
+    if resume is None:
+        return {n: np.full(grid.shape, np.nan) for n in names}, np.zeros(grid.shape, dtype=bool)
+    _check_resume(resume, grid, names, ds)
+    values = {n: np.array(resume.values[n], dtype=np.float64, copy=True) for n in names}
+    return values, np.array(resume.done, dtype=bool, copy=True)
+
+
+def _surface_meta(
+    grid: SurfaceGrid, ds: DirectionSet, space: ParamSpace, datasets: dict[str, EvalData], first: Evaluator,
+    *, split: str, names: list[str], dtype: torch.dtype, precision: str, model_name: str,
+) -> dict[str, Any]:
+    """What a surface records about how it was computed."""
+    return {
+        "kind": space.kind,
         "method": ds.method,
         "normalization": ds.normalization,
         "ignore": ds.ignore,
@@ -370,14 +373,23 @@ def compute_surface(
         "precision": precision,
         "channels_last": first.channels_last,
         "device": str(first.device),
-        "model": type(model).__name__,
+        "model": model_name,
         "numel": space.numel,
     }
-    if resume is not None:
-        meta = {**resume.meta, **meta}
-    surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
 
-    coords = grid.coords()
+
+def _strategy_meta(first: Evaluator) -> dict[str, Any]:
+    """The in-process evaluator's measured choices (CPU channels_last "auto" is decided on the first chunk)."""
+    return {
+        "strategy": first.strategy_used,
+        "points_per_call": first.points_per_call_used,
+        "batch_size": first.batch_size_used,
+        "channels_last": first.channels_last,
+    }
+
+
+def _points_to_do(grid: SurfaceGrid, done: np.ndarray, only: np.ndarray | None) -> np.ndarray:
+    """Flat indices of the points still to evaluate, coarse to fine (within ``only`` when given)."""
     order = grid.order()
     wanted = ~done.ravel()
     if only is not None:
@@ -388,53 +400,46 @@ def compute_surface(
                 f"{only.dtype} {only.shape}"
             )
         wanted &= only.ravel()
-    todo = order[wanted[order]]
-    spec.n_points = len(todo)
-    step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
-    chunks_idx = [todo[i : i + step] for i in range(0, len(todo), step)]
-    n_total = grid.size
+    return order[wanted[order]]
+
+
+def _evaluate_chunks(
+    surface: Surface, spec: EvalSpec, coords: np.ndarray, chunks: list[np.ndarray], names: list[str], *,
+    executor: Any, cancel: threading.Event | None, callback: Callback | None, progress: bool,
+) -> tuple[list[str], int]:
+    """Evaluate ``chunks`` (flat indices) into ``surface`` in place; returns (errors, points done).
+
+    A failed chunk stays NaN and not done (a warning says why); ``callback`` sees the surface after
+    every chunk.
+    """
+    from tqdm.auto import tqdm
+
     errors: list[str] = []
     n_ok = 0
+    n_total = surface.done.size
+    bar = tqdm(total=n_total, initial=surface.n_done, disable=not progress, desc="surface", unit="pt")
     try:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_total, initial=surface.n_done, disable=not progress, desc="surface", unit="pt")
-        try:
-            for i, fut in run_chunks(
-                evaluate_chunk, spec, [coords[idx] for idx in chunks_idx], executor, cancel=cancel
-            ):
-                idx = chunks_idx[i]
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a failed chunk stays NaN and not done
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    warnings.warn(
-                        f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
-                        RuntimeWarning,
-                    )
-                else:
-                    for name in names:
-                        values[name].reshape(-1)[idx] = result[name]
-                    done.reshape(-1)[idx] = True
-                    n_ok += len(idx)
-                bar.update(len(idx))
-                if callback is not None:
-                    callback(surface, surface.n_done, n_total)
-        finally:
-            bar.close()
+        for i, fut in run_chunks(evaluate_chunk, spec, [coords[idx] for idx in chunks], executor, cancel=cancel):
+            idx = chunks[i]
+            try:
+                result = fut.result()
+            except Exception as exc:  # a failed chunk stays NaN and not done
+                errors.append(f"{type(exc).__name__}: {exc}")
+                warnings.warn(
+                    f"lossviz: a chunk of {len(idx)} points failed and is left NaN ({errors[-1]})",
+                    RuntimeWarning, stacklevel=2,
+                )
+            else:
+                for name in names:
+                    surface.values[name].reshape(-1)[idx] = result[name]
+                surface.done.reshape(-1)[idx] = True
+                n_ok += len(idx)
+            bar.update(len(idx))
+            if callback is not None:
+                callback(surface, surface.n_done, n_total)
     finally:
-        if executor is None:
-            meta["strategy"] = first.strategy_used
-            meta["points_per_call"] = first.points_per_call_used
-            meta["batch_size"] = first.batch_size_used
-            meta["channels_last"] = first.channels_last  # CPU "auto" is decided on the first chunk
-        release_evaluators(spec)
-    if errors:
-        meta["errors"] = errors[:20]
-        if n_ok == 0 and chunks_idx:
-            raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
-    meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
-    return surface
+        bar.close()
+    return errors, n_ok
 
 
 def interpolate(
@@ -458,11 +463,13 @@ def interpolate(
     if not space_a.compatible_with(space_b):
         diff = next(
             (f"{ea.name!r} {list(ea.shape)} vs {eb.name!r} {list(eb.shape)}"
-             for ea, eb in zip(space_a.entries, space_b.entries)
+             for ea, eb in zip(space_a.entries, space_b.entries, strict=False)
              if ea.name != eb.name or ea.shape != eb.shape),
             f"{len(space_a.entries)} vs {len(space_b.entries)} tensors",
         )
-        raise ValueError(f"model_a and model_b have different architectures ({diff}): give two models of one architecture")
+        raise ValueError(
+            f"model_a and model_b have different architectures ({diff}): give two models of one architecture"
+        )
     a = space_a.vector(model_a, dtype=torch.float64).cpu()
     b = space_b.vector(model_b, dtype=torch.float64).cpu()
     ds = DirectionSet([target_direction(space_a, a, b)], kind=kind, normalization=None,

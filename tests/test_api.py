@@ -1,0 +1,54 @@
+"""The public API: ``import lossviz`` is light, and its names are reached lazily (PEP 562)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+
+import lossviz
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_import_lossviz_does_not_import_torch():
+    done = _python("import lossviz, sys; assert 'torch' not in sys.modules, 'torch imported'")
+    assert done.returncode == 0, done.stderr
+
+
+def test_lossviz_version_is_the_package_metadata():
+    assert lossviz.__version__ == importlib.metadata.version("lossviz")
+
+
+def test_public_names_are_reached_lazily():
+    done = _python(
+        "import sys, lossviz\n"
+        "from lossviz import Session, Explorer\n"
+        "from lossviz.landscape import Surface, compute_surface, interpolate\n"
+        "from lossviz.session import Session as S\n"
+        "from lossviz.widget import Explorer as E\n"
+        "assert Session is S and Explorer is E\n"
+        "assert lossviz.surface is compute_surface and lossviz.Surface is Surface\n"
+        "assert lossviz.interpolate is interpolate\n"
+        "for name in ('hessian', 'projection', 'figures', 'io', 'zoo', 'landscape'):\n"
+        "    assert getattr(lossviz, name) is sys.modules['lossviz.' + name], name\n"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_all_and_dir_name_the_lazy_names():
+    assert set(lossviz.__all__) == {"Explorer", "Session", "Surface", "__version__", "interpolate", "surface"}
+    listed = dir(lossviz)
+    for name in (*lossviz.__all__, "hessian", "projection", "figures", "io", "zoo"):
+        assert name in listed, name
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    try:
+        lossviz.no_such_thing  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_thing" in str(e)
+    else:
+        raise AssertionError("lossviz.no_such_thing did not raise")
