@@ -34,6 +34,30 @@ class FakeJob:
         self.id, self.kind, self.state, self.result = FakeJob._next, kind, state, result
         self.done, self.total, self.message, self.error = 0, 10, "", None
         self.cancelled = False
+        self._finished = threading.Event()
+        if state in ("done", "failed", "cancelled"):
+            self._finished.set()
+
+    @classmethod
+    def running(cls, kind, fn, on_end=None):
+        """A job that runs ``fn()`` on a thread of its own (as the session's quick queue does); ``on_end(job)``
+        once it has ended (the session's job event)."""
+        job = cls(kind, state="queued")
+
+        def work():
+            job.state = "running"
+            try:
+                job.result = fn()
+            except Exception as exc:
+                job.error, job.state = f"{type(exc).__name__}: {exc}", "failed"
+            else:
+                job.state = "done"
+            job._finished.set()
+            if on_end is not None:
+                on_end(job)
+
+        threading.Thread(target=work, daemon=True).start()
+        return job
 
     @property
     def progress(self):
@@ -42,6 +66,12 @@ class FakeJob:
     def cancel(self):
         self.cancelled = True
         self.state = "cancelled"
+        self._finished.set()
+
+    def wait(self, timeout=None):
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"job {self.id} still {self.state}")
+        return self.result
 
 
 class FakeSession:
@@ -100,23 +130,35 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def disturb(self, checkpoint, magnitude, seed=None):
+    def _quick(self, kind, fn, wait):
+        """The blocking call's result, or with ``wait=False`` a job running it (on the quick queue)."""
+        if wait:
+            return fn()
+        job = FakeJob.running(kind, fn, on_end=lambda j: self.emit({"type": "job", "job": j}))
+        self.jobs.append(job)
+        return job
+
+    def disturb(self, checkpoint, magnitude, seed=None, wait=True):
         self.calls.append(("disturb", checkpoint, magnitude, seed))
-        return self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch)
+        return self._quick("disturb", lambda: self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch), wait)
 
-    def interpolate(self, a, b, n):
+    def interpolate(self, a, b, n, wait=True):
         self.calls.append(("interpolate", a, b, n))
-        out = []
-        for t in np.linspace(0, 1, n):
-            c = self.add(a, 7, "interpolate", 0.0, train_loss=float(1 + (t - 0.5) ** 2))
-            c.hparams["interpolate"] = {"a": a, "b": b, "t": float(t)}
-            out.append(c)
-        return out
 
-    def distances(self, ids):
+        def run():
+            out = []
+            for t in np.linspace(0, 1, n):
+                c = self.add(a, 7, "interpolate", 0.0, train_loss=float(1 + (t - 0.5) ** 2))
+                c.hparams["interpolate"] = {"a": a, "b": b, "t": float(t)}
+                out.append(c)
+            return out
+
+        return self._quick("interpolate", run, wait)
+
+    def distances(self, ids, wait=True):
         self.calls.append(("distances", list(ids)))
         v = np.array([self.vectors[i] for i in ids], dtype=np.float64)
-        return np.sqrt(((v[:, None, :] - v[None, :, :]) ** 2).sum(-1))
+        return self._quick("distances", lambda: np.sqrt(((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)), wait)
 
     def surface(self, center, directions="random", x="-1:1:21", y=None, checkpoints=None, wait=True, **kw):
         self.calls.append(("surface", center, directions, x, y, checkpoints, wait))
@@ -125,16 +167,21 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def project(self, ids=None, method="layout", surface=None):
+    def project(self, ids=None, method="layout", surface=None, wait=True):
         self.calls.append(("project", method, surface is not None))
-        cks = self._cks if ids is None else [self.checkpoint(i) for i in ids]
-        if method == "layout":
-            coords = np.array([[c.epoch, c.branch] for c in cks], dtype=np.float64)
-        elif method == "surface":
-            coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
-        else:
-            coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
-        return SimpleNamespace(ids=[c.id for c in cks], coords=coords, method=method, meta={"explained_variance_ratio": [0.7, 0.2]})
+        cks = list(self._cks) if ids is None else [self.checkpoint(i) for i in ids]
+
+        def run():
+            if method == "layout":
+                coords = np.array([[c.epoch, c.branch] for c in cks], dtype=np.float64)
+            elif method == "surface":
+                coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
+            else:
+                coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
+            return SimpleNamespace(ids=[c.id for c in cks], coords=coords, method=method,
+                                   meta={"explained_variance_ratio": [0.7, 0.2]})
+
+        return self._quick("project", run, wait)
 
     @staticmethod
     def list_projects(root):
@@ -356,7 +403,7 @@ def test_train_command_calls_session_train_with_parsed_hparams(widget, fake):
 def test_cancel_command_cancels_running_jobs(widget, fake):
     widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
     widget.handle({"type": "train", "from": 2, "epochs": 2, "hparams": {}})
-    first, second = fake.jobs
+    first, second = [j for j in fake.jobs if j.kind == "train"]  # the others: the projection's quick jobs
     widget.handle({"type": "cancel", "job": first.id})
     assert first.cancelled and not second.cancelled
     widget.handle({"type": "cancel"})
@@ -471,9 +518,10 @@ def test_project_panel_commands(tmp_path, fake):
     class Factory:
         list_projects = staticmethod(FakeSession.list_projects)
 
-        def __new__(cls, path, **kw):
+        @staticmethod
+        def opening(path, **kw):
             made.append((path, kw))
-            return FakeSession(path)
+            return FakeJob.running("open", lambda: FakeSession(path))
 
     (tmp_path / "a").mkdir()
     w = Explorer(fake, throttle=0, background=False, session_factory=Factory, project_root=tmp_path)
@@ -623,7 +671,7 @@ def test_wheel_contains_the_built_front_end(tmp_path):
         names = set(z.namelist())
         assert "lossviz/static/widget.js" in names and "lossviz/static/widget.css" in names
         assert z.getinfo("lossviz/static/widget.js").file_size == size
-        assert "lossviz/widget.py" in names
+        assert "lossviz/widget/__init__.py" in names and "lossviz/widget/explorer.py" in names
 
 
 # ----------------------------------------------------------------------------------------- figures.py
