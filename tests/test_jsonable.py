@@ -16,7 +16,8 @@ def test_json_safe_is_strict_json():
     value = {"a": float("nan"), "b": (1, np.float32(0.5), np.int64(3), np.bool_(True)), 2: [float("inf"), -1.5],
              "arr": np.arange(3.0), "none": None, "text": "x"}
     out = json_safe(value)
-    assert out == {"a": None, "b": [1, 0.5, 3, True], "2": [None, -1.5], "arr": [0.0, 1.0, 2.0], "none": None, "text": "x"}
+    assert out == {"a": None, "b": [1, 0.5, 3, True], "2": [None, -1.5], "arr": [0.0, 1.0, 2.0], "none": None,
+                   "text": "x"}
     assert type(out["b"][2]) is int and type(out["b"][3]) is bool
     json.dumps(out, allow_nan=False)
 

@@ -53,12 +53,13 @@ _FINISHED = ("done", "failed", "cancelled")
 @dataclass
 class _Followed:
     """A job whose result the Explorer applies when it ends: ``apply(result)``, unless a later job took its
-    ``slot`` (e.g. a newer projection); ``what`` names it in errors."""
+    ``slot`` (e.g. a newer projection); ``what`` names it in errors (none when ``quiet``)."""
 
     job: JobLike
     apply: Callable[[Any], None]
     what: str
     slot: str | None = None
+    quiet: bool = False
     settled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -103,13 +104,13 @@ class Explorer(anywidget.AnyWidget):
     vmin = t.Float(None, allow_none=True).tag(sync=True)
     vmax = t.Float(None, allow_none=True).tag(sync=True)
     levels = t.Int(20).tag(sync=True)
-    curves = t.List().tag(sync=True, to_json=to_wire)
+    curves = t.List(t.Dict()).tag(sync=True, to_json=to_wire)
     distances = t.Dict().tag(sync=True, to_json=to_wire)
     # jobs, messages, projects
-    jobs = t.List().tag(sync=True)
+    jobs = t.List(t.Dict()).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     message = t.Unicode("").tag(sync=True)
-    projects = t.List().tag(sync=True)
+    projects = t.List(t.Dict()).tag(sync=True)
     project_root = t.Unicode("").tag(sync=True)
     project = t.Dict().tag(sync=True)
     height = t.Int(760).tag(sync=True)
@@ -133,6 +134,7 @@ class Explorer(anywidget.AnyWidget):
         self._jobs: dict[int, Any] = {}
         self._followed: dict[int, _Followed] = {}
         self._followed_ids: set[int] = set()
+        self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
         self._latest: dict[str, int] = {}  # slot ("projection", "distances") -> the job whose result is wanted
         self._unsubscribe: Callable[[], None] | None = None
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
@@ -219,19 +221,20 @@ class Explorer(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ jobs the Explorer waits for
     def _follow(self, what: str, start: Callable[[], JobLike], apply: Callable[[Any], None], *,
-                slot: str | None = None) -> None:
+                slot: str | None = None, quiet: bool = False) -> None:
         """Start a job with ``start()``, list it, and apply its result when it ends. A failure, of the start
-        or of the job, sets ``error`` ("``what`` failed: ..."). A job started later in the same ``slot``
-        supersedes this one (its result is not applied).
+        or of the job, sets ``error`` ("``what`` failed: ..."), unless ``quiet``. A job started later in the
+        same ``slot`` supersedes this one (its result is not applied).
 
         From the kernel's thread with ``background=False`` this returns once the result is applied.
         """
         try:
             job = start()
         except Exception as exc:
-            self.error = f"{what} failed: {exc}"
+            if not quiet:
+                self.error = f"{what} failed: {exc}"
             return
-        followed = _Followed(job, apply, what, slot)
+        followed = _Followed(job, apply, what, slot, quiet)
         with self._lock:
             self._followed[job.id] = followed
             self._followed_ids.add(job.id)
@@ -257,12 +260,13 @@ class Explorer(anywidget.AnyWidget):
         try:
             if job.state == "done" and not superseded:
                 followed.apply(job.result)
-            elif job.state == "failed" and not superseded:
+            elif job.state == "failed" and not (superseded or followed.quiet):
                 self.error = f"{followed.what} failed: {job.error or 'unknown error'}"
             elif job.state == "cancelled":
                 self.message = f"{followed.what}: cancelled"
         except Exception as exc:  # applying a result must not kill the waiter
-            self.error = f"{followed.what} failed: {exc}"
+            if not followed.quiet:
+                self.error = f"{followed.what} failed: {exc}"
         finally:
             followed.settled.set()
             self._note_job(job)
@@ -353,22 +357,36 @@ class Explorer(anywidget.AnyWidget):
         payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"))
         if payload is None:
             return
-        if payload["done"] == payload["total"]:
-            payload["trajectory"] = self._surface_trajectory(surf)
-        with self._lock:
+        complete = payload["done"] == payload["total"]
+        if complete:
+            self._request_trajectory(surf)
+        with self._lock:  # the trajectory as known now; one that arrives later pushes the surface again
+            if complete:
+                payload["trajectory"] = views.stored_trajectory(surf.meta or {}) or self._trajectory_of(surf)
             self.surface = payload
 
-    def _surface_trajectory(self, surf: Any) -> dict | None:
-        """The checkpoints in the plane of a complete 2-D surface: stored with it, else projected (a
-        surface the session cannot project, e.g. one computed outside it, has none)."""
-        stored = views.stored_trajectory(surf.meta or {})
-        if stored is not None or surf.y is None:
-            return stored
-        try:
-            proj = self._session.project(method="surface", surface=surf)
-        except Exception:
-            return None
-        return views.trajectory_view(proj.ids, proj.coords)
+    def _trajectory_of(self, surf: Any) -> dict | None:
+        known, traj = self._trajectory
+        return traj if known is surf else None
+
+    def _request_trajectory(self, surf: Any) -> None:
+        """Project the checkpoints into a complete 2-D surface's plane, once, by a job, unless the surface
+        carries its trajectory. A surface the session cannot project (e.g. one computed outside it) has none."""
+        with self._lock:
+            if surf.y is None or views.stored_trajectory(surf.meta or {}) is not None or self._trajectory[0] is surf:
+                return
+            self._trajectory = (surf, None)
+
+        def apply(proj: Any) -> None:
+            with self._lock:
+                if self._trajectory[0] is not surf:
+                    return
+                self._trajectory = (surf, views.trajectory_view(proj.ids, proj.coords))
+            self._refresh_surface()
+
+        self._follow("the surface's trajectory",
+                     lambda: self._session.project(method="surface", surface=surf, wait=False),
+                     apply, slot="trajectory", quiet=True)
 
     # ------------------------------------------------------------------ trait observers
     def _on_clicked(self, change: Mapping[str, Any]) -> None:

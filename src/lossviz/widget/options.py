@@ -47,8 +47,8 @@ LIMITS = {
 }
 
 SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar"
-ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of the grid; "
-                 "the rest interpolated. Saves work from about 30 points a side")
+ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
+                 "the grid; the rest interpolated. Saves work from about 30 points a side")
 
 FIELDS: tuple[dict[str, Any], ...] = (
     {"name": "lr", "label": "learning rate", "type": "float", "min": 0, "minExclusive": True, "group": "train"},

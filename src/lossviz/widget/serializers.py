@@ -20,13 +20,13 @@ __all__ = ["to_wire", "wire_array", "wire_mask"]
 def wire_array(values: Any) -> dict[str, Any]:
     """A float32 C-contiguous array as the wire dict ``{"view", "dtype", "shape"}`` (a binary buffer)."""
     arr = np.ascontiguousarray(np.asarray(values, dtype=np.float32))
-    return {"view": memoryview(arr.reshape(-1)), "dtype": "float32", "shape": list(arr.shape)}
+    return {"view": arr.reshape(-1).data, "dtype": "float32", "shape": list(arr.shape)}
 
 
 def wire_mask(values: Any) -> dict[str, Any]:
     """A 0/1 mask as the wire dict ``{"view", "dtype": "uint8", "shape"}`` (one byte a point)."""
     arr = np.ascontiguousarray(np.asarray(values, dtype=bool).astype(np.uint8))
-    return {"view": memoryview(arr.reshape(-1)), "dtype": "uint8", "shape": list(arr.shape)}
+    return {"view": arr.reshape(-1).data, "dtype": "uint8", "shape": list(arr.shape)}
 
 
 def to_wire(value: Any, widget: Any = None) -> Any:
