@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 from lossviz.store import Checkpoint
 from lossviz.surface import Surface
-from lossviz.widget import Explorer, checkpoint_table, schedule_text, surface_axis_spec, wire_array
+from lossviz.widget import Explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
@@ -47,11 +48,12 @@ class FakeJob:
         def work():
             job.state = "running"
             try:
-                job.result = fn()
+                result = fn()
             except Exception as exc:
                 job.error, job.state = f"{type(exc).__name__}: {exc}", "failed"
             else:
-                job.state = "done"
+                if job.state != "cancelled":
+                    job.result, job.state = result, "done"
             job._finished.set()
             if on_end is not None:
                 on_end(job)
@@ -86,6 +88,7 @@ class FakeSession:
         self.subscribers = []
         self.jobs: list[FakeJob] = []
         self.surface_options: list[dict] = []  # surface()'s other keyword arguments, per call
+        self.gates: list[threading.Event] = []  # each quick job started takes the next gate and waits for it
         self.vectors = {0: [0.0, 0, 0], 1: [1.0, 0, 0], 2: [1.0, 2, 0], 3: [1.0, 0, 3], 4: [4.0, 4, 3]}
         spec = [(0, None, 0, "init", 0.0), (1, 0, 0, "train", 1.0), (2, 1, 0, "train", 2.0),
                 (3, 1, 1, "disturb", 1.0), (4, 3, 1, "train", 2.0)]
@@ -134,7 +137,14 @@ class FakeSession:
         """The blocking call's result, or with ``wait=False`` a job running it (on the quick queue)."""
         if wait:
             return fn()
-        job = FakeJob.running(kind, fn, on_end=lambda j: self.emit({"type": "job", "job": j}))
+        gate = self.gates.pop(0) if self.gates else None
+
+        def run():
+            if gate is not None:
+                gate.wait(30)
+            return fn()
+
+        job = FakeJob.running(kind, run, on_end=lambda j: self.emit({"type": "job", "job": j}))
         self.jobs.append(job)
         return job
 
@@ -326,15 +336,6 @@ def test_done_but_diverged_points_are_marked_done_in_the_mask(widget, fake):
     assert stripped["surface"]["done"] == int(surf.done.sum())
 
 
-def test_wire_mask_is_uint8_and_float_arrays_stay_float32():
-    from lossviz.widget import to_wire, wire_mask
-
-    w = wire_mask(np.array([[True, False, True]]))
-    assert w["dtype"] == "uint8" and w["shape"] == [1, 3] and bytes(w["view"]) == b"\x01\x00\x01"
-    assert to_wire(np.array([0, 1], np.uint8))["dtype"] == "uint8"
-    assert to_wire(np.array([0.5, 1.0]))["dtype"] == "float32"
-
-
 def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
     x = np.linspace(-1, 1, 201)
     surf = Surface(x=x, y=x.copy(), values={"train_loss": np.add.outer(x**2, x**2)}, done=np.ones((201, 201), bool), meta={"center": 0})
@@ -343,13 +344,6 @@ def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
     assert bufs[("surface", "z", "view")].nbytes == 201 * 201 * 4
     assert bufs[("surface", "done_mask", "view")].nbytes == 201 * 201  # the mask: one byte a point
     assert len(json.dumps(stripped)) < 20_000  # the JSON part is small; the grid is in the buffer
-
-
-def test_wire_array_is_contiguous_float32():
-    a = np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]
-    w = wire_array(a)
-    assert w["dtype"] == "float32" and w["shape"] == [3, 2]
-    np.testing.assert_array_equal(np.frombuffer(bytes(w["view"]), np.float32).reshape(3, 2), a)
 
 
 # ----------------------------------------------------------------------------------------- selection & form
@@ -379,14 +373,6 @@ def test_clicking_fills_the_form_with_the_checkpoints_hyperparameters(widget, fa
     assert f["epochs"] == 1 and f["magnitude"] == 0.1 and f["range"] == "-1:1" and f["resolution"] == 21
     widget.set_state({"clicked": 99})
     assert "99" in widget.error
-
-
-def test_schedule_text_round_trips_through_training_parser():
-    from lossviz.training import normalize_schedule
-
-    for s in ({"name": "constant"}, {"name": "step", "step_size": 30, "gamma": 0.5},
-              {"name": "multistep", "milestones": [150, 225], "gamma": 0.1}, {"name": "cosine", "t_max": 200, "eta_min": 0.0}):
-        assert normalize_schedule(schedule_text(s)) == normalize_schedule(s)
 
 
 # ----------------------------------------------------------------------------------------- commands
@@ -601,6 +587,21 @@ def test_bad_payloads_set_the_error_trait_and_call_nothing(widget, fake, payload
     assert widget.error == ""
 
 
+def test_the_options_trait_carries_the_shared_constants_and_the_validators_read_them(widget):
+    from lossviz import figures
+    from lossviz.widget.options import LIMITS, explorer_options
+
+    assert widget.options == explorer_options()
+    widget.levels = 10**6
+    assert widget.levels == LIMITS["levels_max"]
+    widget.levels = -3
+    assert widget.levels == LIMITS["levels_min"]
+    for mode in figures.CONTOUR_MODES:
+        widget.contour_mode = mode
+    widget.handle({"type": "surface", "center": 1, "resolution": LIMITS["resolution_max"] + 1})
+    assert f"at most {LIMITS['resolution_max']}" in widget.error
+
+
 def test_view_option_traits_validate(widget):
     widget.levels = 1
     assert widget.levels == 2
@@ -612,12 +613,88 @@ def test_view_option_traits_validate(widget):
         widget.projection_method = "umap"
 
 
-def test_axis_spec():
-    assert surface_axis_spec("-1:1", 21) == "-1:1:21"
-    assert surface_axis_spec("-0.25:2.5", 5) == "-0.25:2.5:5"
-
-
 # ----------------------------------------------------------------------------------------- events from threads
+# ----------------------------------------------------------------------------------------- long work as session jobs
+def test_long_work_runs_as_session_jobs_listed_with_their_state(widget, fake):
+    widget.selection = [0, 2]  # distances at once
+    widget.handle({"type": "disturb", "from": 2, "magnitude": 0.3})
+    widget.handle({"type": "interpolate", "a": 0, "b": 2, "n": 3})
+    widget.handle({"type": "project", "method": "pca"})
+    kinds = {j["kind"] for j in widget.jobs}
+    assert {"distances", "disturb", "interpolate", "project"} <= kinds
+    assert all(j["state"] == "done" for j in widget.jobs if j["kind"] != "train")
+    assert {j.id for j in fake.jobs} >= {j["id"] for j in widget.jobs}  # the session's own jobs
+
+
+def test_a_job_that_fails_says_what_failed_in_the_error_trait(widget, fake):
+    widget.handle({"type": "disturb", "from": 99, "magnitude": 0.3})
+    assert widget.error.startswith("disturbing checkpoint 99 failed:") and "no checkpoint 99" in widget.error
+    assert [j["state"] for j in widget.jobs if j["kind"] == "disturb"] == ["failed"]
+
+
+def test_in_the_background_a_command_returns_at_once_and_its_result_comes_later(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        gate = threading.Event()
+        fake.gates = [gate]
+        w.handle({"type": "interpolate", "a": 0, "b": 2, "n": 4})
+        assert w.error == "" and w.curves == []
+        assert [j["state"] for j in w.jobs if j["kind"] == "interpolate"] in (["queued"], ["running"])
+        with pytest.raises(TimeoutError, match="interpolating 0 -> 2"):
+            w.wait_idle(timeout=0.2)
+        gate.set()
+        w.wait_idle()
+        assert len(w.curves) == 1 and np.asarray(w.curves[0]["x"]).tolist() == [0, 1 / 3, 2 / 3, 1]
+        assert [j["state"] for j in w.jobs if j["kind"] == "interpolate"] == ["done"]
+    finally:
+        w.close()
+
+
+def test_a_cancelled_job_applies_nothing(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        gate = threading.Event()
+        fake.gates = [gate]
+        w.handle({"type": "interpolate", "a": 0, "b": 2, "n": 4})
+        (job,) = [j for j in fake.jobs if j.kind == "interpolate"]
+        w.handle({"type": "cancel", "job": job.id})
+        w.wait_idle()
+        gate.set()
+        assert job.cancelled and w.curves == [] and "cancelled" in w.message
+    finally:
+        w.close()
+
+
+def test_a_later_request_supersedes_an_earlier_one(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        slow = threading.Event()
+        fake.gates = [slow]  # the first distances job waits; the second one ends first
+        w.selection = [0, 1]
+        w.selection = [0, 4]
+        deadline = time.monotonic() + 10
+        while not w.distances and time.monotonic() < deadline:  # the second one's result arrives
+            time.sleep(0.01)
+        assert np.asarray(w.distances["ids"]).tolist() == [0, 4]
+        slow.set()
+        w.wait_idle()
+        assert np.asarray(w.distances["ids"]).tolist() == [0, 4]  # the older result is not applied
+        assert np.asarray(w.distances["d"])[0, 1] == pytest.approx(np.linalg.norm([4, 4, 3]), rel=1e-6)
+    finally:
+        w.close()
+
+
+def test_running_jobs_stay_listed_however_many_finish(widget, fake):
+    from lossviz.widget.options import LIMITS
+
+    widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
+    for _ in range(LIMITS["max_jobs_shown"] + 5):
+        widget.handle({"type": "refresh"})  # each a projection job
+    listed = widget.jobs
+    assert [j["kind"] for j in listed if j["state"] == "running"] == ["train"]
+    assert len([j for j in listed if j["state"] == "done"]) == LIMITS["max_jobs_shown"]
+
+
 def test_session_events_from_worker_threads_update_traits(fake):
     w = Explorer(fake, throttle=0.05, background=True)
     try:
@@ -649,11 +726,6 @@ def test_session_events_from_worker_threads_update_traits(fake):
         assert int(w.checkpoints["n"]) == 12
     finally:
         w.close()
-
-
-def test_checkpoint_table_of_nothing():
-    t = checkpoint_table([])
-    assert t["n"] == 0 and t["ids"].shape == (0,) and t["metrics"] == {}
 
 
 # ----------------------------------------------------------------------------------------- packaging

@@ -77,15 +77,16 @@ def number(payload: Mapping[str, Any], key: str, kind: type = float, *, minimum:
         if allow_none:
             return None
         raise PayloadError(f"{key} is missing: fill in the {key} field")
-    value = check(key, _as_number(key, raw), Interval(float, None, None), error=PayloadError)
+    given = _as_number(key, raw)  # checked as given, so that errors show it as the user wrote it
+    value = check(key, given, Interval(float, None, None), error=PayloadError)
     if kind is int:
-        value = check(key, value, _Rule(int, None, None, "a whole number"), error=PayloadError)
+        value = check(key, given, _Rule(int, None, None, "a whole number"), error=PayloadError)
     if minimum is not None:
         words = f"{'greater than' if exclusive else 'at least'} {minimum:g}"
-        check(key, value, _Rule(kind, minimum, None, words, closed="neither" if exclusive else "both"),
+        check(key, given, _Rule(kind, minimum, None, words, closed="neither" if exclusive else "both"),
               error=PayloadError)
     if maximum is not None:
-        check(key, value, _Rule(kind, None, maximum, f"at most {maximum:g}"), error=PayloadError)
+        check(key, given, _Rule(kind, None, maximum, f"at most {maximum:g}"), error=PayloadError)
     return value
 
 
