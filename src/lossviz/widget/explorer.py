@@ -1,9 +1,9 @@
 """``Explorer(session)``: the lossviz notebook widget (one composite anywidget), traitlets and handlers.
 
-Every action is delegated to a session (:class:`~lossviz.widget.protocol.SessionLike`, see
-``notes/API.md``, "Session layer contract"). Long work (training, surfaces, disturb, interpolate,
-projections, distances, opening a project) runs as the session's jobs: they are listed in the ``jobs``
-trait with progress and cancel, and when one ends its result is applied to the traits. Arrays cross to
+Every action is delegated to a session (:class:`~lossviz.widget.protocol.SessionLike`). Long work
+(training, surfaces, disturb, interpolate, projections, distances, opening a project) runs as the
+session's jobs: they are listed in the ``jobs`` trait with progress and cancel, and when one ends its
+result is applied to the traits (:mod:`lossviz.widget.follow`). Arrays cross to
 the browser as binary buffers (:mod:`lossviz.widget.serializers`); the choices, form fields and limits
 the front end needs arrive once in ``options`` (:mod:`lossviz.widget.options`).
 
@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,10 @@ from lossviz.jsonable import json_safe
 from lossviz.session import Session
 from lossviz.widget import payloads as P
 from lossviz.widget import views
+from lossviz.widget.follow import JobFollower
 from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
-from lossviz.widget.protocol import JobLike, SessionFactory, SessionLike
+from lossviz.widget.protocol import SessionFactory, SessionLike
 from lossviz.widget.serializers import to_wire
 from lossviz.widget.throttle import Coalescer
 
@@ -48,19 +48,6 @@ export default { render({ el }) {
 } };
 """
 _FINISHED = ("done", "failed", "cancelled")
-
-
-@dataclass
-class _Followed:
-    """A job whose result the Explorer applies when it ends: ``apply(result)``, unless a later job took its
-    ``slot`` (e.g. a newer projection); ``what`` names it in errors (none when ``quiet``)."""
-
-    job: JobLike
-    apply: Callable[[Any], None]
-    what: str
-    slot: str | None = None
-    quiet: bool = False
-    settled: threading.Event = field(default_factory=threading.Event)
 
 
 class Explorer(anywidget.AnyWidget):
@@ -132,10 +119,9 @@ class Explorer(anywidget.AnyWidget):
         self._surface_obj: Any = None
         self._surface_job: Any = None
         self._jobs: dict[int, Any] = {}
-        self._followed: dict[int, _Followed] = {}
-        self._followed_ids: set[int] = set()
+        self._follower = JobFollower(self._set_error, self._set_message, self._note_job, self._blocking)
+        self._follow = self._follower.follow
         self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
-        self._latest: dict[str, int] = {}  # slot ("projection", "distances") -> the job whose result is wanted
         self._unsubscribe: Callable[[], None] | None = None
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
         self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
@@ -212,64 +198,25 @@ class Explorer(anywidget.AnyWidget):
             unsubscribe()
 
     def close(self) -> None:
-        """Unsubscribe from the session and close the widget (the session's jobs keep running)."""
+        """Unsubscribe from the session and close the widget (the session's jobs keep running; their
+        results are no longer applied)."""
         self._let_go()
+        self._follower.forget()
         super().close()
 
     def _report(self, exc: BaseException) -> None:
         self.error = f"{exc}" if isinstance(exc, PayloadError) else f"{type(exc).__name__}: {exc}"
 
-    # ------------------------------------------------------------------ jobs the Explorer waits for
-    def _follow(self, what: str, start: Callable[[], JobLike], apply: Callable[[Any], None], *,
-                slot: str | None = None, quiet: bool = False) -> None:
-        """Start a job with ``start()``, list it, and apply its result when it ends. A failure, of the start
-        or of the job, sets ``error`` ("``what`` failed: ..."), unless ``quiet``. A job started later in the
-        same ``slot`` supersedes this one (its result is not applied).
+    def _set_error(self, text: str) -> None:
+        self.error = text
 
-        From the kernel's thread with ``background=False`` this returns once the result is applied.
-        """
-        try:
-            job = start()
-        except Exception as exc:
-            if not quiet:
-                self.error = f"{what} failed: {exc}"
-            return
-        followed = _Followed(job, apply, what, slot, quiet)
-        with self._lock:
-            self._followed[job.id] = followed
-            self._followed_ids.add(job.id)
-            if slot is not None:
-                self._latest[slot] = job.id
-        self._note_job(job)
-        waiter = threading.Thread(target=self._settle_when_done, args=(followed,), daemon=True,
-                                  name=f"lossviz-explorer-job-{job.id}")
-        waiter.start()
-        if not self._background and threading.current_thread() is threading.main_thread():
-            followed.settled.wait()
+    def _set_message(self, text: str) -> None:
+        self.message = text
 
-    def _settle_when_done(self, followed: _Followed) -> None:
-        followed.job.wait()
-        self._settle(followed)
-
-    def _settle(self, followed: _Followed) -> None:
-        job = followed.job
-        with self._lock:
-            if self._followed.pop(job.id, None) is None:
-                return
-            superseded = followed.slot is not None and self._latest.get(followed.slot) != job.id
-        try:
-            if job.state == "done" and not superseded:
-                followed.apply(job.result)
-            elif job.state == "failed" and not (superseded or followed.quiet):
-                self.error = f"{followed.what} failed: {job.error or 'unknown error'}"
-            elif job.state == "cancelled":
-                self.message = f"{followed.what}: cancelled"
-        except Exception as exc:  # applying a result must not kill the waiter
-            if not followed.quiet:
-                self.error = f"{followed.what} failed: {exc}"
-        finally:
-            followed.settled.set()
-            self._note_job(job)
+    def _blocking(self) -> bool:
+        """``background=False``: a command from the kernel's thread waits for its job (never one from a
+        session worker, which may be the very thread that job needs)."""
+        return not self._background and threading.current_thread() is threading.main_thread()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until the jobs the Explorer follows (and pending refreshes) have ended and been applied."""
@@ -277,14 +224,10 @@ class Explorer(anywidget.AnyWidget):
         while True:
             if self._throttle > 0:
                 time.sleep(self._throttle + 0.05)  # coalesced refreshes fire (and may start jobs)
-            with self._lock:
-                pending = list(self._followed.values())
-            if not pending:
+            if not self._follower.pending():
                 return
-            for followed in pending:
-                if not followed.settled.wait(max(0.0, deadline - time.monotonic())):
-                    raise TimeoutError(f"{followed.what} (job {followed.job.id}) still {followed.job.state} "
-                                       f"after {timeout} s")
+            if not self._follower.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"still running after {timeout} s: {', '.join(self._follower.pending())}")
 
     # ------------------------------------------------------------------ session events (worker threads)
     def _on_session_event(self, event: Mapping[str, Any]) -> None:
@@ -314,7 +257,7 @@ class Explorer(anywidget.AnyWidget):
             return
         with self._lock:
             self._jobs[job.id] = job
-        if job.state == "failed" and job.id not in self._followed_ids:  # followed ones say it in their words
+        if job.state == "failed" and not self._follower.follows(job.id):  # followed ones say it in their words
             self.error = f"{job.kind} job {job.id} failed: {job.error or 'unknown error'}"
         if job.kind == "surface" and job.state in _FINISHED and (
                 self._surface_job is None or self._surface_job.id == job.id):
