@@ -13,6 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -79,8 +80,16 @@ class FakeJob:
 class FakeSession:
     """Checkpoints 0..4: branch 0 = 0->1->2, branch 1 = 3->4 forked at 1. Vectors are known 3-D points."""
 
-    defaults = {"lr": 0.1, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
-                "batch_size": 64, "schedule": {"name": "constant"}, "seed": 0}
+    defaults: ClassVar[dict] = {
+        "lr": 0.1,
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "batch_size": 64,
+        "schedule": {"name": "constant"},
+        "seed": 0,
+    }
 
     def __init__(self, path="/tmp/fake-project"):
         self.path = Path(path)
@@ -90,12 +99,24 @@ class FakeSession:
         self.surface_options: list[dict] = []  # surface()'s other keyword arguments, per call
         self.gates: list[threading.Event] = []  # each quick job started takes the next gate and waits for it
         self.vectors = {0: [0.0, 0, 0], 1: [1.0, 0, 0], 2: [1.0, 2, 0], 3: [1.0, 0, 3], 4: [4.0, 4, 3]}
-        spec = [(0, None, 0, "init", 0.0), (1, 0, 0, "train", 1.0), (2, 1, 0, "train", 2.0),
-                (3, 1, 1, "disturb", 1.0), (4, 3, 1, "train", 2.0)]
+        spec = [
+            (0, None, 0, "init", 0.0),
+            (1, 0, 0, "train", 1.0),
+            (2, 1, 0, "train", 2.0),
+            (3, 1, 1, "disturb", 1.0),
+            (4, 3, 1, "train", 2.0),
+        ]
         self._cks = [
-            Checkpoint(id=i, parent=p, branch=b, kind=k, epoch=e, step=int(10 * e),
-                       hparams=dict(self.defaults, lr=0.1 * (1 + b), schedule={"name": "step", "step_size": 30, "gamma": 0.5}),
-                       metrics={"train_loss": 2.0 / (1 + i), "train_acc": 50.0 + i, "test_loss": 2.5 / (1 + i)})
+            Checkpoint(
+                id=i,
+                parent=p,
+                branch=b,
+                kind=k,
+                epoch=e,
+                step=int(10 * e),
+                hparams=dict(self.defaults, lr=0.1 * (1 + b), schedule={"name": "step", "step_size": 30, "gamma": 0.5}),
+                metrics={"train_loss": 2.0 / (1 + i), "train_acc": 50.0 + i, "test_loss": 2.5 / (1 + i)},
+            )
             for i, p, b, k, e in spec
         ]
 
@@ -118,8 +139,16 @@ class FakeSession:
         raise KeyError(f"no checkpoint {id}")
 
     def add(self, parent, branch, kind, epoch, **metrics):
-        c = Checkpoint(id=max(c.id for c in self._cks) + 1, parent=parent, branch=branch, kind=kind, epoch=epoch,
-                       step=0, hparams=dict(self.defaults), metrics=metrics or {"train_loss": 0.5})
+        c = Checkpoint(
+            id=max(c.id for c in self._cks) + 1,
+            parent=parent,
+            branch=branch,
+            kind=kind,
+            epoch=epoch,
+            step=0,
+            hparams=dict(self.defaults),
+            metrics=metrics or {"train_loss": 0.5},
+        )
         self._cks.append(c)
         self.vectors[c.id] = [float(c.id), 1.0, 1.0]
         self.emit({"type": "checkpoint", "checkpoint": c})
@@ -150,7 +179,9 @@ class FakeSession:
 
     def disturb(self, checkpoint, magnitude, seed=None, wait=True):
         self.calls.append(("disturb", checkpoint, magnitude, seed))
-        return self._quick("disturb", lambda: self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch), wait)
+        return self._quick(
+            "disturb", lambda: self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch), wait
+        )
 
     def interpolate(self, a, b, n, wait=True):
         self.calls.append(("interpolate", a, b, n))
@@ -188,15 +219,24 @@ class FakeSession:
                 coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
             else:
                 coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
-            return SimpleNamespace(ids=[c.id for c in cks], coords=coords, method=method,
-                                   meta={"explained_variance_ratio": [0.7, 0.2]})
+            return SimpleNamespace(
+                ids=[c.id for c in cks], coords=coords, method=method, meta={"explained_variance_ratio": [0.7, 0.2]}
+            )
 
         return self._quick("project", run, wait)
 
     @staticmethod
     def list_projects(root):
-        return [{"path": str(Path(root) / "a"), "name": "a", "model": "mlp", "data": "spirals", "n_checkpoints": 3,
-                 "modified": float("nan")}]
+        return [
+            {
+                "path": str(Path(root) / "a"),
+                "name": "a",
+                "model": "mlp",
+                "data": "spirals",
+                "n_checkpoints": 3,
+                "modified": float("nan"),
+            }
+        ]
 
 
 def make_surface(nx=7, ny=5, done_fraction=1.0):
@@ -206,9 +246,14 @@ def make_surface(nx=7, ny=5, done_fraction=1.0):
     loss = X**2 + 0.5 * Y**2 + 0.1  # minimum at the centre
     done = np.ones((ny, nx), bool)
     if done_fraction < 1:
-        done.flat[int(done.size * done_fraction):] = False
-    return Surface(x=x, y=y, values={"train_loss": np.where(done, loss, np.nan), "train_acc": np.where(done, 100 - loss, np.nan)},
-                   done=done, meta={"center": 2})
+        done.flat[int(done.size * done_fraction) :] = False
+    return Surface(
+        x=x,
+        y=y,
+        values={"train_loss": np.where(done, loss, np.nan), "train_acc": np.where(done, 100 - loss, np.nan)},
+        done=done,
+        meta={"center": 2},
+    )
 
 
 @pytest.fixture
@@ -226,7 +271,7 @@ def widget(fake):
 def buffers_of(widget, *keys):
     state = widget.get_state(list(keys) if keys else None)
     stripped, paths, buffers = _remove_buffers(state)
-    return stripped, {tuple(p): b for p, b in zip(paths, buffers)}
+    return stripped, {tuple(p): b for p, b in zip(paths, buffers, strict=True)}
 
 
 def last(fake, kind):
@@ -243,12 +288,12 @@ def lists_of_numbers(obj, path=()):
     out = []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            out += lists_of_numbers(v, path + (k,))
+            out += lists_of_numbers(v, (*path, k))
     elif isinstance(obj, list):
         if len(obj) > 4 and all(isinstance(v, (int, float)) for v in obj):
             out.append(path)
         for i, v in enumerate(obj):
-            out += lists_of_numbers(v, path + (i,))
+            out += lists_of_numbers(v, (*path, i))
     return out
 
 
@@ -267,7 +312,9 @@ def test_checkpoint_table_travels_as_float32_buffers(widget, fake):
     assert ids.tolist() == [c.id for c in fake.checkpoints()]
     assert np.isnan(parents[0]) and parents[1:].tolist() == [0, 1, 1, 3]
     kinds = stripped["checkpoints"]["kind_names"]
-    assert [kinds[int(k)] for k in as_f32(bufs[("checkpoints", "kinds", "view")])] == [c.kind for c in fake.checkpoints()]
+    assert [kinds[int(k)] for k in as_f32(bufs[("checkpoints", "kinds", "view")])] == [
+        c.kind for c in fake.checkpoints()
+    ]
     loss = as_f32(bufs[("checkpoints", "metrics", "train_loss", "view")])
     np.testing.assert_allclose(loss, [c.metrics["train_loss"] for c in fake.checkpoints()], rtol=1e-6)
     assert stripped["checkpoints"]["hparams"][3]["lr"] == pytest.approx(0.2)
@@ -313,10 +360,16 @@ def test_surface_travels_as_buffers_with_nan_where_not_done(widget, fake):
     fake.emit({"type": "surface", "job": job, "surface": make_surface(7, 5)})
     crit = widget.surface["critical"]
     minima = [c for c in crit if c["kind"] == "minimum"]
-    assert len(minima) == 1 and minima[0]["x"] == pytest.approx(0, abs=1e-9) and minima[0]["y"] == pytest.approx(0, abs=1e-9)
+    assert (
+        len(minima) == 1
+        and minima[0]["x"] == pytest.approx(0, abs=1e-9)
+        and minima[0]["y"] == pytest.approx(0, abs=1e-9)
+    )
     assert minima[0]["value"] == pytest.approx(0.1)
     traj = widget.surface["trajectory"]  # projected through session.project(method="surface")
-    np.testing.assert_allclose(np.asarray(traj["coords"]), [np.array(fake.vectors[i][:2]) * 0.1 for i in range(5)], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(traj["coords"]), [np.array(fake.vectors[i][:2]) * 0.1 for i in range(5)], rtol=1e-6
+    )
     widget.surface_metric = "train_acc"
     z = np.asarray(widget.surface["z"])
     np.testing.assert_allclose(z, 100 - (X**2 + 0.5 * Y**2 + 0.1), rtol=1e-6)
@@ -338,7 +391,13 @@ def test_done_but_diverged_points_are_marked_done_in_the_mask(widget, fake):
 
 def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
     x = np.linspace(-1, 1, 201)
-    surf = Surface(x=x, y=x.copy(), values={"train_loss": np.add.outer(x**2, x**2)}, done=np.ones((201, 201), bool), meta={"center": 0})
+    surf = Surface(
+        x=x,
+        y=x.copy(),
+        values={"train_loss": np.add.outer(x**2, x**2)},
+        done=np.ones((201, 201), bool),
+        meta={"center": 0},
+    )
     fake.emit({"type": "surface", "job": None, "surface": surf})
     stripped, bufs = buffers_of(widget, "surface")
     assert bufs[("surface", "z", "view")].nbytes == 201 * 201 * 4
@@ -377,12 +436,38 @@ def test_clicking_fills_the_form_with_the_checkpoints_hyperparameters(widget, fa
 
 # ----------------------------------------------------------------------------------------- commands
 def test_train_command_calls_session_train_with_parsed_hparams(widget, fake):
-    widget.handle({"type": "train", "from": 2, "epochs": 3,
-                   "hparams": {"lr": "0.05", "optimizer": "adam", "momentum": 0.5, "nesterov": False, "batch_size": 32,
-                               "schedule": "cosine", "seed": None, "weight_decay": 0}})
+    widget.handle(
+        {
+            "type": "train",
+            "from": 2,
+            "epochs": 3,
+            "hparams": {
+                "lr": "0.05",
+                "optimizer": "adam",
+                "momentum": 0.5,
+                "nesterov": False,
+                "batch_size": 32,
+                "schedule": "cosine",
+                "seed": None,
+                "weight_decay": 0,
+            },
+        }
+    )
     assert widget.error == ""
-    assert last(fake, "train") == ("train", 2, 3, {"lr": 0.05, "optimizer": "adam", "momentum": 0.5, "nesterov": False,
-                                              "batch_size": 32, "schedule": "cosine", "weight_decay": 0.0})
+    assert last(fake, "train") == (
+        "train",
+        2,
+        3,
+        {
+            "lr": 0.05,
+            "optimizer": "adam",
+            "momentum": 0.5,
+            "nesterov": False,
+            "batch_size": 32,
+            "schedule": "cosine",
+            "weight_decay": 0.0,
+        },
+    )
     assert widget.jobs[-1]["kind"] == "train" and widget.jobs[-1]["state"] == "running"
 
 
@@ -407,7 +492,9 @@ def test_disturb_interpolate_and_distances_commands(widget, fake):
     assert last(fake, "interpolate") == ("interpolate", 0, 2, 5)
     curve = widget.curves[-1]
     np.testing.assert_allclose(np.asarray(curve["x"]), np.linspace(0, 1, 5))
-    np.testing.assert_allclose(np.asarray(curve["metrics"]["train_loss"]), 1 + (np.linspace(0, 1, 5) - 0.5) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(curve["metrics"]["train_loss"]), 1 + (np.linspace(0, 1, 5) - 0.5) ** 2, rtol=1e-6
+    )
     widget.handle({"type": "distances", "ids": [0, 1, 4]})
     assert last(fake, "distances") == ("distances", [0, 1, 4])
     assert np.asarray(widget.distances["d"])[0, 2] == pytest.approx(np.linalg.norm([4, 4, 3]), rel=1e-6)
@@ -429,23 +516,33 @@ def test_surface_command_builds_axis_specs_and_tracks_the_job(widget, fake):
 def test_adaptive_checkbox_reaches_session_surface_and_the_trait_says_adaptive(widget, fake):
     widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, "adaptive": True})
     assert widget.error == "" and "adaptive" in widget.message
-    assert last(fake, "surface")[:4] == ("surface", 2, "random", "-1:1:9") and fake.surface_options[-1] == {"adaptive": True}
+    assert last(fake, "surface")[:4] == ("surface", 2, "random", "-1:1:9") and fake.surface_options[-1] == {
+        "adaptive": True
+    }
     for off in ({"adaptive": False}, {"adaptive": None}, {}):  # unticked or absent: a full surface, as before
         widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, **off})
         assert widget.error == "" and fake.surface_options[-1] == {}
     # a round of an adaptive surface: complete (interpolated), evaluated points listed in meta
     surf = make_surface(7, 5)
     evaluated = [0, 3, 6, 17, 28, 31, 34]
-    surf.meta["adaptive"] = {"method": "refine", "evaluated": evaluated, "n_evaluated": 7, "fraction": 0.2, "rounds": 2,
-                             "driver": "train_loss", "log": None}
+    surf.meta["adaptive"] = {
+        "method": "refine",
+        "evaluated": evaluated,
+        "n_evaluated": 7,
+        "fraction": 0.2,
+        "rounds": 2,
+        "driver": "train_loss",
+        "log": None,
+    }
     fake.emit({"type": "surface", "job": fake.jobs[-1], "surface": surf})
     stripped, bufs = buffers_of(widget, "surface")
     s = stripped["surface"]
     assert s["adaptive"] == {"n_evaluated": 7, "total": 35, "rounds": 2}
     assert s["done"] == s["total"] == 35 and "adaptive" not in s["meta"]  # no long index list as JSON
     assert not lists_of_numbers(stripped)
-    np.testing.assert_allclose(as_f32(bufs[("surface", "z", "view")]).reshape(5, 7),
-                               surf.values["train_loss"].astype(np.float32))
+    np.testing.assert_allclose(
+        as_f32(bufs[("surface", "z", "view")]).reshape(5, 7), surf.values["train_loss"].astype(np.float32)
+    )
     fake.emit({"type": "surface", "job": None, "surface": make_surface(7, 5)})  # a full one: no mark
     assert widget.surface["adaptive"] is None
 
@@ -457,8 +554,14 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
 
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs={"n": 120, "n_test": 40}, device="cpu",
-                hparams={"batch_size": 60, "lr": 0.05})
+    s = Session(
+        tmp_path / "p",
+        model="mlp",
+        data="spirals",
+        data_kwargs={"n": 120, "n_test": 40},
+        device="cpu",
+        hparams={"batch_size": 60, "lr": 0.05},
+    )
     try:
         job = s.train(epochs=1)
         job.wait(120)
@@ -466,7 +569,10 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
         tip = job.result[-1].id
         w = Explorer(s, throttle=0, background=False)
         seen: list[dict] = []
-        w.observe(lambda ch: ch["new"] and seen.append({k: ch["new"][k] for k in ("adaptive", "done", "total")}), names="surface")
+        w.observe(
+            lambda ch: ch["new"] and seen.append({k: ch["new"][k] for k in ("adaptive", "done", "total")}),
+            names="surface",
+        )
         # 37 x 37: a first lattice of 13 x 13 (every 3rd point), then rounds up to a fifth of the grid
         w.handle({"type": "surface", "center": tip, "range": "-1:1", "resolution": 37, "adaptive": True})
         assert w.error == "", w.error
@@ -477,10 +583,16 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
         result = sjob.result
         n_eval = result.meta["adaptive"]["n_evaluated"]
         assert n_eval == len(result.meta["adaptive"]["evaluated"]) and 13 * 13 <= n_eval <= 0.2 * 37 * 37
-        assert w.surface["adaptive"] == {"n_evaluated": n_eval, "total": 37 * 37, "rounds": result.meta["adaptive"]["rounds"]}
+        assert w.surface["adaptive"] == {
+            "n_evaluated": n_eval,
+            "total": 37 * 37,
+            "rounds": result.meta["adaptive"]["rounds"],
+        }
         np.testing.assert_allclose(np.asarray(w.surface["z"]), result.values["train_loss"], rtol=1e-6)
         rounds = [e for e in seen if e["adaptive"] is not None]
-        assert len(rounds) >= 2 and all(e["done"] == e["total"] == 37 * 37 for e in rounds)  # each round: the whole picture
+        assert len(rounds) >= 2 and all(
+            e["done"] == e["total"] == 37 * 37 for e in rounds
+        )  # each round: the whole picture
         counts = [e["adaptive"]["n_evaluated"] for e in rounds]
         assert counts[0] == 13 * 13 and counts == sorted(counts) and counts[-1] == n_eval
         w.close()
@@ -517,8 +629,19 @@ def test_project_panel_commands(tmp_path, fake):
     assert made[-1] == (str(tmp_path / "a"), {})
     assert w.session is not fake and w.project["name"] == "a"
     assert fake.subscribers == []  # the old session is let go
-    w.handle({"type": "create_project", "path": "new", "model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
-    assert made[-1] == (str(tmp_path / "new"), {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
+    w.handle(
+        {
+            "type": "create_project",
+            "path": "new",
+            "model": "mlp",
+            "data": "spirals",
+            "hparams": {"lr": 0.05, "optimizer": "adam"},
+        }
+    )
+    assert made[-1] == (
+        str(tmp_path / "new"),
+        {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}},
+    )
     w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
     assert "already exists" not in w.error  # empty folder "a" may be created into
     (tmp_path / "a" / "x").write_text("")
@@ -698,6 +821,7 @@ def test_running_jobs_stay_listed_however_many_finish(widget, fake):
 def test_session_events_from_worker_threads_update_traits(fake):
     w = Explorer(fake, throttle=0.05, background=True)
     try:
+
         def worker():
             for _ in range(5):
                 fake.add(4, 1, "train", 3.0)
@@ -735,7 +859,9 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     assert 100_000 < size <= 2_000_000, f"bundle is {size} bytes; the budget is 2 MB"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (wheel,) = tmp_path.glob("lossviz-*.whl")
@@ -757,13 +883,13 @@ def test_contour_and_3d_figures_carry_the_surface_and_lift_the_trajectory(fake):
     assert c.type == "contour" and c.contours.coloring == "lines"
     np.testing.assert_allclose(np.asarray(c.z), surf.values["train_loss"])
     assert c.contours.size == pytest.approx((c.zmax - c.zmin) / 4)
-    t = [d for d in fig.data if d.name == "trajectory"][0]
+    t = next(d for d in fig.data if d.name == "trajectory")
     assert list(t.customdata) == [1, 2] and list(t.x) == [-0.25, 0.5]  # sorted by id
     assert [d.name for d in fig.data if d.name == "minimum"] == ["minimum"]
     log = figures.contour_figure(surf, mode="heatmap", log=True)
     np.testing.assert_allclose(np.asarray(log.data[0].z), np.log10(surf.values["train_loss"]))
     f3 = figures.surface3d_figure(surf, trajectory=traj)
-    lifted = [d for d in f3.data if d.type == "scatter3d"][0]
+    lifted = next(d for d in f3.data if d.type == "scatter3d")
     X = lambda a, b: a**2 + 0.5 * b**2 + 0.1  # noqa: E731
     # the lifted point is the bilinear interpolation of the grid, which is exact on grid lines for x^2 + ...
     # only at nodes: (1/3, 1) is a node of the 7 x 5 grid
@@ -781,12 +907,12 @@ def test_trajectory_metrics_and_line_figures(fake):
     proj = fake.project(method="layout")
     fig = figures.trajectory_figure(fake.checkpoints(), proj, selection=[1, 4])
     lines = [d for d in fig.data if d.mode == "lines"]
-    b1 = [d for d in lines if d.name == "branch 1"][0]
+    b1 = next(d for d in lines if d.name == "branch 1")
     assert list(b1.x) == [1.0, 1.0, 2.0] and list(b1.y) == [0.0, 1.0, 1.0]  # from parent 1 (epoch 1, lane 0)
-    sel = [d for d in fig.data if d.name == "selected"][0]
+    sel = next(d for d in fig.data if d.name == "selected")
     assert len(sel.x) == 2
     m = figures.metrics_figure(fake.checkpoints(), selection=[2])
-    train = [d for d in m.data if d.name == "train_loss · branch 0"][0]
+    train = next(d for d in m.data if d.name == "train_loss · branch 0")
     assert list(train.y) == pytest.approx([2.0, 1.0, 2.0 / 3])
     x = np.linspace(-1, 1, 9)
     s1 = Surface(x=x, y=None, values={"train_loss": x**2}, done=np.ones(9, bool))
