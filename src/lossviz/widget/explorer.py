@@ -399,9 +399,9 @@ class Explorer(anywidget.AnyWidget):
         targets = {id(j): j for j in jobs if (jid is None or j.id == jid) and j.state in ("queued", "running")}
         if jid is not None and not targets:
             raise PayloadError(f"job {jid} is not running (nothing to cancel)")
+        self.message = f"cancelling {len(targets)} job(s)"  # before: a followed job then says it is cancelled
         for j in targets.values():
             j.cancel()
-        self.message = f"cancelling {len(targets)} job(s)"
 
     def _cmd_disturb(self, p: Mapping[str, Any]) -> None:
         start = P.number(p, "from", int)
