@@ -68,6 +68,19 @@ def test_a_later_job_in_the_same_slot_supersedes_an_earlier_one(queue):
         slow.shutdown(wait=True, timeout=10)
 
 
+def test_a_superseded_job_that_has_not_started_is_cancelled_quietly(queue):
+    f, said = follower(blocking=False)
+    gate, got = threading.Event(), []
+    f.follow("blocker", lambda: job(queue, lambda: gate.wait(10)), got.append)
+    f.follow("projection 1", lambda: job(queue, lambda: 1), got.append, slot="p")
+    first = said["jobs"][-1]
+    f.follow("projection 2", lambda: job(queue, lambda: 2), got.append, slot="p")
+    assert first.cancelled
+    gate.set()
+    assert f.wait(10)
+    assert got == [True, 2] and first.state == "cancelled" and said["message"] == [] and said["error"] == []
+
+
 def test_a_cancelled_job_is_said_and_applies_nothing(queue):
     f, said = follower(blocking=False)
     gate, got = threading.Event(), []

@@ -56,7 +56,7 @@ class JobFollower:
                slot: str | None = None, quiet: bool = False) -> None:
         """Start a job with ``start()`` and apply its result when it ends. A failure, of the start or of
         the job, goes to ``on_error`` unless ``quiet``; a job started later in the same ``slot``
-        supersedes this one (its result is not applied)."""
+        supersedes this one (its result is not applied, and it is cancelled if it has not started)."""
         try:
             job = start()
         except Exception as exc:
@@ -65,10 +65,13 @@ class JobFollower:
             return
         followed = _Followed(job, apply, what, slot, quiet)
         with self._lock:
+            earlier = self._pending.get(self._latest.get(slot, -1)) if slot is not None else None
             self._pending[job.id] = followed
             self._ever.add(job.id)
             if slot is not None:
                 self._latest[slot] = job.id
+        if earlier is not None and earlier.job.state == "queued":
+            earlier.job.cancel()
         self._on_job(job)
         threading.Thread(target=self._settle_when_done, args=(followed,), daemon=True,
                          name=f"lossviz-explorer-job-{job.id}").start()
@@ -114,7 +117,7 @@ class JobFollower:
                 followed.apply(job.result)
             elif job.state == "failed" and not (superseded or followed.quiet):
                 self._on_error(f"{followed.what} failed: {job.error or 'unknown error'}")
-            elif job.state == "cancelled":
+            elif job.state == "cancelled" and not superseded:
                 self._on_message(f"{followed.what}: cancelled")
         except Exception as exc:  # applying a result must not kill the waiter
             if not followed.quiet:
