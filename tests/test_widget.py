@@ -9,9 +9,11 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 from lossviz.store import Checkpoint
 from lossviz.landscape import Surface
-from lossviz.widget import Explorer, checkpoint_table, schedule_text, surface_axis_spec, wire_array
+from lossviz.widget import Explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
@@ -34,6 +36,31 @@ class FakeJob:
         self.id, self.kind, self.state, self.result = FakeJob._next, kind, state, result
         self.done, self.total, self.message, self.error = 0, 10, "", None
         self.cancelled = False
+        self._finished = threading.Event()
+        if state in ("done", "failed", "cancelled"):
+            self._finished.set()
+
+    @classmethod
+    def running(cls, kind, fn, on_end=None):
+        """A job that runs ``fn()`` on a thread of its own (as the session's quick queue does); ``on_end(job)``
+        once it has ended (the session's job event)."""
+        job = cls(kind, state="queued")
+
+        def work():
+            job.state = "running"
+            try:
+                result = fn()
+            except Exception as exc:
+                job.error, job.state = f"{type(exc).__name__}: {exc}", "failed"
+            else:
+                if job.state != "cancelled":
+                    job.result, job.state = result, "done"
+            job._finished.set()
+            if on_end is not None:
+                on_end(job)
+
+        threading.Thread(target=work, daemon=True).start()
+        return job
 
     @property
     def progress(self):
@@ -42,13 +69,27 @@ class FakeJob:
     def cancel(self):
         self.cancelled = True
         self.state = "cancelled"
+        self._finished.set()
+
+    def wait(self, timeout=None):
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"job {self.id} still {self.state}")
+        return self.result
 
 
 class FakeSession:
     """Checkpoints 0..4: branch 0 = 0->1->2, branch 1 = 3->4 forked at 1. Vectors are known 3-D points."""
 
-    defaults = {"lr": 0.1, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
-                "batch_size": 64, "schedule": {"name": "constant"}, "seed": 0}
+    defaults: ClassVar[dict] = {
+        "lr": 0.1,
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "batch_size": 64,
+        "schedule": {"name": "constant"},
+        "seed": 0,
+    }
 
     def __init__(self, path="/tmp/fake-project"):
         self.path = Path(path)
@@ -56,13 +97,26 @@ class FakeSession:
         self.subscribers = []
         self.jobs: list[FakeJob] = []
         self.surface_options: list[dict] = []  # surface()'s other keyword arguments, per call
+        self.gates: list[threading.Event] = []  # each quick job started takes the next gate and waits for it
         self.vectors = {0: [0.0, 0, 0], 1: [1.0, 0, 0], 2: [1.0, 2, 0], 3: [1.0, 0, 3], 4: [4.0, 4, 3]}
-        spec = [(0, None, 0, "init", 0.0), (1, 0, 0, "train", 1.0), (2, 1, 0, "train", 2.0),
-                (3, 1, 1, "disturb", 1.0), (4, 3, 1, "train", 2.0)]
+        spec = [
+            (0, None, 0, "init", 0.0),
+            (1, 0, 0, "train", 1.0),
+            (2, 1, 0, "train", 2.0),
+            (3, 1, 1, "disturb", 1.0),
+            (4, 3, 1, "train", 2.0),
+        ]
         self._cks = [
-            Checkpoint(id=i, parent=p, branch=b, kind=k, epoch=e, step=int(10 * e),
-                       hparams=dict(self.defaults, lr=0.1 * (1 + b), schedule={"name": "step", "step_size": 30, "gamma": 0.5}),
-                       metrics={"train_loss": 2.0 / (1 + i), "train_acc": 50.0 + i, "test_loss": 2.5 / (1 + i)})
+            Checkpoint(
+                id=i,
+                parent=p,
+                branch=b,
+                kind=k,
+                epoch=e,
+                step=int(10 * e),
+                hparams=dict(self.defaults, lr=0.1 * (1 + b), schedule={"name": "step", "step_size": 30, "gamma": 0.5}),
+                metrics={"train_loss": 2.0 / (1 + i), "train_acc": 50.0 + i, "test_loss": 2.5 / (1 + i)},
+            )
             for i, p, b, k, e in spec
         ]
 
@@ -85,8 +139,16 @@ class FakeSession:
         raise KeyError(f"no checkpoint {id}")
 
     def add(self, parent, branch, kind, epoch, **metrics):
-        c = Checkpoint(id=max(c.id for c in self._cks) + 1, parent=parent, branch=branch, kind=kind, epoch=epoch,
-                       step=0, hparams=dict(self.defaults), metrics=metrics or {"train_loss": 0.5})
+        c = Checkpoint(
+            id=max(c.id for c in self._cks) + 1,
+            parent=parent,
+            branch=branch,
+            kind=kind,
+            epoch=epoch,
+            step=0,
+            hparams=dict(self.defaults),
+            metrics=metrics or {"train_loss": 0.5},
+        )
         self._cks.append(c)
         self.vectors[c.id] = [float(c.id), 1.0, 1.0]
         self.emit({"type": "checkpoint", "checkpoint": c})
@@ -100,23 +162,44 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def disturb(self, checkpoint, magnitude, seed=None):
+    def _quick(self, kind, fn, wait):
+        """The blocking call's result, or with ``wait=False`` a job running it (on the quick queue)."""
+        if wait:
+            return fn()
+        gate = self.gates.pop(0) if self.gates else None
+
+        def run():
+            if gate is not None:
+                gate.wait(30)
+            return fn()
+
+        job = FakeJob.running(kind, run, on_end=lambda j: self.emit({"type": "job", "job": j}))
+        self.jobs.append(job)
+        return job
+
+    def disturb(self, checkpoint, magnitude, seed=None, wait=True):
         self.calls.append(("disturb", checkpoint, magnitude, seed))
-        return self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch)
+        return self._quick(
+            "disturb", lambda: self.add(checkpoint, 9, "disturb", self.checkpoint(checkpoint).epoch), wait
+        )
 
-    def interpolate(self, a, b, n):
+    def interpolate(self, a, b, n, wait=True):
         self.calls.append(("interpolate", a, b, n))
-        out = []
-        for t in np.linspace(0, 1, n):
-            c = self.add(a, 7, "interpolate", 0.0, train_loss=float(1 + (t - 0.5) ** 2))
-            c.hparams["interpolate"] = {"a": a, "b": b, "t": float(t)}
-            out.append(c)
-        return out
 
-    def distances(self, ids):
+        def run():
+            out = []
+            for t in np.linspace(0, 1, n):
+                c = self.add(a, 7, "interpolate", 0.0, train_loss=float(1 + (t - 0.5) ** 2))
+                c.hparams["interpolate"] = {"a": a, "b": b, "t": float(t)}
+                out.append(c)
+            return out
+
+        return self._quick("interpolate", run, wait)
+
+    def distances(self, ids, wait=True):
         self.calls.append(("distances", list(ids)))
         v = np.array([self.vectors[i] for i in ids], dtype=np.float64)
-        return np.sqrt(((v[:, None, :] - v[None, :, :]) ** 2).sum(-1))
+        return self._quick("distances", lambda: np.sqrt(((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)), wait)
 
     def surface(self, center, directions="random", x="-1:1:21", y=None, checkpoints=None, wait=True, **kw):
         self.calls.append(("surface", center, directions, x, y, checkpoints, wait))
@@ -125,21 +208,35 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def project(self, ids=None, method="layout", surface=None):
+    def project(self, ids=None, method="layout", surface=None, wait=True):
         self.calls.append(("project", method, surface is not None))
-        cks = self._cks if ids is None else [self.checkpoint(i) for i in ids]
-        if method == "layout":
-            coords = np.array([[c.epoch, c.branch] for c in cks], dtype=np.float64)
-        elif method == "surface":
-            coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
-        else:
-            coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
-        return SimpleNamespace(ids=[c.id for c in cks], coords=coords, method=method, meta={"explained_variance_ratio": [0.7, 0.2]})
+        cks = list(self._cks) if ids is None else [self.checkpoint(i) for i in ids]
+
+        def run():
+            if method == "layout":
+                coords = np.array([[c.epoch, c.branch] for c in cks], dtype=np.float64)
+            elif method == "surface":
+                coords = np.array([self.vectors[c.id][:2] for c in cks], dtype=np.float64) * 0.1
+            else:
+                coords = np.array([self.vectors[c.id][1:] for c in cks], dtype=np.float64)
+            return SimpleNamespace(
+                ids=[c.id for c in cks], coords=coords, method=method, meta={"explained_variance_ratio": [0.7, 0.2]}
+            )
+
+        return self._quick("project", run, wait)
 
     @staticmethod
     def list_projects(root):
-        return [{"path": str(Path(root) / "a"), "name": "a", "model": "mlp", "data": "spirals", "n_checkpoints": 3,
-                 "modified": float("nan")}]
+        return [
+            {
+                "path": str(Path(root) / "a"),
+                "name": "a",
+                "model": "mlp",
+                "data": "spirals",
+                "n_checkpoints": 3,
+                "modified": float("nan"),
+            }
+        ]
 
 
 def make_surface(nx=7, ny=5, done_fraction=1.0):
@@ -149,9 +246,14 @@ def make_surface(nx=7, ny=5, done_fraction=1.0):
     loss = X**2 + 0.5 * Y**2 + 0.1  # minimum at the centre
     done = np.ones((ny, nx), bool)
     if done_fraction < 1:
-        done.flat[int(done.size * done_fraction):] = False
-    return Surface(x=x, y=y, values={"train_loss": np.where(done, loss, np.nan), "train_acc": np.where(done, 100 - loss, np.nan)},
-                   done=done, meta={"center": 2})
+        done.flat[int(done.size * done_fraction) :] = False
+    return Surface(
+        x=x,
+        y=y,
+        values={"train_loss": np.where(done, loss, np.nan), "train_acc": np.where(done, 100 - loss, np.nan)},
+        done=done,
+        meta={"center": 2},
+    )
 
 
 @pytest.fixture
@@ -169,7 +271,7 @@ def widget(fake):
 def buffers_of(widget, *keys):
     state = widget.get_state(list(keys) if keys else None)
     stripped, paths, buffers = _remove_buffers(state)
-    return stripped, {tuple(p): b for p, b in zip(paths, buffers)}
+    return stripped, {tuple(p): b for p, b in zip(paths, buffers, strict=True)}
 
 
 def last(fake, kind):
@@ -186,12 +288,12 @@ def lists_of_numbers(obj, path=()):
     out = []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            out += lists_of_numbers(v, path + (k,))
+            out += lists_of_numbers(v, (*path, k))
     elif isinstance(obj, list):
         if len(obj) > 4 and all(isinstance(v, (int, float)) for v in obj):
             out.append(path)
         for i, v in enumerate(obj):
-            out += lists_of_numbers(v, path + (i,))
+            out += lists_of_numbers(v, (*path, i))
     return out
 
 
@@ -210,7 +312,9 @@ def test_checkpoint_table_travels_as_float32_buffers(widget, fake):
     assert ids.tolist() == [c.id for c in fake.checkpoints()]
     assert np.isnan(parents[0]) and parents[1:].tolist() == [0, 1, 1, 3]
     kinds = stripped["checkpoints"]["kind_names"]
-    assert [kinds[int(k)] for k in as_f32(bufs[("checkpoints", "kinds", "view")])] == [c.kind for c in fake.checkpoints()]
+    assert [kinds[int(k)] for k in as_f32(bufs[("checkpoints", "kinds", "view")])] == [
+        c.kind for c in fake.checkpoints()
+    ]
     loss = as_f32(bufs[("checkpoints", "metrics", "train_loss", "view")])
     np.testing.assert_allclose(loss, [c.metrics["train_loss"] for c in fake.checkpoints()], rtol=1e-6)
     assert stripped["checkpoints"]["hparams"][3]["lr"] == pytest.approx(0.2)
@@ -256,10 +360,16 @@ def test_surface_travels_as_buffers_with_nan_where_not_done(widget, fake):
     fake.emit({"type": "surface", "job": job, "surface": make_surface(7, 5)})
     crit = widget.surface["critical"]
     minima = [c for c in crit if c["kind"] == "minimum"]
-    assert len(minima) == 1 and minima[0]["x"] == pytest.approx(0, abs=1e-9) and minima[0]["y"] == pytest.approx(0, abs=1e-9)
+    assert (
+        len(minima) == 1
+        and minima[0]["x"] == pytest.approx(0, abs=1e-9)
+        and minima[0]["y"] == pytest.approx(0, abs=1e-9)
+    )
     assert minima[0]["value"] == pytest.approx(0.1)
     traj = widget.surface["trajectory"]  # projected through session.project(method="surface")
-    np.testing.assert_allclose(np.asarray(traj["coords"]), [np.array(fake.vectors[i][:2]) * 0.1 for i in range(5)], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(traj["coords"]), [np.array(fake.vectors[i][:2]) * 0.1 for i in range(5)], rtol=1e-6
+    )
     widget.surface_metric = "train_acc"
     z = np.asarray(widget.surface["z"])
     np.testing.assert_allclose(z, 100 - (X**2 + 0.5 * Y**2 + 0.1), rtol=1e-6)
@@ -279,30 +389,20 @@ def test_done_but_diverged_points_are_marked_done_in_the_mask(widget, fake):
     assert stripped["surface"]["done"] == int(surf.done.sum())
 
 
-def test_wire_mask_is_uint8_and_float_arrays_stay_float32():
-    from lossviz.widget import to_wire, wire_mask
-
-    w = wire_mask(np.array([[True, False, True]]))
-    assert w["dtype"] == "uint8" and w["shape"] == [1, 3] and bytes(w["view"]) == b"\x01\x00\x01"
-    assert to_wire(np.array([0, 1], np.uint8))["dtype"] == "uint8"
-    assert to_wire(np.array([0.5, 1.0]))["dtype"] == "float32"
-
-
 def test_a_201_square_surface_is_about_four_bytes_a_point(widget, fake):
     x = np.linspace(-1, 1, 201)
-    surf = Surface(x=x, y=x.copy(), values={"train_loss": np.add.outer(x**2, x**2)}, done=np.ones((201, 201), bool), meta={"center": 0})
+    surf = Surface(
+        x=x,
+        y=x.copy(),
+        values={"train_loss": np.add.outer(x**2, x**2)},
+        done=np.ones((201, 201), bool),
+        meta={"center": 0},
+    )
     fake.emit({"type": "surface", "job": None, "surface": surf})
     stripped, bufs = buffers_of(widget, "surface")
     assert bufs[("surface", "z", "view")].nbytes == 201 * 201 * 4
     assert bufs[("surface", "done_mask", "view")].nbytes == 201 * 201  # the mask: one byte a point
     assert len(json.dumps(stripped)) < 20_000  # the JSON part is small; the grid is in the buffer
-
-
-def test_wire_array_is_contiguous_float32():
-    a = np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2]
-    w = wire_array(a)
-    assert w["dtype"] == "float32" and w["shape"] == [3, 2]
-    np.testing.assert_array_equal(np.frombuffer(bytes(w["view"]), np.float32).reshape(3, 2), a)
 
 
 # ----------------------------------------------------------------------------------------- selection & form
@@ -334,29 +434,47 @@ def test_clicking_fills_the_form_with_the_checkpoints_hyperparameters(widget, fa
     assert "99" in widget.error
 
 
-def test_schedule_text_round_trips_through_training_parser():
-    from lossviz.training import normalize_schedule
-
-    for s in ({"name": "constant"}, {"name": "step", "step_size": 30, "gamma": 0.5},
-              {"name": "multistep", "milestones": [150, 225], "gamma": 0.1}, {"name": "cosine", "t_max": 200, "eta_min": 0.0}):
-        assert normalize_schedule(schedule_text(s)) == normalize_schedule(s)
-
-
 # ----------------------------------------------------------------------------------------- commands
 def test_train_command_calls_session_train_with_parsed_hparams(widget, fake):
-    widget.handle({"type": "train", "from": 2, "epochs": 3,
-                   "hparams": {"lr": "0.05", "optimizer": "adam", "momentum": 0.5, "nesterov": False, "batch_size": 32,
-                               "schedule": "cosine", "seed": None, "weight_decay": 0}})
+    widget.handle(
+        {
+            "type": "train",
+            "from": 2,
+            "epochs": 3,
+            "hparams": {
+                "lr": "0.05",
+                "optimizer": "adam",
+                "momentum": 0.5,
+                "nesterov": False,
+                "batch_size": 32,
+                "schedule": "cosine",
+                "seed": None,
+                "weight_decay": 0,
+            },
+        }
+    )
     assert widget.error == ""
-    assert last(fake, "train") == ("train", 2, 3, {"lr": 0.05, "optimizer": "adam", "momentum": 0.5, "nesterov": False,
-                                              "batch_size": 32, "schedule": "cosine", "weight_decay": 0.0})
+    assert last(fake, "train") == (
+        "train",
+        2,
+        3,
+        {
+            "lr": 0.05,
+            "optimizer": "adam",
+            "momentum": 0.5,
+            "nesterov": False,
+            "batch_size": 32,
+            "schedule": "cosine",
+            "weight_decay": 0.0,
+        },
+    )
     assert widget.jobs[-1]["kind"] == "train" and widget.jobs[-1]["state"] == "running"
 
 
 def test_cancel_command_cancels_running_jobs(widget, fake):
     widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
     widget.handle({"type": "train", "from": 2, "epochs": 2, "hparams": {}})
-    first, second = fake.jobs
+    first, second = [j for j in fake.jobs if j.kind == "train"]  # the others: the projection's quick jobs
     widget.handle({"type": "cancel", "job": first.id})
     assert first.cancelled and not second.cancelled
     widget.handle({"type": "cancel"})
@@ -374,7 +492,9 @@ def test_disturb_interpolate_and_distances_commands(widget, fake):
     assert last(fake, "interpolate") == ("interpolate", 0, 2, 5)
     curve = widget.curves[-1]
     np.testing.assert_allclose(np.asarray(curve["x"]), np.linspace(0, 1, 5))
-    np.testing.assert_allclose(np.asarray(curve["metrics"]["train_loss"]), 1 + (np.linspace(0, 1, 5) - 0.5) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(curve["metrics"]["train_loss"]), 1 + (np.linspace(0, 1, 5) - 0.5) ** 2, rtol=1e-6
+    )
     widget.handle({"type": "distances", "ids": [0, 1, 4]})
     assert last(fake, "distances") == ("distances", [0, 1, 4])
     assert np.asarray(widget.distances["d"])[0, 2] == pytest.approx(np.linalg.norm([4, 4, 3]), rel=1e-6)
@@ -396,23 +516,33 @@ def test_surface_command_builds_axis_specs_and_tracks_the_job(widget, fake):
 def test_adaptive_checkbox_reaches_session_surface_and_the_trait_says_adaptive(widget, fake):
     widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, "adaptive": True})
     assert widget.error == "" and "adaptive" in widget.message
-    assert last(fake, "surface")[:4] == ("surface", 2, "random", "-1:1:9") and fake.surface_options[-1] == {"adaptive": True}
+    assert last(fake, "surface")[:4] == ("surface", 2, "random", "-1:1:9") and fake.surface_options[-1] == {
+        "adaptive": True
+    }
     for off in ({"adaptive": False}, {"adaptive": None}, {}):  # unticked or absent: a full surface, as before
         widget.handle({"type": "surface", "center": 2, "range": "-1:1", "resolution": 9, **off})
         assert widget.error == "" and fake.surface_options[-1] == {}
     # a round of an adaptive surface: complete (interpolated), evaluated points listed in meta
     surf = make_surface(7, 5)
     evaluated = [0, 3, 6, 17, 28, 31, 34]
-    surf.meta["adaptive"] = {"method": "refine", "evaluated": evaluated, "n_evaluated": 7, "fraction": 0.2, "rounds": 2,
-                             "driver": "train_loss", "log": None}
+    surf.meta["adaptive"] = {
+        "method": "refine",
+        "evaluated": evaluated,
+        "n_evaluated": 7,
+        "fraction": 0.2,
+        "rounds": 2,
+        "driver": "train_loss",
+        "log": None,
+    }
     fake.emit({"type": "surface", "job": fake.jobs[-1], "surface": surf})
     stripped, bufs = buffers_of(widget, "surface")
     s = stripped["surface"]
     assert s["adaptive"] == {"n_evaluated": 7, "total": 35, "rounds": 2}
     assert s["done"] == s["total"] == 35 and "adaptive" not in s["meta"]  # no long index list as JSON
     assert not lists_of_numbers(stripped)
-    np.testing.assert_allclose(as_f32(bufs[("surface", "z", "view")]).reshape(5, 7),
-                               surf.values["train_loss"].astype(np.float32))
+    np.testing.assert_allclose(
+        as_f32(bufs[("surface", "z", "view")]).reshape(5, 7), surf.values["train_loss"].astype(np.float32)
+    )
     fake.emit({"type": "surface", "job": None, "surface": make_surface(7, 5)})  # a full one: no mark
     assert widget.surface["adaptive"] is None
 
@@ -424,8 +554,14 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
 
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs={"n": 120, "n_test": 40}, device="cpu",
-                hparams={"batch_size": 60, "lr": 0.05})
+    s = Session(
+        tmp_path / "p",
+        model="mlp",
+        data="spirals",
+        data_kwargs={"n": 120, "n_test": 40},
+        device="cpu",
+        hparams={"batch_size": 60, "lr": 0.05},
+    )
     try:
         job = s.train(epochs=1)
         job.wait(120)
@@ -433,7 +569,10 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
         tip = job.result[-1].id
         w = Explorer(s, throttle=0, background=False)
         seen: list[dict] = []
-        w.observe(lambda ch: ch["new"] and seen.append({k: ch["new"][k] for k in ("adaptive", "done", "total")}), names="surface")
+        w.observe(
+            lambda ch: ch["new"] and seen.append({k: ch["new"][k] for k in ("adaptive", "done", "total")}),
+            names="surface",
+        )
         # 37 x 37: a first lattice of 13 x 13 (every 3rd point), then rounds up to a fifth of the grid
         w.handle({"type": "surface", "center": tip, "range": "-1:1", "resolution": 37, "adaptive": True})
         assert w.error == "", w.error
@@ -444,10 +583,16 @@ def test_adaptive_surface_from_a_real_session_fills_round_by_round(tmp_path):
         result = sjob.result
         n_eval = result.meta["adaptive"]["n_evaluated"]
         assert n_eval == len(result.meta["adaptive"]["evaluated"]) and 13 * 13 <= n_eval <= 0.2 * 37 * 37
-        assert w.surface["adaptive"] == {"n_evaluated": n_eval, "total": 37 * 37, "rounds": result.meta["adaptive"]["rounds"]}
+        assert w.surface["adaptive"] == {
+            "n_evaluated": n_eval,
+            "total": 37 * 37,
+            "rounds": result.meta["adaptive"]["rounds"],
+        }
         np.testing.assert_allclose(np.asarray(w.surface["z"]), result.values["train_loss"], rtol=1e-6)
         rounds = [e for e in seen if e["adaptive"] is not None]
-        assert len(rounds) >= 2 and all(e["done"] == e["total"] == 37 * 37 for e in rounds)  # each round: the whole picture
+        assert len(rounds) >= 2 and all(
+            e["done"] == e["total"] == 37 * 37 for e in rounds
+        )  # each round: the whole picture
         counts = [e["adaptive"]["n_evaluated"] for e in rounds]
         assert counts[0] == 13 * 13 and counts == sorted(counts) and counts[-1] == n_eval
         w.close()
@@ -471,9 +616,10 @@ def test_project_panel_commands(tmp_path, fake):
     class Factory:
         list_projects = staticmethod(FakeSession.list_projects)
 
-        def __new__(cls, path, **kw):
+        @staticmethod
+        def opening(path, **kw):
             made.append((path, kw))
-            return FakeSession(path)
+            return FakeJob.running("open", lambda: FakeSession(path))
 
     (tmp_path / "a").mkdir()
     w = Explorer(fake, throttle=0, background=False, session_factory=Factory, project_root=tmp_path)
@@ -483,8 +629,19 @@ def test_project_panel_commands(tmp_path, fake):
     assert made[-1] == (str(tmp_path / "a"), {})
     assert w.session is not fake and w.project["name"] == "a"
     assert fake.subscribers == []  # the old session is let go
-    w.handle({"type": "create_project", "path": "new", "model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
-    assert made[-1] == (str(tmp_path / "new"), {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}})
+    w.handle(
+        {
+            "type": "create_project",
+            "path": "new",
+            "model": "mlp",
+            "data": "spirals",
+            "hparams": {"lr": 0.05, "optimizer": "adam"},
+        }
+    )
+    assert made[-1] == (
+        str(tmp_path / "new"),
+        {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}},
+    )
     w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
     assert "already exists" not in w.error  # empty folder "a" may be created into
     (tmp_path / "a" / "x").write_text("")
@@ -553,6 +710,21 @@ def test_bad_payloads_set_the_error_trait_and_call_nothing(widget, fake, payload
     assert widget.error == ""
 
 
+def test_the_options_trait_carries_the_shared_constants_and_the_validators_read_them(widget):
+    from lossviz import figures
+    from lossviz.widget.options import LIMITS, explorer_options
+
+    assert widget.options == explorer_options()
+    widget.levels = 10**6
+    assert widget.levels == LIMITS["levels_max"]
+    widget.levels = -3
+    assert widget.levels == LIMITS["levels_min"]
+    for mode in figures.CONTOUR_MODES:
+        widget.contour_mode = mode
+    widget.handle({"type": "surface", "center": 1, "resolution": LIMITS["resolution_max"] + 1})
+    assert f"at most {LIMITS['resolution_max']}" in widget.error
+
+
 def test_view_option_traits_validate(widget):
     widget.levels = 1
     assert widget.levels == 2
@@ -564,15 +736,92 @@ def test_view_option_traits_validate(widget):
         widget.projection_method = "umap"
 
 
-def test_axis_spec():
-    assert surface_axis_spec("-1:1", 21) == "-1:1:21"
-    assert surface_axis_spec("-0.25:2.5", 5) == "-0.25:2.5:5"
-
-
 # ----------------------------------------------------------------------------------------- events from threads
+# ----------------------------------------------------------------------------------------- long work as session jobs
+def test_long_work_runs_as_session_jobs_listed_with_their_state(widget, fake):
+    widget.selection = [0, 2]  # distances at once
+    widget.handle({"type": "disturb", "from": 2, "magnitude": 0.3})
+    widget.handle({"type": "interpolate", "a": 0, "b": 2, "n": 3})
+    widget.handle({"type": "project", "method": "pca"})
+    kinds = {j["kind"] for j in widget.jobs}
+    assert {"distances", "disturb", "interpolate", "project"} <= kinds
+    assert all(j["state"] == "done" for j in widget.jobs if j["kind"] != "train")
+    assert {j.id for j in fake.jobs} >= {j["id"] for j in widget.jobs}  # the session's own jobs
+
+
+def test_a_job_that_fails_says_what_failed_in_the_error_trait(widget, fake):
+    widget.handle({"type": "disturb", "from": 99, "magnitude": 0.3})
+    assert widget.error.startswith("disturbing checkpoint 99 failed:") and "no checkpoint 99" in widget.error
+    assert [j["state"] for j in widget.jobs if j["kind"] == "disturb"] == ["failed"]
+
+
+def test_in_the_background_a_command_returns_at_once_and_its_result_comes_later(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        gate = threading.Event()
+        fake.gates = [gate]
+        w.handle({"type": "interpolate", "a": 0, "b": 2, "n": 4})
+        assert w.error == "" and w.curves == []
+        assert [j["state"] for j in w.jobs if j["kind"] == "interpolate"] in (["queued"], ["running"])
+        with pytest.raises(TimeoutError, match="interpolating 0 -> 2"):
+            w.wait_idle(timeout=0.2)
+        gate.set()
+        w.wait_idle()
+        assert len(w.curves) == 1 and np.asarray(w.curves[0]["x"]).tolist() == [0, 1 / 3, 2 / 3, 1]
+        assert [j["state"] for j in w.jobs if j["kind"] == "interpolate"] == ["done"]
+    finally:
+        w.close()
+
+
+def test_a_cancelled_job_applies_nothing(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        gate = threading.Event()
+        fake.gates = [gate]
+        w.handle({"type": "interpolate", "a": 0, "b": 2, "n": 4})
+        (job,) = [j for j in fake.jobs if j.kind == "interpolate"]
+        w.handle({"type": "cancel", "job": job.id})
+        w.wait_idle()
+        gate.set()
+        assert job.cancelled and w.curves == [] and "cancelled" in w.message
+    finally:
+        w.close()
+
+
+def test_a_later_request_supersedes_an_earlier_one(fake):
+    w = Explorer(fake, throttle=0, background=True)
+    try:
+        slow = threading.Event()
+        fake.gates = [slow]  # the first distances job waits; the second one ends first
+        w.selection = [0, 1]
+        w.selection = [0, 4]
+        deadline = time.monotonic() + 10
+        while not w.distances and time.monotonic() < deadline:  # the second one's result arrives
+            time.sleep(0.01)
+        assert np.asarray(w.distances["ids"]).tolist() == [0, 4]
+        slow.set()
+        w.wait_idle()
+        assert np.asarray(w.distances["ids"]).tolist() == [0, 4]  # the older result is not applied
+        assert np.asarray(w.distances["d"])[0, 1] == pytest.approx(np.linalg.norm([4, 4, 3]), rel=1e-6)
+    finally:
+        w.close()
+
+
+def test_running_jobs_stay_listed_however_many_finish(widget, fake):
+    from lossviz.widget.options import LIMITS
+
+    widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
+    for _ in range(LIMITS["max_jobs_shown"] + 5):
+        widget.handle({"type": "refresh"})  # each a projection job
+    listed = widget.jobs
+    assert [j["kind"] for j in listed if j["state"] == "running"] == ["train"]
+    assert len([j for j in listed if j["state"] == "done"]) == LIMITS["max_jobs_shown"]
+
+
 def test_session_events_from_worker_threads_update_traits(fake):
     w = Explorer(fake, throttle=0.05, background=True)
     try:
+
         def worker():
             for _ in range(5):
                 fake.add(4, 1, "train", 3.0)
@@ -603,11 +852,6 @@ def test_session_events_from_worker_threads_update_traits(fake):
         w.close()
 
 
-def test_checkpoint_table_of_nothing():
-    t = checkpoint_table([])
-    assert t["n"] == 0 and t["ids"].shape == (0,) and t["metrics"] == {}
-
-
 # ----------------------------------------------------------------------------------------- packaging
 def test_wheel_contains_the_built_front_end(tmp_path):
     assert BUNDLE.exists(), "build the front end first: npm install && npm run build"
@@ -615,7 +859,9 @@ def test_wheel_contains_the_built_front_end(tmp_path):
     assert 100_000 < size <= 2_000_000, f"bundle is {size} bytes; the budget is 2 MB"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (wheel,) = tmp_path.glob("lossviz-*.whl")
@@ -623,7 +869,7 @@ def test_wheel_contains_the_built_front_end(tmp_path):
         names = set(z.namelist())
         assert "lossviz/static/widget.js" in names and "lossviz/static/widget.css" in names
         assert z.getinfo("lossviz/static/widget.js").file_size == size
-        assert "lossviz/widget.py" in names
+        assert "lossviz/widget/__init__.py" in names and "lossviz/widget/explorer.py" in names
 
 
 # ----------------------------------------------------------------------------------------- figures.py
@@ -637,13 +883,13 @@ def test_contour_and_3d_figures_carry_the_surface_and_lift_the_trajectory(fake):
     assert c.type == "contour" and c.contours.coloring == "lines"
     np.testing.assert_allclose(np.asarray(c.z), surf.values["train_loss"])
     assert c.contours.size == pytest.approx((c.zmax - c.zmin) / 4)
-    t = [d for d in fig.data if d.name == "trajectory"][0]
+    t = next(d for d in fig.data if d.name == "trajectory")
     assert list(t.customdata) == [1, 2] and list(t.x) == [-0.25, 0.5]  # sorted by id
     assert [d.name for d in fig.data if d.name == "minimum"] == ["minimum"]
     log = figures.contour_figure(surf, mode="heatmap", log=True)
     np.testing.assert_allclose(np.asarray(log.data[0].z), np.log10(surf.values["train_loss"]))
     f3 = figures.surface3d_figure(surf, trajectory=traj)
-    lifted = [d for d in f3.data if d.type == "scatter3d"][0]
+    lifted = next(d for d in f3.data if d.type == "scatter3d")
     X = lambda a, b: a**2 + 0.5 * b**2 + 0.1  # noqa: E731
     # the lifted point is the bilinear interpolation of the grid, which is exact on grid lines for x^2 + ...
     # only at nodes: (1/3, 1) is a node of the 7 x 5 grid
@@ -661,12 +907,12 @@ def test_trajectory_metrics_and_line_figures(fake):
     proj = fake.project(method="layout")
     fig = figures.trajectory_figure(fake.checkpoints(), proj, selection=[1, 4])
     lines = [d for d in fig.data if d.mode == "lines"]
-    b1 = [d for d in lines if d.name == "branch 1"][0]
+    b1 = next(d for d in lines if d.name == "branch 1")
     assert list(b1.x) == [1.0, 1.0, 2.0] and list(b1.y) == [0.0, 1.0, 1.0]  # from parent 1 (epoch 1, lane 0)
-    sel = [d for d in fig.data if d.name == "selected"][0]
+    sel = next(d for d in fig.data if d.name == "selected")
     assert len(sel.x) == 2
     m = figures.metrics_figure(fake.checkpoints(), selection=[2])
-    train = [d for d in m.data if d.name == "train_loss · branch 0"][0]
+    train = next(d for d in m.data if d.name == "train_loss · branch 0")
     assert list(train.y) == pytest.approx([2.0, 1.0, 2.0 / 3])
     x = np.linspace(-1, 1, 9)
     s1 = Surface(x=x, y=None, values={"train_loss": x**2}, done=np.ones(9, bool))

@@ -1,0 +1,556 @@
+"""``Explorer(session)``: the lossviz notebook widget (one composite anywidget), traitlets and handlers.
+
+Every action is delegated to a session (:class:`~lossviz.widget.protocol.SessionLike`). Long work
+(training, surfaces, disturb, interpolate, projections, distances, opening a project) runs as the
+session's jobs: they are listed in the ``jobs`` trait with progress and cancel, and when one ends its
+result is applied to the traits (:mod:`lossviz.widget.follow`). Arrays cross to
+the browser as binary buffers (:mod:`lossviz.widget.serializers`); the choices, form fields and limits
+the front end needs arrive once in ``options`` (:mod:`lossviz.widget.options`).
+
+Front-end commands arrive as custom messages ``{"type": ..., ...}`` (see :data:`COMMANDS`); a bad payload
+(:mod:`lossviz.widget.payloads`) or a failing session call sets the ``error`` trait (words naming the
+problem and the fix) and never raises into the kernel. Session events arrive on worker threads and
+update traits (coalesced by ``throttle`` seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from lossviz.io.h5 import write_surface
+from lossviz.jsonable import json_safe
+from lossviz.session import Session
+from lossviz.widget import payloads as P
+from lossviz.widget import views
+from lossviz.widget.follow import JobFollower
+from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
+from lossviz.widget.payloads import PayloadError
+from lossviz.widget.protocol import SessionFactory, SessionLike
+from lossviz.widget.serializers import to_wire
+from lossviz.widget.throttle import Coalescer
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+_ESM_PATH = _STATIC / "widget.js"
+_CSS_PATH = _STATIC / "widget.css"
+_NOT_BUILT_ESM = """
+export default { render({ el }) {
+  el.textContent = "lossviz: the Explorer front end is not built. Run `npm install && npm run build` in the "
+    + "repository (or `pip install -e .`), then restart the kernel.";
+} };
+"""
+_FINISHED = ("done", "failed", "cancelled")
+
+
+class Explorer(anywidget.AnyWidget):
+    """Interactive explorer of a :class:`~lossviz.session.Session`: trajectory scatter, contour / 3D / 1D
+    surface views, metric curves, branch and project panels.
+
+    Parameters
+    ----------
+    session
+        The Session (anything with :class:`~lossviz.widget.protocol.SessionLike`'s members).
+    throttle
+        Seconds between pushes of progressive updates (checkpoints, surface fill) to the browser.
+    background
+        ``True``: a command returns at once and its job's result is applied when the job ends.
+        ``False``: a command from the kernel's thread waits for its job (tests, scripts).
+    project_root
+        The folder the project panel lists (default: the session's parent folder).
+    session_factory
+        What opens and lists projects (default :class:`~lossviz.session.Session`).
+    surface
+        A Surface to show at once.
+    """
+
+    _esm = _ESM_PATH if _ESM_PATH.exists() else _NOT_BUILT_ESM
+    _css = _CSS_PATH if _CSS_PATH.exists() else ""
+
+    # checkpoint table and projection
+    checkpoints = t.Dict().tag(sync=True, to_json=to_wire)
+    projection_method = t.Unicode("layout").tag(sync=True)
+    projection = t.Dict().tag(sync=True, to_json=to_wire)
+    selection = t.List(t.Int()).tag(sync=True)
+    clicked = t.Int(None, allow_none=True).tag(sync=True)
+    form = t.Dict().tag(sync=True)
+    options = t.Dict().tag(sync=True)
+    color_by = t.Unicode("branch").tag(sync=True)
+    # surface and its view options
+    surface = t.Dict().tag(sync=True, to_json=to_wire)
+    surface_metric = t.Unicode("train_loss").tag(sync=True)
+    contour_mode = t.Unicode("filled").tag(sync=True)
+    log_scale = t.Bool(False).tag(sync=True)
+    vmin = t.Float(None, allow_none=True).tag(sync=True)
+    vmax = t.Float(None, allow_none=True).tag(sync=True)
+    levels = t.Int(20).tag(sync=True)
+    curves = t.List(t.Dict()).tag(sync=True, to_json=to_wire)
+    distances = t.Dict().tag(sync=True, to_json=to_wire)
+    # jobs, messages, projects
+    jobs = t.List(t.Dict()).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+    message = t.Unicode("").tag(sync=True)
+    projects = t.List(t.Dict()).tag(sync=True)
+    project_root = t.Unicode("").tag(sync=True)
+    project = t.Dict().tag(sync=True)
+    height = t.Int(760).tag(sync=True)
+
+    def __init__(self, session: SessionLike, *, throttle: float = 0.25, background: bool = True,
+                 project_root: str | os.PathLike | None = None, session_factory: SessionFactory | None = None,
+                 surface: Any = None, **kwargs: Any):
+        if not _ESM_PATH.exists():
+            raise FileNotFoundError(
+                f"the Explorer front end is not built ({_ESM_PATH} is missing): run `npm install && npm run build` "
+                "in the repository, or reinstall with `pip install -e .`"
+            )
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        self._throttle = float(throttle)
+        self._background = background
+        self._session_factory: SessionFactory = session_factory if session_factory is not None else Session
+        self._session: SessionLike = session
+        self._surface_obj: Any = None
+        self._surface_job: Any = None
+        self._jobs: dict[int, Any] = {}
+        self._follower = JobFollower(self._set_error, self._set_message, self._note_job, self._blocking)
+        self._follow = self._follower.follow
+        self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
+        self._unsubscribe: Callable[[], None] | None = None
+        self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
+        self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
+        self._refresh_jobs = Coalescer(self._push_jobs, min(self._throttle, 0.1), self._report)
+        self.options = explorer_options()
+        self.on_msg(self._on_frontend_msg)
+        self.observe(self._on_clicked, names="clicked")
+        self.observe(self._on_projection_method, names="projection_method")
+        self.observe(self._on_surface_metric, names="surface_metric")
+        self.observe(self._on_selection, names="selection")
+        if project_root is not None:
+            self.project_root = str(project_root)
+        self._attach(session)
+        if surface is not None:
+            self.show_surface(surface)
+
+    def show_surface(self, surface: Any) -> None:
+        """Show a Surface (e.g. ``session.surface(...)``'s result) in the contour, 3-D and 1-D views."""
+        self._surface_obj = surface
+        self._push_surface()
+
+    # ------------------------------------------------------------------ validation of synced view options
+    @t.validate("contour_mode")
+    def _valid_mode(self, proposal: Any) -> str:
+        v = proposal["value"]
+        if v not in CONTOUR_MODES:
+            raise t.TraitError(f"contour_mode {v!r} is unknown: use one of {list(CONTOUR_MODES)}")
+        return v
+
+    @t.validate("levels")
+    def _valid_levels(self, proposal: Any) -> int:
+        return int(min(LIMITS["levels_max"], max(LIMITS["levels_min"], proposal["value"])))
+
+    @t.validate("projection_method")
+    def _valid_projection(self, proposal: Any) -> str:
+        v = proposal["value"]
+        if v not in PROJECTIONS:
+            raise t.TraitError(f"projection {v!r} is unknown: use one of {list(PROJECTIONS)}")
+        return v
+
+    @t.validate("selection")
+    def _valid_selection(self, proposal: Any) -> list[int]:
+        return sorted({int(i) for i in proposal["value"]})
+
+    # ------------------------------------------------------------------ session wiring
+    @property
+    def session(self) -> SessionLike:
+        """The Session this widget shows."""
+        return self._session
+
+    def _attach(self, session: SessionLike) -> None:
+        self._let_go()
+        self._session = session
+        self._surface_obj = None
+        self._surface_job = None
+        self._unsubscribe = session.subscribe(self._on_session_event)
+        path = session.path
+        self.project = json_safe({"path": str(path) if path else "", "name": Path(str(path)).name if path else ""})
+        if not self.project_root and path:
+            self.project_root = str(Path(str(path)).parent)
+        with self.hold_sync():
+            self.selection = []
+            self.clicked = None
+            self.surface = {}
+            self.curves = []
+            self.distances = {}
+            self._push_checkpoints()
+        self.form = self._form_for(None)
+
+    def _let_go(self) -> None:
+        """Stop listening to the current session."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
+    def close(self) -> None:
+        """Unsubscribe from the session and close the widget (the session's jobs keep running; their
+        results are no longer applied)."""
+        self._let_go()
+        self._follower.forget()
+        super().close()
+
+    def _report(self, exc: BaseException) -> None:
+        self.error = f"{exc}" if isinstance(exc, PayloadError) else f"{type(exc).__name__}: {exc}"
+
+    def _set_error(self, text: str) -> None:
+        self.error = text
+
+    def _set_message(self, text: str) -> None:
+        self.message = text
+
+    def _blocking(self) -> bool:
+        """``background=False``: a command from the kernel's thread waits for its job (never one from a
+        session worker, which may be the very thread that job needs)."""
+        return not self._background and threading.current_thread() is threading.main_thread()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Block until the jobs the Explorer follows (and pending refreshes) have ended and been applied."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._throttle > 0:
+                time.sleep(self._throttle + 0.05)  # coalesced refreshes fire (and may start jobs)
+            if not self._follower.pending():
+                return
+            if not self._follower.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"still running after {timeout} s: {', '.join(self._follower.pending())}")
+
+    # ------------------------------------------------------------------ session events (worker threads)
+    def _on_session_event(self, event: Mapping[str, Any]) -> None:
+        try:
+            kind = event.get("type")
+            if kind == "checkpoint":
+                ck = event.get("checkpoint")
+                if ck is not None and str(views.field_of(ck, "status", "ok")) not in ("ok", ""):
+                    self.error = (f"checkpoint {views.field_of(ck, 'id')} {views.field_of(ck, 'status')}: its loss "
+                                  "is not finite; lower the learning rate and train again")
+                self._refresh_table()
+            elif kind == "job":
+                self._note_job(event.get("job"))
+            elif kind == "surface":  # any surface the session computes is shown, also ones started from Python
+                job = event.get("job")
+                if job is not None:
+                    self._surface_job = job
+                self._surface_obj = event.get("surface")
+                self._refresh_surface()
+            elif kind == "error":
+                self.error = str(event.get("message", "unknown error"))
+        except Exception as exc:
+            self._report(exc)
+
+    def _note_job(self, job: Any) -> None:
+        if job is None or job.id is None:
+            return
+        with self._lock:
+            self._jobs[job.id] = job
+        if job.state == "failed" and not self._follower.follows(job.id):  # followed ones say it in their words
+            self.error = f"{job.kind} job {job.id} failed: {job.error or 'unknown error'}"
+        if job.kind == "surface" and job.state in _FINISHED and (
+                self._surface_job is None or self._surface_job.id == job.id):
+            self._surface_job = job
+            if job.result is not None and job.state == "done":
+                self._surface_obj = job.result
+            self._refresh_surface()
+        self._refresh_jobs()
+
+    def _push_jobs(self) -> None:
+        with self._lock:
+            shown = views.jobs_shown(list(self._jobs.values()), LIMITS["max_jobs_shown"])
+            self._jobs = {j.id: j for j in shown}
+        self.jobs = [views.job_info(j) for j in shown]
+
+    def _push_checkpoints(self) -> None:
+        table = views.checkpoint_table(list(self._session.checkpoints()))
+        with self._lock:
+            self.checkpoints = table
+        self._request_projection(self.projection_method)
+
+    def _request_projection(self, method: str) -> None:
+        if int(self.checkpoints.get("n", 0)) == 0:
+            self.projection = views.empty_projection(method)
+            return
+        if method == "surface" and self._surface_obj is None:
+            raise PayloadError("the 'surface' projection needs a surface: compute one with the Surface button first")
+        kwargs = {"surface": self._surface_obj} if method == "surface" else {}
+
+        def apply(proj: Any) -> None:
+            self.projection = views.projection_view(method, proj)
+
+        self._follow(f"the {method} projection", lambda: self._session.project(method=method, wait=False, **kwargs),
+                     apply, slot="projection")
+
+    def _push_surface(self) -> None:
+        surf = self._surface_obj
+        if surf is None:
+            return
+        payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"))
+        if payload is None:
+            return
+        complete = payload["done"] == payload["total"]
+        if complete:
+            self._request_trajectory(surf)
+        with self._lock:  # the trajectory as known now; one that arrives later pushes the surface again
+            if complete:
+                payload["trajectory"] = views.stored_trajectory(surf.meta or {}) or self._trajectory_of(surf)
+            self.surface = payload
+
+    def _trajectory_of(self, surf: Any) -> dict | None:
+        known, traj = self._trajectory
+        return traj if known is surf else None
+
+    def _request_trajectory(self, surf: Any) -> None:
+        """Project the checkpoints into a complete 2-D surface's plane, once, by a job, unless the surface
+        carries its trajectory. A surface the session cannot project (e.g. one computed outside it) has none."""
+        with self._lock:
+            if surf.y is None or views.stored_trajectory(surf.meta or {}) is not None or self._trajectory[0] is surf:
+                return
+            self._trajectory = (surf, None)
+
+        def apply(proj: Any) -> None:
+            with self._lock:
+                if self._trajectory[0] is not surf:
+                    return
+                self._trajectory = (surf, views.trajectory_view(proj.ids, proj.coords))
+            self._refresh_surface()
+
+        self._follow("the surface's trajectory",
+                     lambda: self._session.project(method="surface", surface=surf, wait=False),
+                     apply, slot="trajectory", quiet=True)
+
+    # ------------------------------------------------------------------ trait observers
+    def _on_clicked(self, change: Mapping[str, Any]) -> None:
+        try:
+            self.form = self._form_for(change["new"])
+        except Exception as exc:
+            self.error = f"checkpoint {change['new']} cannot be opened: {exc}"
+
+    def _form_for(self, ckpt_id: int | None) -> dict:
+        hparams = {} if ckpt_id is None else dict(self._session.checkpoint(ckpt_id).hparams or {})
+        return views.form_values(ckpt_id, hparams, dict(self._session.defaults or {}), self.form)
+
+    def _on_projection_method(self, change: Mapping[str, Any]) -> None:
+        try:
+            self._request_projection(change["new"])
+        except PayloadError as exc:
+            self.error = str(exc)
+
+    def _on_surface_metric(self, change: Mapping[str, Any]) -> None:
+        self._refresh_surface()
+
+    def _on_selection(self, change: Mapping[str, Any]) -> None:
+        ids = list(change["new"])
+        if 2 <= len(ids) <= LIMITS["auto_distances_max"]:
+            self._request_distances(ids)
+        elif self.distances:
+            self.distances = {}
+
+    def _request_distances(self, ids: list[int]) -> None:
+        def apply(d: Any) -> None:
+            self.distances = views.distances_view(ids, d)
+
+        self._follow("distances", lambda: self._session.distances(ids, wait=False), apply, slot="distances")
+
+    # ------------------------------------------------------------------ front-end commands
+    def _on_frontend_msg(self, widget: Any, content: Any, buffers: Sequence[Any]) -> None:
+        try:
+            if not isinstance(content, Mapping):
+                raise PayloadError(f"a message must be an object with a 'type', got {type(content).__name__}")
+            kind = content.get("type")
+            handler = COMMANDS.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                raise PayloadError(f"message type {kind!r} is unknown: use one of {sorted(COMMANDS)}")
+            self.error = ""  # a new action replaces the last error (failures of this one set it again)
+            handler(self, content)
+        except PayloadError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a session call failed: report in words, keep the kernel alive
+            self.error = f"{content.get('type') if isinstance(content, Mapping) else 'message'} failed: {exc}"
+
+    def handle(self, content: Mapping[str, Any]) -> None:
+        """Act on a front-end command as if it came from the browser (scripts, tests)."""
+        self._on_frontend_msg(self, content, [])
+
+    def _cmd_train(self, p: Mapping[str, Any]) -> None:
+        hp = P.train_hparams(p.get("hparams", {}))
+        epochs = P.form_number(p, "epochs", default=1)
+        start = P.number(p, "from", int, allow_none=True)
+        self._note_job(self._session.train(from_=start, epochs=epochs, **hp))
+        self.message = (f"training {epochs} epoch(s) from checkpoint {start}" if start is not None
+                        else f"training {epochs} epoch(s)")
+
+    def _cmd_cancel(self, p: Mapping[str, Any]) -> None:
+        jid = P.number(p, "job", int, allow_none=True)
+        with self._lock:
+            jobs = [*self._session.jobs, *self._jobs.values()]
+        targets = {id(j): j for j in jobs if (jid is None or j.id == jid) and j.state in ("queued", "running")}
+        if jid is not None and not targets:
+            raise PayloadError(f"job {jid} is not running (nothing to cancel)")
+        self.message = f"cancelling {len(targets)} job(s)"  # before: a followed job then says it is cancelled
+        for j in targets.values():
+            j.cancel()
+
+    def _cmd_disturb(self, p: Mapping[str, Any]) -> None:
+        start = P.number(p, "from", int)
+        magnitude = P.form_number(p, "magnitude")
+        seed = P.number(p, "seed", int, minimum=0, allow_none=True)
+        self.message = f"disturbing checkpoint {start} by {magnitude:g}"
+        self._follow(f"disturbing checkpoint {start}",  # the new checkpoint's event refreshes the table
+                     lambda: self._session.disturb(start, magnitude, seed=seed, wait=False), lambda made: None)
+
+    def _cmd_interpolate(self, p: Mapping[str, Any]) -> None:
+        if "a" in p or "b" in p:
+            a, b = P.number(p, "a", int), P.number(p, "b", int)
+        else:
+            if len(self.selection) != 2:
+                raise PayloadError(f"interpolation needs exactly two selected checkpoints, {len(self.selection)} "
+                                   "are selected")
+            a, b = self.selection
+        n = P.form_number(p, "n", default=5)
+        self.message = f"interpolating {n} point(s) between {a} and {b}"
+
+        def apply(made: Sequence[Any]) -> None:
+            self.curves = [*self.curves[-7:], views.interpolation_curve(a, b, list(made))]
+
+        self._follow(f"interpolating {a} -> {b}", lambda: self._session.interpolate(a, b, n, wait=False), apply)
+
+    def _cmd_surface(self, p: Mapping[str, Any]) -> None:
+        center = P.number(p, "center", int)
+        directions = P.choice(P.text(p, "directions", "random"), DIRECTIONS, "directions")
+        resolution = P.form_number(p, "resolution", default=21)
+        spec = P.surface_axis_spec(P.text(p, "range", "-1:1"), resolution)
+        adaptive = P.boolean(p, "adaptive")
+        kwargs: dict[str, Any] = {"directions": directions, "x": spec, "y": spec, "wait": False}
+        if adaptive:  # refine_surface's default options: a coarse lattice, then rounds where the surface bends
+            kwargs["adaptive"] = True
+        if directions == "pca":
+            ids = P.ids(p, "checkpoints") if "checkpoints" in p else list(self.selection)
+            if len(ids) < 3:
+                raise PayloadError(f"a PCA plane needs at least 3 selected checkpoints, {len(ids)} are selected")
+            kwargs["checkpoints"] = ids
+        if self._surface_job is not None and self._surface_job.state in ("queued", "running"):
+            self._surface_job.cancel()
+        self._surface_obj = None
+        self.surface = {}
+        job = self._session.surface(center, **kwargs)
+        self._surface_job = job
+        self._note_job(job)
+        if job.result is not None:
+            self._surface_obj = job.result
+            self._refresh_surface()
+        what = "an adaptive" if adaptive else "a"
+        self.message = f"computing {what} {directions} surface around checkpoint {center} ({spec})"
+
+    def _cmd_project(self, p: Mapping[str, Any]) -> None:
+        method = P.choice(P.text(p, "method"), PROJECTIONS, "projection")
+        if method == self.projection_method:
+            self._request_projection(method)
+        else:
+            self.projection_method = method
+
+    def _cmd_select_all(self, p: Mapping[str, Any]) -> None:
+        ids = self.checkpoints.get("ids")
+        self.selection = [] if ids is None else [round(v) for v in np.asarray(ids).tolist()]
+
+    def _cmd_select_none(self, p: Mapping[str, Any]) -> None:
+        self.selection = []
+
+    def _cmd_select(self, p: Mapping[str, Any]) -> None:
+        self.selection = P.ids(p, "ids")
+
+    def _cmd_distances(self, p: Mapping[str, Any]) -> None:
+        ids = P.ids(p, "ids") if "ids" in p else list(self.selection)
+        most = LIMITS["max_distances"]
+        if not 2 <= len(ids) <= most:
+            raise PayloadError(f"distances need 2 to {most} selected checkpoints, {len(ids)} are selected")
+        self._request_distances(ids)
+
+    def _cmd_refresh(self, p: Mapping[str, Any]) -> None:
+        self._push_checkpoints()
+
+    def _cmd_clear_error(self, p: Mapping[str, Any]) -> None:
+        self.error = ""
+
+    def _resolve_project_path(self, raw: str) -> Path:
+        path = Path(os.path.expanduser(raw))
+        if not path.is_absolute():
+            path = Path(self.project_root or ".") / path
+        return path
+
+    def _cmd_list_projects(self, p: Mapping[str, Any]) -> None:
+        root = P.text(p, "root", self.project_root or ".")
+        if not Path(os.path.expanduser(root)).is_dir():
+            raise PayloadError(f"project folder {root!r} does not exist: enter an existing folder")
+        self.project_root = root
+        self.projects = json_safe(list(self._session_factory.list_projects(os.path.expanduser(root))))
+
+    def _open(self, path: Path, what: str, done: str, **kwargs: Any) -> None:
+        """Open (or, with ``model``/``data``, create) the project at ``path`` as a job, then show it."""
+
+        def apply(session: SessionLike) -> None:
+            self._attach(session)
+            self.message = done
+
+        self._follow(what, lambda: self._session_factory.opening(str(path), **kwargs), apply)
+
+    def _cmd_open_project(self, p: Mapping[str, Any]) -> None:
+        path = self._resolve_project_path(P.text(p, "path"))
+        if not path.exists():
+            raise PayloadError(f"project {str(path)!r} does not exist: pick one from the list or create it")
+        self._open(path, f"opening {path}", f"opened {path}")
+
+    def _cmd_create_project(self, p: Mapping[str, Any]) -> None:
+        path = self._resolve_project_path(P.text(p, "path"))
+        if path.exists() and any(path.iterdir()):
+            raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
+        model, data = P.text(p, "model"), P.text(p, "data")
+        hp = P.project_hparams(p.get("hparams"))
+        self._open(path, f"creating {path}", f"created {path} ({model} on {data})",
+                   model=model, data=data, hparams=hp or None)
+
+    def _cmd_export_surface(self, p: Mapping[str, Any]) -> None:
+        surf = self._surface_obj
+        if surf is None:
+            raise PayloadError("there is no surface to export: compute one with the Surface button first")
+        center = (surf.meta or {}).get("center", "surface")
+        default = Path(str(self._session.path or ".")) / "exports" / f"surface_{center}.h5"
+        path = Path(os.path.expanduser(p["path"])) if p.get("path") else default
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_surface(path, surf)
+        data = path.read_bytes()
+        self.send({"type": "download", "filename": path.name, "mime": "application/x-hdf5"}, [data])
+        self.message = f"surface written to {path} ({len(data)} bytes)"
+
+
+COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
+    "train": Explorer._cmd_train,
+    "cancel": Explorer._cmd_cancel,
+    "disturb": Explorer._cmd_disturb,
+    "interpolate": Explorer._cmd_interpolate,
+    "surface": Explorer._cmd_surface,
+    "project": Explorer._cmd_project,
+    "select_all": Explorer._cmd_select_all,
+    "select_none": Explorer._cmd_select_none,
+    "select": Explorer._cmd_select,
+    "distances": Explorer._cmd_distances,
+    "refresh": Explorer._cmd_refresh,
+    "clear_error": Explorer._cmd_clear_error,
+    "list_projects": Explorer._cmd_list_projects,
+    "open_project": Explorer._cmd_open_project,
+    "create_project": Explorer._cmd_create_project,
+    "export_surface": Explorer._cmd_export_surface,
+}
+"""Front-end message types and their handlers."""

@@ -1,0 +1,96 @@
+"""The constants the Explorer's front end and its Python side share, sent once in the ``options`` trait.
+
+The browser reads every choice, field and limit from :func:`explorer_options`; the widget's trait
+validators and payload checks read the same names, so a limit changes in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossviz import zoo
+from lossviz.figures import CONTOUR_MODES
+from lossviz.training import OPTIMIZERS
+
+__all__ = [
+    "CONTOUR_MODES",
+    "DIRECTIONS",
+    "FIELDS",
+    "FORM_EXTRAS",
+    "LIMITS",
+    "OPTIMIZERS",
+    "PROJECTIONS",
+    "TRAIN_KEYS",
+    "explorer_options",
+]
+
+DIRECTIONS = ("random", "pca")
+"""Surface directions the branch panel offers."""
+PROJECTIONS = ("layout", "pca", "tsne", "surface")
+"""Methods of the trajectory plot's projection (``Session.project``)."""
+TRAIN_KEYS = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
+"""The hyperparameters a train command may carry."""
+FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21,
+               "adaptive": False}
+"""Form values that are not hyperparameters, with their first values (kept across clicks)."""
+
+LIMITS = {
+    "max_jobs_shown": 20,  # finished jobs listed; running and queued ones are always listed
+    "auto_distances_max": 16,  # selecting 2..16 checkpoints computes their distances at once
+    "max_distances": 400,  # the Distances button takes 2..400 checkpoints
+    "levels_min": 2,
+    "levels_max": 200,
+    "interpolation_min": 2,
+    "interpolation_max": 1000,
+    "resolution_min": 3,
+    "resolution_max": 401,
+}
+
+SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar"
+ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
+                 "the grid; the rest interpolated. Saves work from about 30 points a side")
+
+FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "lr", "label": "learning rate", "type": "float", "min": 0, "minExclusive": True, "group": "train"},
+    {"name": "optimizer", "label": "optimizer", "type": "choice", "choices": list(OPTIMIZERS), "group": "train"},
+    {"name": "momentum", "label": "momentum", "type": "float", "min": 0, "group": "train"},
+    {"name": "nesterov", "label": "nesterov", "type": "bool", "group": "train"},
+    {"name": "weight_decay", "label": "weight decay", "type": "float", "min": 0, "group": "train"},
+    {"name": "batch_size", "label": "batch size", "type": "int", "min": 1, "group": "train"},
+    {"name": "schedule", "label": "schedule", "type": "text", "group": "train", "hint": SCHEDULE_HINT},
+    {"name": "seed", "label": "seed", "type": "int", "min": 0, "optional": True, "group": "train"},
+    {"name": "epochs", "label": "epochs to train", "type": "int", "min": 1, "group": "train"},
+    {"name": "magnitude", "label": "disturb magnitude", "type": "float", "min": 0, "minExclusive": True,
+     "group": "disturb"},
+    {"name": "n", "label": "interpolation points (ends included)", "type": "int", "min": LIMITS["interpolation_min"],
+     "max": LIMITS["interpolation_max"], "group": "interpolate"},
+    {"name": "directions", "label": "surface directions", "type": "choice", "choices": list(DIRECTIONS),
+     "group": "surface"},
+    {"name": "range", "label": "surface range (min:max)", "type": "range", "group": "surface"},
+    {"name": "resolution", "label": "surface resolution", "type": "int", "min": LIMITS["resolution_min"],
+     "max": LIMITS["resolution_max"], "group": "surface"},
+    {"name": "adaptive", "label": "adaptive (fewer points)", "type": "bool", "group": "surface", "hint": ADAPTIVE_HINT},
+)
+"""The branch panel's form: ``{name, label, type, group}`` and, where they apply, ``min``, ``max``,
+``minExclusive`` (``min`` itself refused), ``optional`` (may be left empty), ``choices`` and ``hint``.
+``type`` is ``"float"``, ``"int"``, ``"text"``, ``"bool"``, ``"choice"`` or ``"range"`` (a ``min:max``
+text with min < max). The keys are the front end's (js/form.js reads them as they are)."""
+
+
+def field(name: str) -> dict[str, Any]:
+    """The form field called ``name``."""
+    return next(f for f in FIELDS if f["name"] == name)
+
+
+def explorer_options() -> dict[str, Any]:
+    """The ``options`` trait: every constant the front end needs (choices, form fields, limits)."""
+    return {
+        "optimizers": list(OPTIMIZERS),
+        "directions": list(DIRECTIONS),
+        "projections": list(PROJECTIONS),
+        "contour_modes": list(CONTOUR_MODES),
+        "models": list(zoo.list_models()),
+        "datasets": list(zoo.list_data()),
+        "fields": [dict(f) for f in FIELDS],
+        "limits": dict(LIMITS),
+    }
