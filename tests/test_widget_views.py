@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lossviz.store import Checkpoint
-from lossviz.surface import Surface
+from lossviz.landscape import Surface
 from lossviz.widget import views
 from lossviz.widget.options import FORM_EXTRAS, TRAIN_KEYS
 
