@@ -84,7 +84,7 @@ def test_data_splits_take_one_part_or_a_dict_and_name_what_is_wrong():
     assert set(parts) == {"train", "test"}
     with pytest.raises(ValueError, match=r"--dataset 'm:f' returned an object of type 'int'; return \(X, y\)"):
         data_splits(3, "--dataset 'm:f'")
-    with pytest.raises(ValueError, match="'validation'.*\"train\" and/or \"test\""):
+    with pytest.raises(ValueError, match=r"'validation'.*\"train\" and/or \"test\""):
         data_splits({"validation": (x, y)}, "f")
     with pytest.raises(ValueError, match="its 'train' split is a list of 3"):
         data_splits({"train": [1, 2, 3]}, "f")
@@ -98,13 +98,13 @@ def test_the_probe_names_inputs_classes_loss_and_scalars():
                          spelling=CLI_SPELLING)
     with pytest.raises(ValueError, match="pass model_kwargs to fit"):
         probe_model_data(nn.Linear(5, 3), (x, y), None)
-    with pytest.raises(ValueError, match="has 2 outputs but data set 'd' has labels up to 2; pass --model-kwargs"):
+    with pytest.raises(ValueError, match=r"has 2 outputs but data set 'd' has labels up to 2; pass --model-kwargs"):
         probe_model_data(_mlp(2), (x, y), None, data_name="d", spelling=CLI_SPELLING)
-    with pytest.raises(ValueError, match="--loss l1 cannot compare .* class labels .* use --loss cross_entropy"):
+    with pytest.raises(ValueError, match=r"--loss l1 cannot compare .* class labels .* use --loss cross_entropy"):
         probe_model_data(_mlp(), (x, y), "l1", spelling=CLI_SPELLING)
-    with pytest.raises(ValueError, match="loss=cross_entropy cannot compare .* targets of shape"):
+    with pytest.raises(ValueError, match=r"loss=cross_entropy cannot compare .* targets of shape"):
         probe_model_data(_mlp(), (x, torch.randn(len(x), 3)), "cross_entropy")
-    with pytest.raises(ValueError, match="loss=mse cannot compare .* broadcast"):  # (N, 3) outputs, (N,) targets
+    with pytest.raises(ValueError, match=r"loss=mse cannot compare .* broadcast"):  # (N, 3) outputs, (N,) targets
         probe_model_data(_mlp(), (x, torch.randn(len(x))), "mse")
     per_sample = lambda o, t: (o - t[:, None]).abs().mean(1)  # noqa: E731
     with pytest.raises(ValueError) as info:

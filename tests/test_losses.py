@@ -194,7 +194,7 @@ def test_mse_resolved_without_targets_applies_the_same_rule():
 
 
 def test_unknown_names_wrong_targets_and_non_scalars_are_refused():
-    with pytest.raises(ValueError, match="unknown loss 'hinge'.*use one of"):
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'.*use one of"):
         resolve_loss("hinge")
     with pytest.raises(ValueError, match="needs integer class labels"):
         resolve_loss("cross_entropy", torch.randn(3, 2))

@@ -257,17 +257,6 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
     return out[0], (out[1] if len(out) > 1 else None)
 
 
-def _check_model_takes_data(model, data, model_name: str, dataset: str, loss: str) -> None:
-    """:func:`lossviz.data.probe_model_data` in the command line's words: a model/data/loss
-    mismatch is named before any work."""
-    from lossviz.data import CLI_SPELLING, probe_model_data
-
-    try:
-        probe_model_data(model, data, loss, model_name=model_name, data_name=dataset, spelling=CLI_SPELLING)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-
-
 def _random_directions(space, center, args, ndim: int):
     """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
     normalization and ignore rule; ``--same-dir`` reuses x for y."""
@@ -439,9 +428,11 @@ def _surface(args, executor=None) -> int:
     data, test_data = _load_splits(args, data_kwargs)
 
     model = _build_model(args, model_kwargs, args.model_file)
-    _check_model_takes_data(model, data, args.model, args.dataset, args.loss)
-    if test_data is not None:
-        _check_model_takes_data(model, test_data, args.model, args.dataset + " (test split)", args.loss)
+    from lossviz.data import CLI_SPELLING, probe_model_data
+
+    for part, part_name in ((data, args.dataset), (test_data, args.dataset + " (test split)")):
+        if part is not None:  # a model/data/loss mismatch is named before any work
+            probe_model_data(model, part, args.loss, model_name=args.model, data_name=part_name, spelling=CLI_SPELLING)
     model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
 
     common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,

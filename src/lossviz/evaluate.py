@@ -554,7 +554,7 @@ class Evaluator:
         msg = f"{type(exc).__name__}: {exc}"
         if len(self.errors) < 100:
             self.errors.append(msg)
-        warnings.warn(f"lossviz: a point could not be evaluated and is NaN ({msg})", RuntimeWarning)
+        warnings.warn(f"lossviz: a point could not be evaluated and is NaN ({msg})", RuntimeWarning, stacklevel=2)
 
     def _as_dict(self, out: np.ndarray) -> dict[str, np.ndarray]:
         return {name: out[:, i].copy() for i, name in enumerate(self.metric_names)}

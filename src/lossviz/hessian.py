@@ -36,18 +36,18 @@ from lossviz.params import ParamSpace
 
 __all__ = [
     "EigenResult",
-    "TraceResult",
     "HessianOperator",
-    "hvp",
-    "hessian_operator",
-    "top_eigenpairs",
-    "min_eigenvalue",
-    "extreme_eigenvalues",
+    "TraceResult",
     "eigenvalue_ratio",
-    "trace",
     "eigenvector_directions",
+    "extreme_eigenvalues",
+    "hessian_operator",
+    "hvp",
     "lanczos",
+    "min_eigenvalue",
     "power_iteration",
+    "top_eigenpairs",
+    "trace",
 ]
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]

@@ -15,6 +15,7 @@ the standard errors in ``errors`` and the samples each point used in ``meta["ada
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,8 @@ def subsampled_surface(
 
     ``rtol``/``atol``/``range_tol``: a point stops when its loss's standard error is below
     ``max(atol, rtol·|loss|, range_tol·(max − min of the current loss picture))`` (the last one
-    is the precision of a contour plot, whose levels span that range); ``first``: samples of the first level (default ``max(32, N//32)``);
+    is the precision of a contour plot, whose levels span that range); ``first``: samples of the
+    first level (default ``max(32, N//32)``);
     ``growth``: factor between levels; ``sample_seed``: the samples' random order. ``loss``: a name of
     :data:`lossviz.losses.LOSS_NAMES` (its per-sample terms; ``"mse"`` on class labels is the
     reference's softmax-MSE), unless ``per_sample_loss`` (``fn(outputs, targets) -> (B,)``
@@ -110,7 +112,7 @@ def subsampled_surface(
     perm = torch.randperm(total, generator=torch.Generator().manual_seed(sample_seed))
     bounds = [0]
     while bounds[-1] < total:
-        bounds.append(min(total, max(bounds[-1] + 2, int(round(n0 * growth ** (len(bounds) - 1))))))
+        bounds.append(min(total, max(bounds[-1] + 2, round(n0 * growth ** (len(bounds) - 1)))))
 
     grid = SurfaceGrid.from_specs(x, y)
     shape = grid.shape
@@ -122,7 +124,7 @@ def subsampled_surface(
     base: Surface | None = None
     cancel = kwargs.get("cancel")
     levels = 0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         if not active.any() or (cancel is not None and cancel.is_set()):
             break
         idx = perm[lo:hi]

@@ -199,7 +199,7 @@ def _apply_hparams(optimizer: torch.optim.Optimizer, hparams: Mapping[str, Any])
 
 def epoch_seed(seed: int, epoch: float) -> int:
     """The RNG seed of the epoch that starts after ``epoch`` completed epochs (a hash of both)."""
-    key = [int(seed), int(round(float(epoch) * 1000))]
+    key = [int(seed), round(float(epoch) * 1000)]
     if key[1] < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
@@ -294,7 +294,7 @@ def train(
     epochs = check("epochs", epochs, Interval(int, 1, None, whole_floats=True))
     every = check("every", every, Interval(int, 1, None, whole_floats=True))
     if h["schedule"]["name"] == "cosine" and h["schedule"]["t_max"] is None:
-        h["schedule"] = dict(h["schedule"], t_max=int(math.ceil(start_epoch)) + epochs)
+        h["schedule"] = dict(h["schedule"], t_max=math.ceil(start_epoch) + epochs)
     loss_fn = resolve_loss(loss).mean
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu")
