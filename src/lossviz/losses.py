@@ -8,8 +8,9 @@ A named loss has two forms over a batch of B samples with outputs ``z`` and targ
 
 One rule picks the loss for class labels: ``"mse"`` on integer class labels is the reference's
 (``tomgoldstein/loss-landscape``) softmax-MSE, ``mean_{i,c} (softmax(z_i)_c − onehot(y_i)_c)²``; on
-float targets it is the plain mean of squares. Squares are written out (not ``F.mse_loss``) so that
-forward-over-reverse Hessian-vector products work (torch's mse_loss backward is not forward-mode safe).
+float targets it is the plain mean of squares. Squares are written out (not ``F.mse_loss``): a
+forward-over-reverse Hessian-vector product through ``F.mse_loss`` raises "ZeroTensors are immutable"
+(torch 2.14).
 
 :data:`LOSS_NAMES` is a plain tuple so that ``lossviz --help`` lists the names without importing torch;
 torch is imported inside the functions.
