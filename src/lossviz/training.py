@@ -57,6 +57,7 @@ HPARAM_CONSTRAINTS: dict[str, Constraint] = {
     "seed": Interval(int, 0, None),
 }
 """What each numeric or named hyperparameter accepts (the schedule is :func:`normalize_schedule`'s)."""
+_HINTS = {"optimizer": "use one of these names"}
 
 
 # ------------------------------------------------------------------------------ hyperparameters
@@ -163,7 +164,7 @@ def validate_hparams(hparams: Mapping[str, Any]) -> dict:
     if missing:
         raise ValueError(f"hyperparameters missing: {missing}")
     given = dict(h, optimizer=str(h["optimizer"]).lower())
-    checked = {name: check(name, given[name], c) for name, c in HPARAM_CONSTRAINTS.items()}
+    checked = {name: check(name, given[name], c, hint=_HINTS.get(name, "")) for name, c in HPARAM_CONSTRAINTS.items()}
     if checked["nesterov"] and (checked["optimizer"] != "sgd" or checked["momentum"] == 0):
         raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
     h.update(checked, schedule=normalize_schedule(h["schedule"]))
