@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lossviz.losses import LossFn, is_class_labels, resolve_loss, scalar_value
+from lossviz.validation import Interval, check
 
 __all__ = [
     "CLI_SPELLING",
@@ -130,8 +131,7 @@ def as_eval_data(data: Any, max_samples: int | None = None) -> EvalData:
     tensors/arrays, a ``torch.utils.data.DataLoader`` or a map-style ``Dataset`` yielding
     ``(input, target)`` pairs. ``max_samples`` keeps the first samples only.
     """
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be a positive integer, got {max_samples}")
+    max_samples = check("max_samples", max_samples, Interval(int, 1, None), allow_none=True)
     if isinstance(data, EvalData):
         out = data
     elif isinstance(data, torch.utils.data.DataLoader):

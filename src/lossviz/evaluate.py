@@ -53,6 +53,7 @@ from lossviz.losses import (
     wants_accuracy,
 )
 from lossviz.params import ParamSpace
+from lossviz.validation import Interval, Options, check
 
 _MIN_POINTS_TO_MEASURE = 8
 _DEFAULT_POINTS_PER_CALL = 64
@@ -298,15 +299,12 @@ class Evaluator:
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if strategy not in ("auto", "vmap", "loop"):
-            raise ValueError(f"unknown strategy {strategy!r}: use 'auto', 'vmap' or 'loop'")
+        check("strategy", strategy, Options(("auto", "vmap", "loop")))
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
         _check_precision(precision, dtype)
-        if points_per_call is not None and points_per_call < 1:
-            raise ValueError(f"points_per_call must be a positive integer, got {points_per_call}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check("points_per_call", points_per_call, Interval(int, 1, None), allow_none=True)
+        check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
         if device is None:
             first = next(iter(model.parameters()), None)
             device = first.device if first is not None else torch.device("cpu")

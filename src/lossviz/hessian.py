@@ -33,6 +33,7 @@ from torch.func import functional_call, grad, jvp
 from lossviz.data import as_eval_data, eval_mode
 from lossviz.losses import LossFn, resolve_loss
 from lossviz.params import ParamSpace
+from lossviz.validation import Interval, check
 
 __all__ = [
     "EigenResult",
@@ -122,8 +123,7 @@ class HessianOperator:
     ):
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype}: use torch.float32 or torch.float64")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+        check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
         self.model = _eval_copy(model)
         self.space = ParamSpace(model, "weights")
         if self.space.numel == 0:
