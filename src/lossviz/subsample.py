@@ -24,8 +24,9 @@ import torch
 
 from lossviz.data import EvalData, as_eval_data
 from lossviz.grid import SurfaceGrid
-from lossviz.losses import CLASSIFICATION_LOSSES, Loss, LossFn, resolve_loss
+from lossviz.losses import Loss, LossFn, resolve_loss
 from lossviz.surface import Surface, compute_surface
+from lossviz.validation import Interval, check
 
 __all__ = ["standard_error", "subsampled_surface"]
 
@@ -57,10 +58,10 @@ def _sample_loss(loss: str, per_sample_loss: LossFn | None, full: EvalData) -> L
     if per_sample_loss is not None:
         name = getattr(per_sample_loss, "__name__", type(per_sample_loss).__name__)
         return Loss(name, _MeanOf(per_sample_loss), per_sample_loss)
-    if not full.is_classification and loss in CLASSIFICATION_LOSSES:
-        raise ValueError(f"{loss} needs class labels: pass loss='mse' or l1, or "
-                         "per_sample_loss=fn(outputs, targets) -> (B,)")
-    return resolve_loss(loss, full.targets)
+    try:
+        return resolve_loss(loss, full.targets)
+    except ValueError as e:
+        raise ValueError(f"{e}; or pass per_sample_loss=fn(outputs, targets) -> (B,)") from None
 
 
 def subsampled_surface(
@@ -97,15 +98,15 @@ def subsampled_surface(
     for bad in ("only", "resume", "progress", "metrics", "test_data", "max_samples"):
         if bad in kwargs:
             raise TypeError(f"subsampled_surface() takes no {bad!r}")
-    if min(rtol, atol, range_tol) < 0 or rtol == atol == range_tol == 0:
+    tolerances = [check(name, v, Interval(float, 0, None)) for name, v in
+                  (("rtol", rtol), ("atol", atol), ("range_tol", range_tol))]
+    if not any(tolerances):
         raise ValueError(f"give a positive rtol, atol or range_tol (got {rtol}, {atol}, {range_tol})")
-    if growth <= 1:
-        raise ValueError(f"growth must be > 1, got {growth}")
+    check("growth", growth, Interval(float, 1, None, closed="neither"))
+    check("first", first, Interval(int, 2, None), allow_none=True, hint="a variance needs two samples")
     full = as_eval_data(data)
     total = len(full)
-    n0 = int(first) if first is not None else max(32, total // 32)
-    if n0 < 2:
-        raise ValueError(f"first must be at least 2 samples (a variance needs two), got {first}")
+    n0 = first if first is not None else max(32, total // 32)
     sample_loss = _sample_loss(loss, per_sample_loss, full)
     assert sample_loss.per_sample is not None
     loss_sq = _MeanOf(sample_loss.per_sample, 2)  # the squared losses' mean, for the variance
