@@ -236,8 +236,8 @@ def _forward(model: nn.Module, x: torch.Tensor, model_name: str, data_name: str,
             return model(x)
     except Exception as e:  # noqa: BLE001 - any failure here is a model/data mismatch
         raise ValueError(
-            f"model {model_name} cannot take inputs of shape {list(x.shape[1:])} from data set "
-            f"{data_name} ({_first_line(e)}); pass {spelling.model_kwargs} to fit the data "
+            f"{model_name} cannot take inputs of shape {list(x.shape[1:])} from {data_name} "
+            f"({_first_line(e)}); pass {spelling.model_kwargs} to fit the data "
             "(e.g. in_channels, num_classes)"
         ) from None
 
@@ -248,7 +248,7 @@ def _check_classes(out: torch.Tensor, targets: torch.Tensor, model_name: str, da
         n_classes = int(targets.max()) + 1
         if out.shape[1] < n_classes:
             raise ValueError(
-                f"model {model_name} has {out.shape[1]} outputs but data set {data_name} has labels up to "
+                f"{model_name} has {out.shape[1]} outputs but {data_name} has labels up to "
                 f"{n_classes - 1}; pass {spelling.model_kwargs} with num_classes/out_features={n_classes}"
             )
 
@@ -268,7 +268,7 @@ def _loss_value(loss: Any, out: torch.Tensor, targets: torch.Tensor, data_name: 
                 else f"use {spelling.loss}mse or l1 for float targets shaped like the outputs")
         raise ValueError(
             f"{spelling.loss}{name} cannot compare outputs of shape {list(out.shape[1:])} per sample with the "
-            f"{what} of data set {data_name} ({_first_line(e)}); {hint}"
+            f"{what} of {data_name} ({_first_line(e)}); {hint}"
         ) from None
 
 
@@ -295,8 +295,8 @@ def probe_model_data(
     and the data only. The model runs in eval mode and is left in the modes it was in.
     """
     evaluation = as_eval_data(data)
-    model_label = "the model" if model_name is None else repr(model_name)
-    data_label = "the data" if data_name is None else repr(data_name)
+    model_label = "the model" if model_name is None else f"model {model_name!r}"
+    data_label = "the data" if data_name is None else f"data set {data_name!r}"
     out = _forward(model, evaluation.inputs[:2], model_label, data_label, spelling)
     _check_classes(out, evaluation.targets, model_label, data_label, spelling)
     targets = evaluation.targets[:2]
