@@ -463,16 +463,16 @@ def test_dataset_factory_bad_inputs_exit_2(tmp_path, capsys, user_data):
     ]
     for extra, words in cases:
         _expect_usage_error(capsys, base + extra, words, [out])
-    assert main(["surface", "--loss", "hinge"]) == 2  # not a name of LOSSES: argparse's usage error
+    assert main(["surface", "--loss", "hinge"]) == 2  # not a name of LOSS_NAMES: argparse's usage error
 
 
 def test_loss_choices_are_the_loss_table(tmp_path, capsys):
     from lossviz.cli import build_parser
-    from lossviz.evaluate import LOSSES
+    from lossviz.losses import LOSS_NAMES
 
     action = next(a for a in build_parser()._subparsers._group_actions[0].choices["surface"]._actions
                   if a.dest == "loss")
-    assert sorted(action.choices) == sorted(LOSSES)
+    assert sorted(action.choices) == sorted(LOSS_NAMES)
     model = _save_model(tmp_path / "a.pt", seed=6)
     out = tmp_path / "nll.h5"
     code, _, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1:1:3", *SPIRALS,
@@ -532,7 +532,7 @@ def test_subsample_within_its_standard_errors(tmp_path, capsys, loss):
     got = _read(out)
     assert got.meta["loss"] == ("softmax_mse" if loss == "mse" else "cross_entropy")
     X, y = get_data("spirals", n=400, n_test=40)[0].tensors
-    from lossviz.cli import softmax_mse
+    from lossviz.losses import softmax_mse
 
     ref = compute_surface(model, (X, y), dirs, x="-1.5:1.5:9", y="-1.5:1.5:9", dtype=torch.float64, progress=False,
                           loss=softmax_mse if loss == "mse" else "cross_entropy")

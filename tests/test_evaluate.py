@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from lossviz.evaluate import EvalData, Evaluator, as_eval_data
+from lossviz.evaluate import Evaluator
 from lossviz.params import ParamSpace
 
 
@@ -203,28 +202,6 @@ def test_failures_and_non_finite_values_become_nan_without_exception(strategy):
             out = net(x.double())
         assert got["loss"][k] == pytest.approx(F.cross_entropy(out, y).item(), abs=1e-12)
     assert any("weight too large" in e for e in ev.errors)
-
-
-def test_as_eval_data_accepts_tensors_arrays_datasets_and_loaders():
-    x, y = data_for("mlp", n=23)
-    ds = TensorDataset(x, y)
-    forms = [
-        (x, y),
-        (x.numpy(), y.numpy()),
-        ds,
-        DataLoader(ds, batch_size=5),
-        [ds[i] for i in range(23)],
-        EvalData(x, y),
-    ]
-    for form in forms:
-        d = as_eval_data(form)
-        assert torch.equal(d.inputs, x) and torch.equal(d.targets, y)
-    d = as_eval_data(DataLoader(ds, batch_size=5), max_samples=7)
-    assert len(d) == 7 and torch.equal(d.inputs, x[:7])
-    with pytest.raises(TypeError, match="evaluation data"):
-        as_eval_data(42)
-    with pytest.raises(ValueError, match="targets"):
-        as_eval_data((x, y[:5]))
 
 
 def test_bad_arguments_name_the_problem():
@@ -447,24 +424,3 @@ def test_precision_and_channels_last_refuse_bad_values():
 
     with pytest.raises(ValueError, match="unknown precision"):
         compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)
-
-
-def test_every_loss_name_means_the_same_in_engine_training_and_hessian():
-    """One table of loss names (evaluate.LOSSES) serves all three; 'l1' once trained but failed on surfaces."""
-    from lossviz.evaluate import LOSSES, resolve_loss
-    from lossviz.hessian import HessianOperator
-    from lossviz.training import resolve_loss as training_loss
-
-    torch.manual_seed(0)
-    model = nn.Linear(3, 2).double()
-    x, y = torch.randn(40, 3, dtype=torch.float64), torch.randn(40, 2, dtype=torch.float64)
-    space = ParamSpace(model)
-    for name in ("mse", "l1"):
-        ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy="loop")
-        got = ev.evaluate(space.vector(model)[None])["loss"][0]
-        with torch.no_grad():
-            want = float(LOSSES[name](model(x), y))
-        assert abs(got - want) < 1e-12
-        assert training_loss(name)[0] is resolve_loss(name) is HessianOperator(model, (x, y), loss=name).loss_fn
-    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
-        training_loss("hinge")

@@ -242,3 +242,26 @@ def test_bad_input() -> None:
         H.trace(model, data, loss="hinge")
     with pytest.raises(ValueError, match="k="):
         H.top_eigenpairs(model, data, k=0, dtype=F64)
+
+
+def test_mse_eigenpairs_match_autograds_hessian() -> None:
+    """``loss="mse"`` once raised "ZeroTensors are immutable" (forward-over-reverse through
+    F.mse_loss); its top eigenpair is that of torch.autograd.functional.hessian."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(50, 3), torch.randn(50, 1)
+    r = H.top_eigenpairs(model, (x, y), 1, "mse")  # the issue's call, float32
+    space = ParamSpace(model)
+    theta = space.vector(model).to(F64)
+
+    def f(flat: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model.double(), space.unflatten(flat), (x.double(),))
+        return torch.nn.functional.mse_loss(out, y.double())
+
+    dense = torch.autograd.functional.hessian(f, theta)
+    model.float()
+    evals, evecs = torch.linalg.eigh(dense)
+    np.testing.assert_allclose(r.eigenvalues, [float(evals[-1])], rtol=1e-4)
+    assert abs(float(torch.dot(r.eigenvectors[0].to(F64), evecs[:, -1]))) == pytest.approx(1.0, abs=1e-4)
+    op = H.HessianOperator(model, (x, y), "mse", dtype=F64, batch_size=16)
+    torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)

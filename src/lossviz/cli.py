@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["build_parser", "main", "softmax_mse"]
+__all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=None, help="data batch size (default: measured)")
     g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
     g.add_argument("--loss", default="cross_entropy", choices=_loss_names(),
-                   help="a name of lossviz.evaluate.LOSSES (default cross_entropy); mse on class labels is the "
+                   help="a name of lossviz.losses.LOSS_NAMES (default cross_entropy); mse on class labels is the "
                         "reference's MSE of softmax outputs and one-hot labels, on float targets plain MSE")
     g = s.add_argument_group("fewer forward passes")
     g.add_argument("--adaptive", action="store_true",
@@ -135,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------------------- helpers
 def _loss_names() -> list[str]:
-    """The one table of loss names, :data:`lossviz.evaluate.LOSSES`."""
-    from lossviz.evaluate import LOSSES
+    """The one table of loss names, :data:`lossviz.losses.LOSS_NAMES` (torch-free)."""
+    from lossviz.losses import LOSS_NAMES
 
-    return sorted(LOSSES)
+    return sorted(LOSS_NAMES)
 
 
 def _default_of(module: str, name: str) -> Any:
@@ -206,27 +206,9 @@ def _build_model(args, kwargs: dict, checkpoint: str | None):
     return model.eval()
 
 
-DATA_FORMS = '(X, y) tensors, a torch.utils.data.Dataset, or {"train": ..., "test": ...} of those'
-
-
-def _is_data_part(value: Any) -> bool:
-    """An (X, y) pair of tensors/arrays or a map-style torch Dataset."""
-    import torch
-
-    if isinstance(value, torch.utils.data.Dataset):
-        return True
-    return (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value))
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} ({', '.join(type(v).__name__ for v in value[:3])})"
-    return f"an object of type {type(value).__name__!r}"
-
-
 def _factory_splits(spec: str, data_kwargs: dict) -> dict[str, Any]:
     """``{"train": ..., "test": ...}`` (either may be absent) from a ``--dataset module:factory``."""
+    from lossviz.data import data_splits
     from lossviz.zoo.factory import import_factory
 
     try:
@@ -238,23 +220,15 @@ def _factory_splits(spec: str, data_kwargs: dict) -> dict[str, Any]:
     except TypeError as e:
         raise CLIError(f"--dataset {spec!r}: calling it with --data-kwargs {json.dumps(data_kwargs)} failed "
                        f"({e}); pass the factory's arguments in --data-kwargs") from None
-    if _is_data_part(result):
-        return {"train": result}
-    if isinstance(result, dict):
-        unknown = sorted(map(str, set(result) - {"train", "test"}))
-        if unknown or not result:
-            raise CLIError(f"--dataset {spec!r} returned a dict with keys {sorted(map(str, result))}; "
-                           'use the keys "train" and/or "test"')
-        for key, part in result.items():
-            if not _is_data_part(part):
-                raise CLIError(f"--dataset {spec!r}: its {key!r} split is {_describe(part)}; give {DATA_FORMS}")
-        return dict(result)
-    raise CLIError(f"--dataset {spec!r} returned {_describe(result)}; return {DATA_FORMS}")
+    try:
+        return data_splits(result, f"--dataset {spec!r}")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
     """(main split data, test data for ``--split both`` or None), as EvalData."""
-    from lossviz.evaluate import as_eval_data
+    from lossviz.data import as_eval_data
 
     wanted = {"train": ["train"], "test": ["test"], "both": ["train", "test"]}[args.split]
     if ":" in args.dataset:
@@ -280,89 +254,6 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
         except (TypeError, ValueError) as e:
             raise CLIError(f"--dataset {args.dataset!r}, {name!r} split: {_one_line(e)}") from None
     return out[0], (out[1] if len(out) > 1 else None)
-
-
-def _check_model_takes_data(model, data, model_name: str, dataset: str, loss: Any = None) -> None:
-    """One forward pass on two samples, so that a model/data mismatch is named before any work."""
-    import torch
-
-    x = data.inputs[:2]
-    first = next(iter(model.parameters()), None)
-    if x.is_floating_point() and first is not None:
-        x = x.to(dtype=first.dtype)
-    try:
-        with torch.no_grad():
-            out = model.eval()(x)
-    except Exception as e:  # noqa: BLE001 - any failure here is a model/data mismatch
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CLIError(
-            f"model {model_name!r} cannot take inputs of shape {list(x.shape[1:])} from data set "
-            f"{dataset!r} ({first}); pass --model-kwargs to fit the data (e.g. in_channels, num_classes)"
-        ) from None
-    if data.is_classification and out.dim() == 2:
-        n_classes = int(data.targets.max()) + 1
-        if out.shape[1] < n_classes:
-            raise CLIError(
-                f"model {model_name!r} has {out.shape[1]} outputs but data set {dataset!r} has labels up to "
-                f"{n_classes - 1}; pass --model-kwargs with num_classes/out_features={n_classes}"
-            )
-    if loss is None:
-        return
-    from lossviz.evaluate import resolve_loss
-
-    fn = resolve_loss(loss)
-    name = getattr(fn, "__name__", str(loss)) if callable(loss) else loss
-    import warnings
-
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # e.g. torch's "target size ... broadcasting"
-            value = fn(out, data.targets[:2])
-        if value.numel() != 1:
-            raise ValueError(f"it gave {value.numel()} values, not one batch mean")
-    except Exception as e:  # noqa: BLE001 - the loss does not fit these outputs and targets
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CLIError(
-            f"--loss {name} cannot compare outputs of shape {list(out.shape[1:])} per sample with the "
-            f"{'class labels' if data.is_classification else 'targets of shape ' + str(list(data.targets.shape[1:]))} of data set "
-            f"{dataset!r} ({first}); " + ("use --loss cross_entropy or mse for class labels" if data.is_classification
-                                          else "use --loss mse or l1 for float targets shaped like the outputs")
-        ) from None
-
-
-def softmax_mse(outputs, targets):
-    """The reference's ``--loss_name mse``: mean squared error of ``softmax(outputs)`` against one-hot
-    labels, ``mean((softmax(z) - onehot(y))^2)`` over samples and classes."""
-    import torch.nn.functional as F
-
-    onehot = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
-    return F.mse_loss(F.softmax(outputs, dim=-1), onehot)
-
-
-def _loss_fn(name: str, data) -> Any:
-    """``--loss`` for the engine: ``mse`` on class labels is the reference's :func:`softmax_mse`,
-    any other name goes through :func:`lossviz.evaluate.resolve_loss`."""
-    return softmax_mse if name == "mse" and data.is_classification else name
-
-
-class PerSampleLoss:
-    """Per-sample losses ``(B,)`` of a :data:`lossviz.evaluate.LOSSES` name (for ``--subsample``):
-    each sample's mean over its output entries, so their mean is the batch-mean loss. ``mse`` on
-    class labels: ``mean_c (softmax(z) - onehot(y))_c²`` per sample (:func:`softmax_mse`'s terms)."""
-
-    def __init__(self, name: str, classification: bool):
-        self.name, self.classification = name, classification
-
-    def __call__(self, outputs, targets):
-        import torch.nn.functional as F
-
-        from lossviz.evaluate import LOSSES
-
-        if self.name == "mse" and self.classification:
-            onehot = F.one_hot(targets.long(), outputs.shape[-1]).to(outputs.dtype)
-            return (F.softmax(outputs, dim=-1) - onehot).pow(2).mean(-1)
-        per = LOSSES[self.name](outputs, targets, reduction="none")
-        return per.reshape(per.shape[0], -1).mean(1)
 
 
 def _random_directions(space, center, args, ndim: int):
@@ -453,14 +344,15 @@ def _surface(args, executor=None) -> int:
     data, test_data = _load_splits(args, data_kwargs)
 
     model = _build_model(args, model_kwargs, args.model_file)
-    loss = _loss_fn(args.loss, data)
-    _check_model_takes_data(model, data, args.model, args.dataset, loss)
-    if test_data is not None:
-        _check_model_takes_data(model, test_data, args.model, args.dataset + " (test split)", _loss_fn(args.loss, test_data))
+    from lossviz.data import CLI_SPELLING, probe_model_data
+
+    for part, part_name in ((data, args.dataset), (test_data, args.dataset + " (test split)")):
+        if part is not None:  # a model/data/loss mismatch is named before any work
+            probe_model_data(model, part, args.loss, model_name=args.model, data_name=part_name, spelling=CLI_SPELLING)
     model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
 
     common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,
-                  loss=loss)
+                  loss=args.loss)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     dir_file_exists = args.dir_file is not None and Path(args.dir_file).exists()
@@ -581,18 +473,16 @@ def _subsampled(args, model, data, test_data, directions, grid, kind, executor, 
     test split with the same directions for ``--split both`` (its own sample order and errors)."""
     from lossviz.subsample import subsampled_surface
 
-    opts = {k: v for k, v in common.items() if k not in ("loss", "test_data", "split")}
+    opts = {k: v for k, v in common.items() if k not in ("test_data", "split")}
 
     def run(split_data, split, dirs):
-        per_sample = None if args.loss in ("cross_entropy", "ce") else PerSampleLoss(args.loss, split_data.is_classification)
         return subsampled_surface(model, split_data, dirs, x=grid.x, y=grid.y, rtol=args.sample_rtol,
-                                  sample_seed=args.seed, per_sample_loss=per_sample, kind=kind, seed=args.seed,
+                                  sample_seed=args.seed, kind=kind, seed=args.seed,
                                   executor=executor, split=split,
                                   callback=_round_reporter(args, f"subsample ({split}): level, points active"),
                                   **opts)
 
     surface = run(data, common["split"], directions)
-    surface.meta["loss"] = getattr(common["loss"], "__name__", common["loss"])  # not the per-sample wrapper
     if test_data is not None:
         test = run(test_data, "test", surface.directions)
         surface.values.update(test.values)

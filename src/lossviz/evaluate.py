@@ -33,19 +33,27 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from lossviz.data import EvalData, as_eval_data
+from lossviz.losses import (
+    Loss,
+    LossFn,
+    MetricSpec,
+    resolve_loss,
+    resolve_metrics,
+    scalar_value,
+    wants_accuracy,
+)
 from lossviz.params import ParamSpace
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-MetricSpec = Any  # "loss" | "acc" | callable | (name, callable)
+from lossviz.validation import Interval, Options, check
 
 _MIN_POINTS_TO_MEASURE = 8
 _DEFAULT_POINTS_PER_CALL = 64
@@ -57,199 +65,15 @@ _LOOP_BLOCK = 256  # points per result transfer in the loop strategy
 PRECISIONS = ("float32", "tf32", "bf16")
 
 
-# ---------------------------------------------------------------------------------------- data
-@dataclass
-class EvalData:
-    """Evaluation samples held as two tensors: ``inputs`` (N, ...) and ``targets`` (N, ...)."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets, torch.Tensor):
-            raise TypeError("EvalData needs two tensors: EvalData(inputs, targets)")
-        if self.inputs.shape[0] != self.targets.shape[0]:
-            raise ValueError(
-                f"EvalData: {self.inputs.shape[0]} inputs but {self.targets.shape[0]} targets; "
-                "give one target per input sample"
-            )
-        if self.inputs.shape[0] == 0:
-            raise ValueError("EvalData: no samples; give at least one (input, target) pair")
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-    @property
-    def is_classification(self) -> bool:
-        """True when targets are integer class labels."""
-        return not self.targets.is_floating_point() and not self.targets.is_complex() and (
-            self.targets.dtype != torch.bool
-        )
-
-    def to(self, device=None, dtype: torch.dtype | None = None) -> "EvalData":
-        """Move to ``device``; floating tensors are cast to ``dtype`` (labels stay integers)."""
-
-        def cast(t: torch.Tensor) -> torch.Tensor:
-            if dtype is not None and t.is_floating_point():
-                return t.to(device=device, dtype=dtype)
-            return t.to(device=device)
-
-        return EvalData(cast(self.inputs), cast(self.targets))
-
-    def head(self, n: int) -> "EvalData":
-        return EvalData(self.inputs[:n], self.targets[:n])
-
-
-def _as_tensor(value: Any, what: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except Exception as exc:  # noqa: BLE001 - report what could not be converted
-        raise TypeError(
-            f"cannot turn the {what} ({type(value).__name__}) into a tensor: give tensors or numpy arrays"
-        ) from exc
-
-
-def _stack_items(items: Sequence[Any], what: str) -> torch.Tensor:
-    return torch.stack([_as_tensor(v, what) for v in items])
-
-
-def as_eval_data(data: Any, max_samples: int | None = None) -> EvalData:
-    """Evaluation data as tensors, from an :class:`EvalData`, an ``(inputs, targets)`` pair of
-    tensors/arrays, a ``torch.utils.data.DataLoader`` or a map-style ``Dataset`` yielding
-    ``(input, target)`` pairs. ``max_samples`` keeps the first samples only.
-    """
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be a positive integer, got {max_samples}")
-    if isinstance(data, EvalData):
-        out = data
-    elif isinstance(data, torch.utils.data.DataLoader):
-        xs, ys, n = [], [], 0
-        for batch in data:
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise TypeError(
-                    "the DataLoader must yield (inputs, targets) batches; got "
-                    f"{type(batch).__name__}"
-                )
-            xs.append(_as_tensor(batch[0], "inputs"))
-            ys.append(_as_tensor(batch[1], "targets"))
-            n += len(xs[-1])
-            if max_samples is not None and n >= max_samples:
-                break
-        if not xs:
-            raise ValueError("the DataLoader yielded no batches; give it some data")
-        out = EvalData(torch.cat(xs), torch.cat(ys))
-    elif isinstance(data, torch.utils.data.TensorDataset):
-        if len(data.tensors) < 2:
-            raise TypeError("the TensorDataset needs (inputs, targets) tensors")
-        out = EvalData(data.tensors[0].detach(), data.tensors[1].detach())
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and not _looks_like_dataset(data):
-        out = EvalData(_as_tensor(data[0], "inputs"), _as_tensor(data[1], "targets"))
-    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        n = len(data) if max_samples is None else min(len(data), max_samples)
-        if n == 0:
-            raise ValueError("the dataset is empty; give it some samples")
-        items = [data[i] for i in range(n)]
-        if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items[:1]):
-            raise TypeError("the dataset must return (input, target) pairs")
-        out = EvalData(
-            _stack_items([it[0] for it in items], "inputs"),
-            _stack_items([it[1] for it in items], "targets"),
-        )
-    else:
-        raise TypeError(
-            f"cannot use {type(data).__name__} as evaluation data: give (inputs, targets) tensors, "
-            "a Dataset, a DataLoader or an EvalData"
-        )
-    if max_samples is not None and len(out) > max_samples:
-        out = out.head(max_samples)
-    return out
-
-
-def _looks_like_dataset(pair: Sequence[Any]) -> bool:
-    """A 2-element list of (input, target) samples rather than an (inputs, targets) pair."""
-    return all(isinstance(item, (tuple, list)) for item in pair)
-
-
-# ---------------------------------------------------------------------------------------- metrics
-LOSSES: dict[str, LossFn] = {
-    "cross_entropy": F.cross_entropy,
-    "ce": F.cross_entropy,
-    "nll": F.nll_loss,
-    "mse": F.mse_loss,
-    "l1": F.l1_loss,
-}
-"""The loss names every part of lossviz accepts (engine, training, Hessian), each a batch-mean callable."""
-CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "ce", "nll"})
-
-
-def resolve_loss(loss: str | LossFn) -> LossFn:
-    """A name from :data:`LOSSES` or a callable ``loss(outputs, targets)`` returning the batch mean."""
-    if callable(loss):
-        return loss
-    if loss in LOSSES:
-        return LOSSES[loss]
-    raise ValueError(
-        f"unknown loss {loss!r}: use one of {sorted(LOSSES)} or a callable "
-        "loss(outputs, targets) returning the batch mean"
-    )
-
-
-def _resolve_loss(loss: str | LossFn) -> tuple[str, LossFn | None]:
-    """-> (name, batch-mean callable, or None for the engine's own cross-entropy sum)."""
-    fn = resolve_loss(loss)
-    if callable(loss):
-        return getattr(loss, "__name__", type(loss).__name__), loss
-    if fn is F.cross_entropy:
-        return "cross_entropy", None
-    return loss, fn
-
-
-def _resolve_metrics(
-    metrics: Iterable[MetricSpec] | Mapping[str, LossFn], classification: bool
-) -> tuple[list[str], list[tuple[str, LossFn]]]:
-    """-> (names in output order, extra callables). ``acc`` is dropped when not classification."""
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    items = list(metrics.items()) if isinstance(metrics, Mapping) else list(metrics)
-    names: list[str] = []
-    extra: list[tuple[str, LossFn]] = []
-    for item in items:
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-            name, fn = item
-            if not callable(fn):
-                raise TypeError(f"metric {name!r} is not callable: give (name, fn(outputs, targets)) pairs")
-            extra.append((name, fn))
-        elif callable(item):
-            extra.append((getattr(item, "__name__", type(item).__name__), item))
-        elif item == "loss":
-            continue
-        elif item == "acc":
-            continue
-        else:
-            raise ValueError(
-                f"unknown metric {item!r}: use 'loss', 'acc', a callable fn(outputs, targets) "
-                "returning the batch mean, or a (name, fn) pair"
-            )
-    wanted = [m for m in items if isinstance(m, str)]
-    names.append("loss")
-    if "acc" in wanted and classification:
-        names.append("acc")
-    for name, _ in extra:
-        if name in names:
-            raise ValueError(f"metric name {name!r} is used twice: give the callables distinct names")
-        names.append(name)
-    return names, extra
-
-
+# ---------------------------------------------------------------------------------------- sums
 class _Summed(nn.Module):
-    """``forward(batches)`` -> per-metric sums over all batches: [Σ loss·n, Σ correct, Σ extra·n]."""
+    """``forward(batches)`` -> per-metric sums over all batches: [Σ loss·n, Σ correct, Σ extra·n]
+    (a named loss's sum is that of its per-sample terms)."""
 
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: LossFn | None,
+        loss: Loss,
         with_acc: bool,
         extra: list[tuple[str, LossFn]],
         sum_dtype: torch.dtype = torch.float64,
@@ -259,7 +83,7 @@ class _Summed(nn.Module):
         self.model = model
         self.sum_dtype = sum_dtype
         self.autocast = autocast  # (device type, dtype) for the forward passes, or None
-        self.loss_fn = loss_fn
+        self.loss = loss
         self.with_acc = with_acc
         self.extra = extra
 
@@ -273,10 +97,10 @@ class _Summed(nn.Module):
                     out = self.model(x)
                 out = out.float()
             n = y.shape[0]
-            if self.loss_fn is None:
-                parts = [F.cross_entropy(out, y, reduction="sum")]
+            if self.loss.per_sample is not None:
+                parts = [self.loss.per_sample(out, y).sum()]
             else:
-                parts = [self.loss_fn(out, y) * n]
+                parts = [self.loss.mean(out, y) * n]
             if self.with_acc:
                 parts.append((out.argmax(-1) == y).sum().to(out.dtype))
             parts.extend(fn(out, y) * n for _, fn in self.extra)
@@ -288,14 +112,9 @@ class _Summed(nn.Module):
 
 # ---------------------------------------------------------------------------------------- engine
 def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
-    """``t.copy_(s)`` for every pair, in one fused call where torch has it."""
+    """``t.copy_(s)`` for every pair, in one fused call."""
     with torch.no_grad():
-        foreach_copy = getattr(torch, "_foreach_copy_", None)
-        if foreach_copy is not None:
-            foreach_copy(targets, sources)
-        else:  # pragma: no cover - older torch
-            for t, s in zip(targets, sources):
-                t.copy_(s)
+        torch._foreach_copy_(targets, sources)
 
 
 _TF32_LOCK = threading.Lock()
@@ -436,8 +255,9 @@ class Evaluator:
         ``"weights"`` (parameters; buffers such as BN running statistics shared by all points) or
         ``"states"`` (the float state dict; BN running statistics are part of each point).
     loss:
-        ``"cross_entropy"`` (default), ``"mse"``, ``"nll"`` or a callable ``loss(outputs, targets)``
-        returning the batch mean.
+        A name of :data:`lossviz.losses.LOSS_NAMES` (default ``"cross_entropy"``; ``"mse"`` on class
+        labels is the reference's softmax-MSE) or a callable ``loss(outputs, targets)`` returning
+        the batch mean (:func:`lossviz.losses.resolve_loss`).
     metrics:
         ``"loss"``, ``"acc"`` (percent; only when targets are integer labels) and extra callables
         ``fn(outputs, targets) -> batch mean`` (or ``(name, fn)`` pairs, or a ``{name: fn}`` mapping).
@@ -479,15 +299,12 @@ class Evaluator:
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if strategy not in ("auto", "vmap", "loop"):
-            raise ValueError(f"unknown strategy {strategy!r}: use 'auto', 'vmap' or 'loop'")
+        check("strategy", strategy, Options(("auto", "vmap", "loop")))
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
         _check_precision(precision, dtype)
-        if points_per_call is not None and points_per_call < 1:
-            raise ValueError(f"points_per_call must be a positive integer, got {points_per_call}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check("points_per_call", points_per_call, Interval(int, 1, None), allow_none=True)
+        check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
         if device is None:
             first = next(iter(model.parameters()), None)
             device = first.device if first is not None else torch.device("cpu")
@@ -511,25 +328,20 @@ class Evaluator:
                 self.data.inputs.contiguous(memory_format=torch.channels_last), self.data.targets
             )
         self.n_samples = len(self.data)
-        self.loss_name, loss_fn = _resolve_loss(loss)
-        if loss_fn is None and not self.data.is_classification:
-            raise ValueError(
-                "loss='cross_entropy' needs integer class labels as targets; give a loss callable "
-                "(or loss='mse') for other targets"
-            )
+        self.loss = resolve_loss(loss, self.data.targets)
+        self.loss_name = self.loss.name
         self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
-        self._bytes_per_sample, out_ndim = self._probe()
-        # accuracy needs class labels and (batch, classes) outputs
-        classification = self.data.is_classification and out_ndim >= 2
-        self.metric_names, extra = _resolve_metrics(metrics, classification)
+        self._bytes_per_sample, probe_out = self._probe()
+        classification = isinstance(probe_out, torch.Tensor) and wants_accuracy(probe_out, self.data.targets)
+        self.metric_names, extra = resolve_metrics(metrics, classification)
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         autocast = (self.device.type, torch.bfloat16) if precision == "bf16" else None
         if autocast is not None:
             _autocast_convs(self.model, self.device.type)
         self._summed = _Summed(
-            self.model, loss_fn, "acc" in self.metric_names, extra, sum_dtype, autocast
+            self.model, self.loss, "acc" in self.metric_names, extra, sum_dtype, autocast
         ).eval()
-        self._check_scalar_outputs(loss_fn, extra)
+        self._check_scalar_outputs(extra)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -740,15 +552,15 @@ class Evaluator:
         msg = f"{type(exc).__name__}: {exc}"
         if len(self.errors) < 100:
             self.errors.append(msg)
-        warnings.warn(f"lossviz: a point could not be evaluated and is NaN ({msg})", RuntimeWarning)
+        warnings.warn(f"lossviz: a point could not be evaluated and is NaN ({msg})", RuntimeWarning, stacklevel=2)
 
     def _as_dict(self, out: np.ndarray) -> dict[str, np.ndarray]:
         return {name: out[:, i].copy() for i, name in enumerate(self.metric_names)}
 
     # ---------------------------------------------------------------- planning
     @torch.no_grad()
-    def _probe(self) -> tuple[int, int]:
-        """One forward pass on 2 samples -> (bytes of activations per sample, output ndim).
+    def _probe(self) -> tuple[int, Any]:
+        """One forward pass on 2 samples -> (bytes of activations per sample, the outputs).
 
         The bytes are those of every module's output, times 3 for functional intermediates."""
         total = [0]
@@ -770,16 +582,14 @@ class Evaluator:
                 h.remove()
         per_sample = total[0] / max(1, min(2, self.n_samples))
         # functional ops (activations, residual sums, the loss) add to the module outputs
-        out_ndim = output.dim() if isinstance(output, torch.Tensor) else 0
-        return int(per_sample * 3) + 1, out_ndim
+        return int(per_sample * 3) + 1, output
 
     @torch.no_grad()
-    def _check_scalar_outputs(self, loss_fn: LossFn | None, extra: list[tuple[str, LossFn]]) -> None:
+    def _check_scalar_outputs(self, extra: list[tuple[str, LossFn]]) -> None:
         """A loss or metric returning more than one number is a programming error: named here,
-        once, instead of a NaN at every grid point."""
-        fns = ([("the loss", loss_fn)] if loss_fn is not None else []) + [
-            (f"metric {name!r}", fn) for name, fn in extra
-        ]
+        once, instead of a NaN at every grid point (the named losses give one number)."""
+        fns = [("the loss", self.loss.mean)] if self.loss.per_sample is None else []
+        fns += [(f"metric {name!r}", fn) for name, fn in extra]
         if not fns:
             return
         out = self.model(self.data.inputs[:2])
@@ -788,12 +598,7 @@ class Evaluator:
                 value = fn(out, self.data.targets[:2])
             except Exception:  # noqa: BLE001 - a failing point is reported per point
                 continue
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(
-                    f"{what} returned {shape}, not a scalar tensor: return the batch mean "
-                    "(e.g. reduction='mean' or .mean())"
-                )
+            scalar_value(value, what)
 
     def _max_samples_at_once(self) -> int:
         return max(1, self._budget // self._bytes_per_sample)

@@ -21,35 +21,36 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from lossviz.evaluate import resolve_loss
+from lossviz.data import as_eval_data, eval_mode
+from lossviz.losses import LossFn, resolve_loss
 from lossviz.params import ParamSpace
+from lossviz.validation import Interval, check
 
 __all__ = [
     "EigenResult",
-    "TraceResult",
     "HessianOperator",
-    "hvp",
-    "hessian_operator",
-    "top_eigenpairs",
-    "min_eigenvalue",
-    "extreme_eigenvalues",
+    "TraceResult",
     "eigenvalue_ratio",
-    "trace",
     "eigenvector_directions",
+    "extreme_eigenvalues",
+    "hessian_operator",
+    "hvp",
     "lanczos",
+    "min_eigenvalue",
     "power_iteration",
+    "top_eigenpairs",
+    "trace",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -87,21 +88,6 @@ def hvp(loss_fn: Callable[[torch.Tensor], torch.Tensor], params: torch.Tensor, v
     return jvp(grad(loss_fn), (params,), (v.to(params.dtype),))[1]
 
 
-def _as_pair(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(data, "inputs") and hasattr(data, "targets"):
-        return data.inputs, data.targets
-    try:
-        from lossviz.evaluate import as_eval_data
-    except ImportError:  # pragma: no cover - evaluate is part of the package
-        as_eval_data = None
-    if as_eval_data is not None:
-        ed = as_eval_data(data)
-        return ed.inputs, ed.targets
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return torch.as_tensor(data[0]), torch.as_tensor(data[1])
-    raise TypeError(f"cannot use {type(data).__name__} as data: give (inputs, targets) tensors")
-
-
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A private copy of the module in eval() mode (the caller's module keeps its mode, so a
     training thread using it is never disturbed); the module itself if it cannot be copied."""
@@ -112,23 +98,12 @@ def _eval_copy(model: nn.Module) -> nn.Module:
     return clone.eval()
 
 
-@contextmanager
-def _eval_mode(model: nn.Module):
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 class HessianOperator:
     """The Hessian of the mean loss at a point, as a symmetric linear operator ``v ↦ H v``.
 
-    Parameters: ``model``, ``data`` (an EvalData, ``(inputs, targets)`` or anything
-    ``lossviz.evaluate.as_eval_data`` takes), ``loss`` (``"cross_entropy"``, ``"mse"``, ``"nll"``
-    or ``callable(outputs, targets) -> batch mean``), ``params`` (a flat point of the "weights"
+    Parameters: ``model``, ``data`` (anything :func:`lossviz.data.as_eval_data` takes), ``loss``
+    (a name of :data:`lossviz.losses.LOSS_NAMES`, ``"mse"`` on class labels being the reference's
+    softmax-MSE, or ``callable(outputs, targets) -> batch mean``), ``params`` (a flat point of the "weights"
     space; default the model's own weights), ``batch_size`` (samples per product; None = all),
     ``dtype`` (float32 default, or float64: parameters, buffers and float inputs are cast),
     ``device``. The model itself is never modified (its tensors are replaced in the functional
@@ -148,8 +123,7 @@ class HessianOperator:
     ):
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype}: use torch.float32 or torch.float64")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+        check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
         self.model = _eval_copy(model)
         self.space = ParamSpace(model, "weights")
         if self.space.numel == 0:
@@ -157,13 +131,10 @@ class HessianOperator:
         first = next(iter(model.parameters()))
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype
-        self.loss_fn = resolve_loss(loss)
-        x, y = _as_pair(data)
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(f"data: {x.shape[0]} inputs and {y.shape[0]} targets; need equal, > 0")
-        x = x.to(self.device, dtype) if x.is_floating_point() else x.to(self.device)
-        y = y.to(self.device, dtype) if y.is_floating_point() else y.to(self.device)
-        self.n_samples = int(x.shape[0])
+        evaluation = as_eval_data(data).to(self.device, dtype)
+        self.loss_fn = resolve_loss(loss, evaluation.targets).mean
+        x, y = evaluation.inputs, evaluation.targets
+        self.n_samples = len(evaluation)
         bs = self.n_samples if batch_size is None else min(batch_size, self.n_samples)
         self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
         if params is None:
@@ -197,7 +168,7 @@ class HessianOperator:
         """The mean loss at ``theta`` (default: the operator's point)."""
         theta = self.center if theta is None else theta.to(self.device, self.dtype)
         total = 0.0
-        with torch.no_grad(), _eval_mode(self.model):
+        with torch.no_grad(), eval_mode(self.model):
             for x, y in self.batches:
                 total += float(self._batch_loss(x, y)(theta)) * x.shape[0]
         return total / self.n_samples
@@ -208,7 +179,7 @@ class HessianOperator:
         if v.shape != self.center.shape:
             raise ValueError(f"v has shape {tuple(v.shape)}, the space has ({self.dim},)")
         out = torch.zeros_like(self.center)
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             for x, y in self.batches:
                 out.add_(hvp(self._batch_loss(x, y), self.center, v), alpha=x.shape[0] / self.n_samples)
         self.n_matvecs += 1

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossviz.data import EvalData, as_eval_data
 from lossviz.directions import DirectionSet, DirectionSpec, target_direction
-from lossviz.evaluate import EvalData, Evaluator, as_eval_data
+from lossviz.evaluate import Evaluator
 from lossviz.executors import relax_malloc_trim, run_chunks
 from lossviz.grid import Axis, SurfaceGrid
 from lossviz.params import ParamSpace

@@ -36,6 +36,7 @@ from lossviz.jobs import Job, JobQueue
 from lossviz.params import ParamSpace
 from lossviz.store import INDEX_NAME, Checkpoint, Store, spec_key
 from lossviz import training as T
+from lossviz.validation import Interval, check
 
 SPEC_VERSION = 1
 
@@ -398,7 +399,7 @@ class Session:
             x, y = T.dataset_tensors(self._train_set, 2)
             with torch.no_grad():
                 out = probe.eval()(x)
-            loss_fn, _ = T.resolve_loss(self.loss)
+            loss_fn = T.resolve_loss(self.loss).mean
             values = [("the loss", loss_fn(out, y))]
             values += [(f"metric {name!r}", fn(out, y)) for name, fn in self._metrics.items()]
         except Exception:  # noqa: BLE001 - not this check's business
@@ -674,7 +675,7 @@ class Session:
         (weights; biases and BN parameters not moved), evaluated at once."""
         from lossviz.directions import random_direction
 
-        magnitude = T._number("magnitude", magnitude)
+        magnitude = check("magnitude", magnitude, Interval(float, None, None))
         src = self.checkpoint(checkpoint)
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little")

@@ -15,15 +15,18 @@ the standard errors in ``errors`` and the samples each point used in ``meta["ada
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import itertools
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from lossviz.evaluate import EvalData, as_eval_data
+from lossviz.data import EvalData, as_eval_data
 from lossviz.grid import SurfaceGrid
+from lossviz.losses import Loss, LossFn, resolve_loss
 from lossviz.landscape import Surface, compute_surface
+from lossviz.validation import Interval, check
 
 __all__ = ["standard_error", "subsampled_surface"]
 
@@ -39,9 +42,26 @@ def standard_error(sum1: np.ndarray, sum2: np.ndarray, n: np.ndarray, total: int
     return mean, np.where(n >= total, 0.0, se)
 
 
-def _squared_ce(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Batch mean of the squared per-sample cross entropy (for the variance)."""
-    return F.cross_entropy(outputs, targets, reduction="none").pow(2).mean()
+@dataclass(frozen=True)
+class _MeanOf:
+    """Batch mean of per-sample ``terms`` (raised to ``power``); picklable, for process executors."""
+
+    terms: LossFn
+    power: int = 1
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.terms(outputs, targets).pow(self.power).mean()
+
+
+def _sample_loss(loss: str, per_sample_loss: LossFn | None, full: EvalData) -> Loss:
+    """The loss with per-sample terms: ``per_sample_loss`` when given, else the name's own."""
+    if per_sample_loss is not None:
+        name = getattr(per_sample_loss, "__name__", type(per_sample_loss).__name__)
+        return Loss(name, _MeanOf(per_sample_loss), per_sample_loss)
+    try:
+        return resolve_loss(loss, full.targets)
+    except ValueError as e:
+        raise ValueError(f"{e}; or pass per_sample_loss=fn(outputs, targets) -> (B,)") from None
 
 
 def subsampled_surface(
@@ -57,7 +77,8 @@ def subsampled_surface(
     first: int | None = None,
     growth: float = 2.0,
     sample_seed: int = 0,
-    per_sample_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss: str = "cross_entropy",
+    per_sample_loss: LossFn | None = None,
     callback: Any = None,
     **kwargs: Any,
 ) -> Surface:
@@ -65,35 +86,34 @@ def subsampled_surface(
 
     ``rtol``/``atol``/``range_tol``: a point stops when its loss's standard error is below
     ``max(atol, rtol·|loss|, range_tol·(max − min of the current loss picture))`` (the last one
-    is the precision of a contour plot, whose levels span that range); ``first``: samples of the first level (default ``max(32, N//32)``);
-    ``growth``: factor between levels; ``sample_seed``: the samples' random order. The loss is cross entropy unless ``per_sample_loss``
-    (``fn(outputs, targets) -> (B,)`` per-sample losses) is given. ``callback(surface, n_levels,
+    is the precision of a contour plot, whose levels span that range); ``first``: samples of the
+    first level (default ``max(32, N//32)``);
+    ``growth``: factor between levels; ``sample_seed``: the samples' random order. ``loss``: a name of
+    :data:`lossviz.losses.LOSS_NAMES` (its per-sample terms; ``"mse"`` on class labels is the
+    reference's softmax-MSE), unless ``per_sample_loss`` (``fn(outputs, targets) -> (B,)``
+    per-sample losses) is given. ``callback(surface, n_levels,
     n_points_active)`` runs after each level. Other arguments (``executor``, ``device``, ``dtype``,
     ``cancel``, ...) go to :func:`compute_surface`.
     """
-    for bad in ("only", "resume", "progress", "metrics", "loss", "test_data", "max_samples"):
+    for bad in ("only", "resume", "progress", "metrics", "test_data", "max_samples"):
         if bad in kwargs:
             raise TypeError(f"subsampled_surface() takes no {bad!r}")
-    if min(rtol, atol, range_tol) < 0 or rtol == atol == range_tol == 0:
+    tolerances = [check(name, v, Interval(float, 0, None)) for name, v in
+                  (("rtol", rtol), ("atol", atol), ("range_tol", range_tol))]
+    if not any(tolerances):
         raise ValueError(f"give a positive rtol, atol or range_tol (got {rtol}, {atol}, {range_tol})")
-    if growth <= 1:
-        raise ValueError(f"growth must be > 1, got {growth}")
+    check("growth", growth, Interval(float, 1, None, closed="neither"))
+    check("first", first, Interval(int, 2, None), allow_none=True, hint="a variance needs two samples")
     full = as_eval_data(data)
     total = len(full)
-    n0 = int(first) if first is not None else max(32, total // 32)
-    if n0 < 2:
-        raise ValueError(f"first must be at least 2 samples (a variance needs two), got {first}")
-    if per_sample_loss is None:
-        if not full.is_classification:
-            raise ValueError("cross entropy needs class labels: pass per_sample_loss=fn(outputs, targets) -> (B,)")
-        loss, sq = "cross_entropy", _squared_ce
-    else:
-        loss = lambda o, t: per_sample_loss(o, t).mean()  # noqa: E731
-        sq = lambda o, t: per_sample_loss(o, t).pow(2).mean()  # noqa: E731
+    n0 = first if first is not None else max(32, total // 32)
+    sample_loss = _sample_loss(loss, per_sample_loss, full)
+    assert sample_loss.per_sample is not None
+    loss_sq = _MeanOf(sample_loss.per_sample, 2)  # the squared losses' mean, for the variance
     perm = torch.randperm(total, generator=torch.Generator().manual_seed(sample_seed))
     bounds = [0]
     while bounds[-1] < total:
-        bounds.append(min(total, max(bounds[-1] + 2, int(round(n0 * growth ** (len(bounds) - 1))))))
+        bounds.append(min(total, max(bounds[-1] + 2, round(n0 * growth ** (len(bounds) - 1)))))
 
     grid = SurfaceGrid.from_specs(x, y)
     shape = grid.shape
@@ -105,13 +125,14 @@ def subsampled_surface(
     base: Surface | None = None
     cancel = kwargs.get("cancel")
     levels = 0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         if not active.any() or (cancel is not None and cancel.is_set()):
             break
         idx = perm[lo:hi]
         block = EvalData(full.inputs[idx], full.targets[idx])
         surf = compute_surface(model, block, directions, x=grid.x, y=grid.y, only=active, progress=False,
-                               loss=loss, metrics=("loss", "acc", ("loss_sq", sq)), split=split, **kwargs)
+                               loss=sample_loss, metrics=("loss", "acc", ("loss_sq", loss_sq)), split=split,
+                               **kwargs)
         directions = surf.directions
         base = base or surf
         got = surf.done & active

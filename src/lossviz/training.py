@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lossviz.evaluate import CLASSIFICATION_LOSSES
-from lossviz.evaluate import resolve_loss as engine_loss
+from lossviz.data import dataset_tensors
+from lossviz.losses import LossFn, resolve_loss, scalar_value, wants_accuracy
+from lossviz.validation import Boolean, Constraint, Interval, Options, check
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 HPARAM_NAMES = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
@@ -45,6 +47,17 @@ DEFAULT_HPARAMS: dict[str, Any] = {
 }
 CIFAR_SCHEDULE = {"name": "multistep", "milestones": [150, 225, 275], "gamma": 0.1}
 CIFAR_LR = 0.1
+HPARAM_CONSTRAINTS: dict[str, Constraint] = {
+    "lr": Interval(float, 0, None, closed="neither"),
+    "optimizer": Options(OPTIMIZERS),
+    "momentum": Interval(float, 0, 1, closed="left"),
+    "nesterov": Boolean(),
+    "weight_decay": Interval(float, 0, None),
+    "batch_size": Interval(int, 1, None),
+    "seed": Interval(int, 0, None),
+}
+"""What each numeric or named hyperparameter accepts (the schedule is :func:`normalize_schedule`'s)."""
+_HINTS = {"optimizer": "use one of these names"}
 
 
 # ------------------------------------------------------------------------------ hyperparameters
@@ -143,55 +156,18 @@ def lr_at(lr: float, schedule: Mapping[str, Any], epochs_done: float) -> float:
     raise ValueError(f"unknown schedule {name!r}")
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
 def validate_hparams(hparams: Mapping[str, Any]) -> dict:
-    """Check and normalize hyperparameters; a ValueError names the bad field and the valid range."""
+    """Check and normalize hyperparameters against :data:`HPARAM_CONSTRAINTS`; a ValueError names
+    the bad field and what it must be."""
     h = dict(hparams)
     missing = [k for k in HPARAM_NAMES if k not in h]
     if missing:
         raise ValueError(f"hyperparameters missing: {missing}")
-    lr = _number("lr", h["lr"])
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    opt = str(h["optimizer"]).lower()
-    if opt not in OPTIMIZERS:
-        raise ValueError(f"optimizer {h['optimizer']!r} is unknown: use one of {OPTIMIZERS}")
-    momentum = _number("momentum", h["momentum"])
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    nesterov = h["nesterov"]
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
-    nesterov = bool(nesterov)
-    if nesterov and (opt != "sgd" or momentum == 0):
+    given = dict(h, optimizer=str(h["optimizer"]).lower())
+    checked = {name: check(name, given[name], c, hint=_HINTS.get(name, "")) for name, c in HPARAM_CONSTRAINTS.items()}
+    if checked["nesterov"] and (checked["optimizer"] != "sgd" or checked["momentum"] == 0):
         raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
-    wd = _number("weight_decay", h["weight_decay"])
-    if wd < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {wd}")
-    bs = h["batch_size"]
-    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or int(bs) < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {bs!r}")
-    seed = h["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    h.update(
-        lr=lr,
-        optimizer=opt,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=wd,
-        batch_size=int(bs),
-        seed=int(seed),
-        schedule=normalize_schedule(h["schedule"]),
-    )
+    h.update(checked, schedule=normalize_schedule(h["schedule"]))
     return h
 
 
@@ -224,72 +200,26 @@ def _apply_hparams(optimizer: torch.optim.Optimizer, hparams: Mapping[str, Any])
 
 def epoch_seed(seed: int, epoch: float) -> int:
     """The RNG seed of the epoch that starts after ``epoch`` completed epochs (a hash of both)."""
-    key = [int(seed), int(round(float(epoch) * 1000))]
+    key = [int(seed), round(float(epoch) * 1000)]
     if key[1] < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
 
 
-# ------------------------------------------------------------------------------ losses, metrics
-def resolve_loss(loss: str | Callable) -> tuple[Callable, bool]:
-    """``(loss_fn(outputs, targets) -> mean scalar, is_classification)``; names as in
-    :data:`lossviz.evaluate.LOSSES` (a callable counts as non-classification)."""
-    return engine_loss(loss), (not callable(loss) and loss in CLASSIFICATION_LOSSES)
-
-
-def scalar_value(value: Any, what: str = "the loss") -> torch.Tensor:
-    """``value`` as a 0-d tensor; a ValueError naming its shape when it is not one number."""
-    if not isinstance(value, torch.Tensor):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return torch.tensor(float(value))
-        raise ValueError(
-            f"{what} returned {type(value).__name__}, not a tensor: return a scalar tensor such as "
-            "the batch mean"
-        )
-    if value.numel() != 1:
-        raise ValueError(
-            f"{what} returned a tensor of shape {list(value.shape)}, not a scalar: return the batch "
-            "mean (e.g. reduction='mean' or .mean())"
-        )
-    return value.reshape(())
-
-
-def dataset_tensors(data: Any, max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, targets)`` of a TensorDataset, any map-style Dataset, or an (inputs, targets) pair."""
-    if isinstance(data, tuple) and len(data) == 2 and all(
-        isinstance(t, (torch.Tensor, np.ndarray)) for t in data
-    ):
-        x, y = (torch.as_tensor(t) for t in data)
-    elif isinstance(data, torch.utils.data.TensorDataset):
-        x, y = data.tensors[0], data.tensors[1]
-    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        n = len(data) if max_samples is None else min(len(data), max_samples)
-        batch = torch.utils.data.default_collate([data[i] for i in range(n)])
-        x, y = batch[0], batch[1]
-    else:
-        raise TypeError(
-            f"cannot read samples from {type(data).__name__}: pass a torch Dataset or (inputs, targets)"
-        )
-    if len(x) != len(y):
-        raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
-    if max_samples is not None:
-        x, y = x[:max_samples], y[:max_samples]
-    return x, y
-
-
+# ------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
     inputs: torch.Tensor,
     targets: torch.Tensor,
-    loss: str | Callable = "cross_entropy",
-    metrics: Mapping[str, Callable] | None = None,
+    loss: str | LossFn = "cross_entropy",
+    metrics: Mapping[str, LossFn] | None = None,
     batch_size: int = 4096,
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """Mean loss (and accuracy in percent for classification, and user metrics) of ``model`` in eval
+    """Mean loss (and accuracy in percent for class labels, and user metrics) of ``model`` in eval
     mode over ``(inputs, targets)``: ``sum_b n_b · mean_b / N``. NaN and ±inf are kept."""
-    loss_fn, classification = resolve_loss(loss)
+    loss_fn = resolve_loss(loss).mean
     was_training = model.training
     model.eval()
     device = torch.device(device) if device is not None else next(
@@ -304,7 +234,7 @@ def evaluate_model(
             out = model(x)
             w = len(x)
             vals = {"loss": float(scalar_value(loss_fn(out, y)))}
-            if classification and out.dim() == 2:
+            if wants_accuracy(out, y):
                 vals["acc"] = 100.0 * float((out.argmax(1) == y).float().mean())
             for name, fn in (metrics or {}).items():
                 vals[name] = float(scalar_value(fn(out, y), f"metric {name!r}"))
@@ -346,7 +276,7 @@ def train(
     start_epoch: float = 0.0,
     start_step: int = 0,
     every: int = 1,
-    loss: str | Callable = "cross_entropy",
+    loss: str | LossFn = "cross_entropy",
     optim_state: Mapping[str, Any] | None = None,
     evaluate: Callable[[nn.Module], dict] | None = None,
     on_checkpoint: Callable[..., None] | None = None,
@@ -362,14 +292,11 @@ def train(
     exception leaves the loop for it. ``cancel`` is checked before every step.
     """
     h = validate_hparams(hparams)
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if int(every) != every or every < 1:
-        raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    epochs, every = int(epochs), int(every)
+    epochs = check("epochs", epochs, Interval(int, 1, None, whole_floats=True))
+    every = check("every", every, Interval(int, 1, None, whole_floats=True))
     if h["schedule"]["name"] == "cosine" and h["schedule"]["t_max"] is None:
-        h["schedule"] = dict(h["schedule"], t_max=int(math.ceil(start_epoch)) + epochs)
-    loss_fn, _ = resolve_loss(loss)
+        h["schedule"] = dict(h["schedule"], t_max=math.ceil(start_epoch) + epochs)
+    loss_fn = resolve_loss(loss).mean
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu")
     )

@@ -1,0 +1,236 @@
+"""lossviz.losses: every loss name means one thing in the engine, training, the Hessian and the CLI.
+
+Ground truth: ``torch.nn.functional`` in float64, and the reference's softmax-MSE written out by hand
+(``mean((softmax(z) - onehot(y))^2)``) for ``"mse"`` on class labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lossviz.evaluate import Evaluator
+from lossviz.hessian import HessianOperator
+from lossviz.losses import LOSS_NAMES, resolve_loss, resolve_metrics, scalar_value
+from lossviz.params import ParamSpace
+from lossviz.training import DEFAULT_HPARAMS, evaluate_model, train, validate_hparams
+
+N, D_IN, C = 40, 3, 4
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(D_IN, C).double()
+
+
+def _softmax_mse_by_hand(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    onehot = torch.zeros_like(z)
+    onehot[torch.arange(len(y)), y] = 1.0
+    return ((torch.softmax(z, dim=1) - onehot) ** 2).mean()
+
+
+# name -> (targets kind, float64 reference of the batch mean)
+CASES = {
+    "cross_entropy": ("labels", F.cross_entropy),
+    "ce": ("labels", F.cross_entropy),
+    "nll": ("labels", F.nll_loss),
+    "mse": ("floats", F.mse_loss),
+    "mse on labels": ("labels", _softmax_mse_by_hand),
+    "l1": ("floats", F.l1_loss),
+}
+
+
+def _data(kind: str):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(N, D_IN, generator=g, dtype=torch.float64)
+    if kind == "labels":
+        return x, torch.randint(0, C, (N,), generator=g)
+    return x, torch.randn(N, C, generator=g, dtype=torch.float64)
+
+
+def _name(case: str) -> str:
+    return case.split()[0]
+
+
+def test_every_name_has_a_case():
+    assert {_name(c) for c in CASES} == set(LOSS_NAMES)
+    assert isinstance(LOSS_NAMES, tuple)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_engine_training_and_hessian_give_the_reference_value(case):
+    kind, reference = CASES[case]
+    name = _name(case)
+    model = _model()
+    x, y = _data(kind)
+    with torch.no_grad():
+        want = float(reference(model(x), y))
+    space = ParamSpace(model)
+    for strategy in ("loop", "vmap"):
+        ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy=strategy, points_per_call=4)
+        got = ev.evaluate(space.vector(model)[None].repeat(4, 1))["loss"]
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    assert evaluate_model(model, x, y, loss=name)["loss"] == pytest.approx(want, rel=1e-13)
+    op = HessianOperator(model, (x, y), loss=name, dtype=torch.float64, batch_size=None)
+    assert op.loss() == pytest.approx(want, rel=1e-13)
+    # one function per name: the engine and the Hessian call the same object
+    assert ev.loss.mean is op.loss_fn is resolve_loss(name, y).mean
+    # the per-sample terms average to the batch mean
+    with torch.no_grad():
+        terms = resolve_loss(name, y).per_sample(model(x), y)
+    assert terms.shape == (N,) and float(terms.mean()) == pytest.approx(want, rel=1e-13)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_training_step_follows_the_reference_gradient(case):
+    """One full-batch SGD step (no momentum): θ − lr ∇L(θ), with ∇L from the float64 reference."""
+    kind, reference = CASES[case]
+    model = _model()
+    x, y = _data(kind)
+    expected = copy.deepcopy(model)
+    loss = reference(expected(x), y)
+    grads = torch.autograd.grad(loss, list(expected.parameters()))
+    lr = 0.1
+    h = validate_hparams(dict(DEFAULT_HPARAMS, lr=lr, momentum=0.0, batch_size=N))
+    out = train(model, (x, y), hparams=h, epochs=1, loss=_name(case))
+    assert out.status == "done"
+    for p, p0, g in zip(model.parameters(), expected.parameters(), grads):
+        torch.testing.assert_close(p.detach(), (p0 - lr * g).detach(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_hessian_of_every_name_is_autograds(case):
+    """H from Hessian-vector products (forward-over-reverse) = torch.autograd.functional.hessian of
+    the reference loss as a function of the flat parameters."""
+    kind, reference = CASES[case]
+    model = _model()
+    x, y = _data(kind)
+    space = ParamSpace(model)
+    theta = space.vector(model).double()
+
+    def f(flat):
+        w, b = flat[: C * D_IN].reshape(C, D_IN), flat[C * D_IN :]
+        return reference(x @ w.T + b, y)
+
+    want = torch.autograd.functional.hessian(f, theta)
+    got = HessianOperator(model, (x, y), loss=_name(case), dtype=torch.float64, batch_size=16).dense()
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _write_case_module(folder: Path, kind: str) -> str:
+    name = f"lvz_loss_case_{kind}_{abs(hash(str(folder)))}"
+    (folder / f"{name}.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        f"    return nn.Linear({D_IN}, {C}).double()\n\n"
+        "def data():\n"
+        "    g = torch.Generator().manual_seed(1)\n"
+        f"    x = torch.randn({N}, {D_IN}, generator=g, dtype=torch.float64)\n"
+        + (f"    return x, torch.randint(0, {C}, ({N},), generator=g)\n" if kind == "labels" else
+           f"    return x, torch.randn({N}, {C}, generator=g, dtype=torch.float64)\n")
+    )
+    return name
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_cli_gives_the_reference_value(case, tmp_path, monkeypatch, capsys):
+    from lossviz.cli import main
+    from lossviz.io.h5 import read_surface
+
+    kind, reference = CASES[case]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = _write_case_module(tmp_path, kind)
+    out = tmp_path / "s.h5"
+    code = main(["surface", "--model", f"{module}:build", "--dataset", f"{module}:data", "--x=-1:1:3",
+                 "--loss", _name(case), "--dtype", "float64", "--no-progress", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    x, y = _data(kind)
+    with torch.no_grad():
+        want = float(reference(_model()(x), y))
+    got = read_surface(out)
+    assert got.values["train_loss"][1] == pytest.approx(want, rel=1e-12)  # x = 0: the model itself
+    assert got.meta["loss"] == ("softmax_mse" if case == "mse on labels" else resolve_loss(_name(case)).name)
+
+
+def test_mse_on_class_labels_gives_a_finite_surface_equal_to_softmax_mse_by_hand():
+    """Once all NaN through lossviz.surface: the engine now applies the CLI's rule."""
+    from lossviz.surface import compute_surface
+
+    model = _model()
+    x, y = _data("labels")
+    space = ParamSpace(model)
+    center = space.vector(model)
+    d = torch.randn(space.numel, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    surf = compute_surface(model, (x, y), [d], x="-1:1:5", loss="mse", dtype=torch.float64, progress=False)
+    z = surf.values["train_loss"]
+    assert np.isfinite(z).all()
+    probe = copy.deepcopy(model)
+    for i, t in enumerate(surf.x):
+        space.load_into(probe, center + float(t) * d)
+        with torch.no_grad():
+            assert z[i] == pytest.approx(float(_softmax_mse_by_hand(probe(x), y)), rel=1e-12)
+    assert "train_acc" in surf.values and surf.meta["loss"] == "softmax_mse"
+
+
+def test_mse_resolved_without_targets_applies_the_same_rule():
+    model = _model()
+    for kind in ("labels", "floats"):
+        x, y = _data(kind)
+        with torch.no_grad():
+            z = model(x)
+            late, early = resolve_loss("mse"), resolve_loss("mse", y)
+            assert float(late.mean(z, y)) == float(early.mean(z, y))
+            assert torch.equal(late.per_sample(z, y), early.per_sample(z, y))
+
+
+def test_unknown_names_wrong_targets_and_non_scalars_are_refused():
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'.*use one of"):
+        resolve_loss("hinge")
+    with pytest.raises(ValueError, match="needs integer class labels"):
+        resolve_loss("cross_entropy", torch.randn(3, 2))
+    custom = resolve_loss(lambda o, t: (o - t).abs().max())
+    assert custom.name == "<lambda>" and custom.per_sample is None
+    with pytest.raises(ValueError, match=r"metric 'm' returned \[2\], not a scalar"):
+        scalar_value(torch.zeros(2), "metric 'm'")
+    with pytest.raises(ValueError, match="returned str, not a tensor"):
+        scalar_value("1")
+    assert scalar_value(2).item() == 2.0 and scalar_value(torch.ones(1, 1)).shape == ()
+
+
+def test_metrics_resolve_to_names_in_order():
+    def mae(o, t):
+        return (o - t).abs().mean()
+
+    assert resolve_metrics(("loss", "acc", mae), True) == (["loss", "acc", "mae"], [("mae", mae)])
+    assert resolve_metrics("acc", False) == (["loss"], [])
+    assert resolve_metrics({"err": mae}, True)[0] == ["loss", "err"]
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        resolve_metrics(("f1",), True)
+    with pytest.raises(ValueError, match="used twice"):
+        resolve_metrics(("acc", ("acc", mae)), True)
+    with pytest.raises(TypeError, match="not callable"):
+        resolve_metrics((("m", 3),), True)
+
+
+def test_the_loss_names_need_no_torch():
+    """The CLI's --help lists LOSS_NAMES: the module runs without importing torch."""
+    path = Path(importlib.util.find_spec("lossviz.losses").origin)
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('losses_alone', {str(path)!r})\n"
+            "m = sys.modules['losses_alone'] = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(m)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "print(m.LOSS_NAMES)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "cross_entropy" in done.stdout
