@@ -164,7 +164,7 @@ def test_the_cli_gives_the_reference_value(case, tmp_path, monkeypatch, capsys):
 
 def test_mse_on_class_labels_gives_a_finite_surface_equal_to_softmax_mse_by_hand():
     """Once all NaN through lossviz.surface: the engine now applies the CLI's rule."""
-    from lossviz.surface import compute_surface
+    from lossviz.landscape import compute_surface
 
     model = _model()
     x, y = _data("labels")
