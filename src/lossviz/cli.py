@@ -451,7 +451,7 @@ def write_figure(fig, path: str | os.PathLike) -> tuple[Path, str | None]:
     Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
     it instead and says so.
     """
-    from lossviz.io import atomic_path
+    from lossviz.files import atomic_path
 
     path = Path(path)
     suffix = path.suffix.lower()

@@ -1171,7 +1171,7 @@ class Session:
         key = spec_key(spec)
         found = self.store.find_result(key)
         if found is not None and found["path"] is not None:
-            from lossviz.store import read_safetensors
+            from lossviz.files import read_safetensors
 
             tensors, _ = read_safetensors(found["path"])
             out = dict(found["meta"])
@@ -1186,13 +1186,13 @@ class Session:
         if trace:
             tr = H.trace(model, data, loss=self.loss)
             out["trace"], out["trace_stderr"] = float(tr.mean), float(tr.stderr)
-        from lossviz.store import tensors_to_safetensors_bytes
+        from lossviz.files import safetensors_bytes
 
         vecs = [torch.as_tensor(v).detach().cpu().reshape(-1) for v in vectors]
         self.store.put_result(
             key, "hessian", spec, suffix=".safetensors", meta=out,
             write=lambda p: Path(p).write_bytes(
-                tensors_to_safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})
+                safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})
             ),
         )
         out["eigenvectors"] = vecs

@@ -20,7 +20,6 @@ Nothing is ever unpickled: weights and optimizer states are safetensors files.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
+
+from lossviz import files
+from lossviz.files import is_disk_full, no_space_error, safetensors_bytes
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
@@ -115,47 +117,9 @@ def spec_key(spec: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- files
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(folder: Path, suffix: str = "") -> Path:
-    return folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{suffix}"
-
-
-def write_bytes_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (a temporary name), flush and fsync it."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _disk_full(exc: BaseException) -> bool:
     """True for "no space left" errors of the OS or of SQLite."""
-    if isinstance(exc, OSError) and (
-        exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-        or "no space left" in str(exc).lower()  # h5py reports errno 28 in its message only
-    ):
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
-
-
-def _no_space(path: Path, what: str, exc: BaseException) -> OSError:
-    return OSError(
-        errno.ENOSPC,
-        f"no space left on the disk of {path} while writing {what} ({exc}): nothing was stored; "
-        "free some space (or move the project to a larger disk) and try again",
-    )
+    return is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -176,32 +140,8 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def tensors_to_safetensors_bytes(
-    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
-) -> bytes:
-    """Serialize tensors (copied to CPU, contiguous, unshared) to safetensors bytes."""
-    from safetensors.torch import save
-
-    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    return save(clean, metadata=dict(metadata) if metadata else None)
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file (never unpickles). Raises ValueError when it is not one."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # safetensors raises its own SafetensorError on bad headers
-        raise ValueError(
-            f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files: "
-            "restore the file from the project or remove the checkpoint"
-        ) from None
-    return tensors, meta
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    return files.read_safetensors(path, hint="restore the file from the project or remove the checkpoint")
 
 
 # ------------------------------------------------------------------------- optimizer state codec
@@ -344,7 +284,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self.discard_if_created()
             if _disk_full(exc):
-                raise _no_space(self.path, "its index", exc) from None
+                raise no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
             if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
                 raise PermissionError(
@@ -550,19 +490,19 @@ class Store:
             raise ValueError(f"unknown checkpoint kind {kind!r}: use one of {CHECKPOINT_KINDS}")
         if not isinstance(branch, int) and branch not in ("auto", "new"):
             raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
-        weights_bytes = tensors_to_safetensors_bytes(state_dict, {"format": "lossviz-weights"})
+        weights_bytes = safetensors_bytes(state_dict, {"format": "lossviz-weights"})
         sha = hashlib.sha256(weights_bytes).hexdigest()
-        tmp_w = _tmp_name(self.path / "weights")
+        tmp_w = files.temporary_path(self.path / "weights")
         tmp_o = None
         try:
-            write_bytes_durably(tmp_w, weights_bytes)
+            files.write_durably(tmp_w, weights_bytes)
             del weights_bytes
             if optim_state is not None:
                 tensors, structure = encode_optimizer_state(optim_state)
-                tmp_o = _tmp_name(self.path / "optim")
-                write_bytes_durably(
+                tmp_o = files.temporary_path(self.path / "optim")
+                files.write_durably(
                     tmp_o,
-                    tensors_to_safetensors_bytes(
+                    safetensors_bytes(
                         tensors, {"format": "lossviz-optimizer", "structure": structure}
                     ),
                 )
@@ -623,13 +563,13 @@ class Store:
                 if tmp_o is not None:
                     os.replace(tmp_o, self.path / orel)
                     tmp_o = None
-                    _fsync_dir(self.path / "optim")
-                _fsync_dir(self.path / "weights")
+                    files.fsync_dir(self.path / "optim")
+                files.fsync_dir(self.path / "weights")
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise _no_space(self.path, "a checkpoint", exc) from exc
+                raise no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
             for t in (tmp_w, tmp_o):
@@ -689,7 +629,7 @@ class Store:
             raise FileNotFoundError(
                 f"weight file {path} of checkpoint {id} is missing; the project was modified by hand"
             )
-        tensors, meta = read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
         if meta.get("format") != "lossviz-weights":
             raise ValueError(f"{path} is not a lossviz weight file (metadata {meta!r})")
         return tensors
@@ -702,7 +642,7 @@ class Store:
         if rows[0][0] is None:
             return None
         path = self.path / rows[0][0]
-        tensors, meta = read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
         if meta.get("format") != "lossviz-optimizer" or "structure" not in meta:
             raise ValueError(f"{path} is not a lossviz optimizer-state file")
         return decode_optimizer_state(tensors, meta["structure"])
@@ -767,10 +707,9 @@ class Store:
         rel = None
         try:
             if write is not None:
-                tmp = _tmp_name(self.path / "results", suffix)
+                tmp = files.temporary_path(self.path / "results", suffix)
                 write(tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
+                files.fsync_file(tmp)
                 # a new name for every version: the row points to the old file until the commit, so a
                 # kill between the rename and the commit leaves the old pair intact (and an orphan)
                 rel = f"results/{key}-{uuid.uuid4().hex[:12]}{suffix}"
@@ -788,12 +727,12 @@ class Store:
                 if tmp is not None:
                     os.replace(tmp, self.path / rel)
                     tmp = None
-                    _fsync_dir(self.path / "results")
+                    files.fsync_dir(self.path / "results")
             if replaced is not None and replaced != rel:
                 (self.path / replaced).unlink(missing_ok=True)  # committed: the old version goes
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise _no_space(self.path, f"a {kind} result", exc) from exc
+                raise no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
             if tmp is not None:
