@@ -21,7 +21,6 @@ import copy
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from torch import nn
 
 from lossviz.jobs import Job, JobQueue
 from lossviz.params import ParamSpace
-from lossviz.store import INDEX_NAME, Checkpoint, Store, spec_key
+from lossviz import store
+from lossviz.store import Checkpoint, Store, spec_key
 from lossviz import training as T
 
 SPEC_VERSION = 1
@@ -411,32 +411,7 @@ class Session:
     def list_projects(root: str | os.PathLike) -> list[dict]:
         """Projects (folders with an index) directly under ``root``: path, name, model, data,
         n_checkpoints, modified (unix time of the last checkpoint)."""
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root} is not a folder; give the folder that holds the projects")
-        out = []
-        for sub in sorted(p for p in root.iterdir() if (p / INDEX_NAME).is_file()):
-            try:
-                conn = sqlite3.connect(f"file:{sub / INDEX_NAME}?mode=ro", uri=True, timeout=10)
-                try:
-                    row = conn.execute("SELECT value FROM meta WHERE key='spec'").fetchone()
-                    n, last = conn.execute("SELECT COUNT(*), MAX(created) FROM checkpoints").fetchone()
-                finally:
-                    conn.close()
-            except sqlite3.Error:
-                continue
-            spec = json.loads(row[0]) if row else {}
-            out.append(
-                {
-                    "path": str(sub),
-                    "name": sub.name,
-                    "model": spec.get("model"),
-                    "data": spec.get("data"),
-                    "n_checkpoints": int(n),
-                    "modified": float(last) if last is not None else (sub / INDEX_NAME).stat().st_mtime,
-                }
-            )
-        return out
+        return store.list_projects(root)
 
     def close(self) -> None:
         """Stop the worker after queued jobs and close the index."""

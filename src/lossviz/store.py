@@ -739,3 +739,40 @@ class Store:
                 Path(tmp).unlink(missing_ok=True)
         return self.find_result(key)
 
+
+
+# ---------------------------------------------------------------------------------------- projects
+def read_summary(folder: str | os.PathLike) -> dict | None:
+    """What a project folder's index says about it without opening it for writing: path, name,
+    model, data, n_checkpoints, modified (unix time of the last checkpoint, else of the index);
+    ``None`` when its index cannot be read."""
+    folder = Path(folder)
+    index = folder / INDEX_NAME
+    try:
+        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='spec'").fetchone()
+            n, last = conn.execute("SELECT COUNT(*), MAX(created) FROM checkpoints").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    spec = json.loads(row[0]) if row else {}
+    return {
+        "path": str(folder),
+        "name": folder.name,
+        "model": spec.get("model"),
+        "data": spec.get("data"),
+        "n_checkpoints": int(n),
+        "modified": float(last) if last is not None else index.stat().st_mtime,
+    }
+
+
+def list_projects(root: str | os.PathLike) -> list[dict]:
+    """The summaries (:func:`read_summary`) of the projects (folders with an index) directly under
+    ``root``, by name; unreadable ones are left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; give the folder that holds the projects")
+    found = (read_summary(sub) for sub in sorted(p for p in root.iterdir() if (p / INDEX_NAME).is_file()))
+    return [summary for summary in found if summary is not None]
