@@ -20,6 +20,7 @@ Nothing is ever unpickled: weights and optimizer states are safetensors files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,10 +29,11 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -303,15 +305,11 @@ class Store:
         """Close; if this Store created the project (a failed opening, e.g. a Session given bad
         arguments), remove what it created so the folder is as it was."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:  # pragma: no cover
-                pass
         for sub in self._made_subs:
-            try:
+            with contextlib.suppress(OSError):
                 (self.path / sub).rmdir()  # only when empty
-            except OSError:
-                pass
         self._made_subs = []
         if not getattr(self, "created", False):
             return
@@ -364,7 +362,7 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
