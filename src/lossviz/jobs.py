@@ -39,6 +39,9 @@ class Job:
         self.error: str | None = None
         self.traceback: str | None = None
         self.result: Any = None
+        #: a training job's start checkpoint and hyperparameters (``None`` for other kinds)
+        self.start_checkpoint: int | None = None
+        self.hparams: dict | None = None
         self.created = time.time()
         self.started: float | None = None
         self.finished: float | None = None

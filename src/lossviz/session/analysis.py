@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lossviz.files import read_safetensors, safetensors_bytes
+from lossviz.files import read_safetensors, safetensors_bytes, write_durably
 from lossviz.jobs import Job
+from lossviz.params import SpaceKind
 from lossviz.session.core import step
 from lossviz.session.project import callable_name
 from lossviz.session.surfaces import SurfaceService
@@ -70,7 +70,7 @@ class AnalysisOps(SurfaceService):
         coords = P.layout(ckpts, branch_parents=bp)
         return Projection([c.id for c in ckpts], np.asarray(coords, dtype=np.float64), "layout", {})
 
-    def _vectors_read(self, ids: list[int], kind: str, job: Job | None) -> Iterator[torch.Tensor]:
+    def _vectors_read(self, ids: list[int], kind: SpaceKind, job: Job | None) -> Iterator[torch.Tensor]:
         """The checkpoints' vectors one by one, read from disk (progress and cancel per read)."""
         for i, cid in enumerate(ids):
             step(job, i, len(ids), "checkpoints read")
@@ -139,7 +139,7 @@ class AnalysisOps(SurfaceService):
         out, vecs = self._hessian_of(c, int(k), bool(trace))
         self.store.put_result(
             key, "hessian", spec, suffix=".safetensors", meta=out,
-            write=lambda p: Path(p).write_bytes(safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})),
+            write=lambda p: write_durably(p, safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})),
         )
         out["eigenvectors"] = vecs
         return out

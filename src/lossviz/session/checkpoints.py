@@ -16,7 +16,7 @@ import torch
 
 from lossviz import training as T
 from lossviz.jobs import Job
-from lossviz.params import ParamSpace
+from lossviz.params import ParamSpace, SpaceKind
 from lossviz.session.core import SessionBase, id_of, step
 from lossviz.store import Checkpoint
 from lossviz.validation import Interval, check
@@ -131,7 +131,7 @@ class CheckpointOps(SessionBase):
         )
         if outcome.status == "diverged":
             self._emit({"type": "error", "message": f"training job {job.id}: {outcome.reason}"})
-            job.fail(outcome.reason, result=created)
+            job.fail(outcome.reason or "diverged", result=created)
         elif outcome.status == "cancelled":
             job.end_cancelled(created, f"cancelled at epoch {outcome.epoch:g}")
         return created
@@ -183,7 +183,8 @@ class CheckpointOps(SessionBase):
         created: list[Checkpoint] = []
         if job is not None:
             job.result = created  # a cancelled job keeps the points stored before it stopped
-        parent, branch = ca.id, "new"
+        parent: int = ca.id
+        branch: int | str = "new"
         for i, t in enumerate(np.linspace(0.0, 1.0, n).tolist()):
             step(job, i, n, "points")
             model.load_state_dict(lerp_state(sa, sb, t))
@@ -201,19 +202,19 @@ class CheckpointOps(SessionBase):
         return created
 
     # ------------------------------------------------------------------ distances
-    def distance(self, a: Any, b: Any, kind: str = "weights") -> float:
+    def distance(self, a: Any, b: Any, kind: SpaceKind = "weights") -> float:
         """Euclidean distance ``‖θ_a - θ_b‖`` (computed in float64)."""
         va, vb = self.vector(a, kind), self.vector(b, kind)
         return float(torch.linalg.norm(va.double() - vb.double()))
 
-    def distances(self, ids: Iterable[Any], kind: str = "weights", *, wait: bool = True) -> np.ndarray | Job:
+    def distances(self, ids: Iterable[Any], kind: SpaceKind = "weights", *, wait: bool = True) -> np.ndarray | Job:
         """Pairwise distances (n, n): symmetric, zero diagonal (float64) (``wait=False``: a job on
         the quick queue whose result it is, progress per row)."""
         id_list = [id_of(i) for i in ids]
         return self._quick_work("distances", f"distances between {len(id_list)} checkpoints",
                                 lambda job: self._distance_matrix(id_list, kind, job), wait)
 
-    def _distance_matrix(self, ids: list[int], kind: str, job: Job | None) -> np.ndarray:
+    def _distance_matrix(self, ids: list[int], kind: SpaceKind, job: Job | None) -> np.ndarray:
         vecs = torch.stack([self.vector(i, kind) for i in ids]).double()
         n = len(ids)
         out = np.zeros((n, n))

@@ -17,7 +17,7 @@ from torch import nn
 
 from lossviz import training as T
 from lossviz.jobs import Job, JobCancelled, JobQueue
-from lossviz.params import ParamSpace
+from lossviz.params import ParamSpace, SpaceKind
 from lossviz.session.project import Project
 from lossviz.store import Checkpoint, Store
 
@@ -166,13 +166,13 @@ class SessionBase:
         m.load_state_dict(self.store.load_state_dict(id_of(id)))
         return m.to(self.device)
 
-    def vector(self, id: Any, kind: str = "weights") -> torch.Tensor:
+    def vector(self, id: Any, kind: SpaceKind = "weights") -> torch.Tensor:
         """Checkpoint ``id`` as a flat CPU vector of the ``kind`` space ("weights" or "states")."""
         m = self._factory()
         m.load_state_dict(self.store.load_state_dict(id_of(id)))
         return ParamSpace(m, kind).vector(m).detach().cpu()
 
-    def space(self, kind: str = "weights") -> ParamSpace:
+    def space(self, kind: SpaceKind = "weights") -> ParamSpace:
         return ParamSpace(self._factory(), kind)
 
     # ------------------------------------------------------------------ evaluation

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lossviz.jobs import Job
-from lossviz.params import ParamSpace
+from lossviz.params import ParamSpace, SpaceKind
 from lossviz.session.core import SessionBase, id_of, tensor_sha
 from lossviz.session.project import callable_name
 from lossviz.store import Checkpoint, spec_key
@@ -153,7 +153,7 @@ class SurfaceRun:
     spec: dict
     grid: SurfaceGrid
     directions: Any
-    kind: str
+    kind: SpaceKind
     ignore: str | None
     seed: int
     checkpoints: Sequence[Any] | None
@@ -236,7 +236,7 @@ class SurfaceService(SessionBase):
         }
 
     def _build_directions(
-        self, directions: Any, center: Checkpoint, model: nn.Module, kind: str, ndim: int,
+        self, directions: Any, center: Checkpoint, model: nn.Module, kind: SpaceKind, ndim: int,
         ignore: str | None, seed: int, checkpoints: Sequence[Any] | None,
     ) -> tuple[Any, dict]:
         """-> (what compute_surface takes as directions, extra meta)."""
@@ -254,9 +254,9 @@ class SurfaceService(SessionBase):
                         f"PCA directions need at least {max(2, ndim)} checkpoints, got {len(ids)}: "
                         "train the branch longer or pass checkpoints=[...]"
                     )
-                vecs = torch.stack([self.vector(i, kind) for i in ids])
+                lineage = torch.stack([self.vector(i, kind) for i in ids])
                 pca = pca_directions(
-                    vecs, center=cvec, n_components=ndim,
+                    lineage, center=cvec, n_components=ndim,
                     ignore="biasbn" if ignore == "biasbn" else None, space=space,
                 )
                 ds = pca.to_direction_set(kind=kind, ignore=ignore)
@@ -267,8 +267,8 @@ class SurfaceService(SessionBase):
 
                 if kind != "weights":
                     raise ValueError("Hessian directions live in the weights space: pass kind='weights'")
-                vecs = H.eigenvector_directions(model, self.eval_data()["train"], ndim, self.loss, seed=seed)
-                ds = DirectionSet([v.detach().cpu().float() for v in vecs], kind=kind,
+                eigenvectors = H.eigenvector_directions(model, self.eval_data()["train"], ndim, self.loss, seed=seed)
+                ds = DirectionSet([v.detach().cpu().float() for v in eigenvectors], kind=kind,
                                   normalization=None, ignore=None, method="hessian")
                 return ds, {}
         parts = list(directions) if isinstance(directions, (tuple, list)) else None
@@ -276,7 +276,8 @@ class SurfaceService(SessionBase):
             parts = list(directions)
         if parts is None:
             parts = [directions]
-        vecs, targets = [], []
+        vecs: list[torch.Tensor] = []
+        targets: list[int | None] = []
         for p in parts:
             if isinstance(p, (Checkpoint, int, np.integer)) and not isinstance(p, bool):
                 tid = id_of(p)
@@ -300,7 +301,7 @@ class SurfaceService(SessionBase):
     @overload
     def surface(
         self, center: Any, directions: Any = ..., x: Any = ..., y: Any = ..., normalization: str | None = ...,
-        ignore: str | None = ..., kind: str = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
+        ignore: str | None = ..., kind: SpaceKind = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
         wait: Literal[True] = ..., *, adaptive: bool | Mapping[str, Any] | None = ..., save_every_s: float = ...,
         **engine: Any,
     ) -> Surface: ...
@@ -308,7 +309,7 @@ class SurfaceService(SessionBase):
     @overload
     def surface(
         self, center: Any, directions: Any = ..., x: Any = ..., y: Any = ..., normalization: str | None = ...,
-        ignore: str | None = ..., kind: str = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
+        ignore: str | None = ..., kind: SpaceKind = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
         *, wait: Literal[False], adaptive: bool | Mapping[str, Any] | None = ..., save_every_s: float = ...,
         **engine: Any,
     ) -> Job: ...
@@ -316,7 +317,7 @@ class SurfaceService(SessionBase):
     @overload
     def surface(
         self, center: Any, directions: Any = ..., x: Any = ..., y: Any = ..., normalization: str | None = ...,
-        ignore: str | None = ..., kind: str = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
+        ignore: str | None = ..., kind: SpaceKind = ..., seed: int = ..., checkpoints: Sequence[Any] | None = ...,
         wait: bool = ..., *, adaptive: bool | Mapping[str, Any] | None = ..., save_every_s: float = ...,
         **engine: Any,
     ) -> Surface | Job: ...
@@ -329,7 +330,7 @@ class SurfaceService(SessionBase):
         y: Any = None,
         normalization: str | None = "filter",
         ignore: str | None = "biasbn",
-        kind: str = "weights",
+        kind: SpaceKind = "weights",
         seed: int = 0,
         checkpoints: Sequence[Any] | None = None,
         wait: bool = True,
