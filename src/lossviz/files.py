@@ -35,6 +35,7 @@ __all__ = [
     "is_disk_full",
     "no_space_error",
     "read_safetensors",
+    "read_safetensors_metadata",
     "safetensors_bytes",
     "temporary_path",
     "write_atomic",
@@ -163,3 +164,11 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
             + (f": {hint}" if hint else "")
         ) from None
     return tensors, meta
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (``{}`` when there is none), its tensors unread."""
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as f:
+        return dict(f.metadata() or {})

@@ -7,9 +7,9 @@ Layout of a project folder::
     optim/<id>.safetensors        its optimizer state (tensors; the non-tensor structure as JSON metadata)
     results/<key>.<ext>           surfaces, projections, Hessian results, keyed by a hash of their spec
 
-Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``), flushed and fsynced;
-then, inside one ``BEGIN IMMEDIATE`` transaction, its row is inserted, the file renamed to its final
-name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
+Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``, by
+:mod:`lossviz.files`), flushed and fsynced; then, inside one ``BEGIN IMMEDIATE`` transaction, its row
+is inserted, the file renamed to its final name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
 a committed row with its complete file, or no row (and at most an orphan file that the next
 :class:`Store` opening removes). Orphan cleaning runs inside a write transaction, so it never races
 another process's insert. Several processes may open one project; SQLite serializes the writes and
@@ -38,13 +38,12 @@ from typing import Any
 import torch
 
 from lossviz import files
-from lossviz.files import is_disk_full, no_space_error, safetensors_bytes
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.sqlite"
-_TMP_RE = re.compile(r"^\.+tmp-(\d+)-[0-9a-f]+")
+_TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
 _RESULT_FILE_RE = re.compile(r"^[0-9a-f]{64}")
 _ID_FILE_RE = re.compile(r"^(\d+)\.safetensors$")
 _STALE_TMP_SECONDS = 24 * 3600
@@ -121,7 +120,7 @@ def spec_key(spec: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------- files
 def _disk_full(exc: BaseException) -> bool:
     """True for "no space left" errors of the OS or of SQLite."""
-    return is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
+    return files.is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -140,6 +139,13 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().rsplit(") ", 1)[-1][:1] != "Z"
     except OSError:
         return True
+
+
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id the cursor's last INSERT gave."""
+    if cur.lastrowid is None:  # pragma: no cover - sqlite sets it after every INSERT
+        raise RuntimeError("sqlite reported no row id after an INSERT")
+    return int(cur.lastrowid)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -246,25 +252,25 @@ class Store:
         self._made_subs: list[str] = []
         self.timeout = float(timeout)
         self._lock = threading.RLock()
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._conn = sqlite3.connect(
+            conn = self._conn = sqlite3.connect(
                 str(index),
                 timeout=self.timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
-            self._conn.row_factory = sqlite3.Row
-            self._retry(lambda: self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
-            tables = {r[0] for r in self._retry(lambda: self._conn.execute(
+            conn.row_factory = sqlite3.Row
+            self._retry(lambda: conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
+            tables = {r[0] for r in self._retry(lambda: conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'").fetchall())}
             if tables and not {"meta", "checkpoints"} <= tables:
                 raise ValueError(
                     f"{index} is a SQLite database of something else (tables {sorted(tables)[:5]}), "
                     "not a lossviz index: choose another folder for the project"
                 )
-            self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = FULL")
             with self.transaction() as cur:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     cur.execute(stmt)
@@ -286,7 +292,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self.discard_if_created()
             if _disk_full(exc):
-                raise no_space_error(self.path, "its index", exc) from None
+                raise files.no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
             if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
                 raise PermissionError(
@@ -327,6 +333,12 @@ class Store:
         self.created = False
 
     # ----------------------------------------------------------------- sqlite plumbing
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ValueError(f"{self} is not open")
+        return self._conn
+
     def _retry(self, fn: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + self.timeout
         delay = 0.01
@@ -344,23 +356,23 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
         with self._lock:
-            cur = self._conn.cursor()
+            cur = self._db.cursor()
             self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
             try:
                 yield cur
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
             else:
                 self._retry(lambda: cur.execute("COMMIT"))
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._retry(lambda: self._conn.execute(sql, args).fetchall())
+            return self._retry(lambda: self._db.execute(sql, args).fetchall())
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -488,19 +500,20 @@ class Store:
             raise ValueError(f"unknown checkpoint kind {kind!r}: use one of {CHECKPOINT_KINDS}")
         if not isinstance(branch, int) and branch not in ("auto", "new"):
             raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
-        weights_bytes = safetensors_bytes(state_dict, {"format": "lossviz-weights"})
+        weights_bytes = files.safetensors_bytes(state_dict, {"format": "lossviz-weights"})
         sha = hashlib.sha256(weights_bytes).hexdigest()
-        tmp_w = files.temporary_path(self.path / "weights")
-        tmp_o = None
+        weights_tmp = files.temporary_path(self.path / "weights")
+        tmp_w: Path | None = weights_tmp  # None once renamed (nothing to remove)
+        tmp_o: Path | None = None
         try:
-            files.write_durably(tmp_w, weights_bytes)
+            files.write_durably(weights_tmp, weights_bytes)
             del weights_bytes
             if optim_state is not None:
                 tensors, structure = encode_optimizer_state(optim_state)
                 tmp_o = files.temporary_path(self.path / "optim")
                 files.write_durably(
                     tmp_o,
-                    safetensors_bytes(
+                    files.safetensors_bytes(
                         tensors, {"format": "lossviz-optimizer", "structure": structure}
                     ),
                 )
@@ -528,7 +541,7 @@ class Store:
                             "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
                             (parent, created, branch_note),
                         )
-                        branch_id = int(cur.lastrowid)
+                        branch_id = _inserted_id(cur)
                     else:
                         branch_id = int(prow["branch"])
                 cur.execute(
@@ -550,15 +563,15 @@ class Store:
                         sha,
                     ),
                 )
-                cid = int(cur.lastrowid)
+                cid = _inserted_id(cur)
                 wrel = f"weights/{cid}.safetensors"
                 orel = None if tmp_o is None else f"optim/{cid}.safetensors"
                 cur.execute(
                     "UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid)
                 )
-                os.replace(tmp_w, self.path / wrel)
+                os.replace(weights_tmp, self.path / wrel)
                 tmp_w = None
-                if tmp_o is not None:
+                if tmp_o is not None and orel is not None:
                     os.replace(tmp_o, self.path / orel)
                     tmp_o = None
                     files.fsync_dir(self.path / "optim")
@@ -567,7 +580,7 @@ class Store:
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise no_space_error(self.path, "a checkpoint", exc) from exc
+                raise files.no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
             for t in (tmp_w, tmp_o):
@@ -683,7 +696,8 @@ class Store:
 
     def results(self, kind: str | None = None) -> list[dict]:
         sql = "SELECT key FROM results" + (" WHERE kind=?" if kind else "") + " ORDER BY created"
-        return [self.find_result(r[0]) for r in self._read(sql, (kind,) if kind else ())]
+        found = (self.find_result(r[0]) for r in self._read(sql, (kind,) if kind else ()))
+        return [r for r in found if r is not None]
 
     def put_result(
         self,
@@ -701,8 +715,8 @@ class Store:
         the previous version's file is removed after the commit."""
         if kind not in RESULT_KINDS:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
-        tmp = None
-        rel = None
+        tmp: Path | None = None
+        rel: str | None = None
         try:
             if write is not None:
                 tmp = files.temporary_path(self.path / "results", suffix)
@@ -722,7 +736,7 @@ class Store:
                     "updated=excluded.updated",
                     (key, kind, _dumps(dict(spec)), rel, _dumps(dict(meta or {})), int(complete), now, now),
                 )
-                if tmp is not None:
+                if tmp is not None and rel is not None:
                     os.replace(tmp, self.path / rel)
                     tmp = None
                     files.fsync_dir(self.path / "results")
@@ -730,12 +744,15 @@ class Store:
                 (self.path / replaced).unlink(missing_ok=True)  # committed: the old version goes
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise no_space_error(self.path, f"a {kind} result", exc) from exc
+                raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
             if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-        return self.find_result(key)
+                tmp.unlink(missing_ok=True)
+        stored = self.find_result(key)
+        if stored is None:  # pragma: no cover - another process removed it since the commit
+            raise KeyError(f"result {key} was removed from {self.path} while it was stored")
+        return stored
 
 
 

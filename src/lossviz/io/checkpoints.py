@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossviz.files import read_safetensors, write_safetensors
+from lossviz.files import read_safetensors, read_safetensors_metadata, write_safetensors
 
 TORCH_SUFFIXES = (".pt", ".pth", ".t7", ".ckpt", ".bin", ".tar")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -151,10 +151,7 @@ def save_state_dict(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file (``{}`` when there is none)."""
-    from safetensors import safe_open
-
-    with safe_open(os.fspath(path), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
+    meta = read_safetensors_metadata(path)
     meta.pop(ORDER_KEY, None)
     return meta
 
