@@ -18,6 +18,7 @@ from lossviz.session.core import step
 from lossviz.session.project import callable_name
 from lossviz.session.surfaces import SurfaceService
 from lossviz.store import Checkpoint, spec_key
+from lossviz.validation import Interval, check
 
 PROJECTION_METHODS = ("layout", "pca", "tsne", "surface")
 
@@ -125,8 +126,9 @@ class AnalysisOps(SurfaceService):
     def hessian(self, checkpoint: Any, k: int = 2, trace: bool = True) -> dict:
         """Top-``k`` Hessian eigenpairs (and the trace) of the training loss at ``checkpoint``,
         through :mod:`lossviz.hessian`; stored and found again."""
+        k = check("k", k, Interval(int, 1, None, whole_floats=True))
         c = self.checkpoint(checkpoint)
-        spec = {"type": "hessian", "center": c.id, "k": int(k), "trace": bool(trace),
+        spec = {"type": "hessian", "center": c.id, "k": k, "trace": bool(trace),
                 "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
                 "data": self.data_fingerprint()}
         key = spec_key(spec)
@@ -136,7 +138,7 @@ class AnalysisOps(SurfaceService):
             out = dict(found["meta"])
             out["eigenvectors"] = [tensors[f"v{i}"] for i in range(len(out["eigenvalues"]))]
             return out
-        out, vecs = self._hessian_of(c, int(k), bool(trace))
+        out, vecs = self._hessian_of(c, k, bool(trace))
         self.store.put_result(
             key, "hessian", spec, suffix=".safetensors", meta=out,
             write=lambda p: write_durably(p, safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})),
