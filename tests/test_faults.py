@@ -480,9 +480,9 @@ def test_a_full_disk_during_writes_leaves_the_project_as_it_was_tmpfs():
 
 
 def _injected_full_disk(folder: Path) -> None:
-    import lossviz.store as store_mod
+    import lossviz.files as files_mod
 
-    real = store_mod.write_bytes_durably
+    real = files_mod.write_durably
 
     def fill():
         def no_space(path, data):
@@ -490,7 +490,7 @@ def _injected_full_disk(folder: Path) -> None:
                 fh.write(data[: len(data) // 3])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-        store_mod.write_bytes_durably = no_space
+        files_mod.write_durably = no_space
         real_write_bytes = Path.write_bytes
 
         def write_bytes(self, data):
@@ -501,7 +501,7 @@ def _injected_full_disk(folder: Path) -> None:
         Path.write_bytes = write_bytes
 
         def restore():
-            store_mod.write_bytes_durably = real
+            files_mod.write_durably = real
             Path.write_bytes = real_write_bytes
 
         return restore

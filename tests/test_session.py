@@ -366,3 +366,127 @@ def test_a_damaged_direction_set_attribute_is_named_with_its_file(tmp_path, dama
     message = str(info.value)
     assert str(p) in message and "lossviz_direction_set" in message
     assert "re-create" in message or "compute the surface again" in message
+
+
+# ------------------------------------------------------------------ quick jobs and opening as a job
+def test_quick_jobs_give_what_the_blocking_calls_give_with_progress_and_events(tmp_path):
+    import threading
+
+    s = _session(tmp_path / "q")
+    try:
+        main = _wait(s.train(epochs=3, seed=1)).result
+        a, b = s.checkpoints()[0], main[-1]
+        events = []
+        s.subscribe(events.append)
+        # a job on the main queue that holds it: the quick jobs must not wait behind it
+        gate = threading.Event()
+        blocker = s._submit(s._job("train", lambda j: gate.wait(60), "holds the main queue"))
+        try:
+            job = s.disturb(b.id, 0.3, seed=5, wait=False)
+            assert job.wait(60).kind == "disturb" and job.state == "done" and blocker.state == "running"
+            blocking = s.disturb(b.id, 0.3, seed=5)
+            assert torch.equal(s.vector(job.result.id), s.vector(blocking.id))
+            assert job.result.metrics == blocking.metrics and job.result.hparams == blocking.hparams
+
+            line_job = s.interpolate(a.id, b.id, 5, wait=False)
+            line = line_job.wait(60)
+            assert line_job.state == "done" and (line_job.done, line_job.total) == (5, 5)
+            assert line_job.message == "5/5 points" and blocker.state == "running"
+            line2 = s.interpolate(a.id, b.id, 5)
+            assert len(line) == len(line2) == 5 and line[0].parent == a.id
+            for c1, c2 in zip(line, line2):
+                assert torch.equal(s.vector(c1.id), s.vector(c2.id)) and c1.metrics == c2.metrics
+
+            ids = [c.id for c in s.checkpoints()]
+            d_job = s.distances(ids, wait=False)
+            D = d_job.wait(60)
+            assert d_job.state == "done" and (d_job.done, d_job.total) == (len(ids), len(ids))
+            np.testing.assert_array_equal(D, s.distances(ids))
+            assert D[0, 1] == pytest.approx(s.distance(ids[0], ids[1]), rel=1e-12) and D[0, 1] > 0
+
+            p_job = s.project(ids, method="pca", wait=False)
+            proj = p_job.wait(60)
+            assert p_job.state == "done" and "checkpoints read" in p_job.message
+            again = s.project(ids, method="pca")  # found stored: the job stored what it computed
+            np.testing.assert_array_equal(proj.coords, again.coords)
+            assert proj.ids == ids and proj.coords.shape == (len(ids), 2)
+            layout = s.project(method="layout", wait=False).wait(60)
+            np.testing.assert_array_equal(layout.coords, s.project(method="layout").coords)
+            assert blocker.state == "running"
+        finally:
+            gate.set()
+        blocker.wait(60)
+        for quick in (job, line_job, d_job, p_job):
+            states = [e["state"] for e in events if e["type"] == "job" and e["job"] is quick]
+            assert states[0] == "queued" and "running" in states and states[-1] == "done", states
+        # bad arguments raise here, before any job
+        n_jobs = len(s.jobs)
+        with pytest.raises(ValueError, match="n must be an integer >= 2"):
+            s.interpolate(a.id, b.id, 1, wait=False)
+        with pytest.raises(ValueError, match="magnitude"):
+            s.disturb(b.id, float("nan"), wait=False)
+        with pytest.raises(ValueError, match="'umap'"):
+            s.project(method="umap", wait=False)
+        assert len(s.jobs) == n_jobs
+    finally:
+        s.close()
+
+
+def test_a_cancelled_interpolation_stops_between_points_and_keeps_them(tmp_path):
+    import threading
+
+    s = _session(tmp_path / "c")
+    try:
+        main = _wait(s.train(epochs=1)).result
+        a, b = s.checkpoints()[0], main[-1]
+        n_before = len(s.checkpoints())
+        holder, ready = {"seen": []}, threading.Event()
+
+        def cancel_after_two(event):  # runs on the worker, between two points
+            if event["type"] == "checkpoint" and event["checkpoint"].kind == "interpolate":
+                holder["seen"].append(event["checkpoint"].id)
+                if len(holder["seen"]) == 2:
+                    ready.wait(10)
+                    holder["job"].cancel()
+
+        s.subscribe(cancel_after_two)
+        job = s.interpolate(a.id, b.id, 6, wait=False)
+        holder["job"] = job
+        ready.set()
+        job.wait(60)
+        assert job.state == "cancelled" and job.error == "cancelled after 2/6 points"
+        assert [c.id for c in job.result] == holder["seen"] and len(s.checkpoints()) == n_before + 2
+        # a cancelled distances job before it starts: nothing computed
+        d = s.distances([a.id, b.id], wait=False)
+        d.cancel()
+        d.wait(60)
+        assert d.state == "cancelled"
+    finally:
+        s.close()
+
+
+def test_opening_a_session_as_a_job(tmp_path):
+    first = _session(tmp_path / "zoo")
+    _wait(first.train(epochs=1))
+    ids = [c.id for c in first.checkpoints()]
+    first.close()
+    events = []
+    job = Session.opening(tmp_path / "zoo", device="cpu", on_event=events.append)
+    opened = job.wait(120)
+    try:
+        assert job.state == "done" and isinstance(opened, Session)
+        assert [c.id for c in opened.checkpoints()] == ids and opened.defaults["batch_size"] == 50
+        states = [e["state"] for e in events if e["type"] == "job" and e["job"] is job]
+        assert "running" in states and states[-1] == "done"
+        n = len(events)
+        opened.disturb(ids[-1], 0.1, seed=0)  # once opened, on_event gets the session's events
+        assert any(e["type"] == "checkpoint" for e in events[n:])
+    finally:
+        opened.close()
+    # a failed opening ends the job failed with the reason, and leaves no new project behind
+    bad = Session.opening(tmp_path / "new", model="mlp")
+    assert bad.wait(120) is None and bad.state == "failed" and "pass data=" in bad.error
+    assert not (tmp_path / "new").exists()
+    wrong = Session.opening(tmp_path / "zoo", model=lambda: nn.Linear(2, 2))
+    wrong.wait(120)
+    assert wrong.state == "failed" and "architecture" in wrong.error

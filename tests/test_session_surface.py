@@ -92,7 +92,7 @@ def test_adaptive_surface_equals_refine_surface_is_found_again_and_differs_from_
         _assert_same(again, surf, tol=0)
         assert again.meta["adaptive"]["n_evaluated"] == n_eval
         # default options fill in: adaptive=True and {} are one result, another rtol is another
-        from lossviz.session import _adaptive_options
+        from lossviz.session.surfaces import _adaptive_options
         assert _adaptive_options(True) == _adaptive_options({}) != _adaptive_options({"rtol": 0.01})
 
         # the full surface of the same grid is a different stored result, computed in full

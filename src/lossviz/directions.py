@@ -15,7 +15,6 @@ point of that space). The rules follow ``tomgoldstein/loss-landscape`` (``net_pl
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -26,7 +25,8 @@ from torch import nn
 
 from lossviz.params import ParamSpace
 from lossviz.projection import pca_gram
-from lossviz.store import Checkpoint
+from lossviz.store import checkpoint_id as _checkpoint_id
+from lossviz.store import tensor_sha
 
 Normalization = Literal["filter", "layer", "model", "weight", "dfilter", "dlayer", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
@@ -500,16 +500,6 @@ def project_onto(
 
 
 # ---------------------------------------------------------------------------------------- one description
-def tensor_sha(*tensors: torch.Tensor) -> str:
-    """sha256 of tensors' shapes, dtypes and bytes (what a stored result's key names a vector by)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 class DirectionResolver(Protocol):
     """What :meth:`DirectionSpec.build` needs from a project (a :class:`~lossviz.session.Session`)."""
 
@@ -528,15 +518,6 @@ class DirectionResolver(Protocol):
 
     def train_data(self) -> Any:
         """The training data Hessian directions are computed on."""
-
-
-def _checkpoint_id(value: Any) -> int | None:
-    """The id of a checkpoint (a :class:`~lossviz.store.Checkpoint` or an integer id), else None."""
-    if isinstance(value, Checkpoint):
-        return value.id
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    return None
 
 
 def _describe(directions: Any) -> Any:

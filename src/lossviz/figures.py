@@ -345,7 +345,7 @@ def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | N
     Returns the path written and a note: a PNG request without a working kaleido writes HTML next to
     it instead and says so.
     """
-    from lossviz.io import atomic_path
+    from lossviz.files import atomic_path
 
     path = Path(path)
     if path.suffix.lower() not in PLOT_SUFFIXES:

@@ -7,12 +7,14 @@ it ends the job as ``"failed"`` with the reason in ``job.error``; it never leave
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 _ids = itertools.count(1)
@@ -25,8 +27,8 @@ class JobCancelled(Exception):
 class Job:
     """A unit of background work. ``state`` is one of queued, running, done, failed, cancelled."""
 
-    def __init__(self, kind: str, fn: Callable[["Job"], Any], *, description: str = "",
-                 on_change: Callable[["Job"], None] | None = None):
+    def __init__(self, kind: str, fn: Callable[[Job], Any], *, description: str = "",
+                 on_change: Callable[[Job], None] | None = None):
         self.id: int = next(_ids)
         self.kind = kind
         self.description = description
@@ -37,6 +39,9 @@ class Job:
         self.error: str | None = None
         self.traceback: str | None = None
         self.result: Any = None
+        #: a training job's start checkpoint and hyperparameters (``None`` for other kinds)
+        self.start_checkpoint: int | None = None
+        self.hparams: dict | None = None
         self.created = time.time()
         self.started: float | None = None
         self.finished: float | None = None
@@ -115,10 +120,8 @@ class Job:
 
     def _changed(self) -> None:
         if self._on_change is not None:
-            try:
+            with contextlib.suppress(Exception):  # a subscriber's bug must not end the job
                 self._on_change(self)
-            except Exception:  # a subscriber's bug must not end the job
-                pass
 
     def _run(self) -> None:
         if self._cancel.is_set():
@@ -167,7 +170,7 @@ class JobQueue:
     """A worker thread that runs submitted jobs one at a time, in order (a daemon thread)."""
 
     def __init__(self, name: str = "lossviz-jobs"):
-        self._queue: "queue.Queue[Job | None]" = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._name = name
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

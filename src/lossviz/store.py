@@ -7,9 +7,9 @@ Layout of a project folder::
     optim/<id>.safetensors        its optimizer state (tensors; the non-tensor structure as JSON metadata)
     results/<key>.<ext>           surfaces, projections, Hessian results, keyed by a hash of their spec
 
-Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``), flushed and fsynced;
-then, inside one ``BEGIN IMMEDIATE`` transaction, its row is inserted, the file renamed to its final
-name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
+Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``, by
+:mod:`lossviz.files`), flushed and fsynced; then, inside one ``BEGIN IMMEDIATE`` transaction, its row
+is inserted, the file renamed to its final name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
 a committed row with its complete file, or no row (and at most an orphan file that the next
 :class:`Store` opening removes). Orphan cleaning runs inside a write transaction, so it never races
 another process's insert. Several processes may open one project; SQLite serializes the writes and
@@ -20,27 +20,31 @@ Nothing is ever unpickled: weights and optimizer states are safetensors files.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import hashlib
 import json
+import numbers
 import os
 import re
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
+
+from lossviz import files
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.sqlite"
-_TMP_RE = re.compile(r"^\.+tmp-(\d+)-[0-9a-f]+")
+_TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
 _RESULT_FILE_RE = re.compile(r"^[0-9a-f]{64}")
 _ID_FILE_RE = re.compile(r"^(\d+)\.safetensors$")
 _STALE_TMP_SECONDS = 24 * 3600
@@ -114,48 +118,29 @@ def spec_key(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(_dumps(dict(spec)).encode()).hexdigest()
 
 
+def tensor_sha(*tensors: torch.Tensor) -> str:
+    """sha256 of tensors' shapes, dtypes and bytes (how a stored key names given data or vectors)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def checkpoint_id(value: Any) -> int | None:
+    """The id of a :class:`Checkpoint` or an integer; ``None`` for anything else (booleans are not ids)."""
+    if isinstance(value, Checkpoint):
+        return value.id
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
 # ---------------------------------------------------------------------------------------- files
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(folder: Path, suffix: str = "") -> Path:
-    return folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{suffix}"
-
-
-def write_bytes_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (a temporary name), flush and fsync it."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _disk_full(exc: BaseException) -> bool:
     """True for "no space left" errors of the OS or of SQLite."""
-    if isinstance(exc, OSError) and (
-        exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-        or "no space left" in str(exc).lower()  # h5py reports errno 28 in its message only
-    ):
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
-
-
-def _no_space(path: Path, what: str, exc: BaseException) -> OSError:
-    return OSError(
-        errno.ENOSPC,
-        f"no space left on the disk of {path} while writing {what} ({exc}): nothing was stored; "
-        "free some space (or move the project to a larger disk) and try again",
-    )
+    return files.is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -176,32 +161,15 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def tensors_to_safetensors_bytes(
-    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
-) -> bytes:
-    """Serialize tensors (copied to CPU, contiguous, unshared) to safetensors bytes."""
-    from safetensors.torch import save
-
-    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    return save(clean, metadata=dict(metadata) if metadata else None)
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id the cursor's last INSERT gave."""
+    if cur.lastrowid is None:  # pragma: no cover - sqlite sets it after every INSERT
+        raise RuntimeError("sqlite reported no row id after an INSERT")
+    return int(cur.lastrowid)
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file (never unpickles). Raises ValueError when it is not one."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # safetensors raises its own SafetensorError on bad headers
-        raise ValueError(
-            f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files: "
-            "restore the file from the project or remove the checkpoint"
-        ) from None
-    return tensors, meta
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    return files.read_safetensors(path, hint="restore the file from the project or remove the checkpoint")
 
 
 # ------------------------------------------------------------------------- optimizer state codec
@@ -304,25 +272,25 @@ class Store:
         self._made_subs: list[str] = []
         self.timeout = float(timeout)
         self._lock = threading.RLock()
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._conn = sqlite3.connect(
+            conn = self._conn = sqlite3.connect(
                 str(index),
                 timeout=self.timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
-            self._conn.row_factory = sqlite3.Row
-            self._retry(lambda: self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
-            tables = {r[0] for r in self._retry(lambda: self._conn.execute(
+            conn.row_factory = sqlite3.Row
+            self._retry(lambda: conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
+            tables = {r[0] for r in self._retry(lambda: conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'").fetchall())}
             if tables and not {"meta", "checkpoints"} <= tables:
                 raise ValueError(
                     f"{index} is a SQLite database of something else (tables {sorted(tables)[:5]}), "
                     "not a lossviz index: choose another folder for the project"
                 )
-            self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = FULL")
             with self.transaction() as cur:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     cur.execute(stmt)
@@ -344,7 +312,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self.discard_if_created()
             if _disk_full(exc):
-                raise _no_space(self.path, "its index", exc) from None
+                raise files.no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
             if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
                 raise PermissionError(
@@ -363,15 +331,11 @@ class Store:
         """Close; if this Store created the project (a failed opening, e.g. a Session given bad
         arguments), remove what it created so the folder is as it was."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:  # pragma: no cover
-                pass
         for sub in self._made_subs:
-            try:
+            with contextlib.suppress(OSError):
                 (self.path / sub).rmdir()  # only when empty
-            except OSError:
-                pass
         self._made_subs = []
         if not getattr(self, "created", False):
             return
@@ -389,6 +353,12 @@ class Store:
         self.created = False
 
     # ----------------------------------------------------------------- sqlite plumbing
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ValueError(f"{self} is not open")
+        return self._conn
+
     def _retry(self, fn: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + self.timeout
         delay = 0.01
@@ -406,25 +376,25 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
         with self._lock:
-            cur = self._conn.cursor()
+            cur = self._db.cursor()
             self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
             try:
                 yield cur
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
             else:
                 self._retry(lambda: cur.execute("COMMIT"))
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._retry(lambda: self._conn.execute(sql, args).fetchall())
+            return self._retry(lambda: self._db.execute(sql, args).fetchall())
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -550,19 +520,20 @@ class Store:
             raise ValueError(f"unknown checkpoint kind {kind!r}: use one of {CHECKPOINT_KINDS}")
         if not isinstance(branch, int) and branch not in ("auto", "new"):
             raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
-        weights_bytes = tensors_to_safetensors_bytes(state_dict, {"format": "lossviz-weights"})
+        weights_bytes = files.safetensors_bytes(state_dict, {"format": "lossviz-weights"})
         sha = hashlib.sha256(weights_bytes).hexdigest()
-        tmp_w = _tmp_name(self.path / "weights")
-        tmp_o = None
+        weights_tmp = files.temporary_path(self.path / "weights")
+        tmp_w: Path | None = weights_tmp  # None once renamed (nothing to remove)
+        tmp_o: Path | None = None
         try:
-            write_bytes_durably(tmp_w, weights_bytes)
+            files.write_durably(weights_tmp, weights_bytes)
             del weights_bytes
             if optim_state is not None:
                 tensors, structure = encode_optimizer_state(optim_state)
-                tmp_o = _tmp_name(self.path / "optim")
-                write_bytes_durably(
+                tmp_o = files.temporary_path(self.path / "optim")
+                files.write_durably(
                     tmp_o,
-                    tensors_to_safetensors_bytes(
+                    files.safetensors_bytes(
                         tensors, {"format": "lossviz-optimizer", "structure": structure}
                     ),
                 )
@@ -590,7 +561,7 @@ class Store:
                             "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
                             (parent, created, branch_note),
                         )
-                        branch_id = int(cur.lastrowid)
+                        branch_id = _inserted_id(cur)
                     else:
                         branch_id = int(prow["branch"])
                 cur.execute(
@@ -612,24 +583,24 @@ class Store:
                         sha,
                     ),
                 )
-                cid = int(cur.lastrowid)
+                cid = _inserted_id(cur)
                 wrel = f"weights/{cid}.safetensors"
                 orel = None if tmp_o is None else f"optim/{cid}.safetensors"
                 cur.execute(
                     "UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid)
                 )
-                os.replace(tmp_w, self.path / wrel)
+                os.replace(weights_tmp, self.path / wrel)
                 tmp_w = None
-                if tmp_o is not None:
+                if tmp_o is not None and orel is not None:
                     os.replace(tmp_o, self.path / orel)
                     tmp_o = None
-                    _fsync_dir(self.path / "optim")
-                _fsync_dir(self.path / "weights")
+                    files.fsync_dir(self.path / "optim")
+                files.fsync_dir(self.path / "weights")
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise _no_space(self.path, "a checkpoint", exc) from exc
+                raise files.no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
             for t in (tmp_w, tmp_o):
@@ -689,7 +660,7 @@ class Store:
             raise FileNotFoundError(
                 f"weight file {path} of checkpoint {id} is missing; the project was modified by hand"
             )
-        tensors, meta = read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
         if meta.get("format") != "lossviz-weights":
             raise ValueError(f"{path} is not a lossviz weight file (metadata {meta!r})")
         return tensors
@@ -702,7 +673,7 @@ class Store:
         if rows[0][0] is None:
             return None
         path = self.path / rows[0][0]
-        tensors, meta = read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
         if meta.get("format") != "lossviz-optimizer" or "structure" not in meta:
             raise ValueError(f"{path} is not a lossviz optimizer-state file")
         return decode_optimizer_state(tensors, meta["structure"])
@@ -745,7 +716,8 @@ class Store:
 
     def results(self, kind: str | None = None) -> list[dict]:
         sql = "SELECT key FROM results" + (" WHERE kind=?" if kind else "") + " ORDER BY created"
-        return [self.find_result(r[0]) for r in self._read(sql, (kind,) if kind else ())]
+        found = (self.find_result(r[0]) for r in self._read(sql, (kind,) if kind else ()))
+        return [r for r in found if r is not None]
 
     def put_result(
         self,
@@ -763,14 +735,13 @@ class Store:
         the previous version's file is removed after the commit."""
         if kind not in RESULT_KINDS:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
-        tmp = None
-        rel = None
+        tmp: Path | None = None
+        rel: str | None = None
         try:
             if write is not None:
-                tmp = _tmp_name(self.path / "results", suffix)
+                tmp = files.temporary_path(self.path / "results", suffix)
                 write(tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
+                files.fsync_file(tmp)
                 # a new name for every version: the row points to the old file until the commit, so a
                 # kill between the rename and the commit leaves the old pair intact (and an orphan)
                 rel = f"results/{key}-{uuid.uuid4().hex[:12]}{suffix}"
@@ -785,18 +756,58 @@ class Store:
                     "updated=excluded.updated",
                     (key, kind, _dumps(dict(spec)), rel, _dumps(dict(meta or {})), int(complete), now, now),
                 )
-                if tmp is not None:
+                if tmp is not None and rel is not None:
                     os.replace(tmp, self.path / rel)
                     tmp = None
-                    _fsync_dir(self.path / "results")
+                    files.fsync_dir(self.path / "results")
             if replaced is not None and replaced != rel:
                 (self.path / replaced).unlink(missing_ok=True)  # committed: the old version goes
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
-                raise _no_space(self.path, f"a {kind} result", exc) from exc
+                raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
             if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-        return self.find_result(key)
+                tmp.unlink(missing_ok=True)
+        stored = self.find_result(key)
+        if stored is None:  # pragma: no cover - another process removed it since the commit
+            raise KeyError(f"result {key} was removed from {self.path} while it was stored")
+        return stored
 
+
+
+# ---------------------------------------------------------------------------------------- projects
+def read_summary(folder: str | os.PathLike) -> dict | None:
+    """What a project folder's index says about it without opening it for writing: path, name,
+    model, data, n_checkpoints, modified (unix time of the last checkpoint, else of the index);
+    ``None`` when its index cannot be read."""
+    folder = Path(folder)
+    index = folder / INDEX_NAME
+    try:
+        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='spec'").fetchone()
+            n, last = conn.execute("SELECT COUNT(*), MAX(created) FROM checkpoints").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    spec = json.loads(row[0]) if row else {}
+    return {
+        "path": str(folder),
+        "name": folder.name,
+        "model": spec.get("model"),
+        "data": spec.get("data"),
+        "n_checkpoints": int(n),
+        "modified": float(last) if last is not None else index.stat().st_mtime,
+    }
+
+
+def list_projects(root: str | os.PathLike) -> list[dict]:
+    """The summaries (:func:`read_summary`) of the projects (folders with an index) directly under
+    ``root``, by name; unreadable ones are left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; give the folder that holds the projects")
+    found = (read_summary(sub) for sub in sorted(p for p in root.iterdir() if (p / INDEX_NAME).is_file()))
+    return [summary for summary in found if summary is not None]

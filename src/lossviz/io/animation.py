@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lossviz.critical import check_grid, surface_arrays
-from lossviz.io import atomic_path
+from lossviz.files import atomic_path
 
 DEFAULT_COLORS = ("#e41a1c", "#ffffff", "#ff7f00", "#f781bf", "#000000", "#00e5ff")
 """Path colours, chosen to stand out on viridis: red, white, orange, pink, black, cyan."""

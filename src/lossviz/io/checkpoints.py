@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from lossviz.io import atomic_path
+from lossviz.files import read_safetensors, read_safetensors_metadata, write_safetensors
 
 TORCH_SUFFIXES = (".pt", ".pth", ".t7", ".ckpt", ".bin", ".tar")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -34,14 +35,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
     suffix = p.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            raw: Any = load_file(str(p), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{str(p)!r} is not a readable safetensors file ({exc})") from None
-        raw = _in_saved_order(raw, str(p))
+        tensors, meta = read_safetensors(p)
+        raw: Any = _in_saved_order(tensors, meta)
     elif suffix in TORCH_SUFFIXES:
         try:
             raw = torch.load(str(p), map_location="cpu", weights_only=True)
@@ -142,42 +137,28 @@ def save_state_dict(
 
     ``metadata`` values that are not strings are stored as JSON.
     """
-    from safetensors.torch import save
-
-    tensors = {}
     for k, v in state_dict.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"state dict entry {k!r} is a {type(v).__name__}, not a tensor")
-        tensors[str(k)] = v.detach().to("cpu").contiguous().clone()  # clone: no shared storage
+    tensors = {str(k): v for k, v in state_dict.items()}
     meta = {ORDER_KEY: json.dumps(list(tensors))}  # safetensors sorts its entries; keep ours
     for k, v in (metadata or {}).items():
         if str(k) == ORDER_KEY:
             raise ValueError(f"metadata key {ORDER_KEY!r} is reserved")
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    blob = save(tensors, metadata=meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
+    write_safetensors(path, tensors, meta)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file (``{}`` when there is none)."""
-    from safetensors import safe_open
-
-    with safe_open(os.fspath(path), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
+    meta = read_safetensors_metadata(path)
     meta.pop(ORDER_KEY, None)
     return meta
 
 
-def _in_saved_order(tensors: dict[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
-    """Restore the order :func:`save_state_dict` recorded (state_dict order matters here)."""
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as fh:
-        order = (fh.metadata() or {}).get(ORDER_KEY)
+def _in_saved_order(tensors: dict[str, torch.Tensor], meta: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """Restore the order :func:`save_state_dict` recorded in ``meta`` (state_dict order matters here)."""
+    order = meta.get(ORDER_KEY)
     if not order:
         return tensors
     try:

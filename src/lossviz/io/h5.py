@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from lossviz.directions import DirectionSet
-from lossviz.io import atomic_path
+from lossviz.files import atomic_path
 from lossviz.params import ParamSpace
 
 LAYOUT_YX = "yx"  # values[i, j] = f(x[j], y[i]), dataset shape (ny, nx)

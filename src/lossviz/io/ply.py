@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lossviz.critical import check_grid, surface_arrays
-from lossviz.io import atomic_path
+from lossviz.files import atomic_path
 from lossviz.io.vtp import grid_mesh, transform_z
 
 FORMATS = ("ascii", "binary_little_endian")

@@ -24,7 +24,7 @@ import numpy as np
 
 from lossviz.critical import check_grid, surface_arrays
 from lossviz.figures import default_metric
-from lossviz.io import atomic_path
+from lossviz.files import atomic_path
 
 LOG_OFFSET = 0.1
 """``log=True`` writes ``log(z + LOG_OFFSET)``, the reference's ``np.log(z_array + 0.1)``."""

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from lossviz.files import write_atomic
+
 __all__ = [
     "DATASETS",
     "CIFAR10_MEAN",
@@ -349,15 +351,6 @@ def _fake_splits(
     return tuple(out)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_fake_cifar10(
     root: str | os.PathLike, n_train: int = 50, n_test: int = 10, seed: int = 0, *,
     labels: str = "learnable", noise: float = 1.0, max_shift: int = 3,
@@ -405,10 +398,10 @@ def write_fake_cifar10(
     for b in range(5):
         lo, hi = bounds[b], bounds[b + 1]
         d = batch(tr_x[lo:hi], tr_y[lo:hi], f"training batch {b + 1} of 5", lo)
-        _atomic_write(folder / f"data_batch_{b + 1}", pickle.dumps(d, protocol=2))
-    _atomic_write(folder / "test_batch", pickle.dumps(batch(te_x, te_y, "testing batch 1 of 1", 0), protocol=2))
+        write_atomic(folder / f"data_batch_{b + 1}", pickle.dumps(d, protocol=2))
+    write_atomic(folder / "test_batch", pickle.dumps(batch(te_x, te_y, "testing batch 1 of 1", 0), protocol=2))
     meta = {"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": int(bounds[1]), "num_vis": 3072}
-    _atomic_write(folder / "batches.meta", pickle.dumps(meta, protocol=2))
+    write_atomic(folder / "batches.meta", pickle.dumps(meta, protocol=2))
     return {
         "train_images": tr_x.transpose(0, 2, 3, 1),
         "train_labels": tr_y,
@@ -447,6 +440,6 @@ def write_fake_mnist(
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, x, y in (("train", tr_x, tr_y), ("t10k", te_x, te_y)):
-        _atomic_write(raw / f"{prefix}-images-idx3-ubyte", _idx_bytes(x))
-        _atomic_write(raw / f"{prefix}-labels-idx1-ubyte", _idx_bytes(y.astype(np.uint8)))
+        write_atomic(raw / f"{prefix}-images-idx3-ubyte", _idx_bytes(x))
+        write_atomic(raw / f"{prefix}-labels-idx1-ubyte", _idx_bytes(y.astype(np.uint8)))
     return {"train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y}

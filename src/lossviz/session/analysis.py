@@ -1,0 +1,161 @@
+"""Projections of checkpoints to 2D (layout, PCA, t-SNE, a surface's plane) and Hessian spectra,
+stored in the project and found again. ``project(..., wait=False)`` runs on the quick queue, with
+progress per checkpoint read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lossviz.files import read_safetensors, safetensors_bytes, write_durably
+from lossviz.jobs import Job
+from lossviz.params import SpaceKind
+from lossviz.session.core import step
+from lossviz.session.project import callable_name
+from lossviz.session.surfaces import SurfaceService
+from lossviz.store import Checkpoint, spec_key
+from lossviz.validation import Interval, check
+
+PROJECTION_METHODS = ("layout", "pca", "tsne", "surface")
+
+
+@dataclass
+class Projection:
+    """2D coordinates of checkpoints: ``coords[i]`` is checkpoint ``ids[i]``."""
+
+    ids: list[int]
+    coords: np.ndarray
+    method: str
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"ids": list(self.ids), "coords": self.coords.tolist(), "method": self.method, "meta": self.meta}
+
+
+class AnalysisOps(SurfaceService):
+    """Projections (a surface's plane among them) and Hessians of a session."""
+
+    # ------------------------------------------------------------------ projections
+    def project(self, ids: Iterable[Any] | None = None, method: str = "layout", surface: Any = None, *,
+                wait: bool = True) -> Projection | Job:
+        """2D coordinates of checkpoints ``ids`` (all by default) by ``method``: "layout" (epoch x
+        branch lane), "pca" (exact, Gram matrix streamed from disk), "tsne", "surface" (least
+        squares in ``surface``'s plane). ``wait=False``: a job on the quick queue whose result is
+        the :class:`Projection`, with progress per checkpoint read."""
+        if method not in PROJECTION_METHODS:
+            raise ValueError(f"projection method {method!r} is unknown: use layout, pca, tsne or surface")
+        ckpts = self.store.checkpoints() if ids is None else [self.checkpoint(i) for i in ids]
+        if method != "layout" and not ckpts:
+            raise ValueError("no checkpoints to project; train first or pass ids=[...]")
+        if method == "surface" and surface is None:
+            raise ValueError("method='surface' needs surface= (a Surface from session.surface)")
+        return self._quick_work("project", f"{method} projection of {len(ckpts)} checkpoints",
+                                lambda job: self._projection(ckpts, method, surface, job), wait)
+
+    def _projection(self, ckpts: list[Checkpoint], method: str, surface: Any, job: Job | None) -> Projection:
+        if method == "layout":
+            return self._layout(ckpts)
+        if method == "surface":
+            return self._onto_surface([c.id for c in ckpts], surface, job)
+        return self._embedding([c.id for c in ckpts], method, job)
+
+    def _layout(self, ckpts: list[Checkpoint]) -> Projection:
+        from lossviz import projection as P
+
+        by_id = {c.id: c for c in self.store.checkpoints()}
+        bp = {b["id"]: (by_id[b["parent"]].branch if b["parent"] in by_id else None) for b in self.store.branches()}
+        coords = P.layout(ckpts, branch_parents=bp)
+        return Projection([c.id for c in ckpts], np.asarray(coords, dtype=np.float64), "layout", {})
+
+    def _vectors_read(self, ids: list[int], kind: SpaceKind, job: Job | None) -> Iterator[torch.Tensor]:
+        """The checkpoints' vectors one by one, read from disk (progress and cancel per read)."""
+        for i, cid in enumerate(ids):
+            step(job, i, len(ids), "checkpoints read")
+            yield self.vector(cid, kind)
+        step(job, len(ids), len(ids), "checkpoints read")
+
+    def _embedding(self, id_list: list[int], method: str, job: Job | None) -> Projection:
+        """PCA or t-SNE coordinates, stored under the ids and found again."""
+        from lossviz import projection as P
+
+        key = spec_key({"type": "projection", "method": method, "ids": id_list})
+        found = self.store.find_result(key)
+        if found is not None:
+            return Projection(id_list, np.asarray(found["meta"]["coords"], dtype=np.float64),
+                              method, found["meta"].get("info", {}))
+
+        def factory() -> Iterator[np.ndarray]:
+            return (v.numpy() for v in self._vectors_read(id_list, "weights", job))
+
+        if method == "pca":
+            k = min(2, len(id_list))
+            res = P.pca_gram(factory, n_components=k)
+            coords = np.zeros((len(id_list), 2))
+            coords[:, :k] = res.coords
+            info = {"explained_variance_ratio": np.asarray(res.explained_variance_ratio).tolist(),
+                    "explained_variance": np.asarray(res.explained_variance).tolist()}
+        else:
+            coords = np.asarray(P.tsne(factory), dtype=np.float64)
+            info = {}
+        self.store.put_result(key, "projection", {"method": method, "ids": id_list},
+                              meta={"coords": coords.tolist(), "info": info})
+        return Projection(id_list, coords, method, info)
+
+    def _onto_surface(self, id_list: list[int], surface: Any, job: Job | None) -> Projection:
+        """Least-squares coordinates of the checkpoints in a surface's plane."""
+        from lossviz import projection as P
+
+        if isinstance(surface, str):
+            surface = self.load_surface(surface)
+        if surface.directions is None or "center" not in surface.meta:
+            raise ValueError("this surface has no stored directions or center; compute it through the session")
+        kind = surface.directions.kind
+        cvec = self.vector(surface.meta["center"], kind)
+        vecs = torch.stack(list(self._vectors_read(id_list, kind, job)))
+        d = surface.directions.vectors
+        coords = np.asarray(P.onto_plane(vecs, cvec, d[0], d[1] if len(d) > 1 else None))
+        if coords.shape[1] == 1:
+            coords = np.concatenate([coords, np.zeros_like(coords)], axis=1)
+        return Projection(id_list, coords, "surface", {"surface": surface.meta.get("key")})
+
+    # ------------------------------------------------------------------ hessian
+    def hessian(self, checkpoint: Any, k: int = 2, trace: bool = True) -> dict:
+        """Top-``k`` Hessian eigenpairs (and the trace) of the training loss at ``checkpoint``,
+        through :mod:`lossviz.hessian`; stored and found again."""
+        k = check("k", k, Interval(int, 1, None, whole_floats=True))
+        c = self.checkpoint(checkpoint)
+        spec = {"type": "hessian", "center": c.id, "k": k, "trace": bool(trace),
+                "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
+                "data": self.data_fingerprint()}
+        key = spec_key(spec)
+        found = self.store.find_result(key)
+        if found is not None and found["path"] is not None:
+            tensors, _ = read_safetensors(found["path"])
+            out = dict(found["meta"])
+            out["eigenvectors"] = [tensors[f"v{i}"] for i in range(len(out["eigenvalues"]))]
+            return out
+        out, vecs = self._hessian_of(c, k, bool(trace))
+        self.store.put_result(
+            key, "hessian", spec, suffix=".safetensors", meta=out,
+            write=lambda p: write_durably(p, safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})),
+        )
+        out["eigenvectors"] = vecs
+        return out
+
+    def _hessian_of(self, c: Checkpoint, k: int, trace: bool) -> tuple[dict, list[torch.Tensor]]:
+        """(eigenvalues, residuals, convergence and trace; the flat CPU eigenvectors) at ``c``."""
+        from lossviz import hessian as H
+
+        model = self.model(c.id)
+        data = self.eval_data()["train"]
+        r = H.top_eigenpairs(model, data, k, self.loss)
+        out = {"checkpoint": c.id, "eigenvalues": [float(v) for v in r.eigenvalues],
+               "residuals": [float(v) for v in r.residuals], "converged": bool(r.converged)}
+        if trace:
+            tr = H.trace(model, data, loss=self.loss)
+            out["trace"], out["trace_stderr"] = float(tr.mean), float(tr.stderr)
+        return out, [torch.as_tensor(v).detach().cpu().reshape(-1) for v in r.eigenvectors]

@@ -1,0 +1,277 @@
+"""Opening a project: the model, data, loss, metrics, device and defaults a session works with,
+resolved from the arguments and the project's stored spec, checked, and the spec stored.
+
+Each ``resolve_*`` function turns one argument (``None``: the stored one) into what the session keeps,
+or raises an error that says what to pass; :func:`open_project` runs them in order and stores the
+spec (the first opening writes it; later ones check the architecture against it).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lossviz import training as T
+from lossviz.data import dataset_tensors, probe_model_data
+from lossviz.losses import resolve_loss as resolve_named_loss
+from lossviz.store import Store
+from lossviz.validation import Interval, check
+
+SPEC_VERSION = 1
+PROBE_SAMPLES = 512
+"""Training samples the model is tried on at opening (their labels are checked against its outputs)."""
+
+
+@dataclass
+class ModelSource:
+    """How the session builds models: ``factory()`` gives a fresh module; ``name`` is the zoo name
+    (stored in the spec) or ``None``; ``template`` the module given (its weights: the init checkpoint)."""
+
+    factory: Callable[[], nn.Module]
+    name: str | None
+    template: nn.Module | None = None
+
+
+@dataclass
+class DataSource:
+    """The training and (optional) test datasets; ``name`` is the zoo name (stored) or ``None``."""
+
+    train: Any
+    test: Any
+    name: str | None
+
+
+@dataclass
+class Project:
+    """Everything :class:`~lossviz.session.Session` keeps from an opening."""
+
+    store: Store
+    model: ModelSource
+    data: DataSource
+    loss: str | Callable
+    metrics: dict[str, Callable]
+    device: torch.device
+    eval_samples: int | None
+    defaults: dict
+    spec: dict
+
+
+def callable_name(fn: Any) -> str:
+    """The name a callable (loss, metric) is known by in stored keys."""
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> ModelSource:
+    """``model`` (a zoo name, a factory or a module; ``None``: the stored zoo name) as a :class:`ModelSource`."""
+    if model is None:
+        if not stored.get("model"):
+            raise ValueError(
+                f"{path}: pass model= (a zoo name such as 'mlp' or a factory); "
+                + ("this project was created with a model factory, pass it again" if stored else "the project is new")
+            )
+        model = stored["model"]
+    if isinstance(model, str):
+        from lossviz.zoo import get_model
+
+        name, kwargs = model, dict(model_kwargs)
+        return ModelSource(lambda: get_model(name, **kwargs), name)
+    if isinstance(model, nn.Module):
+        template = copy.deepcopy(model).cpu()
+        return ModelSource(lambda: copy.deepcopy(template), None, template)
+    if callable(model):
+        return ModelSource(model, None)
+    raise TypeError(
+        f"model must be a zoo name, a factory returning an nn.Module, or a module; got {type(model).__name__}"
+    )
+
+
+def resolve_data(data: Any, data_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> DataSource:
+    """``data`` (a zoo name, a Dataset, a ``(train, test)`` pair or ``(inputs, targets)`` tensors;
+    ``None``: the stored zoo name) as a :class:`DataSource` with a non-empty training set."""
+    if data is None:
+        if not stored.get("data"):
+            raise ValueError(
+                f"{path}: pass data= (a zoo name such as 'spirals', a Dataset, or a (train, test) pair)"
+                + ("; this project was created with a dataset, pass it again" if stored else "")
+            )
+        data = stored["data"]
+    if isinstance(data, str):
+        from lossviz.zoo import get_data
+
+        train, test = get_data(data, **data_kwargs)
+        source = DataSource(train, test, data)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        if all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
+            x, y = (torch.as_tensor(t) for t in data)
+            source = DataSource(torch.utils.data.TensorDataset(x, y), None, None)
+        else:
+            source = DataSource(data[0], data[1], None)
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        source = DataSource(data, None, None)
+    else:
+        raise TypeError(
+            f"data must be a zoo name, a Dataset, a (train, test) pair or (inputs, targets); got {type(data).__name__}"
+        )
+    if source.train is None or len(source.train) == 0:
+        raise ValueError("the training data is empty: give a dataset with samples")
+    return source
+
+
+def resolve_loss(loss: str | Callable, stored: Mapping[str, Any]) -> str | Callable:
+    """``loss``, or the stored loss name when ``loss`` is the default ``"cross_entropy"``; checked."""
+    if isinstance(loss, str) and loss == "cross_entropy" and isinstance(stored.get("loss"), str):
+        loss = stored["loss"]
+    resolve_named_loss(loss)  # validates
+    return loss
+
+
+def resolve_metrics(metrics: Mapping[str, Callable] | Sequence[Callable] | None) -> dict[str, Callable]:
+    """Extra metrics as ``{name: fn(outputs, targets)}`` (a list is named by the functions' names)."""
+    if metrics is None:
+        named: dict[str, Callable] = {}
+    elif isinstance(metrics, Mapping):
+        named = dict(metrics)
+    else:
+        named = {callable_name(f): f for f in metrics}
+    for name, fn in named.items():
+        if not callable(fn) or name in ("loss", "acc"):
+            raise ValueError(f"metric {name!r} must be a callable fn(outputs, targets) not named loss/acc")
+    return named
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU."""
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def resolve_eval_samples(eval_samples: int | None, stored: Mapping[str, Any]) -> int | None:
+    """``eval_samples`` (``None``: the stored value) as a positive integer or ``None`` (all samples)."""
+    if eval_samples is None:
+        eval_samples = stored.get("eval_samples")
+    return check("eval_samples", eval_samples, Interval(int, 1, None, whole_floats=True), allow_none=True)
+
+
+def resolve_defaults(hparams: Mapping[str, Any] | None, stored: Mapping[str, Any]) -> dict:
+    """The project's default hyperparameters: the library's, then the stored ones, then ``hparams``."""
+    unknown = sorted(set(hparams or {}) - set(T.HPARAM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}: use {list(T.HPARAM_NAMES)}")
+    defaults = dict(T.DEFAULT_HPARAMS)
+    defaults.update(stored.get("hparams") or {})
+    defaults.update(hparams or {})
+    return T.validate_hparams(defaults)
+
+
+def probe_model(source: ModelSource) -> nn.Module:
+    """A fresh model from the factory, checked to be a module."""
+    probe = source.factory()
+    if not isinstance(probe, nn.Module):
+        raise TypeError(f"the model factory returned {type(probe).__name__}, not an nn.Module")
+    return probe
+
+
+def check_model_takes_data(probe: nn.Module, train_set: Any, loss: str | Callable,
+                           metrics: Mapping[str, Callable]) -> None:
+    """The one probe, :func:`lossviz.data.probe_model_data`, on the first :data:`PROBE_SAMPLES`
+    training samples: a model that cannot take them, labels beyond its outputs, or a loss or metric
+    that does not return one number is named before anything is stored."""
+    probe_model_data(probe, dataset_tensors(train_set, PROBE_SAMPLES), loss, metrics)
+
+
+def architecture(model: nn.Module) -> list[list]:
+    """The state dict's ``[name, shape]`` entries: what a project's checkpoints must match."""
+    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
+
+
+def first_difference(stored: Sequence, given: Sequence) -> str:
+    """Words naming the first state-dict entry whose name or shape differs between two
+    architectures (lists of ``[name, shape]``)."""
+    theirs = {str(k): list(v) for k, v in stored}
+    ours = {str(k): list(v) for k, v in given}
+    for name, shape in ours.items():
+        if name in theirs and theirs[name] != shape:
+            return f"first difference: {name!r} has shape {theirs[name]} in the project but {shape} in the model"
+    for name in theirs:
+        if name not in ours:
+            return f"first difference: the project has {name!r} {theirs[name]}, which the model lacks"
+    for name in ours:
+        if name not in theirs:
+            return f"first difference: the model has {name!r} {ours[name]}, which the project lacks"
+    return "the state dict order differs"
+
+
+def project_spec(model: ModelSource, model_kwargs: Mapping[str, Any], data: DataSource,
+                 data_kwargs: Mapping[str, Any], loss: str | Callable, eval_samples: int | None,
+                 defaults: Mapping[str, Any], arch: list[list]) -> dict:
+    """The spec a new project stores (what reopening it without arguments needs)."""
+    return {
+        "version": SPEC_VERSION,
+        "model": model.name,
+        "model_kwargs": dict(model_kwargs) if model.name else None,
+        "data": data.name,
+        "data_kwargs": dict(data_kwargs) if data.name else None,
+        "loss": loss if isinstance(loss, str) else None,
+        "eval_samples": eval_samples,
+        "hparams": dict(defaults),
+        "architecture": arch,
+        "created": time.time(),
+    }
+
+
+def store_spec(store: Store, spec: dict) -> dict:
+    """Store ``spec`` unless the project has one; the stored one must describe the same architecture."""
+    existing = store.set_meta_if_absent("spec", spec)
+    if existing is not spec and existing.get("architecture") != spec["architecture"]:
+        raise ValueError(
+            f"{store.path} holds checkpoints of another architecture than the given model "
+            f"({first_difference(existing.get('architecture') or [], spec['architecture'])}): open it with "
+            "the model it was created with, or choose another folder"
+        )
+    return existing
+
+
+def open_project(
+    path: str | os.PathLike,
+    model: Any = None,
+    data: Any = None,
+    loss: str | Callable = "cross_entropy",
+    metrics: Mapping[str, Callable] | Sequence[Callable] | None = None,
+    *,
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    eval_samples: int | None = None,
+    hparams: Mapping[str, Any] | None = None,
+) -> Project:
+    """Open (or create) the project at ``path`` with these arguments (see :class:`~lossviz.session.Session`).
+    A failed opening leaves no new project behind."""
+    store = Store(path)
+    try:
+        stored = store.get_meta("spec") or {}
+        model_kwargs = dict(model_kwargs if model_kwargs is not None else stored.get("model_kwargs") or {})
+        data_kwargs = dict(data_kwargs if data_kwargs is not None else stored.get("data_kwargs") or {})
+        model_source = resolve_model(model, model_kwargs, stored, store.path)
+        data_source = resolve_data(data, data_kwargs, stored, store.path)
+        loss = resolve_loss(loss, stored)
+        named_metrics = resolve_metrics(metrics)
+        target = resolve_device(device)
+        samples = resolve_eval_samples(eval_samples, stored)
+        defaults = resolve_defaults(hparams, stored)
+        probe = probe_model(model_source)
+        check_model_takes_data(probe, data_source.train, loss, named_metrics)
+        spec = project_spec(model_source, model_kwargs, data_source, data_kwargs, loss, samples, defaults,
+                            architecture(probe))
+        spec = store_spec(store, spec)
+    except BaseException:
+        store.discard_if_created()  # a failed opening leaves no new project behind
+        raise
+    return Project(store, model_source, data_source, loss, named_metrics, target, samples, defaults, spec)
