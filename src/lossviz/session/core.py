@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from lossviz.jobs import Job, JobCancelled, JobQueue
 from lossviz.params import ParamSpace, SpaceKind
 from lossviz.session.project import Project
 from lossviz.store import Checkpoint, Store, checkpoint_id, tensor_sha
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 R = TypeVar("R")
 
