@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
+from lossviz.landscape import compute_surface
 from lossviz.refine import refine_surface
 from lossviz.subsample import subsampled_surface
-from lossviz.landscape import compute_surface
 from lossviz.zoo.data import make_spirals
 from lossviz.zoo.models import get_model
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from lossviz.directions import random_directions
-from lossviz.params import ParamSpace
 from lossviz.landscape import compute_surface
+from lossviz.params import ParamSpace
 from lossviz.zoo.models import get_model
 
 

@@ -185,7 +185,7 @@ def run_case(name, model, x, y, batch_size, n_grid, n_loop, repeats):
     space = ParamSpace(model, "weights")
     center = space.vector(model)
     ds = random_directions(space, center, 2, seed=0)
-    side = int(math.isqrt(n_grid))
+    side = math.isqrt(n_grid)
     a = torch.linspace(-1, 1, side)
     A, B = torch.meshgrid(a, a, indexing="xy")
     coeffs = torch.stack([A.reshape(-1), B.reshape(-1)], 1)

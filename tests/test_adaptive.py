@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from lossviz.landscape import compute_surface
 from lossviz.refine import coarse_mask, interpolants, refine_surface
 from lossviz.subsample import standard_error, subsampled_surface
-from lossviz.landscape import compute_surface
 
 
 class Bowl(nn.Module):

@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -40,10 +41,10 @@ from torch.nn import functional as F
 from lossviz.grid import SurfaceGrid, parse_axis
 from lossviz.io.checkpoints import load_checkpoint_into, save_state_dict
 from lossviz.io.h5 import read_directions, read_surface
+from lossviz.landscape import compute_surface
 from lossviz.params import ParamSpace
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.landscape import compute_surface
 
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}

@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
-
-import sys
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server  # noqa: E402
+from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server
 
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_e2e.ipynb"

@@ -23,9 +23,9 @@ from torch.nn import functional as F
 from lossviz import figures
 from lossviz.directions import DirectionSet
 from lossviz.io.h5 import read_surface, write_surface
+from lossviz.landscape import compute_surface
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.landscape import compute_surface
 from lossviz.widget import Explorer, checkpoint_table, wire_array
 
 ROOT = Path(__file__).resolve().parents[1]

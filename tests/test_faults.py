@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -29,8 +30,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import importlib
 
 from lossviz.session import Session
 from lossviz.store import Store

@@ -20,8 +20,8 @@ from lossviz.io.checkpoints import (
     save_state_dict,
 )
 from lossviz.io.h5 import read_directions, read_surface, write_directions, write_surface
-from lossviz.params import ParamSpace
 from lossviz.landscape import Surface
+from lossviz.params import ParamSpace
 
 
 def f_xy(x, y):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from lossviz.session import Session
 from lossviz.store import Store
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import multiprocessing
 import json
+import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -17,8 +17,8 @@ from torch import nn
 import lossviz
 from lossviz.directions import DirectionSet
 from lossviz.grid import SurfaceGrid
-from lossviz.params import ParamSpace
 from lossviz.landscape import Surface, compute_surface, evaluate_chunk, interpolate
+from lossviz.params import ParamSpace
 
 
 # ---------------------------------------------------------------------------------------- models

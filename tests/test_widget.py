@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 
-from lossviz.store import Checkpoint
 from lossviz.landscape import Surface
+from lossviz.store import Checkpoint
 from lossviz.widget import Explorer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ from lossviz.zoo import (
     write_fake_cifar10,
     write_fake_mnist,
 )
-from lossviz.zoo.models import CifarResNet
 from lossviz.zoo.data import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD
+from lossviz.zoo.models import CifarResNet
 
 torch.set_num_threads(1)
 

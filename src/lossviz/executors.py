@@ -30,6 +30,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     CancelledError,
@@ -40,7 +41,7 @@ from concurrent.futures import (
     wait,
 )
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 __all__ = [
     "DeviceExecutor",
@@ -68,7 +69,7 @@ class InProcessExecutor(Executor):
         future.set_running_or_notify_cancel()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the Future, like a pool
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             future.set_exception(exc)
@@ -116,7 +117,7 @@ class DeviceExecutor(Executor):
         self.devices = _resolve_devices(devices)
         self.max_workers = len(self.devices)
         self.chunks_per_device: dict[str, int] = {}
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._shutdown = False
         self._threads = [
@@ -193,7 +194,7 @@ class SpecMissing:
     pid: int
 
 
-_SPECS: "OrderedDict[str, Any]" = OrderedDict()
+_SPECS: OrderedDict[str, Any] = OrderedDict()
 _SPECS_LOCK = threading.Lock()
 _MAX_SPECS = 4
 _LOADS = [0]  # specs unpickled in this process

@@ -9,8 +9,9 @@ its flat index is ``k = i * nx + j``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -101,7 +102,7 @@ class SurfaceGrid:
     y: Axis | None = None
 
     @classmethod
-    def from_specs(cls, x: AxisLike, y: AxisLike | None = None) -> "SurfaceGrid":
+    def from_specs(cls, x: AxisLike, y: AxisLike | None = None) -> SurfaceGrid:
         gx = parse_axis(x, "x")
         gy = parse_axis(y, "y") if y is not None else None
         grid = cls(gx, gy)

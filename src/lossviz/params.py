@@ -12,8 +12,9 @@ into a ``{name: tensor}`` mapping that ``torch.func.functional_call`` accepts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -123,7 +124,7 @@ class ParamSpace:
     def __repr__(self) -> str:
         return f"ParamSpace(kind={self.kind!r}, tensors={len(self.entries)}, numel={self.numel})"
 
-    def compatible_with(self, other: "ParamSpace") -> bool:
+    def compatible_with(self, other: ParamSpace) -> bool:
         return self.kind == other.kind and self.names == other.names and self.shapes == other.shapes
 
     def mask(self, *roles: EntryRole | Literal["1d"]) -> torch.Tensor:

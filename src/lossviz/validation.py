@@ -28,7 +28,7 @@ import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Constraint", "Interval", "Options", "Boolean", "check", "validate_params"]
+__all__ = ["Boolean", "Constraint", "Interval", "Options", "check", "validate_params"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

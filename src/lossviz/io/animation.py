@@ -13,9 +13,10 @@ GIF delays are stored in hundredths of a second, so a frame lasts ``10 * round(1
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

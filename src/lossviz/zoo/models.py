@@ -9,20 +9,20 @@ user's own factory.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "MODELS",
     "MLP",
+    "MODELS",
+    "VGG",
+    "BasicBlock",
+    "CifarResNet",
     "LeNet",
     "SmallCNN",
-    "VGG",
-    "CifarResNet",
-    "BasicBlock",
     "get_model",
     "list_models",
 ]
