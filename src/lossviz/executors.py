@@ -22,6 +22,7 @@ Results come back as finished ``concurrent.futures.Future`` s, in completion ord
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -402,6 +403,7 @@ def _run_dask(
     worker process, a window of submitted chunks, results as they finish; a chunk lost with its
     worker is resubmitted, and a spec lost with its workers (scattered data cannot be recomputed)
     is scattered again first."""
+    from distributed import TimeoutError as DaskTimeoutError
     from distributed import wait as dask_wait
 
     if not chunks:
@@ -446,10 +448,9 @@ def _run_dask(
                 next_chunk += 1
             if not pending:
                 return
-            try:
+            # a timeout: look at cancel, then wait again; cancelled futures are sorted out below
+            with contextlib.suppress(DaskTimeoutError, CancelledError):
                 dask_wait(list(pending), timeout=poll_s, return_when="FIRST_COMPLETED")
-            except Exception:  # noqa: BLE001 - a timeout: look at cancel, then wait again
-                pass
             for fut in [f for f in pending if f.done()]:
                 i = pending.pop(fut)
                 if fut.status == "finished":

@@ -85,7 +85,8 @@ def parse_axis(spec: AxisLike, name: str = "x") -> Axis:
         raise ValueError(f"grid spec {label}: needs at least 1 point, got {num}; e.g. '-1:1:51'")
     if num > 1 and not lo < hi:
         raise ValueError(
-            f"grid spec {label}: min ({lo:g}) must be below max ({hi:g}); write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
+            f"grid spec {label}: min ({lo:g}) must be below max ({hi:g}); "
+            f"write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
         )
     if num > MAX_POINTS:
         raise ValueError(

@@ -158,7 +158,7 @@ class ParamSpace:
                 raise ValueError(
                     f"expected {len(self.entries)} tensors for this {self.kind} space, got {len(seq)}"
                 )
-        for e, t in zip(self.entries, seq):
+        for e, t in zip(self.entries, seq, strict=True):
             if tuple(t.shape) != e.shape:
                 raise ValueError(
                     f"shape mismatch for {e.name!r}: the model has {list(e.shape)}, the given tensor "

@@ -554,7 +554,7 @@ def layout(
 def _is_numeric(x: Any) -> bool:
     try:
         arr = np.asarray(x)
-    except Exception:
+    except (TypeError, ValueError):  # not array-like, or ragged
         return False
     return arr.dtype.kind in "biuf"
 

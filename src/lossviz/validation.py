@@ -89,9 +89,7 @@ class Interval(Constraint):
         right_in = self.closed in ("both", "right")
         if self.left is not None and (v < self.left or (v == self.left and not left_in)):
             return False
-        if self.right is not None and (v > self.right or (v == self.right and not right_in)):
-            return False
-        return True
+        return not (self.right is not None and (v > self.right or (v == self.right and not right_in)))
 
     def coerce(self, value: Any) -> Any:
         return self._number(value)

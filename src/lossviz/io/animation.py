@@ -78,7 +78,7 @@ def _as_paths(paths: Any, labels: Sequence[str] | None) -> tuple[list[np.ndarray
     if not arrays:
         raise ValueError("no path given: pass an (n, 2) array of coordinates, or a list / dict of them")
     out = []
-    for name, a in zip(names, arrays):
+    for name, a in zip(names, arrays, strict=True):
         a = np.asarray(a, dtype=np.float64)
         if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
             raise ValueError(
@@ -201,7 +201,7 @@ def render_path_frames(
     if title:
         ax.set_title(title)
     trails, markers = [], []
-    for p, name, c in zip(plist, names, colors):
+    for p, name, c in zip(plist, names, colors, strict=False):  # extra colours are unused
         (trail,) = ax.plot(p[:1, 0], p[:1, 1], "-", color=c, lw=line_width, label=name)
         (marker,) = ax.plot(p[:1, 0], p[:1, 1], "o", color=c, ms=marker_size, mec="black", mew=0.8)
         trails.append(trail)
@@ -241,7 +241,7 @@ def render_path_frames(
         images=images,
         indices=idx,
         paths=plist,
-        colors=[tuple(int(round(255 * v)) for v in to_rgb(c)) for c in colors[: len(plist)]],
+        colors=[tuple(round(255 * v) for v in to_rgb(c)) for c in colors[: len(plist)]],
         labels=names,
         affine=affine,
         size=(width, height),
@@ -256,7 +256,7 @@ def gif_frame_duration_ms(fps: float) -> int:
             f"fps={fps}: GIFs take 0 < fps <= {MAX_GIF_FPS} (viewers slow shorter delays down); "
             "for faster playback write .mp4"
         )
-    return 10 * max(1, int(round(100.0 / fps)))
+    return 10 * max(1, round(100.0 / float(fps)))
 
 
 def _shared_palette(images: Sequence[Any]):

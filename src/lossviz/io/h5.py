@@ -360,7 +360,8 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
     entry_of = {e.name: e for e in space.entries}
     names = _file_names(space)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for group, vec in zip(("xdirection", "ydirection"), directions.vectors):
+        # a 1D set has only the x direction
+        for group, vec in zip(("xdirection", "ydirection"), directions.vectors, strict=False):
             grp = f.create_group(group)
             vec = vec.detach().cpu().to(torch.float32)
             for i, name in enumerate(names):

@@ -9,6 +9,7 @@ user's own factory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -68,7 +69,7 @@ class MLP(nn.Module):
         if any(s < 1 for s in sizes):
             raise ValueError(f"MLP layer sizes must be positive, got {sizes}")
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(_activation(activation))
@@ -165,7 +166,7 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
                 size = -(-size // 2)
             else:
-                c_out = max(1, int(round(int(v) * width)))
+                c_out = max(1, round(int(v) * float(width)))
                 layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
