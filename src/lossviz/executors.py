@@ -289,6 +289,8 @@ def default_in_flight(executor: Any) -> int:
         or getattr(executor, "max_workers", None)
         or getattr(executor, "num_workers", None)  # mpi4py.futures
     )
+    if workers is None:
+        return 8
     try:
         return max(2, 2 * int(workers))
     except (TypeError, ValueError):
@@ -464,11 +466,11 @@ def _run_dask(
                         continue
                     yield i, _finished(result)
                     continue
-                exc = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
-                if lost(i, exc):
+                error = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
+                if lost(i, error):
                     submit(i)  # its worker died (the scheduler gave up): once more elsewhere
                     continue
-                yield i, _finished(exc=exc)
+                yield i, _finished(exc=error)
     finally:
         if pending:
             client.cancel(list(pending))

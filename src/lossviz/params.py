@@ -63,10 +63,8 @@ class ParamSpace:
         (BatchNorm running statistics) included and ``num_batches_tracked`` excluded.
     """
 
-    def __init__(self, module: nn.Module, kind: SpaceKind = "weights"):
-        if kind not in ("weights", "states"):
-            raise ValueError(f"unknown space kind {kind!r}: use 'weights' or 'states'")
-        self.kind: SpaceKind = kind
+    def __init__(self, module: nn.Module, kind: str = "weights"):
+        self.kind: SpaceKind = space_kind(kind)
         norm_names = {
             name for name, sub in module.named_modules() if isinstance(sub, _BN_TYPES)
         }
@@ -213,7 +211,16 @@ class ParamSpace:
         return out
 
 
-def parameter_space(module: nn.Module, kind: SpaceKind = "weights") -> ParamSpace:
+def space_kind(kind: str) -> SpaceKind:
+    """``kind`` as a :data:`SpaceKind`, or a ValueError naming the two there are."""
+    if kind == "weights":
+        return "weights"
+    if kind == "states":
+        return "states"
+    raise ValueError(f"unknown space kind {kind!r}: use 'weights' or 'states'")
+
+
+def parameter_space(module: nn.Module, kind: str = "weights") -> ParamSpace:
     """Shorthand for :class:`ParamSpace`."""
     return ParamSpace(module, kind)
 

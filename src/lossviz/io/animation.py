@@ -159,12 +159,11 @@ def render_path_frames(
     idx = frame_indices([len(p) for p in plist], frames)
     ref = int(np.argmax([len(p) for p in plist]))
     n_max = len(plist[ref])
-    if epochs is not None:
-        epochs = np.asarray(epochs, dtype=np.float64).ravel()
-        if epochs.size != n_max:
-            raise ValueError(
-                f"epochs has {epochs.size} values; give one per point of the longest path ({n_max})"
-            )
+    epoch_of = None if epochs is None else np.asarray(epochs, dtype=np.float64).ravel()
+    if epoch_of is not None and epoch_of.size != n_max:
+        raise ValueError(
+            f"epochs has {epoch_of.size} values; give one per point of the longest path ({n_max})"
+        )
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError(f"size={size}: frames must be at least 64x64 pixels")
@@ -230,8 +229,8 @@ def render_path_frames(
             markers[k].set_data(p[i : i + 1, 0], p[i : i + 1, 1])
         r = idx[f, ref]
         text = f"step {r}"
-        if epochs is not None:
-            text += f"  ·  epoch {epochs[r]:g}"
+        if epoch_of is not None:
+            text += f"  ·  epoch {epoch_of[r]:g}"
         caption.set_text(text)
         for a in dynamic:
             a.axes.draw_artist(a)
@@ -241,12 +240,18 @@ def render_path_frames(
         images=images,
         indices=idx,
         paths=plist,
-        colors=[tuple(round(255 * v) for v in to_rgb(c)) for c in colors[: len(plist)]],
+        colors=[_rgb255(to_rgb(c)) for c in colors[: len(plist)]],
         labels=names,
         affine=affine,
         size=(width, height),
         meta={"log": log, "levels": levels if isinstance(levels, int) else list(levels)},
     )
+
+
+def _rgb255(rgb: tuple[float, float, float]) -> tuple[int, int, int]:
+    """An RGB colour of floats in [0, 1] as bytes."""
+    r, g, b = rgb
+    return round(255 * r), round(255 * g), round(255 * b)
 
 
 def gif_frame_duration_ms(fps: float) -> int:

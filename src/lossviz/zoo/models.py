@@ -135,7 +135,7 @@ class SmallCNN(nn.Module):
         return self.classifier(x)
 
 
-_VGG_CFG = {
+_VGG_CFG: dict[str, list[int | str]] = {
     "vgg9": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
@@ -210,6 +210,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.use_shortcut = shortcut != "none"
+        self.shortcut: nn.Module
         if shortcut == "none":
             pass
         elif stride == 1 and in_planes == planes:
