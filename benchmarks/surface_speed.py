@@ -144,7 +144,7 @@ def reference_way(model, space, points, x, y, batch_size) -> float:
 def loop_way(model, space, points, x, y, batch_size) -> float:
     """(b) in-place weight copy per point, batches held in memory."""
     net = copy.deepcopy(model).eval()
-    batches = list(zip(x.split(batch_size), y.split(batch_size)))
+    batches = list(zip(x.split(batch_size), y.split(batch_size), strict=True))
     t0 = clock()
     with torch.no_grad():
         for p in points:
