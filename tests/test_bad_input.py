@@ -379,7 +379,7 @@ HPARAM_FIELDS = {"lr": BAD_POSITIVE, "momentum": st.one_of(NOT_A_NUMBER, st.floa
 
 @st.composite
 def bad_messages(draw):
-    kind = draw(st.sampled_from(sorted(COMMANDS) + ["hparams"]))
+    kind = draw(st.sampled_from([*sorted(COMMANDS), "hparams"]))
     if kind == "hparams":  # a train command with one bad hyperparameter
         field = draw(st.sampled_from(sorted(HPARAM_FIELDS)))
         value = draw(HPARAM_FIELDS[field])

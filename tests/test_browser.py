@@ -13,6 +13,7 @@ Screenshots go to ``test-artifacts/``. Without Chromium these tests fail (they n
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -78,7 +79,7 @@ def drag(page, path, modifiers=(), steps_per_segment=8):
         page.keyboard.down(m)
     page.mouse.move(*path[0])
     page.mouse.down()
-    for a, b in zip(path, path[1:]):
+    for a, b in itertools.pairwise(path):
         for s in range(1, steps_per_segment + 1):
             t = s / steps_per_segment
             page.mouse.move(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
@@ -229,6 +230,8 @@ def kernel(page):
 def restart_and_run_all(page, attempts=3):
     """Kernel restart and run all cells through the Run menu, as a person does; retried if the page was
     not ready to take it (the first cell's execution count never appears)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     for attempt in range(attempts):
         # restarting a kernel that is still starting loses its websocket: wait until the status bar says Idle
         page.wait_for_function(
@@ -249,7 +252,7 @@ def restart_and_run_all(page, attempts=3):
                 timeout=60_000,
             )
             return
-        except Exception:
+        except PlaywrightTimeoutError:
             shot(page, f"lab-restart-attempt-{attempt}")
     raise AssertionError("restart-and-run-all from the Run menu never started the cells")
 
