@@ -441,7 +441,8 @@ def _full_disk_checks(project: Path, fill) -> None:
     job = s.train(from_=tip.id, epochs=1)
     job.wait(120)
     assert job.state == "done", job.error
-    assert {c.id for c in s.checkpoints()} >= {tip.id, *[int(k.split("/")[1].split(".")[0]) for k in before if k.startswith("weights/")]}
+    stored_before = {int(k.split("/")[1].split(".")[0]) for k in before if k.startswith("weights/")}
+    assert {c.id for c in s.checkpoints()} >= {tip.id, *stored_before}
     s.close()
     check_checkpoints(project, lambda: get_model("mlp"))
 

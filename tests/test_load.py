@@ -126,4 +126,5 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
     # the reader never failed, saw the project grow, never saw a checkpoint it could not load
     assert reader["errors"] == [] and reader["reads"] >= 3
     assert reader["seen"] == sorted(reader["seen"]) and reader["seen"][-1] <= expected
-    print(f"\nload: {len(made)} checkpoints from 2 writers, {reader['reads']} reads, counts seen grew {reader['seen'][0]} -> {reader['seen'][-1]}")
+    print(f"\nload: {len(made)} checkpoints from 2 writers, {reader['reads']} reads, "
+          f"counts seen grew {reader['seen'][0]} -> {reader['seen'][-1]}")
