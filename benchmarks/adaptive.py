@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
+from lossviz.landscape import compute_surface
 from lossviz.refine import refine_surface
 from lossviz.subsample import subsampled_surface
-from lossviz.landscape import compute_surface
 from lossviz.zoo.data import make_spirals
 from lossviz.zoo.models import get_model
 
@@ -77,16 +77,17 @@ def main() -> None:
         full = compute_surface(model, data, x=spec, y=spec, progress=False)
         t_full = time.perf_counter() - t0
         exact = full.values["train_loss"]
-        print(f"{name:38s} {'uniform (reference)':34s} {1.0:7.3f} {0:8.4f} {0:9.5f} {0:12.4f} {0:13.5f} {t_full:7.1f}")
+        print(f"{name:38s} {'uniform (reference)':34s} {1.0:7.3f} {0:8.4f} {0:9.5f} {0:12.4f} {0:13.5f} "
+              f"{t_full:7.1f}")
         runs = [
-            ("refine budget=0.2 rtol=0.003", lambda: refine_surface(model, data, full.directions, x=spec, y=spec, rtol=0.003, budget=0.2)),
-            ("refine budget=0.1 rtol=0.003", lambda: refine_surface(model, data, full.directions, x=spec, y=spec, rtol=0.003, budget=0.1)),
-            ("subsample rtol=0.01", lambda: subsampled_surface(model, data, full.directions, x=spec, y=spec, rtol=0.01)),
-            ("subsample range_tol=0.003", lambda: subsampled_surface(model, data, full.directions, x=spec, y=spec, range_tol=0.003)),
+            ("refine budget=0.2 rtol=0.003", refine_surface, dict(rtol=0.003, budget=0.2)),
+            ("refine budget=0.1 rtol=0.003", refine_surface, dict(rtol=0.003, budget=0.1)),
+            ("subsample rtol=0.01", subsampled_surface, dict(rtol=0.01)),
+            ("subsample range_tol=0.003", subsampled_surface, dict(range_tol=0.003)),
         ]
-        for label, run in runs:
+        for label, method, options in runs:
             t0 = time.perf_counter()
-            surf = run()
+            surf = method(model, data, full.directions, x=spec, y=spec, **options)
             dt = time.perf_counter() - t0
             e = errors(surf.values["train_loss"], exact)
             frac = surf.meta["adaptive"]["fraction"]

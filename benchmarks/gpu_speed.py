@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from lossviz.directions import random_directions
-from lossviz.params import ParamSpace
 from lossviz.landscape import compute_surface
+from lossviz.params import ParamSpace
 from lossviz.zoo.models import get_model
 
 
@@ -51,7 +51,7 @@ def reference_loop(model, X, Y, points: torch.Tensor, space: ParamSpace, batch: 
     sync(X.device)
     t0 = time.perf_counter()
     for p in points:
-        for t, part in zip(tensors, space.split(p)):
+        for t, part in zip(tensors, space.split(p), strict=True):
             t.copy_(part.reshape(t.shape))
         total, correct = 0.0, 0
         for i in range(0, len(X), batch):
@@ -98,7 +98,7 @@ def main() -> None:
         model = get_model(name).to(device).eval()
         space = ParamSpace(model, "weights")
         center = space.vector(model).to(device)
-        nx = max(2, int(round(args.points ** 0.5)))
+        nx = max(2, round(args.points ** 0.5))
         dirs = torch.stack(random_directions(space, center.cpu(), 2, seed=0).vectors).to(device)
         n_ref = args.ref_points or max(2, args.points // 4)
         coeffs = torch.rand(n_ref, 2, generator=g).to(device) * 2 - 1

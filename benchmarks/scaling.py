@@ -30,7 +30,8 @@ def main() -> None:
     model = get_model(args.model).eval()
     g = torch.Generator().manual_seed(0)
     shape = (3, 32, 32) if args.model != "mlp" else (2,)
-    data = (torch.randn(args.n, *shape, generator=g), torch.randint(0, 10 if args.model != "mlp" else 2, (args.n,), generator=g))
+    n_classes = 10 if args.model != "mlp" else 2
+    data = (torch.randn(args.n, *shape, generator=g), torch.randint(0, n_classes, (args.n,), generator=g))
     spec = f"-1:1:{args.grid}"
     kw = dict(x=spec, y=spec, progress=False, chunk_size=args.chunk)
     n_points = args.grid**2

@@ -144,7 +144,7 @@ def reference_way(model, space, points, x, y, batch_size) -> float:
 def loop_way(model, space, points, x, y, batch_size) -> float:
     """(b) in-place weight copy per point, batches held in memory."""
     net = copy.deepcopy(model).eval()
-    batches = list(zip(x.split(batch_size), y.split(batch_size)))
+    batches = list(zip(x.split(batch_size), y.split(batch_size), strict=True))
     t0 = clock()
     with torch.no_grad():
         for p in points:
@@ -185,7 +185,7 @@ def run_case(name, model, x, y, batch_size, n_grid, n_loop, repeats):
     space = ParamSpace(model, "weights")
     center = space.vector(model)
     ds = random_directions(space, center, 2, seed=0)
-    side = int(math.isqrt(n_grid))
+    side = math.isqrt(n_grid)
     a = torch.linspace(-1, 1, side)
     A, B = torch.meshgrid(a, a, indexing="xy")
     coeffs = torch.stack([A.reshape(-1), B.reshape(-1)], 1)

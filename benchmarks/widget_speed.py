@@ -61,14 +61,17 @@ def make_notebook(path: Path, source_nb: Path) -> None:
     cells = [nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(description='baseline')")]
     cells += [c for c in nb.cells if c.cell_type == "code"]
     cells += [nbformat.v4.new_code_cell(FAKE_SESSION),
-              nbformat.v4.new_code_cell("small = Explorer(ManyPoints(500), throttle=0.05, height=500)\nprobe_for(small, 'small.json')\nsmall"),
-              nbformat.v4.new_code_cell("big = Explorer(ManyPoints(50_000), throttle=0.05, height=500)\nprobe_for(big, 'big.json')\nbig")]
+              nbformat.v4.new_code_cell("small = Explorer(ManyPoints(500), throttle=0.05, height=500)\n"
+                                        "probe_for(small, 'small.json')\nsmall"),
+              nbformat.v4.new_code_cell("big = Explorer(ManyPoints(50_000), throttle=0.05, height=500)\n"
+                                        "probe_for(big, 'big.json')\nbig")]
     nb.cells = cells
     nbformat.write(nb, path)
 
 
 def restart_and_run_all(page) -> float:
-    page.wait_for_function("() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\|\\s*Idle/.test(e.textContent))",
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+                           ".some((e) => /\\|\\s*Idle/.test(e.textContent))",
                            timeout=120_000)
     time.sleep(3)
     page.locator("div.lm-MenuBar-itemLabel", has_text="Run").first.click()
@@ -144,12 +147,13 @@ def main() -> None:
                 t_slider = time.perf_counter() - t0
                 page.wait_for_selector(".lossviz-explorer .lv-cell-contour[data-state=complete]", timeout=240_000)
                 t_contour = time.perf_counter() - t0
-                page.wait_for_function("() => document.querySelectorAll('.lossviz-explorer').length === 3", timeout=240_000)
+                page.wait_for_function("() => document.querySelectorAll('.lossviz-explorer').length === 3",
+                                       timeout=240_000)
                 page.wait_for_selector(".lossviz-explorer >> nth=2 >> .lv-scatter-plot .main-svg", timeout=240_000)
                 results.append((run, t_slider, t_contour))
             for run, t_slider, t_contour in results:
-                print(f"[{run}] restart-and-run-all -> baseline slider shown {t_slider:6.2f} s; Explorer's first complete contour "
-                      f"{t_contour:6.2f} s; ratio {t_contour / t_slider:5.2f}x")
+                print(f"[{run}] restart-and-run-all -> baseline slider shown {t_slider:6.2f} s; "
+                      f"Explorer's first complete contour {t_contour:6.2f} s; ratio {t_contour / t_slider:5.2f}x")
             page.wait_for_timeout(2000)
             t_small, n_small = lasso_time(page, 1, work / "small.json")
             t_big, n_big = lasso_time(page, 2, work / "big.json")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from lossviz.landscape import compute_surface
 from lossviz.refine import coarse_mask, interpolants, refine_surface
 from lossviz.subsample import standard_error, subsampled_surface
-from lossviz.landscape import compute_surface
 
 
 class Bowl(nn.Module):
@@ -49,8 +49,8 @@ def bowl_full():
 def test_coarse_mask_and_interpolants_are_exact_on_a_plane():
     mask = coarse_mask((9, 11), 4)
     assert np.flatnonzero(mask[0]).tolist() == [0, 4, 8, 10] and np.flatnonzero(mask[:, 0]).tolist() == [0, 4, 8]
-    J, I = np.meshgrid(np.arange(11.0), np.arange(9.0))
-    plane = 2.0 * J - 3.0 * I + 1.0
+    col, row = np.meshgrid(np.arange(11.0), np.arange(9.0))
+    plane = 2.0 * col - 3.0 * row + 1.0
     cubic, linear = interpolants((9, 11), mask, np.where(mask, plane, np.nan))
     np.testing.assert_allclose(cubic, plane, atol=1e-5)  # its gradients are fitted iteratively (tol 1e-6)
     np.testing.assert_allclose(linear, plane, atol=1e-9)

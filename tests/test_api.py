@@ -6,6 +6,8 @@ import importlib.metadata
 import subprocess
 import sys
 
+import pytest
+
 import lossviz
 
 
@@ -46,9 +48,5 @@ def test_all_and_dir_name_the_lazy_names():
 
 
 def test_an_unknown_name_is_an_attribute_error():
-    try:
+    with pytest.raises(AttributeError, match="no_such_thing"):
         lossviz.no_such_thing  # noqa: B018
-    except AttributeError as e:
-        assert "no_such_thing" in str(e)
-    else:
-        raise AssertionError("lossviz.no_such_thing did not raise")

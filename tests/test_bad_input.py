@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -40,10 +41,10 @@ from torch.nn import functional as F
 from lossviz.grid import SurfaceGrid, parse_axis
 from lossviz.io.checkpoints import load_checkpoint_into, save_state_dict
 from lossviz.io.h5 import read_directions, read_surface
+from lossviz.landscape import compute_surface
 from lossviz.params import ParamSpace
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.landscape import compute_surface
 
 SPIRALS = {"n": 120, "n_test": 40}
 HP = {"batch_size": 60, "lr": 0.05}
@@ -193,32 +194,59 @@ def _other_arch_into_model(w: World) -> None:
 # (name, call, exception types, words the message must hold: the offending value/name, and a hint)
 CATALOGUE: list[tuple[str, Callable[[World], Any], tuple, list[str]]] = [
     # --- grid specs
-    ("grid 1:-1:0", lambda w: w.session.surface(w.ids[-1], x="1:-1:0"), ValueError, ["'1:-1:0'", "at least 1 point", "e.g. '-1:1:51'"]),
-    ("grid a:b:c", lambda w: w.session.surface(w.ids[-1], x="a:b:c"), ValueError, ["'a:b:c'", "must be numbers", "e.g."]),
-    ("grid 1:-1:5", lambda w: w.session.surface(w.ids[-1], x="1:-1:5"), ValueError, ["'1:-1:5'", "below max", "write e.g. '-1:1:5'"]),
-    ("grid million points 1D", lambda w: parse_axis("-1:1:1000000"), ValueError, ["1000000 points", "use fewer points"]),
-    ("grid million points 2D", lambda w: w.session.surface(w.ids[-1], x="-1:1:1000", y="-1:1:1000"), ValueError, ["1000000 points", "use fewer points"]),
+    ("grid 1:-1:0", lambda w: w.session.surface(w.ids[-1], x="1:-1:0"), ValueError,
+     ["'1:-1:0'", "at least 1 point", "e.g. '-1:1:51'"]),
+    ("grid a:b:c", lambda w: w.session.surface(w.ids[-1], x="a:b:c"), ValueError,
+     ["'a:b:c'", "must be numbers", "e.g."]),
+    ("grid 1:-1:5", lambda w: w.session.surface(w.ids[-1], x="1:-1:5"), ValueError,
+     ["'1:-1:5'", "below max", "write e.g. '-1:1:5'"]),
+    ("grid million points 1D", lambda w: parse_axis("-1:1:1000000"), ValueError,
+     ["1000000 points", "use fewer points"]),
+    ("grid million points 2D", lambda w: w.session.surface(w.ids[-1], x="-1:1:1000", y="-1:1:1000"), ValueError,
+     ["1000000 points", "use fewer points"]),
     ("grid two fields", lambda w: SurfaceGrid.from_specs("-1:1"), ValueError, ["'-1:1'", "min:max:num"]),
     ("grid fractional count", lambda w: parse_axis("-1:1:2.5"), ValueError, ["'-1:1:2.5'", "must be an integer"]),
     ("grid nan bound", lambda w: w.session.surface(w.ids[-1], x="nan:1:3"), ValueError, ["'nan:1:3'", "finite"]),
     # --- HDF5 files missing datasets or with wrong shapes
-    ("h5 no xcoordinates", lambda w: read_surface(w.root / "inputs" / "no_coords.h5"), ValueError, ["no_coords.h5", "'xcoordinates'", "expected"]),
-    ("h5 wrong shape", lambda w: read_surface(w.root / "inputs" / "bad_shape.h5"), ValueError, ["'train_loss'", "(4, 4)", "expected (3, 5)"]),
-    ("h5 no metric", lambda w: read_surface(w.root / "inputs" / "coords_only.h5"), ValueError, ["coords_only.h5", "no metric dataset", "train_loss"]),
-    ("h5 no xdirection", lambda w: read_directions(w.root / "inputs" / "no_xdirection.h5", ParamSpace(w.session.new_model())), ValueError, ["'xdirection'", "expected groups"]),
-    ("h5 direction shape", lambda w: read_directions(w.root / "inputs" / "bad_dirs.h5", ParamSpace(w.session.new_model())), ValueError, ["bad_dirs.h5", "shape"]),
-    ("h5 too few tensors", lambda w: read_directions(w.root / "inputs" / "few_dirs.h5", ParamSpace(w.session.new_model())), ValueError, ["few_dirs.h5"]),
-    ("cli info wrong shape", lambda w: _cli("info", w.root / "inputs" / "bad_shape.h5"), SystemExit, ["exit 2", "bad_shape.h5", "'train_loss'", "expected"]),
-    ("cli plot no xcoordinates", lambda w: _cli("plot", w.root / "inputs" / "no_coords.h5", "--out", w.root / "inputs" / "x.html"), SystemExit, ["exit 2", "no_coords.h5", "xcoordinates"]),
+    ("h5 no xcoordinates", lambda w: read_surface(w.root / "inputs" / "no_coords.h5"), ValueError,
+     ["no_coords.h5", "'xcoordinates'", "expected"]),
+    ("h5 wrong shape", lambda w: read_surface(w.root / "inputs" / "bad_shape.h5"), ValueError,
+     ["'train_loss'", "(4, 4)", "expected (3, 5)"]),
+    ("h5 no metric", lambda w: read_surface(w.root / "inputs" / "coords_only.h5"), ValueError,
+     ["coords_only.h5", "no metric dataset", "train_loss"]),
+    ("h5 no xdirection",
+     lambda w: read_directions(w.root / "inputs" / "no_xdirection.h5", ParamSpace(w.session.new_model())), ValueError,
+     ["'xdirection'", "expected groups"]),
+    ("h5 direction shape",
+     lambda w: read_directions(w.root / "inputs" / "bad_dirs.h5", ParamSpace(w.session.new_model())), ValueError,
+     ["bad_dirs.h5", "shape"]),
+    ("h5 too few tensors",
+     lambda w: read_directions(w.root / "inputs" / "few_dirs.h5", ParamSpace(w.session.new_model())), ValueError,
+     ["few_dirs.h5"]),
+    ("cli info wrong shape", lambda w: _cli("info", w.root / "inputs" / "bad_shape.h5"), SystemExit,
+     ["exit 2", "bad_shape.h5", "'train_loss'", "expected"]),
+    ("cli plot no xcoordinates",
+     lambda w: _cli("plot", w.root / "inputs" / "no_coords.h5", "--out", w.root / "inputs" / "x.html"), SystemExit,
+     ["exit 2", "no_coords.h5", "xcoordinates"]),
     # --- checkpoints of another architecture, ids that do not exist
-    ("ckpt other architecture", _other_arch_into_model, ValueError, ["small.safetensors", "'net.0.weight'", "[16, 2]", "[32, 2]", "build the model with"]),
-    ("session other architecture", lambda w: _open_and_close(w.project, model="mlp", model_kwargs={"hidden": (16, 16)}), ValueError, ["'net.0.weight'", "[32, 2]", "[16, 2]", "open it with the model it was created with"]),
-    ("cli model-file2 other architecture", lambda w: _cli("surface", "--x=-1:1:3", "--dataset", "spirals", "--data-kwargs", '{"n": 60}', "--model-file2", w.small_ckpt, "--model-file", w.small_ckpt, "--out", w.root / "inputs" / "o.h5"), SystemExit, ["exit 2", "net.0.weight", "does not fit"]),
-    ("checkpoint 999", lambda w: w.session.checkpoint(999), KeyError, ["no checkpoint 999", "list them with checkpoints()"]),
+    ("ckpt other architecture", _other_arch_into_model, ValueError,
+     ["small.safetensors", "'net.0.weight'", "[16, 2]", "[32, 2]", "build the model with"]),
+    ("session other architecture",
+     lambda w: _open_and_close(w.project, model="mlp", model_kwargs={"hidden": (16, 16)}), ValueError,
+     ["'net.0.weight'", "[32, 2]", "[16, 2]", "open it with the model it was created with"]),
+    ("cli model-file2 other architecture",
+     lambda w: _cli("surface", "--x=-1:1:3", "--dataset", "spirals", "--data-kwargs", '{"n": 60}',
+                    "--model-file2", w.small_ckpt, "--model-file", w.small_ckpt, "--out", w.root / "inputs" / "o.h5"),
+     SystemExit,
+     ["exit 2", "net.0.weight", "does not fit"]),
+    ("checkpoint 999", lambda w: w.session.checkpoint(999), KeyError,
+     ["no checkpoint 999", "list them with checkpoints()"]),
     ("train from 999", lambda w: w.session.train(from_=999), KeyError, ["no checkpoint 999", "checkpoints()"]),
-    ("surface around 999", lambda w: w.session.surface(999, x="-1:1:3"), KeyError, ["no checkpoint 999", "checkpoints()"]),
+    ("surface around 999", lambda w: w.session.surface(999, x="-1:1:3"), KeyError,
+     ["no checkpoint 999", "checkpoints()"]),
     ("disturb 999", lambda w: w.session.disturb(999, 0.1), KeyError, ["no checkpoint 999", "checkpoints()"]),
-    ("interpolate to 999", lambda w: w.session.interpolate(w.ids[0], 999, 3), KeyError, ["no checkpoint 999", "checkpoints()"]),
+    ("interpolate to 999", lambda w: w.session.interpolate(w.ids[0], 999, 3), KeyError,
+     ["no checkpoint 999", "checkpoints()"]),
     ("model 999", lambda w: w.session.model(999), KeyError, ["no checkpoint 999", "checkpoints()"]),
     # --- hyperparameters
     ("lr negative", lambda w: _train(w, lr=-0.1), ValueError, ["lr", "-0.1", "> 0"]),
@@ -231,25 +259,43 @@ CATALOGUE: list[tuple[str, Callable[[World], Any], tuple, list[str]]] = [
     ("unknown optimizer", lambda w: _train(w, optimizer="adamax"), ValueError, ["'adamax'", "use one of", "sgd"]),
     ("unknown schedule", lambda w: _train(w, schedule="sometimes"), ValueError, ["'sometimes'", "use 'constant'"]),
     ("disturb NaN magnitude", lambda w: w.session.disturb(w.ids[-1], NAN), ValueError, ["magnitude", "nan", "finite"]),
-    ("session lr negative (new)", lambda w: _session(w.root / "new_lr"  , hparams={"lr": -1.0}), ValueError, ["lr", "-1.0", "> 0"]),
-    ("session unknown hparam (new)", lambda w: _session(w.root / "new_hp", hparams={"lrr": 0.1}), ValueError, ["'lrr'", "use ['lr'"]),
+    ("session lr negative (new)", lambda w: _session(w.root / "new_lr"  , hparams={"lr": -1.0}), ValueError,
+     ["lr", "-1.0", "> 0"]),
+    ("session unknown hparam (new)", lambda w: _session(w.root / "new_hp", hparams={"lrr": 0.1}), ValueError,
+     ["'lrr'", "use ['lr'"]),
     # --- data and loss
-    ("empty dataset (new)", lambda w: Session(w.root / "new_empty", model="mlp", data=(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))), ValueError, ["training data is empty", "give a dataset with samples"]),
+    ("empty dataset (new)",
+     lambda w: Session(w.root / "new_empty", model="mlp", data=(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))),
+     ValueError,
+     ["training data is empty", "give a dataset with samples"]),
     ("empty dataset surface", _empty_surface, ValueError, ["no samples", "give at least one"]),
-    ("non-scalar loss training", _nonscalar_session_train, ValueError, ["loss returned a tensor of shape [2]", "not a scalar", "mean"]),
+    ("non-scalar loss training", _nonscalar_session_train, ValueError,
+     ["loss returned a tensor of shape [2]", "not a scalar", "mean"]),
     ("non-scalar loss surface", _nonscalar_surface, ValueError, ["loss returned [2]", "not a scalar", "mean"]),
     ("unknown loss name", lambda w: Session(w.project, loss="hinge"), ValueError, ["'hinge'", "use one of"]),
     # --- folders that are not projects
-    ("folder that is not a project", lambda w: _open_and_close(w.root / "thesis", model="mlp", data="spirals"), ValueError, ["thesis", "not a lossviz project", "'chapter1.tex'", "new or empty folder"]),
-    ("index that is not SQLite", lambda w: _open_and_close(w.root / "garbage"), ValueError, ["garbage/index.sqlite", "not a readable lossviz index", "choose another folder"]),
-    ("SQLite of something else", lambda w: _open_and_close(w.root / "otherdb", model="mlp", data="spirals"), ValueError, ["otherdb/index.sqlite", "invoices", "choose another folder"]),
-    ("a file, not a folder", lambda w: _open_and_close(w.root / "afile", model="mlp", data="spirals"), ValueError, ["afile", "is a file", "choose another path"]),
-    ("new project without a model", lambda w: _open_and_close(w.root / "new_nomodel"), ValueError, ["new_nomodel", "pass model="]),
-    ("store create=False", lambda w: Store(w.root / "absent", create=False), FileNotFoundError, ["absent", "check the path"]),
+    ("folder that is not a project",
+     lambda w: _open_and_close(w.root / "thesis", model="mlp", data="spirals"), ValueError,
+     ["thesis", "not a lossviz project", "'chapter1.tex'", "new or empty folder"]),
+    ("index that is not SQLite", lambda w: _open_and_close(w.root / "garbage"), ValueError,
+     ["garbage/index.sqlite", "not a readable lossviz index", "choose another folder"]),
+    ("SQLite of something else", lambda w: _open_and_close(w.root / "otherdb", model="mlp", data="spirals"), ValueError,
+     ["otherdb/index.sqlite", "invoices", "choose another folder"]),
+    ("a file, not a folder", lambda w: _open_and_close(w.root / "afile", model="mlp", data="spirals"), ValueError,
+     ["afile", "is a file", "choose another path"]),
+    ("new project without a model", lambda w: _open_and_close(w.root / "new_nomodel"), ValueError,
+     ["new_nomodel", "pass model="]),
+    ("store create=False", lambda w: Store(w.root / "absent", create=False), FileNotFoundError,
+     ["absent", "check the path"]),
     # --- surfaces and projections
-    ("unknown directions", lambda w: w.session.surface(w.ids[-1], directions="sideways", x="-1:1:3"), ValueError, ["'sideways'", "use 'random'"]),
-    ("unknown kind", lambda w: w.session.surface(w.ids[-1], kind="bias", x="-1:1:3"), ValueError, ["'bias'", "'weights' or 'states'"]),
-    ("pca of one checkpoint", lambda w: w.session.surface(w.ids[-1], directions="pca", x="-1:1:3", y="-1:1:3", checkpoints=[w.ids[0]]), ValueError, ["PCA directions need at least 2 checkpoints", "got 1", "pass checkpoints="]),
+    ("unknown directions", lambda w: w.session.surface(w.ids[-1], directions="sideways", x="-1:1:3"), ValueError,
+     ["'sideways'", "use 'random'"]),
+    ("unknown kind", lambda w: w.session.surface(w.ids[-1], kind="bias", x="-1:1:3"), ValueError,
+     ["'bias'", "'weights' or 'states'"]),
+    ("pca of one checkpoint",
+     lambda w: w.session.surface(w.ids[-1], directions="pca", x="-1:1:3", y="-1:1:3", checkpoints=[w.ids[0]]),
+     ValueError,
+     ["PCA directions need at least 2 checkpoints", "got 1", "pass checkpoints="]),
     ("unknown projection", lambda w: w.session.project(method="umap"), ValueError, ["'umap'", "use layout"]),
 ]
 
@@ -345,15 +391,22 @@ MISSING = object()
 
 # command -> (a valid payload, {field: strategy of invalid values}, required fields)
 COMMANDS = {
-    "train": ({"epochs": 1, "hparams": {}}, {"from": BAD_ID, "epochs": st.one_of(NOT_AN_INT, st.integers(-5, 0)),
-                                             "hparams": st.one_of(LETTERS, st.lists(st.integers(), max_size=2), st.integers())}, []),
-    "disturb": ({"from": 0, "magnitude": 0.1}, {"from": BAD_ID, "magnitude": BAD_POSITIVE, "seed": st.one_of(NOT_AN_INT, st.integers(-9, -1))},
+    "train": ({"epochs": 1, "hparams": {}},
+              {"from": BAD_ID, "epochs": st.one_of(NOT_AN_INT, st.integers(-5, 0)),
+               "hparams": st.one_of(LETTERS, st.lists(st.integers(), max_size=2), st.integers())},
+              []),
+    "disturb": ({"from": 0, "magnitude": 0.1},
+                {"from": BAD_ID, "magnitude": BAD_POSITIVE, "seed": st.one_of(NOT_AN_INT, st.integers(-9, -1))},
                 ["from", "magnitude"]),
-    "interpolate": ({"a": 0, "b": 1, "n": 3}, {"a": BAD_ID, "b": BAD_ID, "n": st.one_of(NOT_AN_INT, st.integers(-5, 1))}, ["b"]),
+    "interpolate": ({"a": 0, "b": 1, "n": 3},
+                    {"a": BAD_ID, "b": BAD_ID, "n": st.one_of(NOT_AN_INT, st.integers(-5, 1))},
+                    ["b"]),
     "surface": ({"center": 0, "range": "-1:1", "resolution": 3},
-                {"center": BAD_ID, "directions": BAD_CHOICE, "resolution": st.one_of(NOT_AN_INT, st.integers(-5, 2), st.integers(402, 10**7)),
+                {"center": BAD_ID, "directions": BAD_CHOICE,
+                 "resolution": st.one_of(NOT_AN_INT, st.integers(-5, 2), st.integers(402, 10**7)),
                  "range": st.one_of(NOT_TEXT, LETTERS, st.sampled_from(["1:-1", "0:0", "a:1", "1:2:3", "nan:1"])),
-                 "adaptive": st.one_of(LETTERS, st.integers(), st.just(NAN), st.dictionaries(LETTERS, st.integers(), max_size=2))},
+                 "adaptive": st.one_of(LETTERS, st.integers(), st.just(NAN),
+                                       st.dictionaries(LETTERS, st.integers(), max_size=2))},
                 ["center"]),
     "project": ({"method": "layout"}, {"method": BAD_CHOICE}, ["method"]),
     "select": ({"ids": [0]}, {"ids": BAD_IDS}, ["ids"]),
@@ -369,7 +422,8 @@ COMMANDS = {
 }
 HPARAM_FIELDS = {"lr": BAD_POSITIVE, "momentum": st.one_of(NOT_A_NUMBER, st.floats(-10, -0.01)),
                  "weight_decay": st.one_of(NOT_A_NUMBER, st.floats(-10, -0.01)),
-                 "batch_size": st.one_of(NOT_AN_INT, st.integers(-5, 0)), "seed": st.one_of(NOT_AN_INT, st.integers(-9, -1)),
+                 "batch_size": st.one_of(NOT_AN_INT, st.integers(-5, 0)),
+                 "seed": st.one_of(NOT_AN_INT, st.integers(-9, -1)),
                  "nesterov": st.one_of(LETTERS, st.integers(), st.just(NAN)),
                  # "" is the form's "inherit this field", a valid value: not among the bad ones here
                  "optimizer": BAD_CHOICE.filter(lambda v: v != ""), "schedule": BAD_CHOICE.filter(lambda v: v != ""),
@@ -378,7 +432,7 @@ HPARAM_FIELDS = {"lr": BAD_POSITIVE, "momentum": st.one_of(NOT_A_NUMBER, st.floa
 
 @st.composite
 def bad_messages(draw):
-    kind = draw(st.sampled_from(sorted(COMMANDS) + ["hparams"]))
+    kind = draw(st.sampled_from([*sorted(COMMANDS), "hparams"]))
     if kind == "hparams":  # a train command with one bad hyperparameter
         field = draw(st.sampled_from(sorted(HPARAM_FIELDS)))
         value = draw(HPARAM_FIELDS[field])

@@ -13,18 +13,18 @@ Screenshots go to ``test-artifacts/``. Without Chromium these tests fail (they n
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
-
-import sys
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server  # noqa: E402
+from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server
 
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_e2e.ipynb"
@@ -68,7 +68,10 @@ def point_pixels(page):
             const plot = box.views.scatter.el.getBoundingClientRect();
             const out = {};
             const ids = box.ctx.state.projection.ids;
-            for (const id of ids) { const p = box.views.scatter.pixelOf(id); if (p) out[id] = [plot.left + p[0], plot.top + p[1]]; }
+            for (const id of ids) {
+                const p = box.views.scatter.pixelOf(id);
+                if (p) out[id] = [plot.left + p[0], plot.top + p[1]];
+            }
             return out;
         }"""
     ).items()}
@@ -79,7 +82,7 @@ def drag(page, path, modifiers=(), steps_per_segment=8):
         page.keyboard.down(m)
     page.mouse.move(*path[0])
     page.mouse.down()
-    for a, b in zip(path, path[1:]):
+    for a, b in itertools.pairwise(path):
         for s in range(1, steps_per_segment + 1):
             t = s / steps_per_segment
             page.mouse.move(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
@@ -97,7 +100,9 @@ def brush_expectation(pixels, a, b, radius=8.0, band=1.0):
 
 def assert_set_between(actual, must, may, what):
     actual = set(actual)
-    assert must <= actual <= must | may, f"{what}: got {sorted(actual)}, expected {sorted(must)} (+ maybe {sorted(may)})"
+    assert must <= actual <= must | may, (
+        f"{what}: got {sorted(actual)}, expected {sorted(must)} (+ maybe {sorted(may)})"
+    )
 
 
 # ----------------------------------------------------------------------------------------- 1. harness
@@ -191,11 +196,12 @@ def test_harness_brush_lasso_deselect_click_and_form(harness_page):
     # select none clears; wheel zoom changes the axis range
     page.click("button.lv-select-none")
     assert page.evaluate("() => window.model.sent.at(-1).type") == "select_none"
-    before = page.evaluate("() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range.slice()")
+    x_range = "() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range.slice()"
+    before = page.evaluate(x_range)
     page.mouse.move(*pix[10])
     page.mouse.wheel(0, -300)
-    wait_for(lambda: page.evaluate("() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range.slice()") != before, what="zoom")
-    after = page.evaluate("() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range.slice()")
+    wait_for(lambda: page.evaluate(x_range) != before, what="zoom")
+    after = page.evaluate(x_range)
     assert after[1] - after[0] < before[1] - before[0]
     shot(page, "harness-after-gestures")
     assert page.errors == []
@@ -222,6 +228,11 @@ def lab(tmp_path_factory, chromium):
         yield page
 
 
+def scatter_points(page):
+    """How many checkpoints the Explorer's scatter cell says it draws."""
+    return int(page.get_attribute(f"{EXPLORER} .lv-cell-scatter", "data-points"))
+
+
 def kernel(page):
     """The kernel's view, written by the notebook's observer."""
     return json.loads(Path(page.probe).read_text())
@@ -230,10 +241,13 @@ def kernel(page):
 def restart_and_run_all(page, attempts=3):
     """Kernel restart and run all cells through the Run menu, as a person does; retried if the page was
     not ready to take it (the first cell's execution count never appears)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     for attempt in range(attempts):
         # restarting a kernel that is still starting loses its websocket: wait until the status bar says Idle
         page.wait_for_function(
-            "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\|\\s*Idle/.test(e.textContent))",
+            "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+            ".some((e) => /\\|\\s*Idle/.test(e.textContent))",
             timeout=120_000,
         )
         time.sleep(3.0)
@@ -246,11 +260,12 @@ def restart_and_run_all(page, attempts=3):
         accept.click()
         try:
             page.wait_for_function(
-                "() => [...document.querySelectorAll('.jp-InputArea-prompt')].some((e) => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
+                "() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
+                ".some((e) => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
                 timeout=60_000,
             )
             return
-        except Exception:
+        except PlaywrightTimeoutError:
             shot(page, f"lab-restart-attempt-{attempt}")
     raise AssertionError("restart-and-run-all from the Run menu never started the cells")
 
@@ -277,7 +292,7 @@ def person_session(page):
     time.sleep(0.5)
     assert page.locator(f"{EXPLORER} .js-plotly-plot").count() == 5
     assert page.locator(f"{EXPLORER} .lv-contour-plot .contourlayer path").count() > 5
-    wait_for(lambda: int(page.get_attribute(f"{EXPLORER} .lv-cell-scatter", "data-points")) == n0, what="points drawn")
+    wait_for(lambda: scatter_points(page) == n0, what="points drawn")
     shot(page, "lab-1-rendered")
 
     # brush along the main branch (layout: epoch x lane): from its 2nd to its 4th checkpoint
@@ -329,7 +344,8 @@ def person_session(page):
     page.fill(f"{EXPLORER} .lv-form input[name=momentum]", "1.5")
     page.click(f"{EXPLORER} button.lv-train")
     wait_for(lambda: "momentum" in kernel(page)["error"], what="the session's momentum error")
-    wait_for(lambda: "momentum" in page.inner_text(f"{EXPLORER} .lv-error"), timeout=20, what="the momentum error shown")
+    wait_for(lambda: "momentum" in page.inner_text(f"{EXPLORER} .lv-error"), timeout=20,
+             what="the momentum error shown")
     assert kernel(page)["n_checkpoints"] == n0
     shot(page, "lab-4-invalid-field")
     page.click(f"{EXPLORER} .lv-dismiss")
@@ -340,8 +356,9 @@ def person_session(page):
     page.click(f"{EXPLORER} button.lv-train")
     k = wait_for(lambda: (q := kernel(page))["n_checkpoints"] >= n0 + 2 and q, timeout=180, what="trained checkpoints")
     assert len(k["branches"]) >= 2  # training from a middle checkpoint starts a branch
-    wait_for(lambda: int(page.get_attribute(f"{EXPLORER} .lv-cell-scatter", "data-points")) == k["n_checkpoints"], what="new points drawn")
-    wait_for(lambda: any(j["kind"] == "train" and j["state"] == "done" for j in kernel(page)["jobs"]), what="train job done")
+    wait_for(lambda: scatter_points(page) == k["n_checkpoints"], what="new points drawn")
+    wait_for(lambda: any(j["kind"] == "train" and j["state"] == "done" for j in kernel(page)["jobs"]),
+             what="train job done")
     shot(page, "lab-5-trained")
 
     # a long run, cancelled from its job row
@@ -350,7 +367,8 @@ def person_session(page):
     page.click(f"{EXPLORER} button.lv-train")
     page.wait_for_selector(f"{EXPLORER} .lv-job[data-state=running] .lv-job-cancel", timeout=60_000)
     page.click(f"{EXPLORER} .lv-job[data-state=running] .lv-job-cancel")
-    k = wait_for(lambda: (q := kernel(page)) and any(j["state"] == "cancelled" for j in q["jobs"]) and q, timeout=60, what="cancelled job")
+    k = wait_for(lambda: (q := kernel(page)) and any(j["state"] == "cancelled" for j in q["jobs"]) and q,
+                 timeout=60, what="cancelled job")
     assert k["n_checkpoints"] < n1 + 500
     shot(page, "lab-6-cancelled")
 
@@ -358,14 +376,16 @@ def person_session(page):
     branches = set(kernel(page)["branches"])
     page.fill(f"{EXPLORER} .lv-form input[name=magnitude]", "0.5")
     page.click(f"{EXPLORER} button.lv-disturb")
-    k = wait_for(lambda: (q := kernel(page)) and len(set(q["branches"]) - branches) >= 1 and q, timeout=60, what="a disturbed branch")
-    wait_for(lambda: int(page.get_attribute(f"{EXPLORER} .lv-cell-scatter", "data-points")) == kernel(page)["n_checkpoints"], what="disturbed point drawn")
+    k = wait_for(lambda: (q := kernel(page)) and len(set(q["branches"]) - branches) >= 1 and q,
+                 timeout=60, what="a disturbed branch")
+    wait_for(lambda: scatter_points(page) == kernel(page)["n_checkpoints"], what="disturbed point drawn")
 
     # Surface around the clicked checkpoint: the contour fills in
     page.fill(f"{EXPLORER} .lv-form input[name=resolution]", "11")
     page.fill(f"{EXPLORER} .lv-form input[name=range]", "-0.5:0.5")
     page.click(f"{EXPLORER} button.lv-surface")
-    k = wait_for(lambda: (q := kernel(page))["surface_center"] == ids[2] and q["surface_total"] == 121 and q["surface_done"] == 121 and q,
+    k = wait_for(lambda: (q := kernel(page))["surface_center"] == ids[2] and q["surface_total"] == 121
+                 and q["surface_done"] == 121 and q,
                  timeout=180, what="the new surface, complete")
     page.wait_for_selector(f"{EXPLORER} .lv-cell-contour[data-state=complete]")
     title = page.text_content(f"{EXPLORER} .lv-contour-plot .gtitle")
@@ -385,7 +405,8 @@ def person_session(page):
     k = wait_for(lambda: adaptive_done(q := kernel(page)) and q, timeout=180, what="the adaptive surface, done")
     n_eval = k["surface_adaptive"]["n_evaluated"]
     assert 11 * 11 <= n_eval <= 0.2 * 33 * 33, k["surface_adaptive"]
-    wait_for(lambda: page.get_attribute(f"{EXPLORER} .lv-cell-contour", "data-adaptive") == str(n_eval), what="the adaptive mark drawn")
+    wait_for(lambda: page.get_attribute(f"{EXPLORER} .lv-cell-contour", "data-adaptive") == str(n_eval),
+             what="the adaptive mark drawn")
     title = page.text_content(f"{EXPLORER} .lv-contour-plot .gtitle")
     assert f"adaptive: {n_eval} of {33 * 33} points evaluated" in title, title
     shot(page, "lab-8-adaptive-surface")

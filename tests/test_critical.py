@@ -71,7 +71,7 @@ def test_refinement_is_exact_for_quadratics_on_uneven_grids(seed):
     y = np.cumsum(rng.uniform(0.05, 0.15, 28)) - 1.4
     cx, cy, c0 = rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3), rng.normal()
     for a, b, c, kind in [(2.0, 0.4, 1.0, "minimum"), (-1.5, 0.3, -0.7, "maximum"), (1.0, 0.2, -2.0, "saddle")]:
-        z = grid(x, y, lambda X, Y: a * (X - cx) ** 2 + b * (X - cx) * (Y - cy) + c * (Y - cy) ** 2 + c0)
+        z = grid(x, y, lambda X, Y, a=a, b=b, c=c: a * (X - cx) ** 2 + b * (X - cx) * (Y - cy) + c * (Y - cy) ** 2 + c0)
         pts = critical_points(x, y, z)
         assert [p.kind for p in pts] == [kind]
         p = pts[0]
@@ -290,5 +290,5 @@ def test_refine_off_and_kinds_filter():
     z = grid(x, y, lambda X, Y: np.sin(X) * np.sin(Y))
     pts = critical_points(x, y, z, kinds=("saddle",), refine=False)
     assert len(pts) == 9 and all(p.kind == "saddle" and not p.refined for p in pts)
-    xr, yr, vr, kind, eig = refine_critical_point(x, y, z, pts[0].i, pts[0].j)
+    _, _, _, kind, eig = refine_critical_point(x, y, z, pts[0].i, pts[0].j)
     assert kind == "saddle" and eig[0] < 0 < eig[1]

@@ -23,9 +23,9 @@ from torch.nn import functional as F
 from lossviz import figures
 from lossviz.directions import DirectionSet
 from lossviz.io.h5 import read_surface, write_surface
+from lossviz.landscape import compute_surface
 from lossviz.session import Session
 from lossviz.store import Store
-from lossviz.landscape import compute_surface
 from lossviz.widget import Explorer, checkpoint_table, wire_array
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,8 @@ NAN_BAND, INF_FROM = 0.6, 1.0  # loss in (0.6, 1.0] -> NaN, loss > 1.0 -> +inf
 
 def banded_loss(outputs, targets):
     v = ((outputs - targets) ** 2).mean()
-    return torch.where(v > INF_FROM, torch.full_like(v, math.inf), torch.where(v > NAN_BAND, torch.full_like(v, math.nan), v))
+    nan_band = torch.where(v > NAN_BAND, torch.full_like(v, math.nan), v)
+    return torch.where(v > INF_FROM, torch.full_like(v, math.inf), nan_band)
 
 
 def truth(loss: np.ndarray) -> np.ndarray:
@@ -118,7 +119,8 @@ def test_the_front_end_colour_scale_and_fill_skip_non_finite_values():
         "console.log(JSON.stringify({ lim: colourLimits(z), log: colourLimits(z, { log: true }),"
         " range: finiteRange(z), gaps: Array.from(done, (v) => Number.isNaN(v)) }));"
     )
-    r = subprocess.run([node, "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([node, "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["lim"] == [1, 3] and out["range"] == [1, 3]

@@ -124,7 +124,7 @@ def test_vtp_nan_points_are_dropped_and_their_cells_skipped(tmp_path):
     pts = a["Points/Points"]
     assert np.all(np.isfinite(pts))
     # each quad's points are its cell's corners, in the order (i,j), (i,j+1), (i+1,j+1), (i+1,j)
-    for quad, (i, j) in zip(a["Polys/connectivity"].reshape(-1, 4), cells):
+    for quad, (i, j) in zip(a["Polys/connectivity"].reshape(-1, 4), cells, strict=True):
         corners = [(i, j), (i, j + 1), (i + 1, j + 1), (i + 1, j)]
         np.testing.assert_array_equal(pts[quad], [[x[c], y[r], z[r, c]] for r, c in corners])
 
@@ -404,7 +404,7 @@ def test_animation_bad_input(tmp_path):
     x, y, z = anim_surface()
     with pytest.raises(ValueError, match="fps"):
         animate_paths(tmp_path / "a.gif", x, y, z, spiral_path(4), fps=60)
-    with pytest.raises(ValueError, match=".gif or .mp4"):
+    with pytest.raises(ValueError, match=r"\.gif or \.mp4"):
         animate_paths(tmp_path / "a.avi", x, y, z, spiral_path(4))
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         render_path_frames(x, y, z, np.zeros((4, 3)))

@@ -11,8 +11,10 @@ Trials are cheap: a warm parent (a "zygote" that imported torch and lossviz once
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -29,8 +31,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import importlib
 
 from lossviz.session import Session
 from lossviz.store import Store
@@ -158,7 +158,7 @@ class Zygote:
         os.kill(pid, signal.SIGKILL)
         for _ in range(500):  # reaped by no one but us: wait until the kernel has it gone
             try:
-                wpid, status = os.waitpid(pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:  # not our child (the zygote's): poll its existence
                 try:
                     os.kill(pid, 0)
@@ -222,10 +222,8 @@ def _evaluated(folder: Path, pid: int) -> np.ndarray:
         return np.zeros(0, int)
     idx = []
     for line in log.read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # the last line may be cut by the kill
             idx.append(_grid_index(np.asarray(json.loads(line), dtype=np.float64).reshape(-1, 2)))
-        except ValueError:  # the last line may be cut by the kill
-            pass
     return np.concatenate(idx) if idx else np.zeros(0, int)
 
 
@@ -322,7 +320,7 @@ def test_sigkill_during_a_surface_then_resume(tmp_path, zygote):
     s.close()
     rng = random.Random(3)
     seed, failures, interrupted, resumed_from = 1, 0, 0, []
-    for trial in range(TRIALS):
+    for _ in range(TRIALS):
         before = {r["seed"]: r for r in _stored_surfaces(project)}
         done_before = before[seed]["done"] if seed in before else np.zeros(GRID * GRID, bool)
         if done_before.all():  # this surface is finished: the next trials kill a new one
@@ -418,7 +416,7 @@ def _full_disk_checks(project: Path, fill) -> None:
     try:
         store = Store(project)
         big = {"w": torch.randn(1_500_000)}
-        with pytest.raises(OSError) as info:
+        with pytest.raises(OSError, match="no space left") as info:
             store.add_checkpoint(big, parent=tip.id)
         msg = str(info.value)
         assert info.value.errno == errno.ENOSPC and "no space left" in msg and "free some space" in msg
@@ -443,7 +441,8 @@ def _full_disk_checks(project: Path, fill) -> None:
     job = s.train(from_=tip.id, epochs=1)
     job.wait(120)
     assert job.state == "done", job.error
-    assert {c.id for c in s.checkpoints()} >= {tip.id, *[int(k.split("/")[1].split(".")[0]) for k in before if k.startswith("weights/")]}
+    stored_before = {int(k.split("/")[1].split(".")[0]) for k in before if k.startswith("weights/")}
+    assert {c.id for c in s.checkpoints()} >= {tip.id, *stored_before}
     s.close()
     check_checkpoints(project, lambda: get_model("mlp"))
 
@@ -460,13 +459,14 @@ def test_a_full_disk_during_writes_leaves_the_project_as_it_was_tmpfs():
 
         def fill():
             filler = mnt / "filler"
-            with open(filler, "wb") as fh:
-                try:
-                    while True:
-                        fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
+            def write_until_full(fh):
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+
+            with open(filler, "wb") as fh, pytest.raises(OSError, match="No space left") as full:
+                write_until_full(fh)
+            assert full.value.errno == errno.ENOSPC
             # a little room, far less than a checkpoint needs
             with open(filler, "r+b") as fh:
                 fh.truncate(max(0, filler.stat().st_size - 8 * 1024))

@@ -20,8 +20,8 @@ from lossviz.io.checkpoints import (
     save_state_dict,
 )
 from lossviz.io.h5 import read_directions, read_surface, write_directions, write_surface
-from lossviz.params import ParamSpace
 from lossviz.landscape import Surface
+from lossviz.params import ParamSpace
 
 
 def f_xy(x, y):
@@ -181,7 +181,7 @@ def test_bad_errors_are_refused(tmp_path):
     write_surface(p, s)
     with h5py.File(p, "r+") as f:
         f["train_loss_err"].attrs["lossviz_error_of"] = "val_loss"
-    with pytest.raises(ValueError, match="error estimate for metric 'val_loss'.*re-create"):
+    with pytest.raises(ValueError, match=r"error estimate for metric 'val_loss'.*re-create"):
         read_surface(p)
 
 
@@ -333,7 +333,7 @@ def test_direction_file_roundtrip(tmp_path, kind):
             assert f["xdirection"][str(nbt)][()] == 0.0
     r = read_directions(p, space)
     assert r.kind == kind and r.seed == 4 and r.normalization == "filter" and r.method == "random"
-    for a, b in zip(ds.vectors, r.vectors):
+    for a, b in zip(ds.vectors, r.vectors, strict=True):
         assert torch.equal(a, b)
 
 
@@ -458,7 +458,7 @@ def test_bad_checkpoint_files(tmp_path):
         load_state_dict(tmp_path / "nope.pt")
     p = tmp_path / "garbage.pt"
     p.write_bytes(b"\x00\x01 not a checkpoint")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"garbage\.pt"):
         load_state_dict(p)
     q = tmp_path / "weights.npz"
     q.write_bytes(b"")

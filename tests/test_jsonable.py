@@ -47,5 +47,5 @@ def test_dumps_is_the_text_the_store_has_always_written():
     assert dumps(spec) == json.dumps(spec, sort_keys=True, allow_nan=True)
     assert dumps(dict(reversed(list(spec.items())))) == dumps(spec)
     assert dumps({"v": np.arange(2)}) == '{"v": [0, 1]}'
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant"):
         dumps({"x": float("nan")}, allow_nan=False)

@@ -5,11 +5,11 @@ other error) reaches a user."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import textwrap
-
 
 from lossviz.session import Session
 from lossviz.store import Store
@@ -93,7 +93,7 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
         p.stdin.write("go\n")
         p.stdin.flush()
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
         assert "locked" not in out + err and "Traceback" not in err, err[-3000:]
     writers = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs[:2]]
@@ -120,10 +120,11 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
         assert len(set(w["branches"][0] + w["branches"][1])) == 1
         epochs = [store.checkpoint(i).epoch for i in first_run + second_run]
         assert epochs == [tip.epoch + k for k in range(1, EPOCHS + 3)]
-        chain = [tip.id] + first_run + second_run
-        assert all(store.checkpoint(b).parent == a for a, b in zip(chain, chain[1:]))
+        chain = [tip.id, *first_run, *second_run]
+        assert all(store.checkpoint(b).parent == a for a, b in itertools.pairwise(chain))
     store.close()
     # the reader never failed, saw the project grow, never saw a checkpoint it could not load
     assert reader["errors"] == [] and reader["reads"] >= 3
     assert reader["seen"] == sorted(reader["seen"]) and reader["seen"][-1] <= expected
-    print(f"\nload: {len(made)} checkpoints from 2 writers, {reader['reads']} reads, counts seen grew {reader['seen'][0]} -> {reader['seen'][-1]}")
+    print(f"\nload: {len(made)} checkpoints from 2 writers, {reader['reads']} reads, "
+          f"counts seen grew {reader['seen'][0]} -> {reader['seen'][-1]}")

@@ -37,7 +37,7 @@ def lossviz(*args: str, n: int | None = None, cwd: Path) -> subprocess.Completed
 
 def datasets(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in f.keys()}
+        return {k: f[k][()] for k in f}
 
 
 def test_mpiexec_3_ranks_write_the_same_file_as_one_process(tmp_path):

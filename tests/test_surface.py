@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import multiprocessing
 import json
+import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -17,8 +17,8 @@ from torch import nn
 import lossviz
 from lossviz.directions import DirectionSet
 from lossviz.grid import SurfaceGrid
-from lossviz.params import ParamSpace
 from lossviz.landscape import Surface, compute_surface, evaluate_chunk, interpolate
+from lossviz.params import ParamSpace
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -332,14 +332,14 @@ def test_run_chunks_seam_in_process_order_cancel_and_bad_executors():
 
     cancel = threading.Event()
     seen = []
-    for i, f in run_chunks(square, 1, chunks, InProcessExecutor(), cancel=cancel):
+    for i, _ in run_chunks(square, 1, chunks, InProcessExecutor(), cancel=cancel):
         seen.append(i)
         cancel.set()  # no chunk is submitted after this
     assert seen == [0]
 
     failing = list(run_chunks(lambda s, c: 1 / 0, None, [[1]]))
     assert isinstance(failing[0][1].exception(), ZeroDivisionError)
-    with pytest.raises(TypeError, match="concurrent.futures.Executor"):
+    with pytest.raises(TypeError, match=r"concurrent\.futures\.Executor"):
         list(run_chunks(square, 1, chunks, executor="dask"))
     fork_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
     with pytest.warns(RuntimeWarning, match="spawn"):

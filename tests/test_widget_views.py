@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lossviz.store import Checkpoint
 from lossviz.landscape import Surface
+from lossviz.store import Checkpoint
 from lossviz.widget import views
 from lossviz.widget.options import FORM_EXTRAS, TRAIN_KEYS
 
@@ -64,7 +64,7 @@ def test_checkpoint_table_columns_and_kinds():
 
 
 def test_form_values_take_the_checkpoints_hparams_then_the_defaults_and_keep_the_users_extras():
-    defaults = {k: None for k in TRAIN_KEYS} | {"lr": 0.1, "optimizer": "sgd"}
+    defaults = dict.fromkeys(TRAIN_KEYS) | {"lr": 0.1, "optimizer": "sgd"}
     first = views.form_values(3, {"lr": 0.2, "schedule": {"name": "step", "step_size": 30, "gamma": 0.5}}, defaults, {})
     assert first["checkpoint"] == 3 and first["lr"] == 0.2 and first["optimizer"] == "sgd"
     assert first["schedule"] == "step:30:0.5" and {k: first[k] for k in FORM_EXTRAS} == FORM_EXTRAS

@@ -20,8 +20,8 @@ from lossviz.zoo import (
     write_fake_cifar10,
     write_fake_mnist,
 )
-from lossviz.zoo.models import CifarResNet
 from lossviz.zoo.data import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD
+from lossviz.zoo.models import CifarResNet
 
 torch.set_num_threads(1)
 
@@ -168,7 +168,7 @@ def test_user_factory_and_errors(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     m = get_model("my_models_for_lossviz:tiny", width=5)
     assert isinstance(m, nn.Linear) and m.out_features == 5
-    with pytest.raises(TypeError, match="not an nn.Module"):
+    with pytest.raises(TypeError, match=r"not an nn\.Module"):
         get_model("my_models_for_lossviz:not_a_model")
     with pytest.raises(ValueError, match="no attribute 'nope'"):
         get_model("my_models_for_lossviz:nope")
@@ -231,10 +231,10 @@ def test_digits_shapes_scaling_and_fixed_split():
     assert torch.equal(flat_test.tensors[1], test.tensors[1])
     # every row is a scikit-learn digit scaled by 1/16 with its own label; train and test are disjoint
     ref = load_digits()
-    lookup = {tuple(row): int(t) for row, t in zip(ref.data / 16.0, ref.target)}
+    lookup = {tuple(row): int(t) for row, t in zip(ref.data / 16.0, ref.target, strict=True)}
     rows = np.concatenate([flat.tensors[0].numpy(), flat_test.tensors[0].numpy()]).astype(np.float64)
     labels = np.concatenate([flat.tensors[1].numpy(), flat_test.tensors[1].numpy()])
-    assert all(lookup[tuple(r)] == t for r, t in zip(rows, labels))
+    assert all(lookup[tuple(r)] == t for r, t in zip(rows, labels, strict=True))
     train_rows = {tuple(r) for r in flat.tensors[0].numpy()}
     dup_in_sklearn = len(lookup) < 1797  # identical images can appear twice in the data set itself
     overlap = sum(tuple(r) in train_rows for r in flat_test.tensors[0].numpy())
@@ -274,7 +274,7 @@ def test_fake_cifar10_reads_back_through_torchvision(tmp_path):
     std = torch.tensor(CIFAR10_STD, dtype=torch.float64)[:, None, None]
     torch.testing.assert_close(x.double(), (pixels - mean) / std, rtol=0, atol=1e-5)
     assert t == written["train_labels"][7]
-    with pytest.raises(ValueError, match="MD5.*verify=False"):
+    with pytest.raises(ValueError, match=r"MD5.*verify=False"):
         get_data("cifar10", tmp_path)  # the real checksums do not match fake files
 
 
@@ -296,9 +296,9 @@ def test_fake_mnist_reads_back_through_torchvision(tmp_path):
 
 
 def test_missing_files_and_unknown_names(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py.*data_batch_1"):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*data_batch_1"):
         get_data("cifar10", tmp_path)
-    with pytest.raises(FileNotFoundError, match="MNIST.*raw.*train-images-idx3-ubyte"):
+    with pytest.raises(FileNotFoundError, match=r"MNIST.*raw.*train-images-idx3-ubyte"):
         get_data("mnist", tmp_path)
     with pytest.raises(ValueError, match="root"):
         get_data("mnist")
@@ -400,7 +400,7 @@ def test_tiny_cnn_learns_fake_cifar10_through_torchvision(tmp_path):
 
 
 def test_fake_data_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="labels must be one of.*'learnable'.*'random'"):
+    with pytest.raises(ValueError, match=r"labels must be one of.*'learnable'.*'random'"):
         write_fake_cifar10(tmp_path, labels="shuffled")
     with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
         write_fake_mnist(tmp_path, noise=-1)

@@ -359,11 +359,11 @@ def refine_critical_point(
     if kind == "degenerate":
         return nan, nan, nan, kind, eigenvalues
     grad = np.array([gx, gy])
-    step = -np.linalg.solve(hess, grad)
-    if abs(step[0]) > hx or abs(step[1]) > hy:
+    offset = -np.linalg.solve(hess, grad)
+    if abs(offset[0]) > hx or abs(offset[1]) > hy:
         return nan, nan, nan, kind, eigenvalues
-    value = float(za[i, j] + 0.5 * grad @ step)
-    return float(xa[j] + step[0]), float(ya[i] + step[1]), value, kind, eigenvalues
+    value = float(za[i, j] + 0.5 * grad @ offset)
+    return float(xa[j] + offset[0]), float(ya[i] + offset[1]), value, kind, eigenvalues
 
 
 # ------------------------------------------------------------------------------------------- public

@@ -644,8 +644,8 @@ class DirectionSpec:
         center_id = None if center is None else _checkpoint_id(center)
         if center is not None and center_id is None:
             raise TypeError(f"center must be a checkpoint or checkpoint id, got {type(center).__name__}")
-        common = dict(ndim=int(ndim), kind=kind, normalization=normalization, ignore=ignore, seed=seed,
-                      center=center_id)
+        common: dict[str, Any] = dict(ndim=int(ndim), kind=kind, normalization=normalization, ignore=ignore,
+                                      seed=seed, center=center_id)
         if isinstance(directions, str):
             if directions not in NAMED:
                 raise ValueError(

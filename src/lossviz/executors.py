@@ -22,6 +22,7 @@ Results come back as finished ``concurrent.futures.Future`` s, in completion ord
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -30,6 +31,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     CancelledError,
@@ -40,7 +42,7 @@ from concurrent.futures import (
     wait,
 )
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 __all__ = [
     "DeviceExecutor",
@@ -68,7 +70,7 @@ class InProcessExecutor(Executor):
         future.set_running_or_notify_cancel()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the Future, like a pool
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             future.set_exception(exc)
@@ -116,7 +118,7 @@ class DeviceExecutor(Executor):
         self.devices = _resolve_devices(devices)
         self.max_workers = len(self.devices)
         self.chunks_per_device: dict[str, int] = {}
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._shutdown = False
         self._threads = [
@@ -193,7 +195,7 @@ class SpecMissing:
     pid: int
 
 
-_SPECS: "OrderedDict[str, Any]" = OrderedDict()
+_SPECS: OrderedDict[str, Any] = OrderedDict()
 _SPECS_LOCK = threading.Lock()
 _MAX_SPECS = 4
 _LOADS = [0]  # specs unpickled in this process
@@ -287,6 +289,8 @@ def default_in_flight(executor: Any) -> int:
         or getattr(executor, "max_workers", None)
         or getattr(executor, "num_workers", None)  # mpi4py.futures
     )
+    if workers is None:
+        return 8
     try:
         return max(2, 2 * int(workers))
     except (TypeError, ValueError):
@@ -401,6 +405,7 @@ def _run_dask(
     worker process, a window of submitted chunks, results as they finish; a chunk lost with its
     worker is resubmitted, and a spec lost with its workers (scattered data cannot be recomputed)
     is scattered again first."""
+    from distributed import TimeoutError as DaskTimeoutError
     from distributed import wait as dask_wait
 
     if not chunks:
@@ -445,10 +450,9 @@ def _run_dask(
                 next_chunk += 1
             if not pending:
                 return
-            try:
+            # a timeout: look at cancel, then wait again; cancelled futures are sorted out below
+            with contextlib.suppress(DaskTimeoutError, CancelledError):
                 dask_wait(list(pending), timeout=poll_s, return_when="FIRST_COMPLETED")
-            except Exception:  # noqa: BLE001 - a timeout: look at cancel, then wait again
-                pass
             for fut in [f for f in pending if f.done()]:
                 i = pending.pop(fut)
                 if fut.status == "finished":
@@ -462,11 +466,11 @@ def _run_dask(
                         continue
                     yield i, _finished(result)
                     continue
-                exc = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
-                if lost(i, exc):
+                error = fut.exception() if fut.status == "error" else CancelledError("the chunk's future was cancelled")
+                if lost(i, error):
                     submit(i)  # its worker died (the scheduler gave up): once more elsewhere
                     continue
-                yield i, _finished(exc=exc)
+                yield i, _finished(exc=error)
     finally:
         if pending:
             client.cancel(list(pending))

@@ -257,7 +257,8 @@ def trajectory_figure(checkpoints: Sequence[Any], projection: Any, *, color_by: 
     text = [f"checkpoint {i} · {_field(by_id[i], 'kind')} · epoch {_field(by_id[i], 'epoch')}" for i in order]
     fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=order, text=text,
                              hoverinfo="text", name="checkpoints"))
-    sel = [i for i in order if i in set(int(s) for s in selection)]
+    selected = {int(s) for s in selection}
+    sel = [i for i in order if i in selected]
     if sel:
         sxy = np.array([pos[i] for i in sel])
         fig.add_trace(go.Scatter(x=sxy[:, 0], y=sxy[:, 1], mode="markers", name="selected",
@@ -272,7 +273,7 @@ def metrics_figure(checkpoints: Sequence[Any], *, selection: Iterable[int] = ())
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
-    sel = set(int(s) for s in selection)
+    sel = {int(s) for s in selection}
     branches: dict[int, list[Any]] = {}
     for c in checkpoints:
         branches.setdefault(int(_field(c, "branch", 0)), []).append(c)
@@ -359,7 +360,7 @@ def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | N
                 with atomic_path(path) as tmp:
                     fig.write_image(tmp, format="png")
                 return path, None
-            except Exception as e:  # kaleido needs a browser; fall back to HTML
+            except Exception as e:  # noqa: BLE001 - kaleido fails in its own ways (no browser, ...): fall back to HTML
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 note = f"PNG export failed ({first}), so the plot was written as HTML"
         path = path.with_suffix(".html")

@@ -9,8 +9,9 @@ its flat index is ``k = i * nx + j``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def parse_axis(spec: AxisLike, name: str = "x") -> Axis:
         raise ValueError(f"grid spec {label}: needs at least 1 point, got {num}; e.g. '-1:1:51'")
     if num > 1 and not lo < hi:
         raise ValueError(
-            f"grid spec {label}: min ({lo:g}) must be below max ({hi:g}); write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
+            f"grid spec {label}: min ({lo:g}) must be below max ({hi:g}); "
+            f"write e.g. '{min(lo, hi):g}:{max(lo, hi):g}:{num}'"
         )
     if num > MAX_POINTS:
         raise ValueError(
@@ -101,7 +103,7 @@ class SurfaceGrid:
     y: Axis | None = None
 
     @classmethod
-    def from_specs(cls, x: AxisLike, y: AxisLike | None = None) -> "SurfaceGrid":
+    def from_specs(cls, x: AxisLike, y: AxisLike | None = None) -> SurfaceGrid:
         gx = parse_axis(x, "x")
         gy = parse_axis(y, "y") if y is not None else None
         grid = cls(gx, gy)

@@ -12,8 +12,9 @@ into a ``{name: tensor}`` mapping that ``torch.func.functional_call`` accepts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -62,10 +63,8 @@ class ParamSpace:
         (BatchNorm running statistics) included and ``num_batches_tracked`` excluded.
     """
 
-    def __init__(self, module: nn.Module, kind: SpaceKind = "weights"):
-        if kind not in ("weights", "states"):
-            raise ValueError(f"unknown space kind {kind!r}: use 'weights' or 'states'")
-        self.kind: SpaceKind = kind
+    def __init__(self, module: nn.Module, kind: str = "weights"):
+        self.kind: SpaceKind = space_kind(kind)
         norm_names = {
             name for name, sub in module.named_modules() if isinstance(sub, _BN_TYPES)
         }
@@ -123,7 +122,7 @@ class ParamSpace:
     def __repr__(self) -> str:
         return f"ParamSpace(kind={self.kind!r}, tensors={len(self.entries)}, numel={self.numel})"
 
-    def compatible_with(self, other: "ParamSpace") -> bool:
+    def compatible_with(self, other: ParamSpace) -> bool:
         return self.kind == other.kind and self.names == other.names and self.shapes == other.shapes
 
     def mask(self, *roles: EntryRole | Literal["1d"]) -> torch.Tensor:
@@ -157,7 +156,7 @@ class ParamSpace:
                 raise ValueError(
                     f"expected {len(self.entries)} tensors for this {self.kind} space, got {len(seq)}"
                 )
-        for e, t in zip(self.entries, seq):
+        for e, t in zip(self.entries, seq, strict=True):
             if tuple(t.shape) != e.shape:
                 raise ValueError(
                     f"shape mismatch for {e.name!r}: the model has {list(e.shape)}, the given tensor "
@@ -212,7 +211,16 @@ class ParamSpace:
         return out
 
 
-def parameter_space(module: nn.Module, kind: SpaceKind = "weights") -> ParamSpace:
+def space_kind(kind: str) -> SpaceKind:
+    """``kind`` as a :data:`SpaceKind`, or a ValueError naming the two there are."""
+    if kind == "weights":
+        return "weights"
+    if kind == "states":
+        return "states"
+    raise ValueError(f"unknown space kind {kind!r}: use 'weights' or 'states'")
+
+
+def parameter_space(module: nn.Module, kind: str = "weights") -> ParamSpace:
     """Shorthand for :class:`ParamSpace`."""
     return ParamSpace(module, kind)
 

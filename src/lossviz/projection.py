@@ -110,7 +110,7 @@ class _RandomAccess:
 
     def __init__(self, source: Any):
         if isinstance(source, (list, tuple)):
-            rows = []
+            rows: list[_NpyRow | np.ndarray] = []
             for i, item in enumerate(source):
                 if isinstance(item, (str, os.PathLike)):
                     if Path(item).suffix != ".npy":
@@ -159,6 +159,7 @@ class _RandomAccess:
                 if self.matrix is not None:
                     block = np.array(self.matrix[:, start:stop], dtype=dtype)  # a copy: blocks are centered in place
                 else:
+                    assert self.rows is not None  # a source is a matrix or rows
                     block = np.empty((self.n, stop - start), dtype=dtype)
                     for i, r in enumerate(self.rows):
                         block[i] = r.read(fds[i], start, stop) if i in fds else r[start:stop]
@@ -345,17 +346,15 @@ def pca_gram(
     if callable(source) and not isinstance(source, (np.ndarray, list, tuple)) and not hasattr(
         source, "shape"
     ):
-        streaming = True
         mean, gram, passes = _gram_streaming(source, dtype, block_bytes)
         n, d = gram.shape[0], mean.shape[0]
-        src = None
+        src: _RandomAccess | None = None  # streamed: read by blocks of whole vectors
     elif isinstance(source, Iterator):
         raise TypeError(
             "the vectors are read in several passes, so a one-shot iterator/generator cannot be "
             "used: pass a callable returning a fresh iterator (e.g. `lambda: load_all()`) or a list"
         )
     else:
-        streaming = False
         src = _RandomAccess(source)
         n, d = src.n, src.d
         k = _check_k(n_components, n, d)
@@ -374,16 +373,16 @@ def pca_gram(
     u[:, tiny] = 0.0
     s_safe = np.where(tiny, 1.0, s)
 
-    components = None
+    components: np.ndarray | None = None
     if sign == "sklearn" or return_components:
         weights = u / s_safe
-        if streaming:
+        if src is None:
             components = _components_streaming(source, mean, weights, dtype)
         else:
             components = _components_random_access(src, mean, weights, dtype, block_bytes)
         passes += 1
         components[tiny] = 0.0
-    if sign == "sklearn":
+    if sign == "sklearn" and components is not None:  # (sklearn's sign always computes them)
         pivot = np.argmax(np.abs(components), axis=1)
         signs = np.sign(components[np.arange(k), pivot])
     else:
@@ -523,7 +522,7 @@ def layout(
             raise ValueError(
                 f"epochs ({epochs.shape[0]}) and branches ({branches.shape[0]}) differ in length"
             )
-        parents = {int(b): None for b in branches}
+        parents: dict[int, int | None] = {int(b): None for b in branches}
         if branch_parents:
             parents.update({int(b): branch_parents.get(int(b)) for b in parents})
     else:
@@ -554,7 +553,7 @@ def layout(
 def _is_numeric(x: Any) -> bool:
     try:
         arr = np.asarray(x)
-    except Exception:
+    except (TypeError, ValueError):  # not array-like, or ragged
         return False
     return arr.dtype.kind in "biuf"
 

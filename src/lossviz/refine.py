@@ -118,7 +118,7 @@ def _nearest_nodes(grid: SurfaceGrid, trajectory: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"trajectory must be (n, {grid.ndim}) coefficients in the surface's plane, got {traj.shape}"
         )
-    axes = [grid.x.values] if grid.ndim == 1 else [grid.y.values, grid.x.values]
+    axes = [grid.x.values] if grid.y is None else [grid.y.values, grid.x.values]
     cols = [traj[:, 0]] if grid.ndim == 1 else [traj[:, 1], traj[:, 0]]
     inside = np.ones(len(traj), dtype=bool)
     idx = []
@@ -261,8 +261,8 @@ def refine_surface(
     while True:
         estimate = np.where(evaluated, 0.0, calib * indicator)
         if callback is not None:
-            partial = _result(grid, base, values, evaluated, key, cubic, estimate, log, rounds)
-            callback(partial, int(evaluated.sum()), size)
+            so_far = _result(grid, base, values, evaluated, key, cubic, estimate, log, rounds)
+            callback(so_far, int(evaluated.sum()), size)
         room = cap - int(evaluated.sum())
         if room <= 0 or (cancel is not None and cancel.is_set()):
             break

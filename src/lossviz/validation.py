@@ -28,7 +28,7 @@ import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Constraint", "Interval", "Options", "Boolean", "check", "validate_params"]
+__all__ = ["Boolean", "Constraint", "Interval", "Options", "check", "validate_params"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,9 +89,7 @@ class Interval(Constraint):
         right_in = self.closed in ("both", "right")
         if self.left is not None and (v < self.left or (v == self.left and not left_in)):
             return False
-        if self.right is not None and (v > self.right or (v == self.right and not right_in)):
-            return False
-        return True
+        return not (self.right is not None and (v > self.right or (v == self.right and not right_in)))
 
     def coerce(self, value: Any) -> Any:
         return self._number(value)

@@ -13,9 +13,10 @@ GIF delays are stored in hundredths of a second, so a frame lasts ``10 * round(1
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def _as_paths(paths: Any, labels: Sequence[str] | None) -> tuple[list[np.ndarray
     if not arrays:
         raise ValueError("no path given: pass an (n, 2) array of coordinates, or a list / dict of them")
     out = []
-    for name, a in zip(names, arrays):
+    for name, a in zip(names, arrays, strict=True):
         a = np.asarray(a, dtype=np.float64)
         if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
             raise ValueError(
@@ -158,12 +159,11 @@ def render_path_frames(
     idx = frame_indices([len(p) for p in plist], frames)
     ref = int(np.argmax([len(p) for p in plist]))
     n_max = len(plist[ref])
-    if epochs is not None:
-        epochs = np.asarray(epochs, dtype=np.float64).ravel()
-        if epochs.size != n_max:
-            raise ValueError(
-                f"epochs has {epochs.size} values; give one per point of the longest path ({n_max})"
-            )
+    epoch_of = None if epochs is None else np.asarray(epochs, dtype=np.float64).ravel()
+    if epoch_of is not None and epoch_of.size != n_max:
+        raise ValueError(
+            f"epochs has {epoch_of.size} values; give one per point of the longest path ({n_max})"
+        )
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError(f"size={size}: frames must be at least 64x64 pixels")
@@ -200,7 +200,7 @@ def render_path_frames(
     if title:
         ax.set_title(title)
     trails, markers = [], []
-    for p, name, c in zip(plist, names, colors):
+    for p, name, c in zip(plist, names, colors, strict=False):  # extra colours are unused
         (trail,) = ax.plot(p[:1, 0], p[:1, 1], "-", color=c, lw=line_width, label=name)
         (marker,) = ax.plot(p[:1, 0], p[:1, 1], "o", color=c, ms=marker_size, mec="black", mew=0.8)
         trails.append(trail)
@@ -229,8 +229,8 @@ def render_path_frames(
             markers[k].set_data(p[i : i + 1, 0], p[i : i + 1, 1])
         r = idx[f, ref]
         text = f"step {r}"
-        if epochs is not None:
-            text += f"  ·  epoch {epochs[r]:g}"
+        if epoch_of is not None:
+            text += f"  ·  epoch {epoch_of[r]:g}"
         caption.set_text(text)
         for a in dynamic:
             a.axes.draw_artist(a)
@@ -240,12 +240,18 @@ def render_path_frames(
         images=images,
         indices=idx,
         paths=plist,
-        colors=[tuple(int(round(255 * v)) for v in to_rgb(c)) for c in colors[: len(plist)]],
+        colors=[_rgb255(to_rgb(c)) for c in colors[: len(plist)]],
         labels=names,
         affine=affine,
         size=(width, height),
         meta={"log": log, "levels": levels if isinstance(levels, int) else list(levels)},
     )
+
+
+def _rgb255(rgb: tuple[float, float, float]) -> tuple[int, int, int]:
+    """An RGB colour of floats in [0, 1] as bytes."""
+    r, g, b = rgb
+    return round(255 * r), round(255 * g), round(255 * b)
 
 
 def gif_frame_duration_ms(fps: float) -> int:
@@ -255,7 +261,7 @@ def gif_frame_duration_ms(fps: float) -> int:
             f"fps={fps}: GIFs take 0 < fps <= {MAX_GIF_FPS} (viewers slow shorter delays down); "
             "for faster playback write .mp4"
         )
-    return 10 * max(1, int(round(100.0 / fps)))
+    return 10 * max(1, round(100.0 / float(fps)))
 
 
 def _shared_palette(images: Sequence[Any]):

@@ -140,27 +140,26 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
     if done.shape != shape:
         raise ValueError(f"surface.done has shape {done.shape}, expected {shape}")
     directions = getattr(surface, "directions", None)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f["dir_file"] = dir_file  # scalar string, as in setup_surface_file
-            f["xcoordinates"] = x
-            if y is not None:
-                f["ycoordinates"] = y
-            for name, arr in values.items():
-                # (ny, nx): for square grids byte-identical to the reference's layout
-                f.create_dataset(name, data=np.asarray(arr, dtype=np.float64))
-            for ds_name, (metric, arr) in errors.items():
-                ds = f.create_dataset(ds_name, data=arr)
-                ds.attrs["lossviz_role"] = _ERROR_ROLE
-                ds.attrs["lossviz_error_of"] = metric
-            f.create_dataset("lossviz_done", data=done.astype(np.uint8))
-            f.attrs["lossviz_format"] = _FORMAT
-            f.attrs["lossviz_meta"] = _json(meta)
-            if y is not None:
-                f.attrs["lossviz_layout"] = LAYOUT_YX
-            if directions is not None and hasattr(directions, "describe"):
-                f.attrs["lossviz_directions"] = _json(directions.describe())
-            f.flush()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f["dir_file"] = dir_file  # scalar string, as in setup_surface_file
+        f["xcoordinates"] = x
+        if y is not None:
+            f["ycoordinates"] = y
+        for name, arr in values.items():
+            # (ny, nx): for square grids byte-identical to the reference's layout
+            f.create_dataset(name, data=np.asarray(arr, dtype=np.float64))
+        for ds_name, (metric, arr) in errors.items():
+            ds = f.create_dataset(ds_name, data=arr)
+            ds.attrs["lossviz_role"] = _ERROR_ROLE
+            ds.attrs["lossviz_error_of"] = metric
+        f.create_dataset("lossviz_done", data=done.astype(np.uint8))
+        f.attrs["lossviz_format"] = _FORMAT
+        f.attrs["lossviz_meta"] = _json(meta)
+        if y is not None:
+            f.attrs["lossviz_layout"] = LAYOUT_YX
+        if directions is not None and hasattr(directions, "describe"):
+            f.attrs["lossviz_directions"] = _json(directions.describe())
+        f.flush()
 
 
 def read_surface(path: str | os.PathLike):
@@ -360,24 +359,24 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
     shapes = getattr(space, "state_shapes", {}) or {}
     entry_of = {e.name: e for e in space.entries}
     names = _file_names(space)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for group, vec in zip(("xdirection", "ydirection"), directions.vectors):
-                grp = f.create_group(group)
-                vec = vec.detach().cpu().to(torch.float32)
-                for i, name in enumerate(names):
-                    if name in entry_of:
-                        e = entry_of[name]
-                        data = vec[e.slice].reshape(e.shape).numpy()
-                    else:  # e.g. num_batches_tracked: present in the reference's lists, unused
-                        data = np.zeros(shapes.get(name, ()), dtype=np.float32)
-                    grp.create_dataset(str(i), data=data)
-            for key in _PCA_KEYS:
-                if key in directions.meta:
-                    f[key] = np.asarray(directions.meta[key], dtype=np.float64)
-            f.attrs["lossviz_directions"] = _json(directions.describe())
-            f.attrs["lossviz_names"] = _json(names)
-            f.flush()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        # a 1D set has only the x direction
+        for group, vec in zip(("xdirection", "ydirection"), directions.vectors, strict=False):
+            grp = f.create_group(group)
+            vec = vec.detach().cpu().to(torch.float32)
+            for i, name in enumerate(names):
+                if name in entry_of:
+                    e = entry_of[name]
+                    data = vec[e.slice].reshape(e.shape).numpy()
+                else:  # e.g. num_batches_tracked: present in the reference's lists, unused
+                    data = np.zeros(shapes.get(name, ()), dtype=np.float32)
+                grp.create_dataset(str(i), data=data)
+        for key in _PCA_KEYS:
+            if key in directions.meta:
+                f[key] = np.asarray(directions.meta[key], dtype=np.float64)
+        f.attrs["lossviz_directions"] = _json(directions.describe())
+        f.attrs["lossviz_names"] = _json(names)
+        f.flush()
 
 
 def read_directions(path: str | os.PathLike, space: ParamSpace) -> DirectionSet:

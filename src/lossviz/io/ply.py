@@ -21,7 +21,7 @@ from lossviz.files import atomic_path
 from lossviz.io.vtp import grid_mesh, transform_z
 
 FORMATS = ("ascii", "binary_little_endian")
-_VERTEX_TYPES = {"float": np.dtype("<f4"), "double": np.dtype("<f8")}
+_VERTEX_TYPES: dict[str, np.dtype] = {"float": np.dtype("<f4"), "double": np.dtype("<f8")}
 
 
 def grid_triangles(x: Any, y: Any, z: Any) -> tuple[np.ndarray, np.ndarray]:

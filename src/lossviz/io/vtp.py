@@ -193,7 +193,7 @@ def h5_to_vtp(
         if "ycoordinates" not in f:
             raise ValueError(f"{surf_file} holds a 1D surface (no ycoordinates); VTP export needs a 2D one")
         if surf_name not in f:
-            names = [k for k in f.keys() if k not in ("xcoordinates", "ycoordinates", "dir_file")]
+            names = [k for k in f if k not in ("xcoordinates", "ycoordinates", "dir_file")]
             raise ValueError(f"{surf_file} has no dataset {surf_name!r}; it has {names}")
         x = np.asarray(f["xcoordinates"][:], dtype=np.float64)
         y = np.asarray(f["ycoordinates"][:], dtype=np.float64)

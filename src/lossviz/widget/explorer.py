@@ -249,7 +249,7 @@ class Explorer(anywidget.AnyWidget):
                 self._refresh_surface()
             elif kind == "error":
                 self.error = str(event.get("message", "unknown error"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a subscriber's error must never reach the session's worker
             self._report(exc)
 
     def _note_job(self, job: Any) -> None:
@@ -335,7 +335,7 @@ class Explorer(anywidget.AnyWidget):
     def _on_clicked(self, change: Mapping[str, Any]) -> None:
         try:
             self.form = self._form_for(change["new"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a trait observer must never raise into the kernel
             self.error = f"checkpoint {change['new']} cannot be opened: {exc}"
 
     def _form_for(self, ckpt_id: int | None) -> dict:
@@ -377,7 +377,7 @@ class Explorer(anywidget.AnyWidget):
             handler(self, content)
         except PayloadError as exc:
             self.error = str(exc)
-        except Exception as exc:  # a session call failed: report in words, keep the kernel alive
+        except Exception as exc:  # noqa: BLE001 - a session call failed: report in words, keep the kernel alive
             self.error = f"{content.get('type') if isinstance(content, Mapping) else 'message'} failed: {exc}"
 
     def handle(self, content: Mapping[str, Any]) -> None:

@@ -59,7 +59,7 @@ class JobFollower:
         supersedes this one (its result is not applied, and it is cancelled if it has not started)."""
         try:
             job = start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed start is reported in words, never raised into the kernel
             if not quiet:
                 self._on_error(f"{what} failed: {exc}")
             return
@@ -119,7 +119,7 @@ class JobFollower:
                 self._on_error(f"{followed.what} failed: {job.error or 'unknown error'}")
             elif job.state == "cancelled" and not superseded:
                 self._on_message(f"{followed.what}: cancelled")
-        except Exception as exc:  # applying a result must not kill the waiter
+        except Exception as exc:  # noqa: BLE001 - applying a result must not kill the waiter
             if not followed.quiet:
                 self._on_error(f"{followed.what} failed: {exc}")
         finally:

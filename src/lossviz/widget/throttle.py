@@ -45,5 +45,5 @@ class Coalescer:
     def _run(self) -> None:
         try:
             self.fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a throttled call runs on a timer thread: report, never die
             self.on_error(exc)

@@ -9,20 +9,21 @@ user's own factory.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import itertools
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "MODELS",
     "MLP",
+    "MODELS",
+    "VGG",
+    "BasicBlock",
+    "CifarResNet",
     "LeNet",
     "SmallCNN",
-    "VGG",
-    "CifarResNet",
-    "BasicBlock",
     "get_model",
     "list_models",
 ]
@@ -68,7 +69,7 @@ class MLP(nn.Module):
         if any(s < 1 for s in sizes):
             raise ValueError(f"MLP layer sizes must be positive, got {sizes}")
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(_activation(activation))
@@ -134,7 +135,7 @@ class SmallCNN(nn.Module):
         return self.classifier(x)
 
 
-_VGG_CFG = {
+_VGG_CFG: dict[str, list[int | str]] = {
     "vgg9": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
@@ -165,7 +166,7 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
                 size = -(-size // 2)
             else:
-                c_out = max(1, int(round(int(v) * width)))
+                c_out = max(1, round(int(v) * float(width)))
                 layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
@@ -209,6 +210,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.use_shortcut = shortcut != "none"
+        self.shortcut: nn.Module
         if shortcut == "none":
             pass
         elif stride == 1 and in_planes == planes:
