@@ -50,3 +50,16 @@ def test_all_and_dir_name_the_lazy_names():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_thing"):
         lossviz.no_such_thing  # noqa: B018
+
+
+def test_the_cli_help_imports_no_torch():
+    """``lossviz --help`` (and a subcommand's help, whose defaults come from refine and subsample) is
+    printed without importing torch."""
+    r = _python("import sys; from lossviz import cli; p = cli.build_parser(); "
+                "assert 'torch' not in sys.modules, 'the parser imported torch'; "
+                "h = ' '.join(p._subparsers._group_actions[0].choices['surface'].format_help().split()); "
+                "import inspect; from lossviz.refine import refine_surface; "
+                "rtol = inspect.signature(refine_surface).parameters['rtol'].default; "
+                "assert f'interpolation (default {rtol})' in h, h; "
+                "print('ok')")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -196,7 +196,7 @@ def test_plot_and_info_commands(tmp_path, capsys):
 
 
 def _expect_usage_error(capsys, argv, must_mention, absent):
-    code, stdout, err = _run(capsys, *argv)
+    code, _stdout, err = _run(capsys, *argv)
     assert code == 2
     msg = err.strip()
     assert "\n" not in msg and "Traceback" not in msg
@@ -224,7 +224,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
         (["--model-kwargs", "{bad json"], ["--model-kwargs is not valid JSON"]),
         (["--model", "lenet"], ["cannot take inputs of shape [2]", "spirals"]),
         (["--model-kwargs", '{"out_features": 1}'], ["1 outputs", "num_classes"]),
-        (with_a + ["--model-file2", tmp_path / "small.pt"], ["does not fit the model"]),
+        ([*with_a, "--model-file2", tmp_path / "small.pt"], ["does not fit the model"]),
         (["--model-file2", tmp_path / "a.pt"], ["--model-file2 needs --model-file"]),
         (["--device", "tpu:3"], ["--device"]),
         (["--same-dir"], ["--same-dir needs a 2D surface"]),
@@ -238,7 +238,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     _expect_usage_error(capsys, ["surface", *SPIRALS, "--out", tmp_path / "nope" / "s.h5"], ["does not exist"], [])
     # an existing output stays as it was when the run fails
     out.write_bytes(b"previous result")
-    _expect_usage_error(capsys, base + ["--model-file", tmp_path / "small.pt"], ["does not fit"], [dirs])
+    _expect_usage_error(capsys, [*base, "--model-file", tmp_path / "small.pt"], ["does not fit"], [dirs])
     assert out.read_bytes() == b"previous result"
     out.unlink()
     # h5 files without the expected datasets: as a direction file, and for plot / info
@@ -414,7 +414,7 @@ def test_dataset_factory_equals_compute_surface(tmp_path, capsys, user_data, kin
     dirs = _dir_file(tmp_path / "d.h5", model, 2)
     out = tmp_path / "s.h5"
     split = "both" if kind == "dict" else "train"
-    code, stdout, err = _run(
+    code, _stdout, err = _run(
         capsys, "surface", "--model-file", tmp_path / "a.pt", "--dataset", f"{user_data}:spirals",
         "--data-kwargs", json.dumps({"n": 90, "n_test": 30, "split_kinds": kind}), "--split", split,
         "--x=-1:1:5", "--y=-1:1:3", "--dir-file", tmp_path / "d.h5", "--dtype", "float64", "--no-progress",
@@ -442,7 +442,8 @@ def test_dataset_factory_bad_inputs_exit_2(tmp_path, capsys, user_data):
         (["--dataset", "no_such_module_lvz:make"], ["cannot import module 'no_such_module_lvz'", "PYTHONPATH"]),
         (["--dataset", f"{m}:nope"], ["has no attribute 'nope'", m]),
         (["--dataset", f"{m}:NOT_CALLABLE"], ["'NOT_CALLABLE' is a list, not callable"]),
-        (["--dataset", f"{m}:returns_int"], ["returned an object of type 'int'", "(X, y) tensors", "Dataset", '"test"']),
+        (["--dataset", f"{m}:returns_int"],
+         ["returned an object of type 'int'", "(X, y) tensors", "Dataset", '"test"']),
         (["--dataset", f"{m}:bad_key"], ["'validation'", '"train" and/or "test"']),
         (["--dataset", f"{m}:bad_part"], ["'train' split is a list of 3", "(X, y) tensors"]),
         (["--dataset", f"{m}:mismatched"], ["'train' split", "targets"]),

@@ -107,7 +107,7 @@ def test_the_probe_names_inputs_classes_loss_and_scalars():
     with pytest.raises(ValueError, match=r"loss=mse cannot compare .* broadcast"):  # (N, 3) outputs, (N,) targets
         probe_model_data(_mlp(), (x, torch.randn(len(x))), "mse")
     per_sample = lambda o, t: (o - t[:, None]).abs().mean(1)  # noqa: E731
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="not a scalar") as info:
         probe_model_data(_mlp(), (x, y.double()), per_sample)
     for words in ("the loss returned a tensor of shape [2]", "the loss returned [2]", "not a scalar", "batch mean"):
         assert words in str(info.value)

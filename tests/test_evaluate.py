@@ -225,7 +225,7 @@ def test_points_per_call_fits_the_memory_budget_and_can_be_set():
     x, y = data_for("cnn")
     pts = None
     ev_big = Evaluator(model, (x, y), dtype=torch.float64, strategy="vmap", batch_size=10)
-    per_sample = ev_big._bytes_per_sample  # noqa: SLF001
+    per_sample = ev_big._bytes_per_sample
     # room for ~30 samples of activations at once: 3 points of a 10-sample batch
     ev_small = Evaluator(model, (x, y), dtype=torch.float64, strategy="vmap", batch_size=10,
                          memory_budget=30 * per_sample)

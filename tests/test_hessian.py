@@ -53,7 +53,7 @@ def test_quadratic_top_and_min(method: str) -> None:
     top = H.top_eigenpairs(model, data, k=3, **kw)
     np.testing.assert_allclose(top.eigenvalues, [9.0, 4.0, 2.5], rtol=1e-9)
     assert top.converged and top.method == method
-    for lam, v in zip(top.eigenvalues, top.eigenvectors):
+    for lam, v in zip(top.eigenvalues, top.eigenvectors, strict=True):
         np.testing.assert_allclose((a @ v).numpy(), (lam * v).numpy(), atol=1e-8)
     lo = H.min_eigenvalue(model, data, **kw)
     assert lo.eigenvalues[0] == pytest.approx(-3.0, rel=1e-8)
@@ -133,7 +133,7 @@ def test_mlp_top3_and_min_match_dense(mlp, method: str) -> None:
               max_iter=20000)
     top = H.top_eigenpairs(model, data, k=3, **kw)
     np.testing.assert_allclose(top.eigenvalues, ev.flip(0)[:3].numpy(), rtol=1e-4)
-    for lam, v in zip(top.eigenvalues, top.eigenvectors):
+    for lam, v in zip(top.eigenvalues, top.eigenvectors, strict=True):
         np.testing.assert_allclose((h @ v).numpy(), (lam * v).numpy(), atol=1e-6)
         assert float(v.norm()) == pytest.approx(1.0)
     lo = H.min_eigenvalue(model, data, **kw)
@@ -176,7 +176,7 @@ def test_hvp_and_operator_match_dense(mlp) -> None:
 
 
 def test_float32_default_close_to_float64(mlp) -> None:
-    model, data, _, ev = mlp
+    _, data, _, ev = mlp
     m32 = _mlp()[0].float()
     x, y = data
     top = H.top_eigenpairs(m32, (x.float(), y), k=1)

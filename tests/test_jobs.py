@@ -32,7 +32,7 @@ def test_a_job_runs_to_done_with_its_result_and_timestamps(queue):
     assert job.progress == 1.0  # done is complete whatever the counts said
     assert job.created <= job.started <= job.finished
     assert [s for s, *_ in seen] == ["queued", "running", "done"]  # submit, start, end
-    assert set(s for s, *_ in seen) <= set(JOB_STATES)
+    assert {s for s, *_ in seen} <= set(JOB_STATES)
     d = job.to_dict()
     assert d["state"] == "done" and d["kind"] == "sum" and d["description"] == "add" and d["progress"] == 1.0
 

@@ -103,7 +103,7 @@ def test_a_training_step_follows_the_reference_gradient(case):
     h = validate_hparams(dict(DEFAULT_HPARAMS, lr=lr, momentum=0.0, batch_size=N))
     out = train(model, (x, y), hparams=h, epochs=1, loss=_name(case))
     assert out.status == "done"
-    for p, p0, g in zip(model.parameters(), expected.parameters(), grads):
+    for p, p0, g in zip(model.parameters(), expected.parameters(), grads, strict=True):
         torch.testing.assert_close(p.detach(), (p0 - lr * g).detach(), rtol=1e-12, atol=1e-14)
 
 

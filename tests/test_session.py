@@ -3,13 +3,13 @@ distances, stored/resumable surfaces, reopening, events."""
 
 from __future__ import annotations
 
+import importlib
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import importlib
 from lossviz.directions import random_direction
 from lossviz.params import ParamSpace
 from lossviz.session import Session
@@ -57,7 +57,7 @@ def test_branching_inherits_hyperparameters_and_continuation_is_bit_exact(tmp_pa
     first = _wait(s2.train(epochs=2, lr=0.07, momentum=0.8, seed=3)).result
     rest = _wait(s2.train(from_=first[-1].id, epochs=3)).result
     assert rest[0].branch == first[0].branch  # continued, not branched
-    for a, b in zip(main, first + rest):
+    for a, b in zip(main, first + rest, strict=True):
         sa, sb = s.store.load_state_dict(a.id), s2.store.load_state_dict(b.id)
         assert all(torch.equal(sa[k], sb[k]) for k in sa), (a.epoch, b.epoch)
         assert a.metrics == b.metrics
@@ -128,7 +128,7 @@ def test_disturb_moves_by_magnitude_along_a_filter_normalized_direction(tmp_path
     d = random_direction(space, center, seed=5, normalization="filter", ignore="biasbn")
     assert s.distance(src.id, c.id) == pytest.approx(0.3 * float(torch.linalg.norm(d.double())), rel=1e-6)
     assert torch.allclose(s.vector(c.id), center + 0.3 * d, atol=1e-6)
-    for e, part_d, part_w in zip(space.entries, space.split(d), space.split(center)):
+    for e, part_d, part_w in zip(space.entries, space.split(d), space.split(center), strict=True):
         if e.dim > 1:  # each filter (row) of d has the norm of the weight's filter
             assert torch.allclose(part_d.norm(dim=1), part_w.norm(dim=1), rtol=1e-5)
         else:  # biases are not moved
@@ -327,7 +327,7 @@ def test_hessian_delegation_matches_the_full_hessian_and_is_found_again(tmp_path
     monkeypatch.setattr(H, "top_eigenpairs", lambda *a, **k: calls.append(1))
     again = s.hessian(c.id, k=2)  # stored: not recomputed
     assert not calls and again["eigenvalues"] == res["eigenvalues"]
-    assert all(torch.equal(a, b) for a, b in zip(again["eigenvectors"], res["eigenvectors"]))
+    assert all(torch.equal(a, b) for a, b in zip(again["eigenvectors"], res["eigenvectors"], strict=True))
     s.close()
 
 
@@ -394,7 +394,7 @@ def test_quick_jobs_give_what_the_blocking_calls_give_with_progress_and_events(t
             assert line_job.message == "5/5 points" and blocker.state == "running"
             line2 = s.interpolate(a.id, b.id, 5)
             assert len(line) == len(line2) == 5 and line[0].parent == a.id
-            for c1, c2 in zip(line, line2):
+            for c1, c2 in zip(line, line2, strict=True):
                 assert torch.equal(s.vector(c1.id), s.vector(c2.id)) and c1.metrics == c2.metrics
 
             ids = [c.id for c in s.checkpoints()]

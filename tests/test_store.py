@@ -152,7 +152,7 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path):
     finally:
         zygote.stdin.close()
         zygote.wait(timeout=30)
-    assert all(b >= a for a, b in zip(counts[0::2], counts[1::2]))  # none vanish on reopening
+    assert all(b >= a for a, b in zip(counts[0::2], counts[1::2], strict=True))  # none vanish on reopening
     assert min(counts) >= 1
     print(f"\nkill trials: {trials}, checkpoints listed: {sum(counts[1::2])}, "
           f"trials that left orphans: {orphan_trials}")

@@ -122,7 +122,7 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run_bit_for_bit
     out2 = train(resumed, ds, hparams=h, epochs=2, start_epoch=2.0, start_step=step2,
                  optim_state=decode_optimizer_state(tensors, structure))
     assert out2.step == out.step
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     # and the run is not trivially constant: another seed gives other weights
     other = _model()
@@ -136,7 +136,8 @@ def test_without_the_optimizer_state_resumption_differs():
     h = _h(optimizer="sgd", momentum=0.9)
     seen = {}
     full = _model()
-    train(full, ds, hparams=h, epochs=3, on_checkpoint=lambda **kw: seen.setdefault(kw["epoch"], copy.deepcopy(kw["model"].state_dict())))
+    train(full, ds, hparams=h, epochs=3,
+          on_checkpoint=lambda **kw: seen.setdefault(kw["epoch"], copy.deepcopy(kw["model"].state_dict())))
     resumed = _model()
     resumed.load_state_dict(seen[1.0])
     train(resumed, ds, hparams=h, epochs=2, start_epoch=1.0)

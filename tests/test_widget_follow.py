@@ -79,7 +79,8 @@ def test_a_superseded_job_that_has_not_started_is_cancelled_quietly(queue):
     gate.set()
     assert f.wait(10)
     # each result is applied on its job's waiter thread: the blocker's and the second's, in either order
-    assert sorted(map(repr, got)) == ["2", "True"] and first.state == "cancelled" and said["message"] == [] and said["error"] == []
+    assert sorted(map(repr, got)) == ["2", "True"] and first.state == "cancelled"
+    assert said["message"] == [] and said["error"] == []
 
 
 def test_a_cancelled_job_is_said_and_applies_nothing(queue):

@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "surface",
         help="compute a 1D/2D loss surface (or a two-model interpolation) into an HDF5 file",
         description="Loss and accuracy on a grid theta0 + x*d1 (+ y*d2) around a model.",
+        formatter_class=_HelpFormatter,
     )
     g = s.add_argument_group("model")
     g.add_argument("--model", default="mlp", help="zoo name (see `lossviz models`) or package.module:factory")
-    g.add_argument("--model-kwargs", default="{}", metavar="JSON", help='builder arguments, e.g. \'{"num_classes": 100}\'')
+    g.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                   help='builder arguments, e.g. \'{"num_classes": 100}\'')
     g.add_argument("--model-file", help="checkpoint of the center model (.pt/.pth/.t7/.safetensors)")
     g.add_argument("--model-file2", help="second checkpoint: the x direction runs from --model-file (0) to it (1)")
     g = s.add_argument_group("grid and directions")
@@ -71,9 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dir-type", choices=("weights", "states"), default=None,
                    help="weights (parameters) or states (state dict with BN statistics); "
                         "default weights, states for --model-file2")
-    g.add_argument("--xnorm", choices=NORMALIZATIONS, default="filter", help="x direction normalization (default filter)")
-    g.add_argument("--ynorm", choices=NORMALIZATIONS, default="filter", help="y direction normalization (default filter)")
-    g.add_argument("--xignore", choices=("biasbn", "none"), default="biasbn", help="biasbn: zero the 1-D entries (default)")
+    g.add_argument("--xnorm", choices=NORMALIZATIONS, default="filter",
+                   help="x direction normalization (default filter)")
+    g.add_argument("--ynorm", choices=NORMALIZATIONS, default="filter",
+                   help="y direction normalization (default filter)")
+    g.add_argument("--xignore", choices=("biasbn", "none"), default="biasbn",
+                   help="biasbn: zero the 1-D entries (default)")
     g.add_argument("--yignore", choices=("biasbn", "none"), default="biasbn")
     g.add_argument("--same-dir", action="store_true", help="use the x direction for y too")
     g.add_argument("--seed", type=int, default=0, help="seed of the random directions and of the model's init")
@@ -96,15 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lossviz.refine.refine_surface: a coarse grid, then the points where the surface has "
                         "structure; the rest interpolated, with estimated errors <metric>_err in the file")
     g.add_argument("--rtol", type=float, default=None,
-                   help=f"--adaptive: relative error trusted to interpolation (default {_default_of('refine', 'rtol')})")
+                   help="--adaptive: relative error trusted to interpolation (default <refine.rtol>)")
     g.add_argument("--budget", type=float, default=None,
-                   help=f"--adaptive: most points evaluated, a fraction of the grid (default {_default_of('refine', 'budget')})")
+                   help="--adaptive: most points evaluated, a fraction of the grid (default <refine.budget>)")
     g.add_argument("--subsample", action="store_true",
                    help="lossviz.subsample.subsampled_surface: each point's loss from growing random subsets "
                         "of the data, standard errors <metric>_err in the file")
     g.add_argument("--sample-rtol", type=float, default=None,
                    help="--subsample: stop a point once its standard error is below this fraction of its loss "
-                        f"(default {_default_of('subsample', 'rtol')})")
+                        "(default <subsample.rtol>)")
     g = s.add_argument_group("run and output")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -139,6 +146,15 @@ def _loss_names() -> list[str]:
     from lossviz.losses import LOSS_NAMES
 
     return sorted(LOSS_NAMES)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Writes ``<refine.rtol>`` in a flag's help as :func:`_default_of`'s value when that help is shown,
+    so that building the parser imports no numeric module (``lossviz --help`` does not import torch)."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        text = super()._expand_help(action)
+        return re.sub(r"<(refine|subsample)\.(\w+)>", lambda m: str(_default_of(m.group(1), m.group(2))), text)
 
 
 def _default_of(module: str, name: str) -> Any:

@@ -86,7 +86,7 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
         return value.detach()
     try:
         return torch.as_tensor(np.asarray(value))
-    except Exception as exc:  # noqa: BLE001 - report what could not be converted
+    except Exception as exc:
         raise TypeError(
             f"cannot turn the {what} ({type(value).__name__}) into a tensor: give tensors or numpy arrays"
         ) from exc

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.params import ParamSpace
+from lossviz.params import ParamSpace, SpaceKind, space_kind
 from lossviz.projection import pca_gram
 from lossviz.store import checkpoint_id as _checkpoint_id
 from lossviz.store import tensor_sha
@@ -507,7 +507,7 @@ class DirectionResolver(Protocol):
     def loss(self) -> Any:
         """The loss (a name or a callable) Hessian directions are computed for."""
 
-    def vector(self, id: int, kind: str) -> torch.Tensor:
+    def vector(self, id: int, kind: SpaceKind) -> torch.Tensor:
         """Checkpoint ``id`` as a flat CPU vector of the ``kind`` space."""
 
     def model(self, id: int) -> nn.Module:
@@ -752,7 +752,7 @@ class DirectionSpec:
 
     def _pca(self, resolver: DirectionResolver, space: ParamSpace, center: torch.Tensor):
         ids = self.trajectory(resolver)
-        vecs = torch.stack([resolver.vector(i, self.kind) for i in ids])
+        vecs = torch.stack([resolver.vector(i, space_kind(self.kind)) for i in ids])
         pca = pca_directions(vecs, center=center, n_components=self.ndim,
                              ignore="biasbn" if self.ignore == "biasbn" else None, space=space)
         ds = pca.to_direction_set(kind=self.kind, ignore=self.ignore)
@@ -785,7 +785,7 @@ class DirectionSpec:
             if tid is not None:
                 if resolver is None:
                     raise TypeError("a checkpoint as a direction needs a project: use Session.surface")
-                vecs.append(resolver.vector(tid, self.kind) - center)
+                vecs.append(resolver.vector(tid, space_kind(self.kind)) - center)
             else:
                 vec = as_direction(space, part, dtype=None if keep_dtype else center.dtype)
                 vecs.append(vec if keep_dtype else vec.cpu())

@@ -105,7 +105,7 @@ class _Summed(nn.Module):
                 parts.append((out.argmax(-1) == y).sum().to(out.dtype))
             parts.extend(fn(out, y) * n for _, fn in self.extra)
             parts = [p.reshape(()).to(self.sum_dtype) for p in parts]  # accumulate in float64
-            sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+            sums = parts if sums is None else [a + b for a, b in zip(sums, parts, strict=True)]
         assert sums is not None
         return torch.stack(sums)
 
@@ -184,7 +184,7 @@ def _autocast_convs(model: nn.Module, device_type: str) -> None:
     """Make every Conv1d/2d/3d of ``model`` (a private copy) honour autocast under vmap too."""
     for m in model.modules():
         if isinstance(m, nn.modules.conv._ConvNd) and hasattr(m, "_conv_forward"):
-            m._conv_forward = _autocast_conv_forward(m._conv_forward, device_type)
+            m._conv_forward = _autocast_conv_forward(m._conv_forward, device_type)  # type: ignore[method-assign]  # a private copy's conv, patched for autocast under vmap
 
 
 def _has_conv2d(model: nn.Module) -> bool:
@@ -421,17 +421,19 @@ class Evaluator:
         It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap
         it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans are not measured."""
         self._measure_channels_last = False
+        plan = self.plan
+        assert plan is not None, "the loop plan is chosen before its memory format"
         n = pts.shape[0]
         idx = [np.array([i % n]) for i in range(4)]
         try:
-            plain = min(self._timed(self.plan, idx[i], pts, out, done) for i in (0, 1))
+            plain = min(self._timed(plan, idx[i], pts, out, done) for i in (0, 1))
             self._set_channels_last(True)
-            fast = min(self._timed(self.plan, idx[i], pts, out, done) for i in (2, 3))
+            fast = min(self._timed(plan, idx[i], pts, out, done) for i in (2, 3))
         except Exception as exc:  # noqa: BLE001 - a format that fails is not a candidate
             self._measure_failed("loop+channels_last", exc)
             self._set_channels_last(False)
             return
-        self.timings[f"loop(batch={self.plan.batch_size},channels_last)"] = fast * 1e3
+        self.timings[f"loop(batch={plan.batch_size},channels_last)"] = fast * 1e3
         if not fast < 0.95 * plain:
             self._set_channels_last(False)
 
@@ -461,21 +463,21 @@ class Evaluator:
 
     def _batches(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         x, y = self.data.inputs, self.data.targets
-        return list(zip(x.split(batch_size), y.split(batch_size)))
+        return list(zip(x.split(batch_size), y.split(batch_size), strict=True))
 
     def _split(self, vec: torch.Tensor) -> list[torch.Tensor]:
         """The space's tensors of ``vec`` (views), in order; works under vmap."""
         lead = tuple(vec.shape[:-1])
         return [
             part.reshape(lead + shape)
-            for part, shape in zip(vec.split(self._sizes, dim=-1), self._shapes)
+            for part, shape in zip(vec.split(self._sizes, dim=-1), self._shapes, strict=True)
         ]
 
     def _call_functional(self, vec: torch.Tensor) -> torch.Tensor:
         """Sums (M,) at one point: ``functional_call`` with the point's tensors (vmapped over K)."""
         # (channels_last: the inputs are channels-last; the vmapped weights stay contiguous, as
         # torch.vmap cannot restride them: NYI in torch 2.x)
-        params = dict(zip(self._names, self._split(vec)))
+        params = dict(zip(self._names, self._split(vec), strict=True))
         params.update(self._fixed)
         return functional_call(self._summed, params, (self._cur,))
 
@@ -487,7 +489,7 @@ class Evaluator:
     @torch.no_grad()
     def _eval_vmap(self, pts: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Sums (K, M) for the rows of ``pts`` in one vmapped call."""
-        self._cur = self._batches(batch_size)
+        self._cur: list[tuple[torch.Tensor, torch.Tensor]] | None = self._batches(batch_size)
         try:
             return self._vmapped(pts)
         finally:
@@ -572,7 +574,7 @@ class Evaluator:
         handles = [m.register_forward_hook(hook) for m in self.model.modules()]
         try:
             output = self.model(self.data.inputs[:2])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(
                 f"the model cannot run on the evaluation inputs of shape "
                 f"{tuple(self.data.inputs.shape[1:])} per sample: {type(exc).__name__}: {exc}"

@@ -158,7 +158,7 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
     except FileNotFoundError:
         raise
-    except Exception as exc:  # safetensors raises its own SafetensorError on bad headers
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError (no common base) on bad headers
         raise ValueError(
             f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files"
             + (f": {hint}" if hint else "")

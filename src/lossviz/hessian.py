@@ -299,6 +299,8 @@ def lanczos(
             beta_next, q = beta, w / beta
         betas.append(beta_next)
     m = len(alphas)
+    assert theta is not None, "Lanczos ran at least one step"
+    assert s is not None
     s_t = torch.as_tensor(s[:, idx], dtype=dtype, device=device)
     vecs = (basis[:m].T @ s_t).T
     vecs = vecs / vecs.norm(dim=1, keepdim=True)

@@ -134,7 +134,7 @@ class Job:
             result = self._fn(self)
         except JobCancelled as exc:
             self._finish("cancelled", error=str(exc) or "cancelled")
-        except BaseException as exc:  # never let a job take the worker (or the kernel) down
+        except BaseException as exc:  # noqa: BLE001 - never let a job take the worker (or the kernel) down
             self.traceback = traceback.format_exc()
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
         else:

@@ -9,11 +9,11 @@ Layout of a project folder::
 
 Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``, by
 :mod:`lossviz.files`), flushed and fsynced; then, inside one ``BEGIN IMMEDIATE`` transaction, its row
-is inserted, the file renamed to its final name, the folder fsynced, and the transaction committed. A process killed at any instant leaves either
-a committed row with its complete file, or no row (and at most an orphan file that the next
-:class:`Store` opening removes). Orphan cleaning runs inside a write transaction, so it never races
-another process's insert. Several processes may open one project; SQLite serializes the writes and
-``database is locked`` errors are retried.
+is inserted, the file renamed to its final name, the folder fsynced, and the transaction committed. A
+process killed at any instant leaves either a committed row with its complete file, or no row (and at
+most an orphan file that the next :class:`Store` opening removes). Orphan cleaning runs inside a write
+transaction, so it never races another process's insert. Several processes may open one project;
+SQLite serializes the writes and ``database is locked`` errors are retried.
 
 Nothing is ever unpickled: weights and optimizer states are safetensors files.
 """

@@ -24,8 +24,8 @@ import torch
 
 from lossviz.data import EvalData, as_eval_data
 from lossviz.grid import SurfaceGrid
-from lossviz.losses import Loss, LossFn, resolve_loss
 from lossviz.landscape import Surface, compute_surface
+from lossviz.losses import Loss, LossFn, resolve_loss
 from lossviz.validation import Interval, check
 
 __all__ = ["standard_error", "subsampled_surface"]

@@ -45,7 +45,7 @@ DEFAULT_HPARAMS: dict[str, Any] = {
     "schedule": {"name": "constant"},
     "seed": 0,
 }
-CIFAR_SCHEDULE = {"name": "multistep", "milestones": [150, 225, 275], "gamma": 0.1}
+CIFAR_SCHEDULE: dict[str, Any] = {"name": "multistep", "milestones": [150, 225, 275], "gamma": 0.1}
 CIFAR_LR = 0.1
 HPARAM_CONSTRAINTS: dict[str, Constraint] = {
     "lr": Interval(float, 0, None, closed="neither"),
@@ -303,7 +303,7 @@ def train(
     model.to(device)
     optimizer = make_optimizer(model.parameters(), h)
     if optim_state is not None:
-        optimizer.load_state_dict(optim_state)
+        optimizer.load_state_dict(dict(optim_state))
         _apply_hparams(optimizer, h)
     tensors = None
     if isinstance(train_data, torch.utils.data.TensorDataset) or (

@@ -22,8 +22,9 @@ import math
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,9 +33,9 @@ from torch.utils.data import Dataset, TensorDataset
 from lossviz.files import write_atomic
 
 __all__ = [
-    "DATASETS",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DATASETS",
     "MNIST_MEAN",
     "MNIST_STD",
     "get_data",
@@ -109,7 +110,7 @@ def _digits(
     X = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     perm = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(len(y) * test_fraction))
+    n_test = round(len(y) * test_fraction)
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     shape = (-1, 64) if flat else (-1, 1, 8, 8)
 
@@ -160,9 +161,9 @@ def _cifar10_class(verify: bool):
         """torchvision's CIFAR10 with the MD5 checks off (files must exist; their contents are
         whatever they are), for folders written by :func:`write_fake_cifar10`."""
 
-        train_list = [[f, None] for f, _ in datasets.CIFAR10.train_list]
-        test_list = [[f, None] for f, _ in datasets.CIFAR10.test_list]
-        meta = {**datasets.CIFAR10.meta, "md5": None}
+        train_list: ClassVar[list] = [[f, None] for f, _ in datasets.CIFAR10.train_list]
+        test_list: ClassVar[list] = [[f, None] for f, _ in datasets.CIFAR10.test_list]
+        meta: ClassVar[dict] = {**datasets.CIFAR10.meta, "md5": None}
 
     return CIFAR10Unverified
 
@@ -261,8 +262,8 @@ def _smooth_fields(
     low-frequency colour textures, periodic so that a cyclic shift (``np.roll``) keeps them smooth.
     """
     c, h, w = shape
-    ky, kx = np.meshgrid(np.arange(-max_freq, max_freq + 1), np.arange(0, max_freq + 1), indexing="ij")
-    ky, kx = ky.ravel(), kx.ravel()
+    ky_grid, kx_grid = np.meshgrid(np.arange(-max_freq, max_freq + 1), np.arange(0, max_freq + 1), indexing="ij")
+    ky, kx = ky_grid.ravel(), kx_grid.ravel()
     scale = 1.0 / (1.0 + np.hypot(ky, kx))
     yy, xx = np.meshgrid(np.arange(h) / h, np.arange(w) / w, indexing="ij")
     basis = np.exp(2j * np.pi * (ky[:, None] * yy.ravel()[None] + kx[:, None] * xx.ravel()[None]))  # (K, H·W)
@@ -343,12 +344,13 @@ def _fake_splits(
         te_x, te_y = _random_images(n_test, shape, num_classes, rng)
         return tr_x, tr_y, te_x, te_y
     prototypes = _smooth_fields(num_classes, shape, np.random.default_rng([seed, 0]))
-    out = []
+    splits = []
     for n, stream in ((n_train, 1), (n_test, 2)):
         rng = np.random.default_rng([seed, stream])
         y = _balanced_labels(n, num_classes, rng)
-        out += [_prototype_images(y, prototypes, noise, max_shift, flip, rng), y]
-    return tuple(out)
+        splits.append((_prototype_images(y, prototypes, noise, max_shift, flip, rng), y))
+    (tr_x, tr_y), (te_x, te_y) = splits
+    return tr_x, tr_y, te_x, te_y
 
 
 def write_fake_cifar10(
@@ -379,7 +381,9 @@ def write_fake_cifar10(
     torchvision's ``.data``) and ``train_labels``/``test_labels`` int64.
     """
     if n_train < 5 or n_test < 1:
-        raise ValueError(f"write_fake_cifar10 needs n_train >= 5 (five batches) and n_test >= 1, got {n_train}, {n_test}")
+        raise ValueError(
+            f"write_fake_cifar10 needs n_train >= 5 (five batches) and n_test >= 1, got {n_train}, {n_test}"
+        )
     tr_x, tr_y, te_x, te_y = _fake_splits(
         n_train, n_test, (3, 32, 32), labels=labels, noise=noise, max_shift=max_shift, flip=True, seed=seed
     )
