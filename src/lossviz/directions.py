@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossviz.jsonable import to_builtin
 from lossviz.params import ParamSpace, SpaceKind, space_kind
 from lossviz.projection import pca_gram
 from lossviz.store import checkpoint_id as _checkpoint_id
@@ -91,7 +92,7 @@ class DirectionSet:
             "method": self.method,
             "ndim": self.ndim,
             "numel": self.numel,
-            **{k: _jsonable(v) for k, v in self.meta.items()},
+            **{k: to_builtin(v) for k, v in self.meta.items()},
         }
 
 
@@ -123,16 +124,6 @@ class PCADirections:
                 "explained_variance_": self.explained_variance.tolist(),
             },
         )
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, torch.Tensor):
-        return v.detach().cpu().tolist()
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    return v
 
 
 # ---------------------------------------------------------------------------------------- checks

@@ -332,6 +332,8 @@ def pca_gram(
         n vectors (mean and Gram in one pass); a callable source is read by blocks of whole vectors
         (a first pass for the mean, then one pass per block of rows).
 
+    Notes
+    -----
     Memory is O(n² + block_bytes + k·D): components of zero variance (rank < k) are zero vectors
     with zero coordinates.
     """

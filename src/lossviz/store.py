@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from lossviz import files
+from lossviz.jsonable import dumps
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
@@ -109,13 +110,9 @@ class Checkpoint:
         return asdict(self)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, allow_nan=True)
-
-
 def spec_key(spec: Mapping[str, Any]) -> str:
     """A stable hash (sha256 hex) of a json-able spec: everything that defines a result."""
-    return hashlib.sha256(_dumps(dict(spec)).encode()).hexdigest()
+    return hashlib.sha256(dumps(dict(spec)).encode()).hexdigest()
 
 
 def tensor_sha(*tensors: torch.Tensor) -> str:
@@ -200,7 +197,7 @@ def encode_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.Te
         )
 
     structure = enc(dict(state), "state")
-    return tensors, _dumps(structure)
+    return tensors, dumps(structure)
 
 
 def decode_optimizer_state(tensors: Mapping[str, torch.Tensor], structure: str) -> dict:
@@ -298,11 +295,11 @@ class Store:
                 if row is None:
                     cur.execute(
                         "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                        (_dumps(SCHEMA_VERSION),),
+                        (dumps(SCHEMA_VERSION),),
                     )
                     cur.execute(
                         "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
-                        (_dumps(time.time()),),
+                        (dumps(time.time()),),
                     )
             for sub in ("weights", "optim", "results"):
                 if not (self.path / sub).is_dir():
@@ -465,7 +462,7 @@ class Store:
             cur.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (key, _dumps(value)),
+                (key, dumps(value)),
             )
 
     def set_meta_if_absent(self, key: str, value: Any) -> Any:
@@ -474,7 +471,7 @@ class Store:
             row = cur.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
             if row is not None:
                 return json.loads(row[0])
-            cur.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, _dumps(value)))
+            cur.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, dumps(value)))
             return value
 
     # ----------------------------------------------------------------- checkpoints
@@ -574,8 +571,8 @@ class Store:
                         kind,
                         float(epoch),
                         int(step),
-                        _dumps(dict(hparams or {})),
-                        _dumps({k: float(v) for k, v in (metrics or {}).items()}),
+                        dumps(dict(hparams or {})),
+                        dumps({k: float(v) for k, v in (metrics or {}).items()}),
                         created,
                         status,
                         note,
@@ -754,7 +751,7 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                     "file=excluded.file, meta=excluded.meta, complete=excluded.complete, "
                     "updated=excluded.updated",
-                    (key, kind, _dumps(dict(spec)), rel, _dumps(dict(meta or {})), int(complete), now, now),
+                    (key, kind, dumps(dict(spec)), rel, dumps(dict(meta or {})), int(complete), now, now),
                 )
                 if tmp is not None and rel is not None:
                     os.replace(tmp, self.path / rel)

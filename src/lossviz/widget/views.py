@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lossviz.critical import critical_points
+from lossviz.figures import critical_markers, default_metric
 from lossviz.jsonable import json_safe
 from lossviz.widget.options import FORM_EXTRAS, TRAIN_KEYS
 
@@ -22,7 +22,6 @@ __all__ = [
     "METRIC_ORDER",
     "adaptive_summary",
     "checkpoint_table",
-    "critical_markers",
     "distances_view",
     "empty_projection",
     "field_of",
@@ -165,21 +164,6 @@ def adaptive_summary(meta: Mapping[str, Any], total: int) -> dict[str, int] | No
     return {"n_evaluated": int(info["n_evaluated"]), "total": int(total), "rounds": int(info["rounds"])}
 
 
-def critical_markers(x: np.ndarray, y: np.ndarray | None, z: np.ndarray) -> list[dict[str, Any]]:
-    """Critical points of a complete grid as markers ``{kind, x, y, value}`` (refined positions and
-    values where the refinement converged)."""
-    out = []
-    for p in critical_points(x, y, z):
-        refined = math.isfinite(p.x_refined)
-        out.append(json_safe({
-            "kind": p.kind,
-            "x": p.x_refined if refined else p.x,
-            "y": (p.y_refined if refined else p.y) if y is not None else None,
-            "value": p.value_refined if refined and math.isfinite(p.value_refined) else p.value,
-        }))
-    return out
-
-
 def trajectory_view(ids: Iterable[Any], coords: Any) -> dict[str, np.ndarray]:
     """Checkpoint ids and their ``(n, 2)`` plane coordinates as float32 arrays."""
     xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
@@ -206,7 +190,7 @@ def surface_view(surface: Any, metric: str, *, job: int | None = None,
     values = field_of(surface, "values") or {}
     if not values:
         return None
-    shown = metric if metric in values else next(iter(values))
+    shown = default_metric(surface, metric if metric in values else None)
     z = np.asarray(values[shown], dtype=np.float64)
     done_field = field_of(surface, "done")
     done = np.asarray(done_field, dtype=bool) if done_field is not None else np.isfinite(z)
@@ -222,7 +206,7 @@ def surface_view(surface: Any, metric: str, *, job: int | None = None,
         "progress": n_done / total if total else 1.0, "done": n_done, "total": total,
         "done_mask": done.astype(np.uint8),
         "center": meta.get("center"),
-        "critical": critical_markers(x, y, z) if complete else [],
+        "critical": json_safe(critical_markers(x, y, z)) if complete else [],
         "trajectory": trajectory if complete else None,
         "meta": json_safe({k: v for k, v in meta.items() if k not in ("trajectory", "adaptive")}),
         "job": job,
