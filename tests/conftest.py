@@ -34,6 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for name in marks_for(item.path):
             item.add_marker(name)
+        if item.get_closest_marker("system") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker("slow")  # a system test marked in a unit file (it starts processes)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -28,7 +28,7 @@ from lossviz.session import Session
 from lossviz.store import Store
 from lossviz.widget import Explorer, checkpoint_table, wire_array
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAN_BAND, INF_FROM = 0.6, 1.0  # loss in (0.6, 1.0] -> NaN, loss > 1.0 -> +inf
 
 

@@ -261,6 +261,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     assert main(["surface", "--xnorm", "bogus"]) == 2
 
 
+@pytest.mark.system  # starts processes: a system test in the unit file of the module it exercises
 def test_entry_point_runs_as_a_process(tmp_path):
     exe = Path(sys.executable).with_name("lossviz")
     assert exe.exists(), "the lossviz console script is not installed: pip install -e ."

@@ -282,6 +282,7 @@ def test_nan_points_are_nan_in_the_surface_without_exception():
 
 
 # ---------------------------------------------------------------------------------------- executors
+@pytest.mark.system  # starts processes: a system test in the unit file of the module it exercises
 def test_thread_and_process_executors_give_the_in_process_surface():
     model = bn_net(0)
     data = image_data()

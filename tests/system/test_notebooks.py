@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 NAMES = ["quickstart", "li_workflows", "optimizers", "sharpness", "bring_your_own"]
 CELL_TIMEOUT_S = 300

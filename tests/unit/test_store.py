@@ -125,6 +125,7 @@ def _check_project(path: Path) -> tuple[int, list[str]]:
         store.close()
 
 
+@pytest.mark.system  # starts processes: a system test in the unit file of the module it exercises
 def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path):
     """>= 20 trials: a writer is SIGKILLed 0.1-1.5 s after it is ready; the project stays sound."""
     rng = random.Random(1234)
@@ -178,6 +179,7 @@ WRITER2 = textwrap.dedent(
 )
 
 
+@pytest.mark.system  # starts processes: a system test in the unit file of the module it exercises
 def test_two_processes_write_one_project_without_loss(tmp_path):
     path = tmp_path / "proj"
     store = Store(path)

@@ -23,7 +23,7 @@ from lossviz.landscape import Surface
 from lossviz.store import Checkpoint
 from lossviz.widget import Explorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 
 

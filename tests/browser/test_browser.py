@@ -17,13 +17,11 @@ import itertools
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server
 
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
