@@ -275,7 +275,8 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
 def _random_directions(space, center, args, ndim: int):
     """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
     normalization and ignore rule; ``--same-dir`` reuses x for y."""
-    from lossviz.directions import DirectionSet, DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
+    from lossviz.directions import DirectionSet
 
     def rule(flag: str) -> str | None:
         return None if flag == "none" else flag

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from lossviz.data import EvalData, as_eval_data
-from lossviz.directions import DirectionSet, DirectionSpec, target_direction
+from lossviz.direction_spec import DirectionSpec
+from lossviz.directions import DirectionSet, target_direction
 from lossviz.evaluate import Evaluator
 from lossviz.executors import relax_malloc_trim, run_chunks
 from lossviz.grid import Axis, SurfaceGrid

@@ -384,14 +384,14 @@ GIVEN_KEYS = [
 
 @pytest.mark.parametrize("given, desc", GIVEN_KEYS, ids=[f"given{i}" for i in range(len(GIVEN_KEYS))])
 def test_spec_key_of_given_directions_is_the_stored_description(given, desc):
-    from lossviz.directions import DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
 
     spec = DirectionSpec.parse(given, 2, kind="weights", seed=7)
     assert spec.key() == {"directions": desc, "normalization": None, "ignore": None, "seed": None, "kind": "weights"}
 
 
 def test_spec_keys_of_named_directions_keep_only_the_rules_that_matter():
-    from lossviz.directions import DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
 
     fake = FakeProject()
     rnd = DirectionSpec.parse("random", 2, normalization="layer", ignore="biasbn", seed=3, kind="states")
@@ -418,7 +418,7 @@ def test_spec_keys_of_named_directions_keep_only_the_rules_that_matter():
 
 
 def test_spec_builds_the_vectors_the_direction_functions_give():
-    from lossviz.directions import DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
 
     fake = FakeProject()
     model = fake.model(4)
@@ -459,7 +459,7 @@ def test_spec_builds_the_vectors_the_direction_functions_give():
 
 def test_spec_hessian_directions_are_the_top_eigenvectors():
     from lossviz import hessian as H
-    from lossviz.directions import DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
 
     fake = FakeProject(2)
     ds, meta = DirectionSpec.parse("hessian", 1, seed=0, center=2).build(fake)
@@ -471,7 +471,7 @@ def test_spec_hessian_directions_are_the_top_eigenvectors():
 
 
 def test_spec_vectors_in_a_space_alone():
-    from lossviz.directions import DirectionSpec
+    from lossviz.direction_spec import DirectionSpec
 
     net = bn_net()
     space = ParamSpace(net, "weights")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.directions import DirectionSpec
+from lossviz.direction_spec import DirectionSpec
 from lossviz.jobs import Job
 from lossviz.params import SpaceKind
 from lossviz.session.core import SessionBase
