@@ -4,9 +4,19 @@ and the same constants behind the widget's own checks."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lossviz import figures, training, zoo
-from lossviz.widget.options import DIRECTIONS, FIELDS, FORM_EXTRAS, LIMITS, PROJECTIONS, TRAIN_KEYS, explorer_options
+from lossviz.widget.options import (
+    DIRECTIONS,
+    FIELDS,
+    FORM_EXTRAS,
+    LIMITS,
+    PROJECTIONS,
+    TRAIN_KEYS,
+    explorer_options,
+    field,
+)
 
 CONTRACT_LIMITS = ("max_jobs_shown", "auto_distances_max", "max_distances", "levels_min", "levels_max")
 TYPES = ("float", "int", "text", "bool", "choice", "range")
@@ -38,3 +48,18 @@ def test_the_form_fields_describe_the_branch_panel():
         by_name["resolution"]["max"] == LIMITS["resolution_max"] and by_name["n"]["max"] == LIMITS["interpolation_max"]
     )
     assert by_name["lr"]["minExclusive"] and by_name["seed"]["optional"]
+
+
+def test_the_front_end_fixture_is_what_the_kernel_sends():
+    """js/tests/options.json (read by the node tests and the browser harness) equals explorer_options()'s
+    fields, limits and lists: regenerate it from Python when a constant changes."""
+    fixture = json.loads((Path(__file__).resolve().parents[2] / "js" / "tests" / "options.json").read_text())
+    sent = explorer_options()
+    for key in ("fields", "limits", "optimizers", "directions", "projections", "contour_modes"):
+        assert fixture[key] == sent[key], key
+
+
+def test_form_lower_bounds_are_the_training_constraints():
+    for name in ("lr", "momentum", "weight_decay", "batch_size", "seed"):
+        spec, c = field(name), training.HPARAM_CONSTRAINTS[name]
+        assert spec["min"] == c.left and bool(spec.get("minExclusive")) == (c.closed in ("right", "neither")), name

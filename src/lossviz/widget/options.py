@@ -10,7 +10,8 @@ from typing import Any
 
 from lossviz import zoo
 from lossviz.figures import CONTOUR_MODES
-from lossviz.training import OPTIMIZERS
+from lossviz.training import HPARAM_CONSTRAINTS, HPARAM_NAMES, OPTIMIZERS
+from lossviz.validation import Interval
 
 __all__ = [
     "CONTOUR_MODES",
@@ -28,8 +29,8 @@ DIRECTIONS = ("random", "pca")
 """Surface directions the branch panel offers."""
 PROJECTIONS = ("layout", "pca", "tsne", "surface")
 """Methods of the trajectory plot's projection (``Session.project``)."""
-TRAIN_KEYS = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")
-"""The hyperparameters a train command may carry."""
+TRAIN_KEYS = HPARAM_NAMES
+"""The hyperparameters a train command may carry (:data:`lossviz.training.HPARAM_NAMES`)."""
 FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21,
                "adaptive": False}
 """Form values that are not hyperparameters, with their first values (kept across clicks)."""
@@ -50,15 +51,27 @@ SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.
 ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
                  "the grid; the rest interpolated. Saves work from about 30 points a side")
 
+
+
+def _lower_bound(name: str) -> dict[str, Any]:
+    """A hyperparameter's lower bound from :data:`lossviz.training.HPARAM_CONSTRAINTS` as form keys
+    (``min``, and ``minExclusive`` when the bound itself is refused); training checks the rest."""
+    c = HPARAM_CONSTRAINTS[name]
+    if not isinstance(c, Interval) or c.left is None:
+        return {}
+    return {"min": c.left, **({"minExclusive": True} if c.closed in ("right", "neither") else {})}
+
+
 FIELDS: tuple[dict[str, Any], ...] = (
-    {"name": "lr", "label": "learning rate", "type": "float", "min": 0, "minExclusive": True, "group": "train"},
+    {"name": "lr", "label": "learning rate", "type": "float", **_lower_bound("lr"), "group": "train"},
     {"name": "optimizer", "label": "optimizer", "type": "choice", "choices": list(OPTIMIZERS), "group": "train"},
-    {"name": "momentum", "label": "momentum", "type": "float", "min": 0, "group": "train"},
+    {"name": "momentum", "label": "momentum", "type": "float", **_lower_bound("momentum"), "group": "train"},
     {"name": "nesterov", "label": "nesterov", "type": "bool", "group": "train"},
-    {"name": "weight_decay", "label": "weight decay", "type": "float", "min": 0, "group": "train"},
-    {"name": "batch_size", "label": "batch size", "type": "int", "min": 1, "group": "train"},
+    {"name": "weight_decay", "label": "weight decay", "type": "float", **_lower_bound("weight_decay"),
+     "group": "train"},
+    {"name": "batch_size", "label": "batch size", "type": "int", **_lower_bound("batch_size"), "group": "train"},
     {"name": "schedule", "label": "schedule", "type": "text", "group": "train", "hint": SCHEDULE_HINT},
-    {"name": "seed", "label": "seed", "type": "int", "min": 0, "optional": True, "group": "train"},
+    {"name": "seed", "label": "seed", "type": "int", **_lower_bound("seed"), "optional": True, "group": "train"},
     {"name": "epochs", "label": "epochs to train", "type": "int", "min": 1, "group": "train"},
     {"name": "magnitude", "label": "disturb magnitude", "type": "float", "min": 0, "minExclusive": True,
      "group": "disturb"},
