@@ -812,10 +812,22 @@ def test_running_jobs_stay_listed_however_many_finish(widget, fake):
 
     widget.handle({"type": "train", "from": 1, "epochs": 2, "hparams": {}})
     for _ in range(LIMITS["max_jobs_shown"] + 5):
-        widget.handle({"type": "refresh"})  # each a projection job
+        widget.handle({"type": "disturb", "from": 1, "magnitude": 0.1})  # each a job the user started
     listed = widget.jobs
     assert [j["kind"] for j in listed if j["state"] == "running"] == ["train"]
     assert len([j for j in listed if j["state"] == "done"]) == LIMITS["max_jobs_shown"]
+
+
+def test_view_refreshes_are_not_listed_once_they_end_well(widget, fake):
+    """A projection job runs after every new checkpoint: listed while it runs, then dropped, so a long
+    training run does not fill the jobs panel with finished refreshes."""
+    widget.handle({"type": "disturb", "from": 1, "magnitude": 0.1})
+    for _ in range(5):
+        widget.handle({"type": "refresh"})  # each a projection job
+    widget.wait_idle()
+    time.sleep(0.3)  # the coalesced job list is pushed
+    listed = widget.jobs
+    assert [j["kind"] for j in listed if j["state"] == "done"] == ["disturb"]
 
 
 def test_session_events_from_worker_threads_update_traits(fake):

@@ -105,3 +105,12 @@ def test_forget_releases_waiters_and_applies_nothing_more(queue):
     gate.set()
     queue.shutdown(wait=True, timeout=10)
     assert got == []
+
+
+def test_a_view_refresh_is_transient_and_others_are_not(queue):
+    f, said = follower()
+    f.follow("the pca projection", lambda: job(queue, lambda: 1), print, slot="projection", transient=True)
+    f.follow("disturbing checkpoint 3", lambda: job(queue, lambda: 2), print)
+    refresh, disturb = said["jobs"][0], said["jobs"][2]
+    assert refresh.state == disturb.state == "done"
+    assert f.transient(refresh.id) and not f.transient(disturb.id)

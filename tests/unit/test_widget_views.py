@@ -76,6 +76,8 @@ def test_jobs_shown_keep_every_running_job_and_the_last_finished_ones():
     jobs = [SimpleNamespace(id=i, state="running" if i in (1, 5) else "done") for i in range(1, 31)]
     shown = views.jobs_shown(reversed(jobs), 3)
     assert [j.id for j in shown] == [1, 5, 28, 29, 30]
+    hidden = views.jobs_shown(jobs, 3, hidden=lambda j: j.id % 2 == 0)  # running ones are never hidden
+    assert [j.id for j in hidden] == [1, 5, 25, 27, 29]
     info = views.job_info(
         SimpleNamespace(
             id=1,

@@ -269,7 +269,8 @@ class Explorer(anywidget.AnyWidget):
 
     def _push_jobs(self) -> None:
         with self._lock:
-            shown = views.jobs_shown(list(self._jobs.values()), LIMITS["max_jobs_shown"])
+            shown = views.jobs_shown(list(self._jobs.values()), LIMITS["max_jobs_shown"],
+                                     hidden=lambda j: j.state == "done" and self._follower.transient(j.id))
             self._jobs = {j.id: j for j in shown}
         self.jobs = [views.job_info(j) for j in shown]
 
@@ -279,7 +280,9 @@ class Explorer(anywidget.AnyWidget):
             self.checkpoints = table
         self._request_projection(self.projection_method)
 
-    def _request_projection(self, method: str) -> None:
+    def _request_projection(self, method: str, *, asked: bool = False) -> None:
+        """Project the checkpoints by ``method`` in a job; one the user ``asked`` for stays in the jobs panel,
+        a refresh after new checkpoints only while it runs."""
         if int(self.checkpoints.get("n", 0)) == 0:
             self.projection = views.empty_projection(method)
             return
@@ -291,7 +294,7 @@ class Explorer(anywidget.AnyWidget):
             self.projection = views.projection_view(method, proj)
 
         self._follow(f"the {method} projection", lambda: self._session.project(method=method, wait=False, **kwargs),
-                     apply, slot="projection")
+                     apply, slot="projection", transient=not asked)
 
     def _push_surface(self) -> None:
         surf = self._surface_obj
@@ -329,7 +332,7 @@ class Explorer(anywidget.AnyWidget):
 
         self._follow("the surface's trajectory",
                      lambda: self._session.project(method="surface", surface=surf, wait=False),
-                     apply, slot="trajectory", quiet=True)
+                     apply, slot="trajectory", quiet=True, transient=True)
 
     # ------------------------------------------------------------------ trait observers
     def _on_clicked(self, change: Mapping[str, Any]) -> None:
@@ -344,7 +347,7 @@ class Explorer(anywidget.AnyWidget):
 
     def _on_projection_method(self, change: Mapping[str, Any]) -> None:
         try:
-            self._request_projection(change["new"])
+            self._request_projection(change["new"], asked=True)
         except PayloadError as exc:
             self.error = str(exc)
 
@@ -457,7 +460,7 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_project(self, p: Mapping[str, Any]) -> None:
         method = P.choice(P.text(p, "method"), PROJECTIONS, "projection")
         if method == self.projection_method:
-            self._request_projection(method)
+            self._request_projection(method, asked=True)
         else:
             self.projection_method = method
 

@@ -51,12 +51,14 @@ class JobFollower:
         self._pending: dict[int, _Followed] = {}
         self._ever: set[int] = set()
         self._latest: dict[str, int] = {}  # slot -> the job whose result is wanted
+        self._transient: set[int] = set()  # jobs that refresh a view: listed only until they end well
 
     def follow(self, what: str, start: Callable[[], JobLike], apply: Callable[[Any], None], *,
-               slot: str | None = None, quiet: bool = False) -> None:
+               slot: str | None = None, quiet: bool = False, transient: bool = False) -> None:
         """Start a job with ``start()`` and apply its result when it ends. A failure, of the start or of
         the job, goes to ``on_error`` unless ``quiet``; a job started later in the same ``slot``
-        supersedes this one (its result is not applied, and it is cancelled if it has not started)."""
+        supersedes this one (its result is not applied, and it is cancelled if it has not started).
+        ``transient``: the job only refreshes a view (see :meth:`transient`)."""
         try:
             job = start()
         except Exception as exc:  # noqa: BLE001 - a failed start is reported in words, never raised into the kernel
@@ -68,6 +70,8 @@ class JobFollower:
             earlier = self._pending.get(self._latest.get(slot, -1)) if slot is not None else None
             self._pending[job.id] = followed
             self._ever.add(job.id)
+            if transient:
+                self._transient.add(job.id)
             if slot is not None:
                 self._latest[slot] = job.id
         if earlier is not None and earlier.job.state == "queued":
@@ -82,6 +86,12 @@ class JobFollower:
         """Whether this follower started the job (its failure is reported here, in its own words)."""
         with self._lock:
             return job_id in self._ever
+
+    def transient(self, job_id: int) -> bool:
+        """Whether the job only refreshes a view (a projection after each new checkpoint): the jobs panel
+        lists it while it runs, not once it has ended well."""
+        with self._lock:
+            return job_id in self._transient
 
     def wait(self, timeout: float) -> bool:
         """Wait until every job followed now has been applied; False when ``timeout`` seconds pass first."""

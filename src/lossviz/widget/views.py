@@ -8,7 +8,7 @@ mappings with the same field names.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,10 +145,12 @@ def job_info(job: Any) -> dict[str, Any]:
     })
 
 
-def jobs_shown(jobs: Iterable[Any], max_finished: int) -> list[Any]:
-    """The jobs the panel lists, by id: every queued or running one and the last ``max_finished`` others."""
+def jobs_shown(jobs: Iterable[Any], max_finished: int, hidden: Callable[[Any], bool] = lambda job: False) -> list[Any]:
+    """The jobs the panel lists, by id: every queued or running one and the last ``max_finished`` others
+    that are not ``hidden`` (e.g. view refreshes that ended well)."""
     by_id = sorted(jobs, key=lambda j: field_of(j, "id"))
-    finished = [j for j in by_id if field_of(j, "state") not in ACTIVE_STATES][-max_finished:] if max_finished else []
+    ended = [j for j in by_id if field_of(j, "state") not in ACTIVE_STATES and not hidden(j)]
+    finished = ended[-max_finished:] if max_finished else []
     keep = {id(j) for j in finished}
     return [j for j in by_id if field_of(j, "state") in ACTIVE_STATES or id(j) in keep]
 
