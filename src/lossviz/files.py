@@ -37,6 +37,7 @@ __all__ = [
     "read_safetensors",
     "read_safetensors_metadata",
     "safetensors_bytes",
+    "safetensors_from_bytes",
     "temporary_path",
     "write_atomic",
     "write_durably",
@@ -164,6 +165,27 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
             + (f": {hint}" if hint else "")
         ) from None
     return tensors, meta
+
+
+def safetensors_from_bytes(
+    data: bytes, path: str | os.PathLike, *, hint: str = ""
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of safetensors ``data`` already read from ``path`` (parsed in memory, so
+    a caller that hashes the bytes reads the file once); never unpickles. ``ValueError`` (naming
+    ``path``, ending with ``hint``) when ``data`` is not a safetensors file."""
+    import json
+
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+        meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError (no common base) on bad headers
+        raise ValueError(
+            f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files"
+            + (f": {hint}" if hint else "")
+        ) from None
+    return dict(tensors), {str(k): str(v) for k, v in meta.items()}
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
