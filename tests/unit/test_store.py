@@ -423,7 +423,7 @@ def test_a_lost_index_beside_project_files_is_refused_and_nothing_changes(tmp_pa
         conn.commit()
         conn.close()
     before = _folder_state(path)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=r"index\.sqlite") as err:
         Store(path)
     assert _folder_state(path) == before
     msg = str(err.value)
@@ -524,11 +524,15 @@ def test_a_failed_transaction_leaves_no_final_name(tmp_path, monkeypatch, what):
         raise OSError(5, "I/O error after the link")
 
     monkeypatch.setattr(files, "fsync_dir", fail_after_link)
+    if what == "weights":
+        def store_it():
+            return store.add_checkpoint({"w": torch.zeros(2)}, parent=1)
+    else:
+        def store_it():
+            return store.put_result("f" * 64, "surface", {"x": 2}, write=lambda p: Path(p).write_text("s"),
+                                    suffix=".h5")
     with pytest.raises(OSError, match="after the link"):
-        if what == "weights":
-            store.add_checkpoint({"w": torch.zeros(2)}, parent=1)
-        else:
-            store.put_result("f" * 64, "surface", {"x": 2}, write=lambda p: Path(p).write_text("s"), suffix=".h5")
+        store_it()
     after = _folder_state(tmp_path / "p")
     assert {k: v for k, v in after.items() if not k.startswith("index")} == {
         k: v for k, v in before.items() if not k.startswith("index")}
