@@ -10,8 +10,9 @@ never leaves a half-written file under the final name::
     write_atomic("blob.bin", data)           # bytes
     write_safetensors("w.safetensors", tensors, {"format": "..."})
 
-Safetensors files are read with :func:`read_safetensors`, which never unpickles. The project store
-renames its files inside its own transactions, so it uses the pieces: :func:`temporary_path`,
+Safetensors files are read with :func:`read_safetensors` (or, from bytes already read and hashed,
+:func:`safetensors_from_bytes`), which never unpickle. The project store gives its files their final
+names inside its own transactions, so it uses the pieces: :func:`temporary_path`,
 :func:`write_durably`, :func:`fsync_file`, :func:`fsync_dir`, and :func:`no_space_error` for a full disk.
 """
 

@@ -356,7 +356,8 @@ class Store:
     path:
         The project folder (created when missing unless ``create=False``).
     timeout:
-        Seconds to wait for another process's write lock before giving up.
+        Seconds to wait for another process's write lock before giving up with a
+        :class:`ProjectLockedError` that names the holder.
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
