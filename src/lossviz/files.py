@@ -10,8 +10,9 @@ never leaves a half-written file under the final name::
     write_atomic("blob.bin", data)           # bytes
     write_safetensors("w.safetensors", tensors, {"format": "..."})
 
-Safetensors files are read with :func:`read_safetensors`, which never unpickles. The project store
-renames its files inside its own transactions, so it uses the pieces: :func:`temporary_path`,
+Safetensors files are read with :func:`read_safetensors` (or, from bytes already read and hashed,
+:func:`safetensors_from_bytes`), which never unpickle. The project store gives its files their final
+names inside its own transactions, so it uses the pieces: :func:`temporary_path`,
 :func:`write_durably`, :func:`fsync_file`, :func:`fsync_dir`, and :func:`no_space_error` for a full disk.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "read_safetensors",
     "read_safetensors_metadata",
     "safetensors_bytes",
+    "safetensors_from_bytes",
     "temporary_path",
     "write_atomic",
     "write_durably",
@@ -164,6 +166,27 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
             + (f": {hint}" if hint else "")
         ) from None
     return tensors, meta
+
+
+def safetensors_from_bytes(
+    data: bytes, path: str | os.PathLike, *, hint: str = ""
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of safetensors ``data`` already read from ``path`` (parsed in memory, so
+    a caller that hashes the bytes reads the file once); never unpickles. ``ValueError`` (naming
+    ``path``, ending with ``hint``) when ``data`` is not a safetensors file."""
+    import json
+
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+        meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError (no common base) on bad headers
+        raise ValueError(
+            f"{path} is not a valid safetensors file ({exc}); lossviz never unpickles files"
+            + (f": {hint}" if hint else "")
+        ) from None
+    return dict(tensors), {str(k): str(v) for k, v in meta.items()}
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -9,11 +9,20 @@ Layout of a project folder::
 
 Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``, by
 :mod:`lossviz.files`), flushed and fsynced; then, inside one ``BEGIN IMMEDIATE`` transaction, its row
-is inserted, the file renamed to its final name, the folder fsynced, and the transaction committed. A
-process killed at any instant leaves either a committed row with its complete file, or no row (and at
-most an orphan file that the next :class:`Store` opening removes). Orphan cleaning runs inside a write
-transaction, so it never races another process's insert. Several processes may open one project;
-SQLite serializes the writes and ``database is locked`` errors are retried.
+is inserted, the file hard-linked to its final name, the folder fsynced, and the transaction
+committed; the temporary name is removed after the commit. A process killed at any instant leaves
+either a committed row with its complete file, or no row; what it leaves besides is its temporary file
+and, between the link and the commit, a final name linked to that same file. The next :class:`Store`
+opening removes a dead writer's temporary files and the final names linked to them that no row names:
+it never removes a file by its name alone, so a file it did not write (or one a row names) stays.
+Orphan cleaning runs inside a write transaction, so it never races another process's insert.
+
+A project folder is untrusted input: a missing, empty or unreadable index next to project files is
+refused (nothing is changed), every path read from the index is confined to its own sub-folder
+(:meth:`Store.stored_path`), and weight and optimizer files are checked against the sha256 recorded
+when they were written. Several processes may open one project; SQLite serializes the writes, ``database
+is locked`` errors are retried, and a writer that holds the lock past ``timeout`` is named by its pid
+(each write transaction records it in ``index.sqlite-writer``): :class:`ProjectLockedError`.
 
 Nothing is ever unpickled: weights and optimizer states are safetensors files.
 """
@@ -21,19 +30,21 @@ Nothing is ever unpickled: weights and optimizer states are safetensors files.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import numbers
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
@@ -45,10 +56,13 @@ CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.sqlite"
+#: who holds the write lock: ``{"pid", "what", "since"}``, written when a write transaction starts and
+#: removed before it ends (so a waiter that gives up can name the holder)
+WRITER_INFO = INDEX_NAME + "-writer"
+SUBFOLDERS = ("weights", "optim", "results")
 _TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
-_RESULT_FILE_RE = re.compile(r"^[0-9a-f]{64}")
-_ID_FILE_RE = re.compile(r"^(\d+)\.safetensors$")
 _STALE_TMP_SECONDS = 24 * 3600
+_RESTORE = "restore index.sqlite from a copy of the project; nothing was changed"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -134,6 +148,10 @@ def checkpoint_id(value: Any) -> int | None:
     return None
 
 
+class ProjectLockedError(RuntimeError):
+    """Another process held a project's write lock for longer than the :class:`Store`'s ``timeout``."""
+
+
 # ---------------------------------------------------------------------------------------- files
 def _disk_full(exc: BaseException) -> bool:
     """True for "no space left" errors of the OS or of SQLite."""
@@ -158,6 +176,101 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _pid_stopped(pid: int) -> bool:
+    """True when process ``pid`` is stopped (SIGSTOP, a debugger): alive, but not progressing."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(") ", 1)[-1][:1] in ("T", "t")
+    except OSError:  # no /proc (macOS, Windows): unknown, said as not stopped
+        return False
+
+
+def _project_files(folder: Path) -> list[str]:
+    """The files under ``folder``'s weights/, optim/ and results/ (relative names, sorted)."""
+    found = []
+    for sub in SUBFOLDERS:
+        with contextlib.suppress(OSError):
+            found += [f"{sub}/{p.name}" for p in (folder / sub).iterdir()]
+    return sorted(found)
+
+
+def _link_final(tmp: Path, final: Path) -> None:
+    """Give the durable temporary file ``tmp`` its final name ``final`` as a second hard link (the
+    temporary name stays until the commit: it marks the final name as this writer's until then)."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:  # a file system without hard links (FAT, some network shares): rename
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.replace(tmp, final)
+
+
+def _dead_temporary(p: Path, now: float) -> bool:
+    """True for a regular file named like :func:`lossviz.files.temporary_path`'s whose writer is dead
+    (or that is older than a day)."""
+    m = _TMP_RE.match(p.name)
+    if m is None:
+        return False
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    return not _pid_alive(int(m.group(1))) or now - st.st_mtime > _STALE_TMP_SECONDS
+
+
+def _clean_folder(folder: Path, sub: str, named: set[str]) -> list[str]:
+    """Remove ``folder``'s dead temporary files and the final names hard-linked to them that no row
+    names (``named``: the paths the index names); returns the removed paths (``sub/name``)."""
+    now = time.time()
+    entries = list(folder.iterdir())
+    dead = [p for p in entries if _dead_temporary(p, now)]
+    if not dead:
+        return []
+    linked: dict[tuple[int, int], list[Path]] = {}
+    for p in entries:
+        if _TMP_RE.match(p.name):
+            continue
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            linked.setdefault((st.st_dev, st.st_ino), []).append(p)
+    removed = []
+    for tmp in dead:
+        try:
+            st = tmp.lstat()
+        except FileNotFoundError:
+            continue
+        for final in linked.get((st.st_dev, st.st_ino), []):
+            if f"{sub}/{final.name}" not in named:  # linked by a writer killed before its commit
+                final.unlink(missing_ok=True)
+                removed.append(f"{sub}/{final.name}")
+        tmp.unlink(missing_ok=True)
+        removed.append(f"{sub}/{tmp.name}")
+    return removed
+
+
+def _write_writer_info(path: Path, what: str) -> None:
+    """Record this process as the write lock's holder (advisory: a failure to write it is ignored)."""
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}))
+
+
+def _writer_info(path: Path) -> tuple[int, str, float] | None:
+    """``(pid, what, since)`` of the live process recorded as the write lock's holder, else None."""
+    try:
+        info = json.loads(path.read_text())
+        pid, what, since = int(info["pid"]), str(info["what"]), float(info["since"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return (pid, what, since) if pid > 0 and _pid_alive(pid) else None
+
+
 def _inserted_id(cur: sqlite3.Cursor) -> int:
     """The row id the cursor's last INSERT gave."""
     if cur.lastrowid is None:  # pragma: no cover - sqlite sets it after every INSERT
@@ -165,8 +278,23 @@ def _inserted_id(cur: sqlite3.Cursor) -> int:
     return int(cur.lastrowid)
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    return files.read_safetensors(path, hint="restore the file from the project or remove the checkpoint")
+def _read_verified(path: Path, sha256: str | None, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of the safetensors file ``path``, read once: the bytes are hashed and
+    checked against ``sha256`` (when one is recorded), then parsed from memory."""
+    hint = "restore the file from a copy of the project or remove the checkpoint"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{what} {path} is missing; the project was modified by hand: {hint}"
+        ) from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        files.safetensors_from_bytes(data, path, hint=hint)  # a file that is no safetensors is named so
+        raise ValueError(
+            f"{what} {path} was changed after lossviz wrote it (its sha256 differs from the one the "
+            f"index recorded): {hint}"
+        )
+    return files.safetensors_from_bytes(data, path, hint=hint)
 
 
 # ------------------------------------------------------------------------- optimizer state codec
@@ -228,7 +356,8 @@ class Store:
     path:
         The project folder (created when missing unless ``create=False``).
     timeout:
-        Seconds to wait for another process's write lock before giving up.
+        Seconds to wait for another process's write lock before giving up with a
+        :class:`ProjectLockedError` that names the holder.
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, timeout: float = 60.0):
@@ -247,9 +376,10 @@ class Store:
         elif not self.path.is_dir():
             raise ValueError(f"{self.path} is a file, not a project folder: choose another path")
         elif not index.exists():
+            self._refuse_lost_index(index, "is missing")
             foreign = sorted(
                 p.name for p in self.path.iterdir()
-                if p.name not in ("weights", "optim", "results")
+                if p.name not in SUBFOLDERS
                 and not p.name.startswith((".", INDEX_NAME))
             )
             if foreign:
@@ -281,6 +411,8 @@ class Store:
             self._retry(lambda: conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}"))
             tables = {r[0] for r in self._retry(lambda: conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'").fetchall())}
+            if not tables:  # a new index, or one emptied (0 bytes: a partial copy, a full disk)
+                self._refuse_lost_index(index, "is empty (0 bytes)" if index.stat().st_size == 0 else "holds no tables")
             if tables and not {"meta", "checkpoints"} <= tables:
                 raise ValueError(
                     f"{index} is a SQLite database of something else (tables {sorted(tables)[:5]}), "
@@ -291,6 +423,9 @@ class Store:
             with self.transaction() as cur:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     cur.execute(stmt)
+                columns = {r[1] for r in cur.execute("PRAGMA table_info(checkpoints)")}
+                if "optim_sha256" not in columns:  # an index written before optimizer files were hashed
+                    cur.execute("ALTER TABLE checkpoints ADD COLUMN optim_sha256 TEXT")
                 row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
                     cur.execute(
@@ -301,7 +436,7 @@ class Store:
                         "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
                         (dumps(time.time()),),
                     )
-            for sub in ("weights", "optim", "results"):
+            for sub in SUBFOLDERS:
                 if not (self.path / sub).is_dir():
                     (self.path / sub).mkdir()
                     self._made_subs.append(sub)
@@ -311,6 +446,8 @@ class Store:
             if _disk_full(exc):
                 raise files.no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
+            if "locked" in msg or "busy" in msg:
+                raise self._locked_error() from None
             if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
                 raise PermissionError(
                     f"project folder {self.path} cannot be written ({exc}): make it writable "
@@ -318,11 +455,23 @@ class Store:
                 ) from None
             raise ValueError(
                 f"{index} is not a readable lossviz index ({exc}): the folder is not a lossviz "
-                "project or its index is damaged; restore index.sqlite or choose another folder"
+                "project or its index is damaged; restore index.sqlite from a copy of the project or "
+                "choose another folder (nothing was changed)"
             ) from None
         except BaseException:
             self.discard_if_created()
             raise
+
+    def _refuse_lost_index(self, index: Path, state: str) -> None:
+        """Refuse a folder whose index ``state`` (is missing, is empty) while it holds project files:
+        opening it would start a new, empty index beside them."""
+        held = _project_files(self.path)
+        if held:
+            raise ValueError(
+                f"the index {index} {state}, but the folder holds project files "
+                f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}; {len(held)} in all): the "
+                f"index was lost or only partly copied; {_RESTORE}"
+            )
 
     def discard_if_created(self) -> None:
         """Close; if this Store created the project (a failed opening, e.g. a Session given bad
@@ -336,7 +485,7 @@ class Store:
         self._made_subs = []
         if not getattr(self, "created", False):
             return
-        for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm", INDEX_NAME + "-journal"):
+        for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm", INDEX_NAME + "-journal", WRITER_INFO):
             (self.path / name).unlink(missing_ok=True)
         folder = self._made_folder
         if folder is not None:
@@ -364,23 +513,45 @@ class Store:
                 return fn()
             except sqlite3.OperationalError as exc:
                 msg = str(exc).lower()
-                if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                if "locked" not in msg and "busy" not in msg:
                     raise
+                if time.monotonic() > deadline:
+                    raise self._locked_error() from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    def _locked_error(self) -> ProjectLockedError:
+        """The error for a write lock held past ``timeout``, naming its holder where it is known."""
+        holder = _writer_info(self.path / WRITER_INFO)
+        if holder is None:
+            return ProjectLockedError(
+                f"project {self.path} is locked by another process for more than {self.timeout:g} s: "
+                "wait for it or stop it"
+            )
+        pid, what, since = holder
+        doing = f"{what}, stopped" if _pid_stopped(pid) else what
+        return ProjectLockedError(
+            f"project {self.path} is locked by process {pid} ({doing}) for {max(0.0, time.time() - since):.0f} s: "
+            f"wait for it or stop it (kill {pid})"
+        )
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
+    def transaction(self, what: str = "writing") -> Iterator[sqlite3.Cursor]:
+        """One write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
+        While it runs, ``index.sqlite-writer`` names this process and ``what`` it is doing."""
         with self._lock:
             cur = self._db.cursor()
             self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
+            info = self.path / WRITER_INFO
+            _write_writer_info(info, what)
             try:
                 yield cur
             except BaseException:
+                info.unlink(missing_ok=True)  # removed while the lock is held: never the next holder's
                 self._db.execute("ROLLBACK")
                 raise
             else:
+                info.unlink(missing_ok=True)
                 self._retry(lambda: cur.execute("COMMIT"))
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
@@ -402,55 +573,51 @@ class Store:
 
     # ----------------------------------------------------------------- orphans
     def clean_orphans(self) -> list[str]:
-        """Remove weight/optimizer/result files with no index row and dead processes' temp files.
+        """Remove what writers that died left behind: their temporary files (``.tmp-<pid>-...``, pid
+        dead, or older than a day) and the final names hard-linked to those that no row names.
 
-        Runs inside a write transaction so that no other process can be between its rename and its
+        Never removes a file by its name alone: a file no row names that is not a dead writer's stays.
+        Runs inside a write transaction so that no other process can be between its link and its
         commit. Returns the removed paths (relative to the project)."""
         removed: list[str] = []
-        with self.transaction() as cur:
-            ids = {r[0] for r in cur.execute("SELECT id FROM checkpoints")}
-            optim_ids = {
-                r[0] for r in cur.execute("SELECT id FROM checkpoints WHERE optim IS NOT NULL")
+        with self.transaction("cleaning temporary files") as cur:
+            named = {
+                r[0] for r in cur.execute(
+                    "SELECT weights FROM checkpoints UNION SELECT optim FROM checkpoints "
+                    "UNION SELECT file FROM results"
+                ) if isinstance(r[0], str)
             }
-            result_files = {
-                r[0] for r in cur.execute("SELECT file FROM results WHERE file IS NOT NULL")
-            }
-            now = time.time()
-            for sub in ("weights", "optim", "results"):
-                folder = self.path / sub
-                for p in folder.iterdir():
-                    name = p.name
-                    m = _TMP_RE.match(name)
-                    if m:
-                        try:
-                            stale = now - p.stat().st_mtime > _STALE_TMP_SECONDS
-                        except FileNotFoundError:
-                            continue
-                        if not _pid_alive(int(m.group(1))) or stale:
-                            p.unlink(missing_ok=True)
-                            removed.append(f"{sub}/{name}")
-                        continue
-                    if name.startswith("."):  # another writer's temporary file: only when stale
-                        try:
-                            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
-                                p.unlink(missing_ok=True)
-                                removed.append(f"{sub}/{name}")
-                        except FileNotFoundError:
-                            pass
-                        continue
-                    if sub == "results":
-                        if (_RESULT_FILE_RE.match(name) and f"results/{name}" not in result_files
-                                and p.is_file()):
-                            p.unlink(missing_ok=True)
-                            removed.append(f"{sub}/{name}")
-                        continue
-                    m = _ID_FILE_RE.match(name)
-                    if m:
-                        known = ids if sub == "weights" else optim_ids
-                        if int(m.group(1)) not in known:
-                            p.unlink(missing_ok=True)
-                            removed.append(f"{sub}/{name}")
+            for sub in SUBFOLDERS:
+                removed += _clean_folder(self.path / sub, sub, named)
         return removed
+
+    # ----------------------------------------------------------------- paths from the index
+    def stored_path(self, rel: Any, sub: str, row: str) -> Path:
+        """The file ``rel`` (a path read from the index, in ``row``) names inside the project's
+        ``sub`` folder (weights, optim or results).
+
+        Refused (``ValueError`` naming the row) unless ``rel`` is ``<sub>/<name>``: no absolute path,
+        no ``..``, no other folder, no symbolic link that leads out of ``sub``."""
+        def refused(why: str) -> ValueError:
+            return ValueError(
+                f"{row} in {self.path / INDEX_NAME} names the file {rel!r}, which {why}: lossviz only "
+                f"uses files inside the project's {sub}/ folder; the index was altered: {_RESTORE}"
+            )
+
+        if not isinstance(rel, str) or not rel or "\x00" in rel:
+            raise refused("is no path")
+        if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+            raise refused("is an absolute path")
+        parts = rel.replace("\\", "/").split("/")
+        if ".." in parts:
+            raise refused("leads out of the project (..)")
+        if len(parts) != 2 or parts[0] != sub or parts[1] in ("", "."):
+            raise refused(f"is not a file directly inside {sub}/")
+        home = self.path.resolve() / sub
+        path = self.path / sub / parts[1]
+        if path.resolve().parent != home:
+            raise refused(f"is a symbolic link that leads out of {sub}/ (or {sub}/ is one)")
+        return path
 
     # ----------------------------------------------------------------- meta
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -520,22 +687,22 @@ class Store:
         weights_bytes = files.safetensors_bytes(state_dict, {"format": "lossviz-weights"})
         sha = hashlib.sha256(weights_bytes).hexdigest()
         weights_tmp = files.temporary_path(self.path / "weights")
-        tmp_w: Path | None = weights_tmp  # None once renamed (nothing to remove)
+        tmp_w: Path | None = weights_tmp
         tmp_o: Path | None = None
+        optim_sha: str | None = None
+        linked: list[Path] = []  # final names given in the transaction: removed unless it commits
         try:
             files.write_durably(weights_tmp, weights_bytes)
             del weights_bytes
             if optim_state is not None:
                 tensors, structure = encode_optimizer_state(optim_state)
+                optim_bytes = files.safetensors_bytes(tensors, {"format": "lossviz-optimizer", "structure": structure})
+                optim_sha = hashlib.sha256(optim_bytes).hexdigest()
                 tmp_o = files.temporary_path(self.path / "optim")
-                files.write_durably(
-                    tmp_o,
-                    files.safetensors_bytes(
-                        tensors, {"format": "lossviz-optimizer", "structure": structure}
-                    ),
-                )
+                files.write_durably(tmp_o, optim_bytes)
+                del optim_bytes
             created = time.time()
-            with self.transaction() as cur:
+            with self.transaction("adding a checkpoint") as cur:
                 if parent is not None:
                     prow = cur.execute(
                         "SELECT branch FROM checkpoints WHERE id=?", (parent,)
@@ -563,8 +730,8 @@ class Store:
                         branch_id = int(prow["branch"])
                 cur.execute(
                     "INSERT INTO checkpoints(parent, branch, kind, epoch, step, hparams, metrics, "
-                    "created, status, note, weights, optim, weights_sha256) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)",
+                    "created, status, note, weights, optim, weights_sha256, optim_sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
                     (
                         parent,
                         branch_id,
@@ -578,31 +745,40 @@ class Store:
                         note,
                         None if tmp_o is None else "",
                         sha,
+                        optim_sha,
                     ),
                 )
                 cid = _inserted_id(cur)
-                wrel = f"weights/{cid}.safetensors"
-                orel = None if tmp_o is None else f"optim/{cid}.safetensors"
+                wrel = self._free_name("weights", cid)
+                orel = None if tmp_o is None else self._free_name("optim", cid)
                 cur.execute(
                     "UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid)
                 )
-                os.replace(weights_tmp, self.path / wrel)
-                tmp_w = None
-                if tmp_o is not None and orel is not None:
-                    os.replace(tmp_o, self.path / orel)
-                    tmp_o = None
-                    files.fsync_dir(self.path / "optim")
-                files.fsync_dir(self.path / "weights")
+                for tmp, rel, sub in ((tmp_w, wrel, "weights"), (tmp_o, orel, "optim")):
+                    if tmp is not None and rel is not None:
+                        final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
+                        _link_final(tmp, final)
+                        linked.append(final)
+                        files.fsync_dir(self.path / sub)
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
+            linked = []  # committed: the final names are the rows' now
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
                 raise files.no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
-            for t in (tmp_w, tmp_o):
-                if t is not None:
-                    Path(t).unlink(missing_ok=True)
+            for p in [*linked, tmp_w, tmp_o]:
+                if p is not None:
+                    p.unlink(missing_ok=True)
+
+    def _free_name(self, sub: str, cid: int) -> str:
+        """``<sub>/<cid>.safetensors``, or a unique variant when a file (one no row names: the row is
+        new) already has that name; such a file is left alone."""
+        rel = f"{sub}/{cid}.safetensors"
+        if os.path.lexists(self.path / rel):
+            rel = f"{sub}/{cid}-{uuid.uuid4().hex[:12]}.safetensors"
+        return rel
 
     def checkpoint(self, id: int) -> Checkpoint:
         rows = self._read("SELECT * FROM checkpoints WHERE id=?", (int(id),))
@@ -645,32 +821,34 @@ class Store:
         ]
 
     def weights_path(self, id: int) -> Path:
-        return self.path / "weights" / f"{int(id)}.safetensors"
-
-    def load_state_dict(self, id: int) -> dict[str, torch.Tensor]:
-        """The checkpoint's model state dict (safetensors; never unpickles)."""
+        """The weight file of checkpoint ``id`` (the path its row names, confined to weights/)."""
         rows = self._read("SELECT weights FROM checkpoints WHERE id=?", (int(id),))
         if not rows:
             raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
-        path = self.path / rows[0][0]
-        if not path.exists():
-            raise FileNotFoundError(
-                f"weight file {path} of checkpoint {id} is missing; the project was modified by hand"
-            )
-        tensors, meta = _read_safetensors(path)
+        return self.stored_path(rows[0][0], "weights", f"checkpoint {id}'s weights")
+
+    def load_state_dict(self, id: int) -> dict[str, torch.Tensor]:
+        """The checkpoint's model state dict (safetensors; never unpickles), its file checked against
+        the sha256 recorded when it was written."""
+        rows = self._read("SELECT weights, weights_sha256 FROM checkpoints WHERE id=?", (int(id),))
+        if not rows:
+            raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
+        path = self.stored_path(rows[0][0], "weights", f"checkpoint {id}'s weights")
+        tensors, meta = _read_verified(path, rows[0][1], f"the weight file of checkpoint {id}")
         if meta.get("format") != "lossviz-weights":
             raise ValueError(f"{path} is not a lossviz weight file (metadata {meta!r})")
         return tensors
 
     def load_optim_state(self, id: int) -> dict | None:
-        """The optimizer state saved with checkpoint ``id``, or None when it has none."""
-        rows = self._read("SELECT optim FROM checkpoints WHERE id=?", (int(id),))
+        """The optimizer state saved with checkpoint ``id``, or None when it has none; its file is
+        checked against the sha256 recorded when it was written (where one was)."""
+        rows = self._read("SELECT optim, optim_sha256 FROM checkpoints WHERE id=?", (int(id),))
         if not rows:
             raise KeyError(f"no checkpoint {id} in {self.path}")
         if rows[0][0] is None:
             return None
-        path = self.path / rows[0][0]
-        tensors, meta = _read_safetensors(path)
+        path = self.stored_path(rows[0][0], "optim", f"checkpoint {id}'s optim")
+        tensors, meta = _read_verified(path, rows[0][1], f"the optimizer-state file of checkpoint {id}")
         if meta.get("format") != "lossviz-optimizer" or "structure" not in meta:
             raise ValueError(f"{path} is not a lossviz optimizer-state file")
         return decode_optimizer_state(tensors, meta["structure"])
@@ -680,8 +858,8 @@ class Store:
         rows = self._read("SELECT weights, weights_sha256 FROM checkpoints WHERE id=?", (int(id),))
         if not rows:
             raise KeyError(f"no checkpoint {id} in {self.path}")
-        path = self.path / rows[0][0]
-        if not path.exists():
+        path = self.stored_path(rows[0][0], "weights", f"checkpoint {id}'s weights")
+        if not path.is_file():
             return False
         return hashlib.sha256(path.read_bytes()).hexdigest() == rows[0][1]
 
@@ -704,7 +882,7 @@ class Store:
             "key": r["key"],
             "kind": r["kind"],
             "spec": json.loads(r["spec"]),
-            "path": None if r["file"] is None else self.path / r["file"],
+            "path": None if r["file"] is None else self.stored_path(r["file"], "results", f"result {key}'s file"),
             "meta": json.loads(r["meta"]),
             "complete": bool(r["complete"]),
             "created": float(r["created"]),
@@ -734,18 +912,22 @@ class Store:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
         tmp: Path | None = None
         rel: str | None = None
+        linked: list[Path] = []  # the final name given in the transaction: removed unless it commits
         try:
             if write is not None:
                 tmp = files.temporary_path(self.path / "results", suffix)
                 write(tmp)
                 files.fsync_file(tmp)
                 # a new name for every version: the row points to the old file until the commit, so a
-                # kill between the rename and the commit leaves the old pair intact (and an orphan)
+                # kill between the link and the commit leaves the old pair intact
                 rel = f"results/{key}-{uuid.uuid4().hex[:12]}{suffix}"
             now = time.time()
-            with self.transaction() as cur:
+            with self.transaction(f"storing a {kind} result") as cur:
                 prev = cur.execute("SELECT file FROM results WHERE key=?", (key,)).fetchone()
-                replaced = prev[0] if prev is not None and prev[0] and rel is not None else None
+                replaced = (
+                    self.stored_path(prev[0], "results", f"result {key}'s file")
+                    if prev is not None and prev[0] is not None and rel is not None else None
+                )
                 cur.execute(
                     "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -754,18 +936,21 @@ class Store:
                     (key, kind, dumps(dict(spec)), rel, dumps(dict(meta or {})), int(complete), now, now),
                 )
                 if tmp is not None and rel is not None:
-                    os.replace(tmp, self.path / rel)
-                    tmp = None
+                    final = self.stored_path(rel, "results", f"result {key}'s file")
+                    _link_final(tmp, final)
+                    linked.append(final)
                     files.fsync_dir(self.path / "results")
-            if replaced is not None and replaced != rel:
-                (self.path / replaced).unlink(missing_ok=True)  # committed: the old version goes
+            linked = []  # committed
+            if replaced is not None and replaced != self.path / str(rel):
+                replaced.unlink(missing_ok=True)  # committed: the old version goes
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
                 raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+            for p in [*linked, tmp]:
+                if p is not None:
+                    p.unlink(missing_ok=True)
         stored = self.find_result(key)
         if stored is None:  # pragma: no cover - another process removed it since the commit
             raise KeyError(f"result {key} was removed from {self.path} while it was stored")

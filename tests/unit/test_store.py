@@ -242,12 +242,16 @@ def test_malicious_pickle_in_place_of_weights_executes_nothing(tmp_path):
             store.load_state_dict(c.id)
         assert not store.verify(c.id)
         assert not marker.exists()
-    # an orphan pickle under a checkpoint's name is removed on opening, never read
-    (path / "weights" / "99.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    # a pickle under a checkpoint's name that no row names is never read; opening keeps it, for
+    # lossviz did not write it (issue 13: cleaning removes only a dead writer's own temporary files)
+    planted = pickle.dumps(_Evil(marker))
+    (path / "weights" / "99.safetensors").write_bytes(planted)
     store.close()
     store = Store(path)
-    assert "weights/99.safetensors" in store.cleaned
-    assert not (path / "weights" / "99.safetensors").exists()
+    assert "weights/99.safetensors" not in store.cleaned
+    assert (path / "weights" / "99.safetensors").read_bytes() == planted
+    with pytest.raises(KeyError, match="no checkpoint 99"):
+        store.load_state_dict(99)
     assert not marker.exists()
     store.close()
 
@@ -292,7 +296,7 @@ def test_optimizer_codec_rejects_unstorable_objects():
     assert decode_optimizer_state(t, s) == {"state": {3: {"b": (1, 2.5), "n": None}}, "param_groups": [{"params": [3]}]}
 
 
-def test_results_are_keyed_found_again_and_orphans_cleaned(tmp_path):
+def test_results_are_keyed_found_again_and_dead_temporaries_cleaned(tmp_path):
     store = Store(tmp_path / "p")
     spec = {"type": "surface", "center": 1, "x": "-1:1:3"}
     key = spec_key(spec)
@@ -312,7 +316,7 @@ def test_results_are_keyed_found_again_and_orphans_cleaned(tmp_path):
     dead_tmp.write_text("x")
     store.close()
     store = Store(tmp_path / "p")
-    assert not orphan.exists() and not dead_tmp.exists()
+    assert orphan.read_text() == "x" and not dead_tmp.exists()  # a file lossviz did not write stays
     assert store.find_result(key)["path"].read_text() == "full"
     store.close()
 
@@ -330,3 +334,207 @@ def test_bad_inputs_are_named(tmp_path):
     store.close()
     with pytest.raises(FileNotFoundError):
         Store(tmp_path / "missing", create=False)
+
+
+# ------------------------------------------------------------------ issue 13: an untrusted folder
+def _folder_state(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root``: a file by its bytes' sha256 (byte-for-byte)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _project_with_files(path: Path) -> Store:
+    store = Store(path)
+    torch.manual_seed(0)
+    m = _model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    m(torch.randn(4, 2)).sum().backward()
+    opt.step()
+    c = store.add_checkpoint(m.state_dict(), parent=None, kind="init", optim_state=opt.state_dict())
+    store.add_checkpoint(m.state_dict(), parent=c.id)
+    store.put_result("a" * 64, "surface", {"x": 1}, write=lambda p: Path(p).write_text("surface"), suffix=".h5")
+    return store
+
+
+def test_opening_removes_only_a_dead_writers_temporaries(tmp_path):
+    path = tmp_path / "p"
+    store = _project_with_files(path)
+    store.close()
+    named = "results/" + store_result_file(path)
+    kept = {  # files no row names that lossviz did not write: kept, whatever their names
+        "weights/7.safetensors": b"w", "optim/7.safetensors": b"o", "results/" + "b" * 64 + ".h5": b"r",
+        "weights/.hidden": b"h", "results/notes.txt": b"n",
+    }
+    for rel, data in kept.items():
+        (path / rel).write_bytes(data)
+    # a writer killed between its link and its commit: its temporary name and the final name linked to it
+    dead = "weights/.tmp-999999999-" + "c" * 32
+    (path / dead).write_bytes(b"uncommitted")
+    os.link(path / dead, path / "weights" / "3.safetensors")
+    # a writer killed after its commit, before removing its temporary name: the final name is a row's
+    done = "results/.tmp-999999998-" + "d" * 32 + ".h5"
+    os.link(path / named, path / done)
+    # a live writer's temporary file (this process)
+    live = f"optim/.tmp-{os.getpid()}-" + "e" * 32
+    (path / live).write_bytes(b"in progress")
+    store = Store(path)
+    assert sorted(store.cleaned) == sorted([dead, "weights/3.safetensors", done])
+    for rel, data in kept.items():
+        assert (path / rel).read_bytes() == data, rel
+    assert (path / named).read_text() == "surface" and (path / live).exists()
+    assert [c.id for c in store.checkpoints()] == [1, 2]
+    for c in store.checkpoints():
+        store.load_state_dict(c.id)
+        store.load_optim_state(c.id)
+    store.close()
+
+
+def store_result_file(path: Path) -> str:
+    """The name of the one result file in ``path``'s results/."""
+    (name,) = [p.name for p in (path / "results").iterdir() if not p.name.startswith(".")]
+    return name
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "garbage", "no tables"])
+def test_a_lost_index_beside_project_files_is_refused_and_nothing_changes(tmp_path, damage):
+    import sqlite3
+
+    path = tmp_path / "p"
+    _project_with_files(path).close()
+    index = path / "index.sqlite"
+    for extra in ("index.sqlite-wal", "index.sqlite-shm"):
+        (path / extra).unlink(missing_ok=True)
+    if damage == "missing":
+        index.unlink()
+    elif damage == "empty":
+        index.write_bytes(b"")
+    elif damage == "garbage":
+        index.write_bytes(b"half a copy " * 100)
+    else:
+        index.unlink()
+        sqlite3.connect(index).close()
+        conn = sqlite3.connect(index)
+        conn.execute("CREATE TABLE t(x)")
+        conn.execute("DROP TABLE t")
+        conn.commit()
+        conn.close()
+    before = _folder_state(path)
+    with pytest.raises(ValueError, match=r"index\.sqlite") as err:
+        Store(path)
+    assert _folder_state(path) == before
+    msg = str(err.value)
+    assert "index.sqlite" in msg and "restore index.sqlite from a copy of the project" in msg
+    assert "nothing was changed" in msg
+    if damage != "garbage":
+        assert "weights/1.safetensors" in msg
+    assert len(list((path / "weights").iterdir())) == 2 and len(list((path / "results").iterdir())) == 1
+
+
+def test_a_new_or_emptied_folder_still_becomes_a_project(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "index.sqlite").write_bytes(b"")  # nothing beside it to lose
+    (tmp_path / "subs" / "weights").mkdir(parents=True)  # empty sub-folders hold nothing to lose
+    for name in ("empty", "zero", "subs", "new"):
+        store = Store(tmp_path / name)
+        store.add_checkpoint({"w": torch.zeros(2)}, parent=None, kind="init")
+        store.close()
+
+
+def _set_row(path: Path, sql: str, args: tuple) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path / "index.sqlite")
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("rel", ["../victim", "/ABS/victim", "weights/../../victim", "optim/1.safetensors",
+                                 "weights/sub/1.safetensors", "weights/..", "link", "", "C:\\victim"])
+def test_a_path_from_the_index_is_confined_to_its_sub_folder(tmp_path, rel):
+    path = tmp_path / "p"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not the project's")
+    _project_with_files(path).close()
+    if rel == "link":  # a symbolic link inside weights/ (optim/, results/) that leads out
+        for sub in ("weights", "optim", "results"):
+            (path / sub / "link.safetensors").symlink_to(victim)
+        rel = "weights/link.safetensors"
+    rel = rel.replace("/ABS", str(tmp_path))
+
+    def in_(sub: str) -> str:  # the same kind of path for another row (a weights path is no optim path)
+        return "weights/1.safetensors" if rel.startswith("optim/") else rel.replace("weights", sub)
+
+    _set_row(path, "UPDATE checkpoints SET weights=?, optim=? WHERE id=1", (rel, in_("optim")))
+    _set_row(path, "UPDATE results SET file=?", (in_("results"),))
+    store = Store(path)
+    for call in (lambda: store.load_state_dict(1), lambda: store.verify(1), lambda: store.weights_path(1)):
+        with pytest.raises(ValueError, match=r"checkpoint 1's weights in .*index.sqlite names the file"):
+            call()
+    with pytest.raises(ValueError, match="checkpoint 1's optim"):
+        store.load_optim_state(1)
+    with pytest.raises(ValueError, match=f"result {'a' * 64}'s file"):
+        store.find_result("a" * 64)
+    # computing the result again would remove the file the row names: refused, and nothing is stored
+    results = sorted(p.name for p in (path / "results").iterdir())
+    with pytest.raises(ValueError, match="only uses files inside the project's results/ folder"):
+        store.put_result("a" * 64, "surface", {"x": 1}, write=lambda p: Path(p).write_text("again"), suffix=".h5")
+    assert victim.read_bytes() == b"not the project's"
+    assert sorted(p.name for p in (path / "results").iterdir()) == results
+    store.load_state_dict(2)  # the other rows are fine
+    store.close()
+
+
+def _altered(path: Path, rel: str) -> None:
+    """Rewrite a stored safetensors file with the same keys and metadata but other values."""
+    from lossviz import files
+
+    tensors, meta = files.read_safetensors(path / rel)
+    files.write_safetensors(path / rel, {k: v + 1 if v.is_floating_point() else v for k, v in tensors.items()}, meta)
+
+
+def test_a_weight_or_optimizer_file_changed_behind_the_index_is_refused_naming_it(tmp_path):
+    path = tmp_path / "p"
+    store = _project_with_files(path)
+    store.load_state_dict(1)
+    _altered(path, "weights/1.safetensors")
+    _altered(path, "optim/1.safetensors")
+    with pytest.raises(ValueError, match=r"weight file of checkpoint 1 .*weights/1\.safetensors was changed"):
+        store.load_state_dict(1)
+    with pytest.raises(ValueError, match=r"optimizer-state file of checkpoint 1 .*optim/1\.safetensors was changed"):
+        store.load_optim_state(1)
+    assert not store.verify(1) and store.verify(2)
+    store.load_state_dict(2)
+    store.close()
+
+
+@pytest.mark.parametrize("what", ["weights", "result"])
+def test_a_failed_transaction_leaves_no_final_name(tmp_path, monkeypatch, what):
+    from lossviz import files
+
+    store = _project_with_files(tmp_path / "p")
+    before = _folder_state(tmp_path / "p")
+
+    def fail_after_link(folder):  # the folder's fsync after the final name's link
+        raise OSError(5, "I/O error after the link")
+
+    monkeypatch.setattr(files, "fsync_dir", fail_after_link)
+    if what == "weights":
+        def store_it():
+            return store.add_checkpoint({"w": torch.zeros(2)}, parent=1)
+    else:
+        def store_it():
+            return store.put_result("f" * 64, "surface", {"x": 2}, write=lambda p: Path(p).write_text("s"),
+                                    suffix=".h5")
+    with pytest.raises(OSError, match="after the link"):
+        store_it()
+    after = _folder_state(tmp_path / "p")
+    assert {k: v for k, v in after.items() if not k.startswith("index")} == {
+        k: v for k, v in before.items() if not k.startswith("index")}
+    assert store.n_checkpoints() == 2 and store.find_result("f" * 64) is None
+    store.close()
