@@ -1,10 +1,17 @@
-"""PCA of n checkpoints × d parameters: lossviz's streaming Gram PCA against scikit-learn's PCA.
+"""PCA of n checkpoints × d parameters: lossviz's streaming PCA (randomized and exact Gram paths)
+against scikit-learn's PCA and ``torch.pca_lowrank``.
 
 For each n, n float32 checkpoint vectors (a random-walk "trajectory") are written as ``.npy`` files
 to a temporary folder. Each method then runs in its own subprocess (one thread everywhere), so that
 its peak memory is its own:
 
-* ``gram64`` — ``lossviz.projection.pca_gram(paths, 2)``: reads the files by column blocks, Gram
+* ``randomized`` — ``pca_gram(paths, 2, method="randomized")``: subspace iteration on the Gram
+  matrix with 12 vectors (k = 2 + 10 oversamples), one pass over the files per iteration (the mean
+  and components come with the passes) until no top-2 coordinate changes by more than 1e-6 of its
+  component's scale. The passes run in float32 until the estimated error is below 1e-4, then in
+  float64 (the result comes from a float64 pass). ``method="auto"`` takes this path for n > 300.
+* ``randomized32`` — the same with ``dtype=np.float32``: every pass in float32.
+* ``gram64`` — ``pca_gram(paths, 2, method="gram")``, exact: reads the files by column blocks, Gram
   matrix and mean in one pass, components (for scikit-learn's sign convention) in a second; float64
   arithmetic.
 * ``gram32`` — the same with float32 block arithmetic (Gram still accumulated in float64).
@@ -12,14 +19,18 @@ its peak memory is its own:
   "auto" solver: randomized SVD for these shapes).
 * ``sklearn_full`` — the same with ``svd_solver="full"`` (exact, like ours), only for
   n ≤ ``--full-max-n`` (its memory is several times the stacked matrix).
+* ``torch_lowrank`` — the stacked float32 tensor, ``torch.pca_lowrank(x, q=6, center=True, niter=2)``
+  (its defaults), coordinates ``U[:, :2] S[:2]``.
 
 Reported: wall seconds of the PCA call including reading the files, peak RSS of the process
 (``ru_maxrss``) and its growth over the RSS after imports, the ratios to the ``sklearn`` baseline
-measured in the same run, and the largest coordinate difference to the exact result (``gram64``),
-relative to the largest coordinate. The files are read from the page cache when it holds them.
+measured in the same run, and the largest top-2 coordinate difference to ``sklearn`` and to the
+exact result (``gram64``, else ``sklearn_full``), each relative to its component's largest
+coordinate, after aligning signs. The files are read from the page cache when it holds them.
 
-    python benchmarks/projection_speed.py            # n = 300 and 1000, d = 1M
-    python benchmarks/projection_speed.py --quick    # n = 60 and 200, d = 100k
+    python benchmarks/projection_speed.py            # n = 300 and 1000, d = 1M (4 GiB of files)
+    python benchmarks/projection_speed.py --quick    # n = 60 and 400, d = 100k
+    python benchmarks/projection_speed.py --n 1000 --d 300000
 """
 
 from __future__ import annotations
@@ -77,26 +88,45 @@ def worker(method: str, folder: str, n: int, out: str) -> None:
     paths = sorted(Path(folder).glob("ckpt_*.npy"))[:n]
     base = rss_mb()
     t0 = time.perf_counter()
-    if method in ("gram64", "gram32"):
-        r = pca_gram(paths, 2, dtype=np.float64 if method == "gram64" else np.float32)
-        coords, ratio = r.coords, r.explained_variance_ratio
+    passes = None
+    if method in ("gram64", "gram32", "randomized", "randomized32"):
+        r = pca_gram(paths, 2, dtype=np.float32 if method.endswith("32") else np.float64,
+                     method="randomized" if method.startswith("randomized") else "gram")
+        coords, ratio, passes = r.coords, r.explained_variance_ratio, r.passes
     else:
         first = np.load(paths[0])
         x = np.empty((n, first.shape[0]), dtype=first.dtype)
         for i, p in enumerate(paths):
             x[i] = np.load(p)
-        solver = "full" if method == "sklearn_full" else "auto"
-        pca = PCA(n_components=2, svd_solver=solver, random_state=0)
-        coords = pca.fit_transform(x)
-        ratio = pca.explained_variance_ratio_
+        if method == "torch_lowrank":
+            xt = torch.from_numpy(x)
+            u, s, _ = torch.pca_lowrank(xt, q=min(6, *xt.shape), center=True, niter=2)
+            coords = (u[:, :2] * s[:2]).double().numpy()
+            total = float(((xt - xt.mean(0)) ** 2).sum())  # for the ratio only (not timed apart)
+            ratio = (s[:2].double() ** 2 / total).numpy()
+        else:
+            solver = "full" if method == "sklearn_full" else "auto"
+            pca = PCA(n_components=2, svd_solver=solver, random_state=0)
+            coords = pca.fit_transform(x)
+            ratio = pca.explained_variance_ratio_
     seconds = time.perf_counter() - t0
     np.save(out + ".npy", np.asarray(coords, dtype=np.float64))
     with open(out + ".json", "w") as f:
         json.dump(
             dict(seconds=seconds, peak_mb=peak_rss_mb(), base_mb=base,
-                 ratio=[float(v) for v in ratio]),
+                 ratio=[float(v) for v in ratio], passes=passes),
             f,
         )
+
+
+def coord_error(r: dict, ref: dict | None) -> float:
+    """Largest top-2 coordinate difference, relative to each component's largest |coordinate|."""
+    if ref is None:
+        return float("nan")
+    c, e = r["coords"][:, :2], ref["coords"][:, :2]
+    s = np.sign(np.sum(c * e, axis=0))
+    s[s == 0] = 1
+    return float((np.abs(c * s - e).max(axis=0) / np.abs(e).max(axis=0)).max())
 
 
 def run_method(method: str, folder: Path, n: int, scratch: Path) -> dict:
@@ -115,10 +145,12 @@ def run_method(method: str, folder: Path, n: int, scratch: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="n = 60, 200 and d = 100k")
+    ap.add_argument("--quick", action="store_true", help="n = 60, 400 and d = 100k")
     ap.add_argument("--n", type=int, nargs="+", default=None, help="numbers of checkpoints (300 1000)")
     ap.add_argument("--d", type=int, default=None, help="parameters per checkpoint (1_000_000)")
-    ap.add_argument("--methods", nargs="+", default=["gram64", "gram32", "sklearn", "sklearn_full"])
+    ap.add_argument("--methods", nargs="+",
+                    default=["randomized", "gram64", "sklearn", "sklearn_full", "torch_lowrank"],
+                    help="of randomized randomized32 gram64 gram32 sklearn sklearn_full torch_lowrank")
     ap.add_argument("--full-max-n", type=int, default=300, help="run sklearn_full only up to this n")
     ap.add_argument("--tmp", default=None, help="folder for the checkpoint files (default: system temp)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -128,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.dir, args.n[0], args.out)
         return 0
-    ns = args.n or ([60, 200] if args.quick else [300, 1000])
+    ns = args.n or ([60, 400] if args.quick else [300, 1000])
     d = args.d or (100_000 if args.quick else 1_000_000)
     print(f"PCA (2 components) of n float32 checkpoints × d = {d:,} parameters, one thread per method")
-    header = (f"{'n':>5} {'method':<13} {'seconds':>8} {'× sklearn':>9} {'peak MB':>8} {'+MB':>8} "
-              f"{'× sklearn':>9} {'max|Δcoord|/max|coord|':>23}  explained variance ratio")
+    header = (f"{'n':>5} {'method':<13} {'passes':>6} {'seconds':>8} {'× sklearn':>9} {'peak MB':>8} "
+              f"{'+MB':>8} {'× sklearn':>9} {'Δ sklearn':>9} {'Δ exact':>9}  explained variance ratio")
     print(header)
     print("-" * len(header))
     for n in ns:
@@ -146,26 +178,23 @@ def main(argv: list[str] | None = None) -> int:
                 if m == "sklearn_full" and n > args.full_max_n:
                     continue
                 results[m] = run_method(m, scratch, n, scratch)
-            ref = results.get("gram64")
+            exact = results.get("gram64", results.get("sklearn_full"))
             base = results.get("sklearn")
             for m, r in results.items():
-                diff = float("nan")
-                if ref is not None:
-                    c, e = r["coords"], ref["coords"]
-                    s = np.sign(np.sum(c * e, axis=0))
-                    s[s == 0] = 1
-                    diff = float(np.abs(c * s - e).max() / np.abs(e).max())
                 grow = r["peak_mb"] - r["base_mb"]
                 ts = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
                 ms = f"{grow / (base['peak_mb'] - base['base_mb']):.3f}" if base else "-"
                 ratio = ", ".join(f"{v:.6f}" for v in r["ratio"])
-                print(f"{n:>5} {m:<13} {r['seconds']:>8.2f} {ts:>9} {r['peak_mb']:>8.0f} {grow:>8.0f} "
-                      f"{ms:>9} {diff:>23.2e}  [{ratio}]")
+                passes = "-" if r["passes"] is None else str(r["passes"])
+                print(f"{n:>5} {m:<13} {passes:>6} {r['seconds']:>8.2f} {ts:>9} {r['peak_mb']:>8.0f} "
+                      f"{grow:>8.0f} {ms:>9} {coord_error(r, base):>9.1e} {coord_error(r, exact):>9.1e}"
+                      f"  [{ratio}]")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    print("\nseconds: the PCA call including reading the files; peak MB: the process's peak RSS; +MB: "
-          "peak minus RSS after imports; × sklearn: ratio to scikit-learn's PCA (auto solver) "
-          "in this run; Δcoord: against gram64 after aligning signs.")
+    print("\nseconds: the PCA call including reading the files; peak MB: the process's peak RSS "
+          "(ru_maxrss); +MB: peak minus RSS after imports; × sklearn: ratio to scikit-learn's PCA (auto "
+          "solver) in this run; Δ sklearn / Δ exact: max over the top-2 components of "
+          "max|Δcoord| / max|coord| against sklearn / against gram64 (else sklearn_full), signs aligned.")
     return 0
 
 
