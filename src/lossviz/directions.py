@@ -429,7 +429,7 @@ def pca_directions(
     mask = _ignore_mask(ignore, space, dim)
     if mask is not None:
         rows[:, mask] = 0.0
-    pca = pca_gram(rows, n_components, return_components=True, sign="sklearn")
+    pca = pca_gram(rows, n_components, return_components=True, sign="sklearn", method="gram")  # exact, as documented
     comps = np.array(pca.components, dtype=np.float64)
     if mask is not None:
         comps[:, mask] = 0.0
