@@ -381,8 +381,11 @@ def _surface_meta(
 
 
 def _strategy_meta(first: Evaluator) -> dict[str, Any]:
-    """The in-process evaluator's measured choices (CPU channels_last "auto" is decided on the first chunk)."""
+    """The in-process evaluator's plan and where it came from (``plan``: "measured", "reused" from
+    this process's remembered plans, or "pinned" by ``strategy=``); CPU channels_last "auto" is
+    decided on the first chunk."""
     return {
+        "plan": first.plan_source,
         "strategy": first.strategy_used,
         "points_per_call": first.points_per_call_used,
         "batch_size": first.batch_size_used,

@@ -10,8 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossviz.evaluate import Evaluator
+from lossviz.evaluate import Evaluator, Plan, forget_plans
 from lossviz.params import ParamSpace
+
+
+@pytest.fixture(autouse=True)
+def fresh_plans():
+    """Every test measures its own plans (the process remembers measured plans otherwise)."""
+    forget_plans()
+    yield
+    forget_plans()
 
 
 def mlp() -> nn.Module:
@@ -424,3 +432,95 @@ def test_precision_and_channels_last_refuse_bad_values():
 
     with pytest.raises(ValueError, match="unknown precision"):
         compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)
+
+
+# ---------------------------------------------------------------------------------------- plans
+def fake_clock(monkeypatch, per_point):
+    """``Evaluator._timed`` evaluates (and keeps) the points as usual but reports
+    ``per_point(plan) * points`` seconds; returns the list of timed plans."""
+    real_timed = Evaluator._timed
+    timed = []
+
+    def fake_timed(self, plan, idx, pts, out, done):
+        real_timed(self, plan, idx, pts, out, done)
+        timed.append(plan)
+        return per_point(plan) * len(idx)
+
+    monkeypatch.setattr(Evaluator, "_timed", fake_timed)
+    return timed
+
+
+@pytest.mark.parametrize("rival_speed", [2.0, 0.95])  # twice as slow; 5% faster, within the margin
+def test_auto_keeps_the_plain_loop_unless_a_rival_beats_it_by_the_margin(monkeypatch, rival_speed):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    base = ev._loop_plans()[0]
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3 if plan == base else rival_speed * 1e-3)
+    pts = points_around(ev.space, ev.center, 40)
+    got = ev.evaluate(pts, total=400)
+    assert ev.plan == base and ev.plan_source == "measured"
+    assert timed.count(base) >= 3 and any(p.strategy == "vmap" for p in timed)  # the rivals were timed
+    ref_loss, ref_acc = reference_metrics(model, "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["acc"], ref_acc, rtol=0, atol=1e-10)
+
+
+def test_auto_chooses_a_rival_only_from_the_median_of_several_interleaved_timings(monkeypatch):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    base = ev._loop_plans()[0]
+    noise = iter([0.3] + [1.0] * 1000)  # vmap's first timing is a lucky outlier, the rest are slow
+
+    def per_point(plan):
+        return 1e-3 if plan.strategy == "loop" else next(noise) * 1e-3 if plan.points_per_call == 4 else 5e-3
+
+    timed = fake_clock(monkeypatch, per_point)
+    ev.evaluate(points_around(ev.space, ev.center, 40), total=400)
+    assert ev.plan == base  # one fast timing of vmap(K=4) is not enough
+    assert timed.count(Plan("vmap", 4, ev._vmap_plans(40)[0].batch_size)) >= 3
+    forget_plans()
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    fake_clock(monkeypatch, lambda plan: 1e-3 if plan.strategy == "loop" else 0.2e-3)
+    got = ev.evaluate(points_around(ev.space, ev.center, 40), total=400)
+    assert ev.plan.strategy == "vmap" and ev.plan_source == "measured"
+    ref_loss, _ = reference_metrics(model, "weights", points_around(ev.space, ev.center, 40), x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+
+
+def test_a_measured_plan_is_remembered_and_reused_without_measuring(monkeypatch):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3)
+    first = Evaluator(model, (x, y), dtype=torch.float64)
+    pts = points_around(first.space, first.center, 16)
+    first.evaluate(pts)
+    assert first.plan_source == "measured" and timed
+    n_timed = len(timed)
+    again = Evaluator(copy.deepcopy(model), (x.clone(), y.clone()), dtype=torch.float64)
+    got = again.evaluate(pts)
+    assert len(timed) == n_timed  # no timing the second time
+    assert again.plan == first.plan and again.plan_source == "reused" and again.timings == first.timings
+    ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    # another data shape, dtype or architecture is measured afresh
+    for other in (Evaluator(model, (x[:50], y[:50]), dtype=torch.float64), Evaluator(model, (x, y)),
+                  Evaluator(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)), (x, y))):
+        other.evaluate(points_around(other.space, other.center, 16))
+        assert other.plan_source == "measured"
+
+
+def test_a_pinned_plan_is_used_as_pinned_without_measuring(monkeypatch):
+    model = cnn()
+    x, y = data_for("cnn")
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3)
+    pts = points_around(ParamSpace(model, "weights"), ParamSpace(model, "weights").vector(model), 12)
+    for strategy, bs, k in (("loop", 7, None), ("vmap", 5, 3)):
+        ev = Evaluator(model, (x, y), dtype=torch.float64, strategy=strategy, batch_size=bs, points_per_call=k,
+                       channels_last=False)
+        got = ev.evaluate(pts)
+        assert ev.plan == Plan(strategy, k or 1, bs) and ev.plan_source == "pinned"
+        ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
+        np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    assert not timed
