@@ -161,6 +161,53 @@ def _tf32_enabled():
                 _TF32_SAVED = None
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def evaluation_threads(device: str | torch.device, *, workers: int = 1, threads: int | None = None) -> int:
+    """torch intra-op threads for evaluating on ``device``: the rule lossviz follows.
+
+    * ``threads`` given: that (the override: ``Evaluator(threads=)``, ``--threads``);
+    * not a CPU device: torch's current setting (kernels run on the device);
+    * ``workers > 1`` (points evaluated in parallel: a process pool, Dask, MPI ranks, CPU worker
+      threads): 1 per worker, as parallel workers already use the cores and more threads per worker
+      only contend for them;
+    * otherwise: the CPUs available (at most torch's current setting), an upper bound: an
+      :class:`Evaluator` with ``threads=None`` times its plain loop on 1 thread and on this many
+      (wall clock, interleaved) and keeps the larger count only if it is 25% faster (on a loaded
+      2-core machine a LeNet surface ran 5-13x slower on torch's default 2 threads than on 1).
+    """
+    if threads is not None:
+        check("threads", threads, Interval(int, 1, None))
+        return threads
+    if torch.device(device).type != "cpu":
+        return torch.get_num_threads()
+    if workers > 1:
+        return 1
+    return max(1, min(available_cpus(), torch.get_num_threads()))
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    """torch's intra-op threads set to ``n`` while inside, restored on leaving.
+
+    With torch's OpenMP backend (the default build) the setting belongs to the calling thread, so
+    an evaluation in one thread (a Session's worker) leaves the others' setting alone."""
+    saved = torch.get_num_threads()
+    if n != saved:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
+
+
 def _check_precision(precision: str, dtype: torch.dtype) -> None:
     if precision not in PRECISIONS:
         raise ValueError(
@@ -291,6 +338,10 @@ class Evaluator:
         measured with the strategy and kept where it is 5% faster), ``True`` or ``False``: hold inputs and
         conv weights in ``torch.channels_last`` memory format. Same numbers up to float32
         rounding. :attr:`channels_last` says what is in use.
+    threads:
+        torch intra-op threads while evaluating on CPU (set in the calling thread and restored
+        afterwards). Default: :func:`evaluation_threads`' rule, measured between 1 and the CPUs
+        available with the plan; :attr:`threads` says what is in use.
     """
 
     def __init__(
@@ -309,6 +360,7 @@ class Evaluator:
         memory_budget: int | None = None,
         precision: str = "float32",
         channels_last: str | bool = "auto",
+        threads: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -318,6 +370,7 @@ class Evaluator:
         _check_precision(precision, dtype)
         check("points_per_call", points_per_call, Interval(int, 1, None), allow_none=True)
         check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
+        check("threads", threads, Interval(int, 1, None), allow_none=True)
         if device is None:
             first = next(iter(model.parameters()), None)
             device = first.device if first is not None else torch.device("cpu")
@@ -368,6 +421,10 @@ class Evaluator:
         self.batch_size = batch_size
         self.plan: Plan | None = None
         self.plan_source: str | None = None  # "measured", "reused" (remembered) or "pinned"
+        # intra-op threads while evaluating: fixed, or measured on CPU between 1 and this bound
+        self.threads = evaluation_threads(self.device, threads=threads)
+        self._measure_threads = threads is None and self.device.type == "cpu" and self.threads > 1
+        self._wall_clock = False  # time with the wall clock (comparing thread counts)
         self.timings: dict[str, float] = {}  # candidate -> measured ms per point
         self.errors: list[str] = []
         self._vmapped = vmap(self._call_functional)
@@ -378,7 +435,7 @@ class Evaluator:
             architecture_signature(self.model), self.space.numel, kind, tuple(self.data.inputs.shape),
             str(self.data.inputs.dtype), tuple(self.data.targets.shape), str(self.data.targets.dtype),
             str(self.device), str(dtype), precision, channels_last, self.loss_name, tuple(self.metric_names),
-            strategy, points_per_call, batch_size, memory_budget,
+            strategy, points_per_call, batch_size, memory_budget, threads, self.threads,
         )
 
     # ---------------------------------------------------------------- public
@@ -403,7 +460,7 @@ class Evaluator:
         re-evaluating points while measuring.
         """
         pts = self._as_points(points)
-        with self._precision_context():
+        with self._precision_context(), intra_op_threads(self.threads):
             return self._evaluate(pts, total)
 
     def _precision_context(self):
@@ -427,7 +484,7 @@ class Evaluator:
             if self._measure_channels_last and self.plan.strategy == "loop":
                 self._choose_channels_last(trial)
             self._measure_channels_last = False
-            _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings)))
+            _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
         assert self.plan is not None
         self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
         return self._as_dict(out)
@@ -438,6 +495,9 @@ class Evaluator:
         if known is None:
             return False
         self.plan, self.plan_source = known.plan, "reused"
+        self._measure_threads = False
+        self.threads = known.threads
+        torch.set_num_threads(self.threads)  # inside evaluate(): restored on leaving
         if self._measure_channels_last:
             self._measure_channels_last = False
             if known.channels_last != self.channels_last:
@@ -690,9 +750,11 @@ class Evaluator:
         if self.strategy == "vmap":
             return self._vmap_plans(n)[0]
         base = self._loop_plans()[0]
+        if self._measure_threads:
+            self._choose_threads(trial, base)
         if self.strategy == "loop":
             return base
-        for _ in range(_MIN_SAMPLES):
+        for _ in range(_MIN_SAMPLES - trial.count(base)):
             trial.sample(base)
         if not math.isfinite(trial.median(base)):
             return base  # the loop itself fails: it still evaluates (NaN where points fail)
@@ -712,6 +774,34 @@ class Evaluator:
         winners = [p for p in rivals if trial.count(p) >= _MIN_SAMPLES
                    and trial.median(p) < _MARGIN * trial.median(base)]
         return min(winners, key=trial.median, default=base)
+
+    def _choose_threads(self, trial: _Trial, base: Plan) -> None:
+        """Time the plain loop on 1 thread and on :attr:`threads` threads (wall clock, interleaved,
+        the median of up to :data:`_MIN_SAMPLES` each; more threads lose at their first timing
+        slower than 1 thread) and keep the larger count only if it is 25% faster. The 1-thread
+        timings are discarded (their results kept): the plan search times with the thread's CPU
+        time on 1 thread."""
+        self._measure_threads = False
+        many = self.threads
+        wall: dict[int, list[float]] = {}
+        self._wall_clock = True
+        try:
+            for _ in range(_MIN_SAMPLES):
+                for n in (1, many):
+                    torch.set_num_threads(n)
+                    wall.setdefault(n, []).append(trial.sample(base))
+                if wall[many][-1] > statistics.median(wall[1]):
+                    break
+        finally:
+            self._wall_clock = False
+        trial.samples.pop(base, None)
+        fast = statistics.median(wall[many]) < 0.75 * statistics.median(wall[1])
+        self.threads = many if fast else 1
+        torch.set_num_threads(self.threads)  # inside evaluate(): restored on leaving
+        self.timings["threads=1 (wall)"] = statistics.median(wall[1]) * 1e3
+        self.timings[f"threads={many} (wall)"] = statistics.median(wall[many]) * 1e3
+        if fast:  # the wall-clock timings of the chosen count are the loop's timings
+            trial.samples[base] = list(wall[many])
 
     def _explore_vmap(self, trial: _Trial, n: int) -> Plan | None:
         """vmap's best measured plan (one timing per K), or None if it failed or was not affordable."""
@@ -769,7 +859,7 @@ class Evaluator:
         """CPU time of the calling thread when torch computes on one CPU thread (that thread does
         all the work; robust on a busy machine, where time spent waiting for a core does not
         count, and with other evaluations in other threads), else wall time."""
-        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+        if self.device.type == "cpu" and torch.get_num_threads() == 1 and not self._wall_clock:
             return time.thread_time
         return time.perf_counter
 
@@ -851,6 +941,7 @@ class _KnownPlan:
     plan: Plan
     channels_last: bool
     timings: dict[str, float]
+    threads: int
 
 
 _PLANS: OrderedDict[tuple, _KnownPlan] = OrderedDict()

@@ -524,3 +524,67 @@ def test_a_pinned_plan_is_used_as_pinned_without_measuring(monkeypatch):
         ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
         np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
     assert not timed
+
+
+class ThreadSpy(nn.Module):
+    """An MLP that records torch's intra-op thread count at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.net(x)
+
+
+@pytest.fixture
+def four_cpus(monkeypatch):
+    """A 4-CPU machine as far as the thread rule sees (torch on 4 threads), restored afterwards."""
+    import lossviz.evaluate as evaluate
+
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(evaluate, "available_cpus", lambda: 4)
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("many_faster", [True, False])
+def test_cpu_threads_are_measured_kept_only_when_faster_and_restored(monkeypatch, four_cpus, many_faster):
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    assert ev.threads == 4
+    fast = 0.5e-3 if many_faster else 2e-3
+    fake_clock(monkeypatch, lambda plan: 1e-3 if torch.get_num_threads() == 1 else fast)
+    pts = points_around(ev.space, ev.center, 24)
+    got = ev.evaluate(pts, total=200)
+    assert ev.threads == (4 if many_faster else 1)
+    assert {1, 4} <= set(ev.model.seen)  # both counts were timed
+    assert torch.get_num_threads() == 4  # the caller's setting is back
+    ev.model.seen.clear()
+    ev.evaluate(pts)
+    assert set(ev.model.seen) == {ev.threads}
+    again = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    again.model.seen.clear()  # the set-up's probe ran with the caller's setting
+    again.evaluate(pts)
+    assert again.plan_source == "reused" and set(again.model.seen) == {ev.threads}
+    ref_loss, _ = reference_metrics(ThreadSpy(), "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+
+
+def test_threads_can_be_set_and_the_rule_gives_one_per_parallel_worker(four_cpus):
+    from lossviz.evaluate import evaluation_threads
+
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64, threads=2)
+    ev.model.seen.clear()
+    ev.evaluate(points_around(ev.space, ev.center, 12))
+    assert ev.threads == 2 and set(ev.model.seen) == {2} and torch.get_num_threads() == 4
+    assert not any("threads" in k for k in ev.timings)
+    assert evaluation_threads("cpu", workers=3) == 1
+    assert evaluation_threads("cpu") == 4
+    assert evaluation_threads("cpu", workers=3, threads=3) == 3
+    with pytest.raises(ValueError, match="threads"):
+        Evaluator(mlp(), (x, y), threads=0)
