@@ -179,8 +179,10 @@ def evaluation_threads(device: str | torch.device, *, workers: int = 1, threads:
       only contend for them;
     * otherwise: the CPUs available (at most torch's current setting), an upper bound: an
       :class:`Evaluator` with ``threads=None`` times its plain loop on 1 thread and on this many
-      (wall clock, interleaved) and keeps the larger count only if it is 25% faster (on a loaded
-      2-core machine a LeNet surface ran 5-13x slower on torch's default 2 threads than on 1).
+      (wall clock, interleaved) and keeps the larger count only if it is 25% faster; it stays on 1
+      thread without trying when the 1-minute load average leaves fewer cores free or the
+      evaluation is too short to afford the trial (on a loaded 2-core machine a LeNet surface ran
+      5-13x slower on torch's default 2 threads than on 1, single LeNet points up to 25x).
     """
     if threads is not None:
         check("threads", threads, Interval(int, 1, None))
@@ -190,6 +192,17 @@ def evaluation_threads(device: str | torch.device, *, workers: int = 1, threads:
     if workers > 1:
         return 1
     return max(1, min(available_cpus(), torch.get_num_threads()))
+
+
+def _cores_look_free(threads: int) -> bool:
+    """Whether the 1-minute load average leaves ``threads`` cores to this evaluation (counting one
+    as its own): on a loaded machine a single timing on more threads than free cores can take 25x
+    the 1-thread time (OpenMP threads wait for each other), so it is not even tried."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available: assume busy
+        return False
+    return load + threads - 1 <= available_cpus() - 0.5
 
 
 @contextlib.contextmanager
@@ -397,7 +410,8 @@ class Evaluator:
         self.loss = resolve_loss(loss, self.data.targets)
         self.loss_name = self.loss.name
         self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
-        self._bytes_per_sample, probe_out = self._probe()
+        with intra_op_threads(1):  # two samples: no use for more threads, and a loaded machine slows them
+            self._bytes_per_sample, probe_out = self._probe()
         classification = isinstance(probe_out, torch.Tensor) and wants_accuracy(probe_out, self.data.targets)
         self.metric_names, extra = resolve_metrics(metrics, classification)
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
@@ -407,7 +421,8 @@ class Evaluator:
         self._summed = _Summed(
             self.model, self.loss, "acc" in self.metric_names, extra, sum_dtype, autocast
         ).eval()
-        self._check_scalar_outputs(extra)
+        with intra_op_threads(1):
+            self._check_scalar_outputs(extra)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -460,7 +475,8 @@ class Evaluator:
         re-evaluating points while measuring.
         """
         pts = self._as_points(points)
-        with self._precision_context(), intra_op_threads(self.threads):
+        # until the thread count is measured: 1 (never contending for a core)
+        with self._precision_context(), intra_op_threads(1 if self._measure_threads else self.threads):
             return self._evaluate(pts, total)
 
     def _precision_context(self):
@@ -525,6 +541,10 @@ class Evaluator:
         while trial.count(plan) < _MIN_SAMPLES:  # the contiguous timings (the plan search's, if any)
             trial.sample(plan)
         plain = trial.median(plan)
+        if trial.base_time is None:  # a pinned loop: no plan search before
+            trial.start_budget(plan)
+        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES, plain)):
+            return
         try:
             self._set_channels_last(True)
             fast = statistics.median(
@@ -750,6 +770,8 @@ class Evaluator:
         if self.strategy == "vmap":
             return self._vmap_plans(n)[0]
         base = self._loop_plans()[0]
+        if self._measure_threads or self.strategy == "auto":
+            trial.warm(base)
         if self._measure_threads:
             self._choose_threads(trial, base)
         if self.strategy == "loop":
@@ -778,28 +800,35 @@ class Evaluator:
     def _choose_threads(self, trial: _Trial, base: Plan) -> None:
         """Time the plain loop on 1 thread and on :attr:`threads` threads (wall clock, interleaved,
         the median of up to :data:`_MIN_SAMPLES` each; more threads lose at their first timing
-        slower than 1 thread) and keep the larger count only if it is 25% faster. The 1-thread
-        timings are discarded (their results kept): the plan search times with the thread's CPU
-        time on 1 thread."""
+        slower than 1 thread) and keep the larger count only if it is 25% faster. The timing on
+        more threads is tried only if the trial can afford it being 4x slower (on a loaded machine
+        it can be: the evaluation then stays on 1 thread). The 1-thread timings are discarded
+        (their results kept): the plan search times with the thread's CPU time on 1 thread."""
         self._measure_threads = False
         many = self.threads
         wall: dict[int, list[float]] = {}
+        if not _cores_look_free(many):
+            self.threads = 1
+            torch.set_num_threads(1)  # inside evaluate(): restored on leaving
+            return
         self._wall_clock = True
         try:
             for _ in range(_MIN_SAMPLES):
                 for n in (1, many):
                     torch.set_num_threads(n)
                     wall.setdefault(n, []).append(trial.sample(base))
-                if wall[many][-1] > statistics.median(wall[1]):
+                    if n == 1 and many not in wall and 3 * wall[1][0] > trial.budget_for(wall[1][0]):
+                        break  # cannot afford to try
+                if many not in wall or wall[many][-1] > statistics.median(wall[1]):
                     break
         finally:
             self._wall_clock = False
         trial.samples.pop(base, None)
-        fast = statistics.median(wall[many]) < 0.75 * statistics.median(wall[1])
+        fast = many in wall and statistics.median(wall[many]) < 0.75 * statistics.median(wall[1])
         self.threads = many if fast else 1
         torch.set_num_threads(self.threads)  # inside evaluate(): restored on leaving
-        self.timings["threads=1 (wall)"] = statistics.median(wall[1]) * 1e3
-        self.timings[f"threads={many} (wall)"] = statistics.median(wall[many]) * 1e3
+        for n, times in wall.items():
+            self.timings[f"threads={n} (wall)"] = statistics.median(times) * 1e3
         if fast:  # the wall-clock timings of the chosen count are the loop's timings
             trial.samples[base] = list(wall[many])
 
@@ -821,7 +850,8 @@ class Evaluator:
             k, k_best, t_best, t_prev = min(4, plan.points_per_call), None, math.inf, math.inf
             while trial.affordable():
                 candidate = Plan("vmap", k, plan.batch_size)
-                t = trial.sample(candidate)
+                # (its first K is budgeted at 2x the loop: vmapped convolutions on CPU often are)
+                t = trial.sample(candidate, guess=t_prev if math.isfinite(t_prev) else 2 * loop_best)
                 if not math.isfinite(t):
                     break
                 if t < t_best:
@@ -897,10 +927,28 @@ class _Trial:
         self.cursor += m
         return idx
 
-    def sample(self, plan: Plan) -> float:
+    def fits(self, m: int, per_point: float) -> bool:
+        """Whether timing ``m`` more points at ``per_point`` seconds each stays within the budget."""
+        if self.base_time is None:
+            return True
+        idx = (self.cursor + np.arange(m)) % self.pts.shape[0]
+        fresh = int((~self.done[idx]).sum())
+        return self.extra + m * per_point - fresh * self.base_time <= self.budget
+
+    def warm(self, plan: Plan) -> None:
+        """One call of ``plan``, untimed (first calls allocate and build kernels); its results kept."""
+        with contextlib.suppress(Exception):  # a failing point is evaluated (NaN) later
+            self.ev._timed(plan, self.take(1), self.pts, self.out, self.done)
+
+    def sample(self, plan: Plan, guess: float | None = None) -> float:
         """Seconds per point of one timing of ``plan`` (one call: K points for vmap, one for the
-        loop); ``inf`` if it failed."""
+        loop); ``inf`` if it failed or would overrun the budget (then nothing more is timed):
+        its expected time per point is its median so far, else ``guess``, else the loop's."""
         m = plan.points_per_call if plan.strategy == "vmap" else 1
+        expected = self.median(plan) if plan in self.samples else guess or self.base_time or 0.0
+        if not self.fits(m, expected):
+            self.extra = max(self.extra, self.budget)  # spent: stop measuring
+            return math.inf
         idx = self.take(m)
         fresh = int((~self.done[idx]).sum())
         try:
@@ -923,9 +971,13 @@ class _Trial:
         found = self.samples.get(plan)
         return statistics.median(found) if found else math.inf
 
+    def budget_for(self, per_point: float) -> float:
+        """Seconds measuring may cost beyond the loop's time when the loop takes ``per_point``."""
+        return max(_MIN_MEASURE_S, _MEASURE_SHARE * self.total * per_point)
+
     def start_budget(self, base: Plan) -> None:
         self.base_time = self.median(base)
-        self.budget = max(_MIN_MEASURE_S, _MEASURE_SHARE * self.total * self.base_time)
+        self.budget = self.budget_for(self.base_time)
 
     def affordable(self) -> bool:
         return self.extra < self.budget

@@ -518,7 +518,7 @@ def test_a_pinned_plan_is_used_as_pinned_without_measuring(monkeypatch):
     pts = points_around(ParamSpace(model, "weights"), ParamSpace(model, "weights").vector(model), 12)
     for strategy, bs, k in (("loop", 7, None), ("vmap", 5, 3)):
         ev = Evaluator(model, (x, y), dtype=torch.float64, strategy=strategy, batch_size=bs, points_per_call=k,
-                       channels_last=False)
+                       channels_last=False, threads=1)
         got = ev.evaluate(pts)
         assert ev.plan == Plan(strategy, k or 1, bs) and ev.plan_source == "pinned"
         ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
@@ -546,6 +546,7 @@ def four_cpus(monkeypatch):
 
     saved = torch.get_num_threads()
     monkeypatch.setattr(evaluate, "available_cpus", lambda: 4)
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     torch.set_num_threads(4)
     yield
     torch.set_num_threads(saved)
@@ -588,3 +589,14 @@ def test_threads_can_be_set_and_the_rule_gives_one_per_parallel_worker(four_cpus
     assert evaluation_threads("cpu", workers=3, threads=3) == 3
     with pytest.raises(ValueError, match="threads"):
         Evaluator(mlp(), (x, y), threads=0)
+
+
+def test_a_loaded_machine_stays_on_one_thread_without_trying_more(monkeypatch, four_cpus):
+    import lossviz.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # 3 of 4 CPUs busy
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    ev.model.seen.clear()
+    ev.evaluate(points_around(ev.space, ev.center, 24), total=200)
+    assert ev.threads == 1 and set(ev.model.seen) == {1} and torch.get_num_threads() == 4
