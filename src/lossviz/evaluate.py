@@ -74,7 +74,7 @@ _MIN_SAMPLES = 3  # timings of a plan before it may be chosen (and of the loop, 
 _MAX_SAMPLES = 7  # timings of a rival at most
 _MARGIN = 0.9  # a rival's median time per point must be below 0.9x the loop's to be chosen
 _MEASURE_SHARE = 0.03  # measuring may cost this share of the loop's time for all points ...
-_MIN_MEASURE_S = 0.05  # ... or this many seconds, whichever is more
+_MIN_MEASURE_S = 0.02  # ... or this many seconds, whichever is more
 PRECISIONS = ("float32", "tf32", "bf16")
 
 
