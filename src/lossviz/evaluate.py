@@ -840,6 +840,9 @@ class Evaluator:
         for plan in self._vmap_plans(n):
             if not trial.affordable():
                 break
+            first = min(4, plan.points_per_call)
+            if not trial.fits(first, 2 * loop_best):  # (its first K is budgeted at 2x the loop, see below)
+                break
             try:
                 if not _VMAP_WARM:  # torch.func's one-time set-up in this process (not a timing)
                     self._timed(Plan("vmap", 1, plan.batch_size), trial.take(1), trial.pts, trial.out, trial.done)
@@ -847,7 +850,7 @@ class Evaluator:
             except Exception as exc:  # noqa: BLE001 - a strategy that fails is not a candidate
                 self._measure_failed(f"vmap(batch={plan.batch_size})", exc)
                 continue
-            k, k_best, t_best, t_prev = min(4, plan.points_per_call), None, math.inf, math.inf
+            k, k_best, t_best, t_prev = first, None, math.inf, math.inf
             while trial.affordable():
                 candidate = Plan("vmap", k, plan.batch_size)
                 # (its first K is budgeted at 2x the loop: vmapped convolutions on CPU often are)
