@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-root", help="folder of mnist / cifar10")
     g.add_argument("--data-kwargs", default="{}", metavar="JSON", help='loader arguments, e.g. \'{"n": 500}\'')
     g.add_argument("--split", choices=("train", "test", "both"), default="train")
-    g.add_argument("--batch-size", type=int, default=None, help="data batch size (default: measured)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="data batch size: pins the engine's plan (default: measured against the plain loop)")
     g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
     g.add_argument("--loss", default="cross_entropy", choices=_loss_names(),
                    help="a name of lossviz.losses.LOSS_NAMES (default cross_entropy); mse on class labels is the "
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("run and output")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g.add_argument("--strategy", choices=("auto", "vmap", "loop"), default="auto",
+                   help="engine strategy: auto measures vmap and other batch sizes against the plain loop and "
+                        "keeps a rival only if it is clearly faster; vmap or loop pins it (default auto)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads while evaluating on CPU (default: 1 per worker with --mpi, "
+                        "else measured: 1 or the CPUs available)")
     g.add_argument("--out", default="surface.h5", help="surface file to write (default surface.h5)")
     g.add_argument("--plot", nargs="?", const="png", choices=PLOT_FORMATS, default=None,
                    help="also write a plot next to --out: png (needs kaleido; else HTML) or html")
@@ -340,7 +347,8 @@ def _surface(args, executor=None) -> int:
     grid = SurfaceGrid.from_specs(args.x, args.y)
     model_kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
     data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
-    for flag, v in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples)):
+    for flag, v in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples),
+                    ("--threads", args.threads)):
         if v is not None and v < 1:
             raise CLIError(f"{flag} must be a positive integer, got {v}")
     out = _check_output_path(args.out, "--out")
@@ -369,7 +377,7 @@ def _surface(args, executor=None) -> int:
     model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
 
     common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,
-                  loss=args.loss)
+                  strategy=args.strategy, threads=args.threads, loss=args.loss)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     dir_file_exists = args.dir_file is not None and Path(args.dir_file).exists()

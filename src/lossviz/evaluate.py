@@ -11,10 +11,15 @@ For every point the metrics are means over the N samples::
     loss(θ) = (1/N) Σ_b  n_b · ℓ(f_θ(x_b), y_b)        (ℓ = the batch-mean loss)
     acc(θ)  = 100 · (1/N) Σ_i [argmax f_θ(x_i) = y_i]  (classification only)
 
-Strategy ``"auto"`` measures, on the first call with enough points, ``vmap`` over K points against a
-plain loop over points (each at a couple of data batch sizes when the batch size is not fixed) and
-keeps the fastest for this model and device (:attr:`Evaluator.strategy_used`). NaN/inf values are
-returned as computed; an exception while evaluating some points gives NaN for those points.
+Strategy ``"auto"`` measures, on the first call with enough points, candidate plans against the
+plain loop over points (the baseline): other data batch sizes and ``vmap`` over K points. A plan
+replaces the loop only if the median of several interleaved timings beats the loop's median by 10%
+(:meth:`Evaluator._choose_plan`); measuring costs at most a few percent of the loop's time for the
+whole evaluation. The chosen plan is remembered for the process, keyed by the model's architecture,
+the data's shape, device, dtype and options, so later Evaluators of the same kind reuse it without
+measuring (:attr:`Evaluator.plan_source`; :func:`forget_plans`). ``strategy="loop"``/``"vmap"``
+with ``batch_size`` (and ``points_per_call``) pins the plan. NaN/inf values are returned as
+computed; an exception while evaluating some points gives NaN for those points.
 
 Fast paths (options; their error against float32 is measured by ``benchmarks/precision.py`` and
 bounded in ``tests/test_evaluate.py``): ``precision="bf16"`` runs the forward passes under
@@ -28,11 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import os
+import statistics
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +70,11 @@ _SMALL_BATCH = 256  # the smaller data batch tried under vmap
 _LOOP_BATCHES = (512, 128)  # data batches tried by the loop besides "all at once" (CPU caches)
 _VMAP_WARM = False  # whether this process has made its first (slow) vmapped call
 _LOOP_BLOCK = 256  # points per result transfer in the loop strategy
+_MIN_SAMPLES = 3  # timings of a plan before it may be chosen (and of the loop, its baseline)
+_MAX_SAMPLES = 7  # timings of a rival at most
+_MARGIN = 0.9  # a rival's median time per point must be below 0.9x the loop's to be chosen
+_MEASURE_SHARE = 0.03  # measuring may cost this share of the loop's time for all points ...
+_MIN_MEASURE_S = 0.02  # ... or this many seconds, whichever is more
 PRECISIONS = ("float32", "tf32", "bf16")
 
 
@@ -146,6 +159,66 @@ def _tf32_enabled():
             if _TF32_USERS == 0 and _TF32_SAVED is not None:
                 torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32_SAVED
                 _TF32_SAVED = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def evaluation_threads(device: str | torch.device, *, workers: int = 1, threads: int | None = None) -> int:
+    """torch intra-op threads for evaluating on ``device``: the rule lossviz follows.
+
+    * ``threads`` given: that (the override: ``Evaluator(threads=)``, ``--threads``);
+    * not a CPU device: torch's current setting (kernels run on the device);
+    * ``workers > 1`` (points evaluated in parallel: a process pool, Dask, MPI ranks, CPU worker
+      threads): 1 per worker, as parallel workers already use the cores and more threads per worker
+      only contend for them;
+    * otherwise: the CPUs available (at most torch's current setting), an upper bound: an
+      :class:`Evaluator` with ``threads=None`` times its plain loop on 1 thread and on this many
+      (wall clock, interleaved) and keeps the larger count only if it is 25% faster; it stays on 1
+      thread without trying when the 1-minute load average leaves fewer cores free or the
+      evaluation is too short to afford the trial (on a loaded 2-core machine a LeNet surface ran
+      5-13x slower on torch's default 2 threads than on 1, single LeNet points up to 25x).
+    """
+    if threads is not None:
+        check("threads", threads, Interval(int, 1, None))
+        return threads
+    if torch.device(device).type != "cpu":
+        return torch.get_num_threads()
+    if workers > 1:
+        return 1
+    return max(1, min(available_cpus(), torch.get_num_threads()))
+
+
+def _cores_look_free(threads: int) -> bool:
+    """Whether the 1-minute load average leaves ``threads`` cores to this evaluation (counting one
+    as its own): on a loaded machine a single timing on more threads than free cores can take 25x
+    the 1-thread time (OpenMP threads wait for each other), so it is not even tried."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available: assume busy
+        return False
+    return load + threads - 1 <= available_cpus() - 0.5
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    """torch's intra-op threads set to ``n`` while inside, restored on leaving.
+
+    With torch's OpenMP backend (the default build) the setting belongs to the calling thread, so
+    an evaluation in one thread (a Session's worker) leaves the others' setting alone."""
+    saved = torch.get_num_threads()
+    if n != saved:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
 
 
 def _check_precision(precision: str, dtype: torch.dtype) -> None:
@@ -278,6 +351,10 @@ class Evaluator:
         measured with the strategy and kept where it is 5% faster), ``True`` or ``False``: hold inputs and
         conv weights in ``torch.channels_last`` memory format. Same numbers up to float32
         rounding. :attr:`channels_last` says what is in use.
+    threads:
+        torch intra-op threads while evaluating on CPU (set in the calling thread and restored
+        afterwards). Default: :func:`evaluation_threads`' rule, measured between 1 and the CPUs
+        available with the plan; :attr:`threads` says what is in use.
     """
 
     def __init__(
@@ -296,6 +373,7 @@ class Evaluator:
         memory_budget: int | None = None,
         precision: str = "float32",
         channels_last: str | bool = "auto",
+        threads: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -305,6 +383,7 @@ class Evaluator:
         _check_precision(precision, dtype)
         check("points_per_call", points_per_call, Interval(int, 1, None), allow_none=True)
         check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
+        check("threads", threads, Interval(int, 1, None), allow_none=True)
         if device is None:
             first = next(iter(model.parameters()), None)
             device = first.device if first is not None else torch.device("cpu")
@@ -331,7 +410,8 @@ class Evaluator:
         self.loss = resolve_loss(loss, self.data.targets)
         self.loss_name = self.loss.name
         self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
-        self._bytes_per_sample, probe_out = self._probe()
+        with intra_op_threads(1):  # two samples: no use for more threads, and a loaded machine slows them
+            self._bytes_per_sample, probe_out = self._probe()
         classification = isinstance(probe_out, torch.Tensor) and wants_accuracy(probe_out, self.data.targets)
         self.metric_names, extra = resolve_metrics(metrics, classification)
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
@@ -341,7 +421,8 @@ class Evaluator:
         self._summed = _Summed(
             self.model, self.loss, "acc" in self.metric_names, extra, sum_dtype, autocast
         ).eval()
-        self._check_scalar_outputs(extra)
+        with intra_op_threads(1):
+            self._check_scalar_outputs(extra)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -354,12 +435,23 @@ class Evaluator:
         self.points_per_call = points_per_call
         self.batch_size = batch_size
         self.plan: Plan | None = None
+        self.plan_source: str | None = None  # "measured", "reused" (remembered) or "pinned"
+        # intra-op threads while evaluating: fixed, or measured on CPU between 1 and this bound
+        self.threads = evaluation_threads(self.device, threads=threads)
+        self._measure_threads = threads is None and self.device.type == "cpu" and self.threads > 1
+        self._wall_clock = False  # time with the wall clock (comparing thread counts)
         self.timings: dict[str, float] = {}  # candidate -> measured ms per point
         self.errors: list[str] = []
         self._vmapped = vmap(self._call_functional)
         self._sizes = [e.numel for e in self.space.entries]
         self._shapes = [e.shape for e in self.space.entries]
         self._targets = list(self.space.tensors_of(self.model).values())
+        self._plan_key = (
+            architecture_signature(self.model), self.space.numel, kind, tuple(self.data.inputs.shape),
+            str(self.data.inputs.dtype), tuple(self.data.targets.shape), str(self.data.targets.dtype),
+            str(self.device), str(dtype), precision, channels_last, self.loss_name, tuple(self.metric_names),
+            strategy, points_per_call, batch_size, memory_budget, threads, self.threads,
+        )
 
     # ---------------------------------------------------------------- public
     @property
@@ -383,7 +475,8 @@ class Evaluator:
         re-evaluating points while measuring.
         """
         pts = self._as_points(points)
-        with self._precision_context():
+        # until the thread count is measured: 1 (never contending for a core)
+        with self._precision_context(), intra_op_threads(1 if self._measure_threads else self.threads):
             return self._evaluate(pts, total)
 
     def _precision_context(self):
@@ -397,15 +490,36 @@ class Evaluator:
         done = np.zeros(n, dtype=bool)
         if n == 0:
             return self._as_dict(out)
-        if self.plan is None:
+        if self.plan is None and not self._reuse_plan():
             if self.strategy == "auto" and n < _MIN_POINTS_TO_MEASURE:
                 self._run_plan(self._loop_plans()[0], pts, np.arange(n), out, done)
                 return self._as_dict(out)
-            self.plan = self._choose_plan(pts, out, done, total)
+            trial = _Trial(self, pts, out, done, total)
+            self.plan = self._choose_plan(trial)
+            self.plan_source = "measured" if self.strategy == "auto" else "pinned"
             if self._measure_channels_last and self.plan.strategy == "loop":
-                self._choose_channels_last(pts, out, done)
+                self._choose_channels_last(trial)
+            self._measure_channels_last = False
+            _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
+        assert self.plan is not None
         self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
         return self._as_dict(out)
+
+    def _reuse_plan(self) -> bool:
+        """Take this process's remembered plan for the same model, data shape, device and options."""
+        known = _known_plan(self._plan_key)
+        if known is None:
+            return False
+        self.plan, self.plan_source = known.plan, "reused"
+        self._measure_threads = False
+        self.threads = known.threads
+        torch.set_num_threads(self.threads)  # inside evaluate(): restored on leaving
+        if self._measure_channels_last:
+            self._measure_channels_last = False
+            if known.channels_last != self.channels_last:
+                self._set_channels_last(known.channels_last)
+        self.timings = dict(known.timings)
+        return True
 
     def _set_channels_last(self, on: bool) -> None:
         """Hold the conv weights and the inputs in channels-last (``on``) or contiguous format."""
@@ -415,20 +529,27 @@ class Evaluator:
         self._targets = list(self.space.tensors_of(self.model).values())
         self.channels_last = on
 
-    def _choose_channels_last(self, pts: torch.Tensor, out: np.ndarray, done: np.ndarray) -> None:
+    def _choose_channels_last(self, trial: _Trial) -> None:
         """CPU ``channels_last="auto"`` under the loop plan: time single points in both memory
-        formats (best of two each, the results kept) and keep channels-last if it is 5% faster.
-        It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap
-        it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans are not measured."""
+        formats (the median of :data:`_MIN_SAMPLES` each, the results kept) and keep channels-last
+        if it is 5% faster. It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to
+        35%, and under vmap it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans
+        are not measured."""
         self._measure_channels_last = False
         plan = self.plan
         assert plan is not None, "the loop plan is chosen before its memory format"
-        n = pts.shape[0]
-        idx = [np.array([i % n]) for i in range(4)]
+        while trial.count(plan) < _MIN_SAMPLES:  # the contiguous timings (the plan search's, if any)
+            trial.sample(plan)
+        plain = trial.median(plan)
+        if trial.base_time is None:  # a pinned loop: no plan search before
+            trial.start_budget(plan)
+        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES, plain)):
+            return
         try:
-            plain = min(self._timed(plan, idx[i], pts, out, done) for i in (0, 1))
             self._set_channels_last(True)
-            fast = min(self._timed(plan, idx[i], pts, out, done) for i in (2, 3))
+            fast = statistics.median(
+                self._timed(plan, trial.take(1), trial.pts, trial.out, trial.done) for _ in range(_MIN_SAMPLES)
+            )
         except Exception as exc:  # noqa: BLE001 - a format that fails is not a candidate
             self._measure_failed("loop+channels_last", exc)
             self._set_channels_last(False)
@@ -634,76 +755,121 @@ class Evaluator:
             plans = [p for p in plans if p.points_per_call >= min(4, n_points)]
         return list(dict.fromkeys(plans))
 
-    def _choose_plan(
-        self, pts: torch.Tensor, out: np.ndarray, done: np.ndarray, total: int | None = None
-    ) -> Plan:
-        """Explicit strategy -> its plan. ``"auto"``: time the candidates on rows of ``pts`` (the
-        results are kept, so measuring costs little) and return the fastest per point.
-
-        The loop is timed on single points (best of two) at each candidate batch size. ``vmap`` is
-        timed at K = 4, 8, 16, ... up to its memory limit, stopping as soon as a doubling gains
-        less than 10%, or when it is behind the loop and not catching up fast, so an unsuitable
-        strategy costs only a few points; the best measured K is kept (a larger K can be slower:
-        caches). vmap must beat the loop by 10% to be chosen.
+    def _choose_plan(self, trial: _Trial) -> Plan:
+        """Explicit strategy -> its plan. ``"auto"``: the plain loop (:meth:`_loop_plans`' first: the
+        given batch size, else all samples at once within memory) is the baseline, timed first
+        (:data:`_MIN_SAMPLES` single points); the other loop batch sizes get one timing each and
+        ``vmap`` is explored at K = 4, 8, 16, ... (stopping as soon as a doubling gains less than 10%,
+        or when it is behind the loop and not catching up fast); the rivals that measured faster
+        than the loop are then timed again, interleaved with the loop, up to :data:`_MAX_SAMPLES`
+        each within the trial's time budget. A rival is chosen only if its median per-point time
+        beats the loop's median by :data:`_MARGIN` over at least :data:`_MIN_SAMPLES` timings; else
+        the loop. The measured points' results are kept, so measuring costs little.
         """
-        n = pts.shape[0]
-        if self.strategy == "loop":
-            return self._loop_plans()[0]
+        n = trial.pts.shape[0]
         if self.strategy == "vmap":
             return self._vmap_plans(n)[0]
-        cursor = [0]
-        spare = int(0.05 * total) if total is not None and total > n else 0
+        base = self._loop_plans()[0]
+        if self._measure_threads or self.strategy == "auto":
+            trial.warm(base)
+        if self._measure_threads:
+            self._choose_threads(trial, base)
+        if self.strategy == "loop":
+            return base
+        for _ in range(_MIN_SAMPLES - trial.count(base)):
+            trial.sample(base)
+        if not math.isfinite(trial.median(base)):
+            return base  # the loop itself fails: it still evaluates (NaN where points fail)
+        trial.start_budget(base)
+        rivals = [plan for plan in self._loop_plans()[1:] if trial.affordable() and trial.promising(plan)]
+        vmap_best = self._explore_vmap(trial, n)
+        if vmap_best is not None and trial.median(vmap_best) < trial.median(base):
+            rivals.append(vmap_best)
+        while trial.affordable():
+            pending = [p for p in rivals if trial.count(p) < _MAX_SAMPLES]
+            if not pending:
+                break
+            for plan in (base, *pending):  # interleaved: a drifting load reaches every candidate
+                if trial.affordable():
+                    trial.sample(plan)
+            rivals = [p for p in rivals if trial.median(p) < trial.median(base)]  # measured slower: out
+        winners = [p for p in rivals if trial.count(p) >= _MIN_SAMPLES
+                   and trial.median(p) < _MARGIN * trial.median(base)]
+        return min(winners, key=trial.median, default=base)
 
-        def take(m: int) -> np.ndarray:
-            idx = (cursor[0] + np.arange(m)) % n
-            cursor[0] += m
-            return idx
+    def _choose_threads(self, trial: _Trial, base: Plan) -> None:
+        """Time the plain loop on 1 thread and on :attr:`threads` threads (wall clock, interleaved,
+        the median of up to :data:`_MIN_SAMPLES` each; more threads lose at their first timing
+        slower than 1 thread) and keep the larger count only if it is 25% faster. The timing on
+        more threads is tried only if the trial can afford it being 4x slower (on a loaded machine
+        it can be: the evaluation then stays on 1 thread). The 1-thread timings are discarded
+        (their results kept): the plan search times with the thread's CPU time on 1 thread."""
+        self._measure_threads = False
+        many = self.threads
+        wall: dict[int, list[float]] = {}
+        if not _cores_look_free(many):
+            self.threads = 1
+            torch.set_num_threads(1)  # inside evaluate(): restored on leaving
+            return
+        self._wall_clock = True
+        try:
+            for _ in range(_MIN_SAMPLES):
+                for n in (1, many):
+                    torch.set_num_threads(n)
+                    wall.setdefault(n, []).append(trial.sample(base))
+                    if n == 1 and many not in wall and 3 * wall[1][0] > trial.budget_for(wall[1][0]):
+                        break  # cannot afford to try
+                if many not in wall or wall[many][-1] > statistics.median(wall[1]):
+                    break
+        finally:
+            self._wall_clock = False
+        trial.samples.pop(base, None)
+        fast = many in wall and statistics.median(wall[many]) < 0.75 * statistics.median(wall[1])
+        self.threads = many if fast else 1
+        torch.set_num_threads(self.threads)  # inside evaluate(): restored on leaving
+        for n, times in wall.items():
+            self.timings[f"threads={n} (wall)"] = statistics.median(times) * 1e3
+        if fast:  # the wall-clock timings of the chosen count are the loop's timings
+            trial.samples[base] = list(wall[many])
 
-        best: tuple[float, Plan] | None = None
-        for plan in self._loop_plans():
-            label = f"loop(batch={plan.batch_size})"
-            try:
-                per_point = min(self._timed(plan, take(1), pts, out, done) for _ in range(2))
-            except Exception as exc:  # noqa: BLE001 - a strategy that fails is not a candidate
-                self._measure_failed(label, exc)
-                continue
-            self.timings[label] = per_point * 1e3
-            if best is None or per_point < best[0]:
-                best = (per_point, plan)
-        loop_best = best[0] if best is not None else math.inf
+    def _explore_vmap(self, trial: _Trial, n: int) -> Plan | None:
+        """vmap's best measured plan (one timing per K), or None if it failed or was not affordable."""
         global _VMAP_WARM
+        loop_best = trial.median(self._loop_plans()[0])
+        found: Plan | None = None
         for plan in self._vmap_plans(n):
+            if not trial.affordable():
+                break
+            first = min(4, plan.points_per_call)
+            if not trial.fits(first, 2 * loop_best):  # (its first K is budgeted at 2x the loop, see below)
+                break
             try:
-                if not _VMAP_WARM:  # torch.func's one-time set-up in this process
-                    self._timed(Plan("vmap", 1, plan.batch_size), take(1), pts, out, done)
+                if not _VMAP_WARM:  # torch.func's one-time set-up in this process (not a timing)
+                    self._timed(Plan("vmap", 1, plan.batch_size), trial.take(1), trial.pts, trial.out, trial.done)
                     _VMAP_WARM = True
-                k, k_best, t_best, t_prev = min(4, plan.points_per_call), 0, math.inf, math.inf
-                while True:
-                    t = self._timed(Plan("vmap", k, plan.batch_size), take(k), pts, out, done) / k
-                    self.timings[f"vmap(K={k},batch={plan.batch_size})"] = t * 1e3
-                    if t < t_best:
-                        k_best, t_best = k, t
-                    if k >= plan.points_per_call or t > 0.9 * t_prev:
-                        break  # at the memory limit, or doubling K no longer pays
-                    if t > (1.2 if t_prev == math.inf else 1.5) * loop_best and t > 0.75 * t_prev:
-                        break  # behind the loop and not catching up fast
-                    t_prev = t
-                    k = min(2 * k, plan.points_per_call)
-                    if cursor[0] + k > n + spare:  # measure on fresh points (or spares)
-                        break
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a strategy that fails is not a candidate
                 self._measure_failed(f"vmap(batch={plan.batch_size})", exc)
                 continue
-            chosen = Plan("vmap", k_best, plan.batch_size)  # the best measured K, never beyond
-            # vmap must beat the loop by 10%: the loop is the robust baseline (less memory, and
-            # its timing is less sensitive to a busy machine)
-            if best is None or t_best < (0.9 if best[1].strategy == "loop" else 1.0) * best[0]:
-                best = (t_best, chosen)
+            k, k_best, t_best, t_prev = first, None, math.inf, math.inf
+            while trial.affordable():
+                candidate = Plan("vmap", k, plan.batch_size)
+                # (its first K is budgeted at 2x the loop: vmapped convolutions on CPU often are)
+                t = trial.sample(candidate, guess=t_prev if math.isfinite(t_prev) else 2 * loop_best)
+                if not math.isfinite(t):
+                    break
+                if t < t_best:
+                    k_best, t_best = candidate, t
+                if k >= plan.points_per_call or t > 0.9 * t_prev:
+                    break  # at the memory limit, or doubling K no longer pays
+                if t > (1.2 if t_prev == math.inf else 1.5) * loop_best and t > 0.75 * t_prev:
+                    break  # behind the loop and not catching up fast
+                t_prev = t
+                k = min(2 * k, plan.points_per_call)
+            if k_best is not None and (found is None or t_best < trial.median(found)):
+                found = k_best
             if t_best > 1.2 * loop_best:
                 break  # vmap does not suit this model: skip its other batch sizes
-        if best is None:
-            return self._loop_plans()[0]
-        return best[1]
+        return found
 
     def _measure_failed(self, label: str, exc: Exception) -> None:
         self.timings[label] = math.inf
@@ -726,10 +892,142 @@ class Evaluator:
         """CPU time of the calling thread when torch computes on one CPU thread (that thread does
         all the work; robust on a busy machine, where time spent waiting for a core does not
         count, and with other evaluations in other threads), else wall time."""
-        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+        if self.device.type == "cpu" and torch.get_num_threads() == 1 and not self._wall_clock:
             return time.thread_time
         return time.perf_counter
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+# ---------------------------------------------------------------------------------------- measuring
+def _label(plan: Plan) -> str:
+    if plan.strategy == "vmap":
+        return f"vmap(K={plan.points_per_call},batch={plan.batch_size})"
+    return f"loop(batch={plan.batch_size})"
+
+
+class _Trial:
+    """Timings of candidate plans on the rows of one chunk ``pts`` (every result is kept in
+    ``out``/``done``), cycling through the rows (a row timed twice is evaluated again).
+
+    The budget: once the loop's time per point is known, measuring may cost :data:`_MEASURE_SHARE`
+    of the loop's time for all ``total`` points (at least :data:`_MIN_MEASURE_S`) beyond what the
+    loop would have taken for the same points (a rival faster than the loop costs nothing)."""
+
+    def __init__(self, ev: Evaluator, pts: torch.Tensor, out: np.ndarray, done: np.ndarray, total: int | None):
+        self.ev, self.pts, self.out, self.done = ev, pts, out, done
+        self.total = max(total or 0, pts.shape[0])
+        self.cursor = 0
+        self.samples: dict[Plan, list[float]] = {}
+        self.extra = 0.0  # seconds spent beyond the loop's time for the same points
+        self.budget = math.inf
+        self.base_time: float | None = None
+
+    def take(self, m: int) -> np.ndarray:
+        idx = (self.cursor + np.arange(m)) % self.pts.shape[0]
+        self.cursor += m
+        return idx
+
+    def fits(self, m: int, per_point: float) -> bool:
+        """Whether timing ``m`` more points at ``per_point`` seconds each stays within the budget."""
+        if self.base_time is None:
+            return True
+        idx = (self.cursor + np.arange(m)) % self.pts.shape[0]
+        fresh = int((~self.done[idx]).sum())
+        return self.extra + m * per_point - fresh * self.base_time <= self.budget
+
+    def warm(self, plan: Plan) -> None:
+        """One call of ``plan``, untimed (first calls allocate and build kernels); its results kept."""
+        with contextlib.suppress(Exception):  # a failing point is evaluated (NaN) later
+            self.ev._timed(plan, self.take(1), self.pts, self.out, self.done)
+
+    def sample(self, plan: Plan, guess: float | None = None) -> float:
+        """Seconds per point of one timing of ``plan`` (one call: K points for vmap, one for the
+        loop); ``inf`` if it failed or would overrun the budget (then nothing more is timed):
+        its expected time per point is its median so far, else ``guess``, else the loop's."""
+        m = plan.points_per_call if plan.strategy == "vmap" else 1
+        expected = self.median(plan) if plan in self.samples else guess or self.base_time or 0.0
+        if not self.fits(m, expected):
+            self.extra = max(self.extra, self.budget)  # spent: stop measuring
+            return math.inf
+        idx = self.take(m)
+        fresh = int((~self.done[idx]).sum())
+        try:
+            elapsed = self.ev._timed(plan, idx, self.pts, self.out, self.done)
+        except Exception as exc:  # noqa: BLE001 - a plan that fails is not a candidate
+            self.ev._measure_failed(_label(plan), exc)
+            self.samples.setdefault(plan, []).append(math.inf)
+            self.extra += 0.0 if self.base_time is None else m * self.base_time
+            return math.inf
+        self.samples.setdefault(plan, []).append(elapsed / m)
+        if self.base_time is not None:
+            self.extra += elapsed - fresh * self.base_time
+        self.ev.timings[_label(plan)] = self.median(plan) * 1e3
+        return elapsed / m
+
+    def count(self, plan: Plan) -> int:
+        return len(self.samples.get(plan, ()))
+
+    def median(self, plan: Plan) -> float:
+        found = self.samples.get(plan)
+        return statistics.median(found) if found else math.inf
+
+    def budget_for(self, per_point: float) -> float:
+        """Seconds measuring may cost beyond the loop's time when the loop takes ``per_point``."""
+        return max(_MIN_MEASURE_S, _MEASURE_SHARE * self.total * per_point)
+
+    def start_budget(self, base: Plan) -> None:
+        self.base_time = self.median(base)
+        self.budget = self.budget_for(self.base_time)
+
+    def affordable(self) -> bool:
+        return self.extra < self.budget
+
+    def promising(self, plan: Plan) -> bool:
+        """One timing of ``plan``: faster than the loop's median?"""
+        return self.base_time is not None and self.sample(plan) < self.base_time
+
+
+# ---------------------------------------------------------------------------------------- remembered plans
+@dataclass(frozen=True)
+class _KnownPlan:
+    plan: Plan
+    channels_last: bool
+    timings: dict[str, float]
+    threads: int
+
+
+_PLANS: OrderedDict[tuple, _KnownPlan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+_MAX_PLANS = 64
+
+
+def _known_plan(key: tuple) -> _KnownPlan | None:
+    with _PLANS_LOCK:
+        found = _PLANS.get(key)
+        if found is not None:
+            _PLANS.move_to_end(key)
+        return found
+
+
+def _remember_plan(key: tuple, known: _KnownPlan) -> None:
+    with _PLANS_LOCK:
+        _PLANS[key] = known
+        _PLANS.move_to_end(key)
+        while len(_PLANS) > _MAX_PLANS:
+            _PLANS.popitem(last=False)
+
+
+def forget_plans() -> None:
+    """Forget every plan this process measured (the next Evaluator of each kind measures again)."""
+    with _PLANS_LOCK:
+        _PLANS.clear()
+
+
+def architecture_signature(model: nn.Module) -> str:
+    """A short hash of ``model``'s module tree (names and classes) and its parameter and buffer shapes."""
+    parts = [f"{name}:{type(m).__module__}.{type(m).__qualname__}" for name, m in model.named_modules()]
+    parts += [f"{name}{tuple(t.shape)}" for name, t in model.state_dict().items()]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]

@@ -54,6 +54,7 @@ __all__ = [
     "run_chunks",
     "run_with_cached_spec",
     "spec_loads",
+    "worker_count",
 ]
 
 
@@ -275,26 +276,33 @@ def _warn_if_forking(executor: Any) -> None:
         )
 
 
-def default_in_flight(executor: Any) -> int:
-    """How many tasks to keep submitted at once: twice the pool's workers (1 in-process)."""
-    if isinstance(executor, InProcessExecutor):
+def worker_count(executor: Any) -> int | None:
+    """How many chunks ``executor`` evaluates at once: 1 in-process (``None``), the pool's workers,
+    a Dask cluster's worker threads; ``None`` when it cannot say."""
+    if executor is None or isinstance(executor, InProcessExecutor):
         return 1
     if is_dask_client(executor):
         try:
-            return max(2, 2 * sum(executor.nthreads().values()))
-        except Exception:  # noqa: BLE001 - a client that cannot say: a fixed window
-            return 8
+            return max(1, sum(executor.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a client that cannot say
+            return None
     workers = (
         getattr(executor, "_max_workers", None)
         or getattr(executor, "max_workers", None)
         or getattr(executor, "num_workers", None)  # mpi4py.futures
     )
-    if workers is None:
-        return 8
     try:
-        return max(2, 2 * int(workers))
+        return None if workers is None else max(1, int(workers))
     except (TypeError, ValueError):
-        return 8
+        return None
+
+
+def default_in_flight(executor: Any) -> int:
+    """How many tasks to keep submitted at once: twice the pool's workers (1 in-process)."""
+    if executor is None or isinstance(executor, InProcessExecutor):
+        return 1
+    workers = worker_count(executor)
+    return 8 if workers is None else max(2, 2 * workers)
 
 
 def _finished(value: Any = None, exc: BaseException | None = None) -> Future:

@@ -31,8 +31,8 @@ from torch import nn
 from lossviz.data import EvalData, as_eval_data
 from lossviz.direction_spec import DirectionSpec
 from lossviz.directions import DirectionSet, target_direction
-from lossviz.evaluate import Evaluator
-from lossviz.executors import relax_malloc_trim, run_chunks
+from lossviz.evaluate import Evaluator, evaluation_threads
+from lossviz.executors import DeviceExecutor, relax_malloc_trim, run_chunks, worker_count
 from lossviz.grid import Axis, SurfaceGrid
 from lossviz.params import ParamSpace
 
@@ -221,6 +221,17 @@ def _check_resume(resume: Surface, grid: SurfaceGrid, names: list[str], ds: Dire
             )
 
 
+def _worker_threads(executor: Any, device: Any, threads: int | None) -> int | None:
+    """``threads`` for each worker's evaluator: as given, else 1 where chunks run in parallel on CPUs
+    (:func:`evaluation_threads`), else ``None`` (each evaluator measures)."""
+    if threads is not None or isinstance(executor, DeviceExecutor):  # DeviceExecutor: one per device
+        return threads
+    workers = worker_count(executor)
+    if workers is not None and workers <= 1:
+        return None
+    return evaluation_threads(device if device is not None else "cpu", workers=workers or 2)
+
+
 def _default_chunk(numel: int, itemsize: int, points_per_call: int | None) -> int:
     cap = max(1, (256 << 20) // max(1, numel * itemsize))  # the chunk's points: at most 256 MiB
     return max(1, min(points_per_call or 64, cap))
@@ -253,6 +264,7 @@ def compute_surface(
     points_per_call: int | None = None,
     strategy: str = "auto",
     batch_size: int | None = None,
+    threads: int | None = None,
     chunk_size: int | None = None,
     max_samples: int | None = None,
     only: np.ndarray | None = None,
@@ -272,7 +284,9 @@ def compute_surface(
     those points alone, the others stay NaN and not done (used by :mod:`lossviz.refine` and
     :mod:`lossviz.subsample`). ``precision`` (``"float32"``, ``"tf32"``, ``"bf16"``) and
     ``channels_last`` pick the engine's fast paths (see :class:`Evaluator`; recorded in ``meta``).
-    Other arguments go to :class:`Evaluator`.
+    ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
+    intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
+    an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.
     """
     grid = SurfaceGrid.from_specs(x, y)
     datasets = _eval_datasets(model, data, test_data, split, max_samples)
@@ -286,6 +300,7 @@ def compute_surface(
         kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype,
         precision=precision, channels_last=channels_last,
         strategy=strategy, points_per_call=points_per_call, batch_size=batch_size,
+        threads=_worker_threads(executor, device, threads),
     )
     spec = EvalSpec(
         token=uuid.uuid4().hex,
@@ -381,8 +396,12 @@ def _surface_meta(
 
 
 def _strategy_meta(first: Evaluator) -> dict[str, Any]:
-    """The in-process evaluator's measured choices (CPU channels_last "auto" is decided on the first chunk)."""
+    """The in-process evaluator's plan and where it came from (``plan``: "measured", "reused" from
+    this process's remembered plans, or "pinned" by ``strategy=``); CPU channels_last "auto" is
+    decided on the first chunk."""
     return {
+        "plan": first.plan_source,
+        "threads": first.threads,
         "strategy": first.strategy_used,
         "points_per_call": first.points_per_call_used,
         "batch_size": first.batch_size_used,

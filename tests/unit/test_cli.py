@@ -546,3 +546,28 @@ def test_subsample_within_its_standard_errors(tmp_path, capsys, loss):
     assert np.all(se[full] == 0) and np.all(se[~full] > 0)
     assert np.all(np.abs(v[~full] - truth[~full]) <= 4 * se[~full])
     np.testing.assert_allclose(got.values["train_acc"][full], ref.values["train_acc"][full], rtol=1e-10)
+
+
+def test_strategy_batch_size_and_threads_flags_pin_the_engine(tmp_path, capsys):
+    import json as _json
+
+    from lossviz.evaluate import forget_plans
+
+    forget_plans()
+    model = _save_model(tmp_path / "a.pt", seed=3)
+    out = tmp_path / "pinned.h5"
+    code, _, err = _run(capsys, "surface", "--model-file", tmp_path / "a.pt", "--x=-1:1:9", *SPIRALS,
+                        "--dtype", "float64", "--strategy", "loop", "--batch-size", 7, "--threads", 1, "--out", out)
+    assert code == 0, err
+    with h5py.File(out, "r") as f:
+        meta = _json.loads(f.attrs["lossviz_meta"])
+        line = f["train_loss"][()]
+    assert (meta["strategy"], meta["batch_size"], meta["plan"], meta["threads"]) == ("loop", 7, "pinned", 1)
+    X, y = _spirals()
+    assert line[4] == pytest.approx(_direct(model, X, y)[0], rel=1e-12, abs=1e-12)
+    base = ["surface", "--x=-1:1:3", *SPIRALS, "--out", out]
+    for extra, words in ((["--threads", "0"], ["--threads must be a positive integer"]),
+                         (["--batch-size", "0"], ["--batch-size must be a positive integer"])):
+        _expect_usage_error(capsys, base + extra, words, [])
+    assert main(["surface", "--strategy", "fast"]) == 2
+    forget_plans()

@@ -10,8 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossviz.evaluate import Evaluator
+from lossviz.evaluate import Evaluator, Plan, forget_plans
 from lossviz.params import ParamSpace
+
+
+@pytest.fixture(autouse=True)
+def fresh_plans():
+    """Every test measures its own plans (the process remembers measured plans otherwise)."""
+    forget_plans()
+    yield
+    forget_plans()
 
 
 def mlp() -> nn.Module:
@@ -424,3 +432,171 @@ def test_precision_and_channels_last_refuse_bad_values():
 
     with pytest.raises(ValueError, match="unknown precision"):
         compute_surface(model, (x, y), x="-1:1:3", precision="half", progress=False)
+
+
+# ---------------------------------------------------------------------------------------- plans
+def fake_clock(monkeypatch, per_point):
+    """``Evaluator._timed`` evaluates (and keeps) the points as usual but reports
+    ``per_point(plan) * points`` seconds; returns the list of timed plans."""
+    real_timed = Evaluator._timed
+    timed = []
+
+    def fake_timed(self, plan, idx, pts, out, done):
+        real_timed(self, plan, idx, pts, out, done)
+        timed.append(plan)
+        return per_point(plan) * len(idx)
+
+    monkeypatch.setattr(Evaluator, "_timed", fake_timed)
+    return timed
+
+
+@pytest.mark.parametrize("rival_speed", [2.0, 0.95])  # twice as slow; 5% faster, within the margin
+def test_auto_keeps_the_plain_loop_unless_a_rival_beats_it_by_the_margin(monkeypatch, rival_speed):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    base = ev._loop_plans()[0]
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3 if plan == base else rival_speed * 1e-3)
+    pts = points_around(ev.space, ev.center, 40)
+    got = ev.evaluate(pts, total=400)
+    assert ev.plan == base and ev.plan_source == "measured"
+    assert timed.count(base) >= 3 and any(p.strategy == "vmap" for p in timed)  # the rivals were timed
+    ref_loss, ref_acc = reference_metrics(model, "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["acc"], ref_acc, rtol=0, atol=1e-10)
+
+
+def test_auto_chooses_a_rival_only_from_the_median_of_several_interleaved_timings(monkeypatch):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    base = ev._loop_plans()[0]
+    noise = iter([0.3] + [1.0] * 1000)  # vmap's first timing is a lucky outlier, the rest are slow
+
+    def per_point(plan):
+        return 1e-3 if plan.strategy == "loop" else next(noise) * 1e-3 if plan.points_per_call == 4 else 5e-3
+
+    timed = fake_clock(monkeypatch, per_point)
+    ev.evaluate(points_around(ev.space, ev.center, 40), total=4000)  # a budget for several timings
+    assert ev.plan == base  # one fast timing of vmap(K=4) is not enough
+    assert timed.count(Plan("vmap", 4, ev._vmap_plans(40)[0].batch_size)) >= 3
+    forget_plans()
+    ev = Evaluator(model, (x, y), dtype=torch.float64)
+    fake_clock(monkeypatch, lambda plan: 1e-3 if plan.strategy == "loop" else 0.2e-3)
+    got = ev.evaluate(points_around(ev.space, ev.center, 40), total=400)
+    assert ev.plan.strategy == "vmap" and ev.plan_source == "measured"
+    ref_loss, _ = reference_metrics(model, "weights", points_around(ev.space, ev.center, 40), x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+
+
+def test_a_measured_plan_is_remembered_and_reused_without_measuring(monkeypatch):
+    model = mlp()
+    x, y = data_for("mlp", n=64)
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3)
+    first = Evaluator(model, (x, y), dtype=torch.float64)
+    pts = points_around(first.space, first.center, 16)
+    first.evaluate(pts)
+    assert first.plan_source == "measured" and timed
+    n_timed = len(timed)
+    again = Evaluator(copy.deepcopy(model), (x.clone(), y.clone()), dtype=torch.float64)
+    got = again.evaluate(pts)
+    assert len(timed) == n_timed  # no timing the second time
+    assert again.plan == first.plan and again.plan_source == "reused" and again.timings == first.timings
+    ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    # another data shape, dtype or architecture is measured afresh
+    for other in (Evaluator(model, (x[:50], y[:50]), dtype=torch.float64), Evaluator(model, (x, y)),
+                  Evaluator(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)), (x, y))):
+        other.evaluate(points_around(other.space, other.center, 16))
+        assert other.plan_source == "measured"
+
+
+def test_a_pinned_plan_is_used_as_pinned_without_measuring(monkeypatch):
+    model = cnn()
+    x, y = data_for("cnn")
+    timed = fake_clock(monkeypatch, lambda plan: 1e-3)
+    pts = points_around(ParamSpace(model, "weights"), ParamSpace(model, "weights").vector(model), 12)
+    for strategy, bs, k in (("loop", 7, None), ("vmap", 5, 3)):
+        ev = Evaluator(model, (x, y), dtype=torch.float64, strategy=strategy, batch_size=bs, points_per_call=k,
+                       channels_last=False, threads=1)
+        got = ev.evaluate(pts)
+        assert ev.plan == Plan(strategy, k or 1, bs) and ev.plan_source == "pinned"
+        ref_loss, _ = reference_metrics(model, "weights", pts, x, y, torch.float64)
+        np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+    assert not timed
+
+
+class ThreadSpy(nn.Module):
+    """An MLP that records torch's intra-op thread count at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.net(x)
+
+
+@pytest.fixture
+def four_cpus(monkeypatch):
+    """A 4-CPU machine as far as the thread rule sees (torch on 4 threads), restored afterwards."""
+    import lossviz.evaluate as evaluate
+
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(evaluate, "available_cpus", lambda: 4)
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("many_faster", [True, False])
+def test_cpu_threads_are_measured_kept_only_when_faster_and_restored(monkeypatch, four_cpus, many_faster):
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    assert ev.threads == 4
+    fast = 0.5e-3 if many_faster else 2e-3
+    fake_clock(monkeypatch, lambda plan: 1e-3 if torch.get_num_threads() == 1 else fast)
+    pts = points_around(ev.space, ev.center, 24)
+    got = ev.evaluate(pts, total=200)
+    assert ev.threads == (4 if many_faster else 1)
+    assert {1, 4} <= set(ev.model.seen)  # both counts were timed
+    assert torch.get_num_threads() == 4  # the caller's setting is back
+    ev.model.seen.clear()
+    ev.evaluate(pts)
+    assert set(ev.model.seen) == {ev.threads}
+    again = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    again.model.seen.clear()  # the set-up's probe ran with the caller's setting
+    again.evaluate(pts)
+    assert again.plan_source == "reused" and set(again.model.seen) == {ev.threads}
+    ref_loss, _ = reference_metrics(ThreadSpy(), "weights", pts, x, y, torch.float64)
+    np.testing.assert_allclose(got["loss"], ref_loss, rtol=0, atol=1e-10)
+
+
+def test_threads_can_be_set_and_the_rule_gives_one_per_parallel_worker(four_cpus):
+    from lossviz.evaluate import evaluation_threads
+
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64, threads=2)
+    ev.model.seen.clear()
+    ev.evaluate(points_around(ev.space, ev.center, 12))
+    assert ev.threads == 2 and set(ev.model.seen) == {2} and torch.get_num_threads() == 4
+    assert not any("threads" in k for k in ev.timings)
+    assert evaluation_threads("cpu", workers=3) == 1
+    assert evaluation_threads("cpu") == 4
+    assert evaluation_threads("cpu", workers=3, threads=3) == 3
+    with pytest.raises(ValueError, match="threads"):
+        Evaluator(mlp(), (x, y), threads=0)
+
+
+def test_a_loaded_machine_stays_on_one_thread_without_trying_more(monkeypatch, four_cpus):
+    import lossviz.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # 3 of 4 CPUs busy
+    x, y = data_for("mlp", n=64)
+    ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
+    ev.model.seen.clear()
+    ev.evaluate(points_around(ev.space, ev.center, 24), total=200)
+    assert ev.threads == 1 and set(ev.model.seen) == {1} and torch.get_num_threads() == 4

@@ -346,3 +346,22 @@ def test_run_chunks_seam_in_process_order_cancel_and_bad_executors():
     with pytest.warns(RuntimeWarning, match="spawn"):
         assert list(run_chunks(square, 1, [], fork_pool)) == []  # no worker is started
     fork_pool.shutdown()
+
+
+def test_surface_meta_says_whether_the_plan_was_measured_reused_or_pinned():
+    from lossviz.evaluate import forget_plans
+
+    forget_plans()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(40, 2), torch.randint(0, 3, (40,))
+    first = compute_surface(model, (x, y), x="-1:1:5", y="-1:1:5", progress=False, dtype=torch.float64)
+    again = compute_surface(model, (x, y), x="-1:1:5", y="-1:1:5", progress=False, dtype=torch.float64)
+    pinned = compute_surface(model, (x, y), x="-1:1:5", y="-1:1:5", progress=False, dtype=torch.float64,
+                             strategy="loop", batch_size=7)
+    assert (first.meta["plan"], again.meta["plan"], pinned.meta["plan"]) == ("measured", "reused", "pinned")
+    assert again.meta["strategy"] == first.meta["strategy"] and again.meta["batch_size"] == first.meta["batch_size"]
+    assert (pinned.meta["strategy"], pinned.meta["batch_size"]) == ("loop", 7)
+    np.testing.assert_allclose(again.values["train_loss"], first.values["train_loss"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pinned.values["train_loss"], first.values["train_loss"], rtol=0, atol=1e-12)
+    forget_plans()
