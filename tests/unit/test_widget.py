@@ -21,6 +21,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 from lossviz.landscape import Surface
 from lossviz.store import Checkpoint
+from lossviz.training import DEFAULT_HPARAMS
 from lossviz.widget import Explorer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,16 +81,7 @@ class FakeJob:
 class FakeSession:
     """Checkpoints 0..4: branch 0 = 0->1->2, branch 1 = 3->4 forked at 1. Vectors are known 3-D points."""
 
-    defaults: ClassVar[dict] = {
-        "lr": 0.1,
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 0.0,
-        "batch_size": 64,
-        "schedule": {"name": "constant"},
-        "seed": 0,
-    }
+    defaults: ClassVar[dict] = dict(DEFAULT_HPARAMS)
 
     def __init__(self, path="/tmp/fake-project"):
         self.path = Path(path)
