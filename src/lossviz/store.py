@@ -12,9 +12,12 @@ Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``,
 is inserted, the file hard-linked to its final name, the folder fsynced, and the transaction
 committed; the temporary name is removed after the commit. A process killed at any instant leaves
 either a committed row with its complete file, or no row; what it leaves besides is its temporary file
-and, between the link and the commit, a final name linked to that same file. The next :class:`Store`
-opening removes a dead writer's temporary files and the final names linked to them that no row names:
-it never removes a file by its name alone, so a file it did not write (or one a row names) stays.
+and, between the link and the commit, a final name linked to that same file. A result stored again
+under its key gets a new file; the file the old row named is marked inside the transaction by a second,
+temporary name and removed after the commit, so a kill just after the commit leaves that mark, and one
+file per key survives the cleaning. The next :class:`Store` opening removes a dead writer's temporary
+files and the final names linked to them that no row names: it never removes a file by its name alone,
+so a file it did not write (or one a row names) stays.
 Orphan cleaning runs inside a write transaction, so it never races another process's insert.
 
 A project folder is untrusted input: a missing, empty or unreadable index next to project files is
@@ -207,6 +210,21 @@ def _link_final(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def _retire_link(final: Path) -> Path | None:
+    """A second, temporary name (``.tmp-<pid>-...``) hard-linked to ``final``, a file the row being
+    replaced names: it marks ``final`` as this writer's to remove once the new row commits, so a
+    writer killed after the commit leaves a dead temporary whose cleaning removes ``final`` too (a
+    kill before the commit leaves ``final`` named by its row: only the temporary goes). ``None``
+    where ``final`` is missing or the file system has no hard links (``final`` is then removed after
+    the commit, without the mark)."""
+    mark = files.temporary_path(final.parent, final.suffix)
+    try:
+        os.link(final, mark)
+    except OSError:
+        return None
+    return mark
+
+
 def _dead_temporary(p: Path, now: float) -> bool:
     """True for a regular file named like :func:`lossviz.files.temporary_path`'s whose writer is dead
     (or that is older than a day)."""
@@ -247,7 +265,7 @@ def _clean_folder(folder: Path, sub: str, named: set[str]) -> list[str]:
         except FileNotFoundError:
             continue
         for final in linked.get((st.st_dev, st.st_ino), []):
-            if f"{sub}/{final.name}" not in named:  # linked by a writer killed before its commit
+            if f"{sub}/{final.name}" not in named:  # a killed writer's new file, or the old one it retired
                 final.unlink(missing_ok=True)
                 removed.append(f"{sub}/{final.name}")
         tmp.unlink(missing_ok=True)
@@ -906,13 +924,18 @@ class Store:
         complete: bool = True,
     ) -> dict:
         """Store (or update) a result: ``write(tmp_path)`` writes its file, which is fsynced and
-        renamed to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row;
-        the previous version's file is removed after the commit."""
+        linked to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row.
+
+        One file per key: the file the previous row named is marked (:func:`_retire_link`) inside the
+        transaction and removed after the commit; a writer killed at any instant leaves either the old
+        row and its file or the new ones, plus temporaries the next opening cleans."""
         if kind not in RESULT_KINDS:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
         tmp: Path | None = None
         rel: str | None = None
         linked: list[Path] = []  # the final name given in the transaction: removed unless it commits
+        replaced: Path | None = None  # the previous version's file: removed once the new row commits
+        mark: Path | None = None  # its temporary second name (see _retire_link)
         try:
             if write is not None:
                 tmp = files.temporary_path(self.path / "results", suffix)
@@ -924,10 +947,9 @@ class Store:
             now = time.time()
             with self.transaction(f"storing a {kind} result") as cur:
                 prev = cur.execute("SELECT file FROM results WHERE key=?", (key,)).fetchone()
-                replaced = (
-                    self.stored_path(prev[0], "results", f"result {key}'s file")
-                    if prev is not None and prev[0] is not None and rel is not None else None
-                )
+                if prev is not None and prev[0] is not None and prev[0] != rel:
+                    replaced = self.stored_path(prev[0], "results", f"result {key}'s file")
+                    mark = _retire_link(replaced)
                 cur.execute(
                     "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -939,16 +961,17 @@ class Store:
                     final = self.stored_path(rel, "results", f"result {key}'s file")
                     _link_final(tmp, final)
                     linked.append(final)
+                if linked or mark is not None:
                     files.fsync_dir(self.path / "results")
             linked = []  # committed
-            if replaced is not None and replaced != self.path / str(rel):
-                replaced.unlink(missing_ok=True)  # committed: the old version goes
+            if replaced is not None:
+                replaced.unlink(missing_ok=True)  # committed: the old version goes (its mark next)
         except (OSError, sqlite3.OperationalError) as exc:
             if _disk_full(exc):
                 raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
-            for p in [*linked, tmp]:
+            for p in [*linked, tmp, mark]:
                 if p is not None:
                     p.unlink(missing_ok=True)
         stored = self.find_result(key)

@@ -538,3 +538,52 @@ def test_a_failed_transaction_leaves_no_final_name(tmp_path, monkeypatch, what):
         k: v for k, v in before.items() if not k.startswith("index")}
     assert store.n_checkpoints() == 2 and store.find_result("f" * 64) is None
     store.close()
+
+
+def _killed_at(path: Path, step: int, save) -> bool:
+    """Run ``save(store)`` in a forked child that SIGKILLs itself just before its ``step``-th file
+    system call (os.link, os.unlink, os.fsync); True when it was killed, False when it finished."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            calls = [0]
+
+            def killing(fn):
+                def call(*args, **kwargs):
+                    calls[0] += 1
+                    if calls[0] == step:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return fn(*args, **kwargs)
+                return call
+
+            store = Store(path)
+            os.link, os.unlink, os.fsync = killing(os.link), killing(os.unlink), killing(os.fsync)
+            save(store)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
+
+
+def test_a_result_stored_again_and_killed_at_any_instant_keeps_one_file_per_key(tmp_path):
+    """Kill a re-save of a result before each of its file system calls: the reopened project names
+    either the old or the new version, and results/ holds exactly that one file (no leftover
+    version, no temporary)."""
+    path = tmp_path / "p"
+    key, spec = "a" * 64, {"x": 1}
+    Store(path).put_result(key, "surface", spec, write=lambda p: Path(p).write_text("v0"), suffix=".h5")
+    step, seen = 1, set()
+    while _killed_at(path, step, lambda s: s.put_result(
+            key, "surface", spec, write=lambda p: Path(p).write_text(f"v{step}"), suffix=".h5")):
+        store = Store(path)
+        row = store.find_result(key)
+        files_left = sorted(p.name for p in (path / "results").iterdir())
+        assert files_left == [row["path"].name], (step, files_left, store.cleaned)
+        seen.add("new" if row["path"].read_text() == f"v{step}" else "old")
+        store.close()
+        step += 1
+    assert seen == {"old", "new"} and step > 5  # kills landed before and after the commit
+    store = Store(path)
+    assert store.find_result(key)["path"].read_text() == f"v{step}"
+    assert sorted(p.name for p in (path / "results").iterdir()) == [store.find_result(key)["path"].name]
+    store.close()
