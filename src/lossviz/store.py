@@ -39,6 +39,7 @@ import json
 import numbers
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import threading
@@ -66,6 +67,7 @@ SUBFOLDERS = ("weights", "optim", "results")
 _TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
 _STALE_TMP_SECONDS = 24 * 3600
 _RESTORE = "restore index.sqlite from a copy of the project; nothing was changed"
+_LOW_SPACE = 1 << 20  # bytes: on a disk with less free space, SQLite's "disk I/O error" is a full disk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -156,9 +158,24 @@ class ProjectLockedError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------- files
-def _disk_full(exc: BaseException) -> bool:
-    """True for "no space left" errors of the OS or of SQLite."""
-    return files.is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """True for "no space left" errors of the OS or of SQLite ("database or disk is full"), and for
+    SQLite's "disk I/O error" while ``folder``'s disk has almost no free space (how SQLite reports
+    that it could not grow its shared-memory file)."""
+    if files.is_disk_full(exc):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    msg = str(exc).lower()
+    return "full" in msg or ("disk i/o error" in msg and _free_bytes(folder) < _LOW_SPACE)
+
+
+def _free_bytes(folder: Path) -> int:
+    """The free space on ``folder``'s disk in bytes (unknown: said as plenty)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62
 
 
 def _pid_alive(pid: int) -> bool:
@@ -461,7 +478,7 @@ class Store:
             self.cleaned = self.clean_orphans()
         except sqlite3.DatabaseError as exc:
             self.discard_if_created()
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
             if "locked" in msg or "busy" in msg:
@@ -470,6 +487,12 @@ class Store:
                 raise PermissionError(
                     f"project folder {self.path} cannot be written ({exc}): make it writable "
                     "(chmod -R u+w) or copy the project to a writable folder"
+                ) from None
+            if "disk i/o error" in msg:  # the disk failed, not the index's content
+                raise OSError(
+                    errno.EIO,
+                    f"the disk of {self.path} failed while lossviz opened the project's index ({exc}): "
+                    "check the disk (its free space, its connection) and try again; nothing was changed",
                 ) from None
             raise ValueError(
                 f"{index} is not a readable lossviz index ({exc}): the folder is not a lossviz "
@@ -782,7 +805,7 @@ class Store:
             linked = []  # committed: the final names are the rows' now
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
@@ -967,7 +990,7 @@ class Store:
             if replaced is not None:
                 replaced.unlink(missing_ok=True)  # committed: the old version goes (its mark next)
         except (OSError, sqlite3.OperationalError) as exc:
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:

@@ -587,3 +587,16 @@ def test_a_result_stored_again_and_killed_at_any_instant_keeps_one_file_per_key(
     assert store.find_result(key)["path"].read_text() == f"v{step}"
     assert sorted(p.name for p in (path / "results").iterdir()) == [store.find_result(key)["path"].name]
     store.close()
+
+
+def test_an_io_error_of_sqlite_on_a_disk_with_no_space_is_a_full_disk(tmp_path, monkeypatch):
+    import sqlite3
+
+    from lossviz import store as store_mod
+
+    io_error = sqlite3.OperationalError("disk I/O error")
+    assert store_mod._disk_full(sqlite3.OperationalError("database or disk is full"), tmp_path)
+    assert not store_mod._disk_full(io_error, tmp_path)  # plenty of space: the disk failed otherwise
+    monkeypatch.setattr(store_mod, "_free_bytes", lambda folder: 4096)
+    assert store_mod._disk_full(io_error, tmp_path)
+    assert not store_mod._disk_full(sqlite3.DatabaseError("file is not a database"), tmp_path)

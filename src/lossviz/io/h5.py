@@ -42,8 +42,10 @@ Groups ``xdirection`` (and ``ydirection``) with datasets ``"0"``, ``"1"``, ... o
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -51,7 +53,7 @@ import numpy as np
 import torch
 
 from lossviz.directions import DirectionSet
-from lossviz.files import atomic_path
+from lossviz.files import write_atomic
 from lossviz.params import ParamSpace
 
 LAYOUT_YX = "yx"  # values[i, j] = f(x[j], y[i]), dataset shape (ny, nx)
@@ -106,12 +108,22 @@ def _coords(f: h5py.File, name: str, path: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- surfaces
-def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None) -> None:
-    """Write ``surface`` as a Li-compatible surface file (atomically).
+def hdf5_bytes(build: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of an HDF5 file that ``build(f)`` fills, built in memory.
 
-    ``dir_file`` (default ``surface.meta["dir_file"]`` or ``""``) is stored as the scalar string
-    dataset ``dir_file``.
-    """
+    Writing those bytes is then one plain write: a full disk is an ordinary ``OSError`` (ENOSPC),
+    and no h5py handle is ever left on a file the disk could not take (h5py's "Can't destroy cache"
+    and a crash at exit)."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        build(f)
+    return buf.getvalue()
+
+
+def surface_bytes(surface, dir_file: str | None = None,
+                  extend: Callable[[h5py.File], None] | None = None) -> bytes:
+    """``surface`` as the bytes of a Li-compatible surface file (see :func:`write_surface`);
+    ``extend(f)`` adds the caller's own datasets and attributes (the session's direction vectors)."""
     x = np.asarray(surface.x, dtype=np.float64)
     y = None if surface.y is None else np.asarray(surface.y, dtype=np.float64)
     shape = (len(x),) if y is None else (len(y), len(x))
@@ -140,7 +152,8 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
     if done.shape != shape:
         raise ValueError(f"surface.done has shape {done.shape}, expected {shape}")
     directions = getattr(surface, "directions", None)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+
+    def build(f: h5py.File) -> None:
         f["dir_file"] = dir_file  # scalar string, as in setup_surface_file
         f["xcoordinates"] = x
         if y is not None:
@@ -159,7 +172,20 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
             f.attrs["lossviz_layout"] = LAYOUT_YX
         if directions is not None and hasattr(directions, "describe"):
             f.attrs["lossviz_directions"] = _json(directions.describe())
-        f.flush()
+        if extend is not None:
+            extend(f)
+
+    return hdf5_bytes(build)
+
+
+def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None) -> None:
+    """Write ``surface`` as a Li-compatible surface file (atomically; built in memory, so a full
+    disk raises a plain ``OSError``).
+
+    ``dir_file`` (default ``surface.meta["dir_file"]`` or ``""``) is stored as the scalar string
+    dataset ``dir_file``.
+    """
+    write_atomic(path, surface_bytes(surface, dir_file))
 
 
 def read_surface(path: str | os.PathLike):
@@ -359,7 +385,8 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
     shapes = getattr(space, "state_shapes", {}) or {}
     entry_of = {e.name: e for e in space.entries}
     names = _file_names(space)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+
+    def build(f: h5py.File) -> None:
         # a 1D set has only the x direction
         for group, vec in zip(("xdirection", "ydirection"), directions.vectors, strict=False):
             grp = f.create_group(group)
@@ -376,7 +403,8 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
                 f[key] = np.asarray(directions.meta[key], dtype=np.float64)
         f.attrs["lossviz_directions"] = _json(directions.describe())
         f.attrs["lossviz_names"] = _json(names)
-        f.flush()
+
+    write_atomic(path, hdf5_bytes(build))
 
 
 def read_directions(path: str | os.PathLike, space: ParamSpace) -> DirectionSet:
