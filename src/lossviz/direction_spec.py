@@ -30,8 +30,8 @@ from lossviz.directions import (
     seeded_generator,
 )
 from lossviz.params import ParamSpace, SpaceKind, space_kind
+from lossviz.store import Checkpoint, refuse_foreign, tensor_sha
 from lossviz.store import checkpoint_id as _checkpoint_id
-from lossviz.store import tensor_sha
 
 __all__ = ["DirectionResolver", "DirectionSpec", "check_direction_set"]
 
@@ -180,6 +180,7 @@ class DirectionSpec:
         center_id = None if center is None else _checkpoint_id(center)
         if center is not None and center_id is None:
             raise TypeError(f"center must be a checkpoint or checkpoint id, got {type(center).__name__}")
+        _same_project(center, directions, checkpoints)
         common: dict[str, Any] = dict(ndim=int(ndim), kind=kind, normalization=normalization, ignore=ignore,
                                       seed=seed, center=center_id)
         if isinstance(directions, str):
@@ -330,6 +331,16 @@ class DirectionSpec:
         method = "target" if all(t is not None for t in targets) else "custom"
         ds = DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, method=method)
         return ds, ({"targets": targets} if any(t is not None for t in targets) else {})
+
+
+def _same_project(center: Any, directions: Any, checkpoints: Sequence[Any] | None) -> None:
+    """Refuse a Checkpoint record (a direction's target, a PCA checkpoint) of another project than
+    the center's."""
+    if not isinstance(center, Checkpoint):
+        return
+    parts = list(directions) if isinstance(directions, (tuple, list)) else [directions]
+    for value in [*parts, *(checkpoints or ())]:
+        refuse_foreign(value, center.project, f"the project of the surface's center (checkpoint {center.id})")
 
 
 def _pca_id(value: Any) -> int:

@@ -124,6 +124,8 @@ class Checkpoint:
     created: float = 0.0
     status: str = "ok"
     note: str = ""
+    #: the identity of the project it belongs to (:attr:`Store.project_id`); empty for a record made by hand
+    project: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +153,16 @@ def checkpoint_id(value: Any) -> int | None:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     return None
+
+
+def refuse_foreign(value: Any, project: str, here: str) -> None:
+    """Refuse (ValueError) ``value`` when it is a :class:`Checkpoint` record of another project than
+    the one whose identity is ``project`` (``here``: words naming that project)."""
+    if isinstance(value, Checkpoint) and value.project and project and value.project != project:
+        raise ValueError(
+            f"checkpoint {value.id} belongs to another project (identity {value.project[:12]}), not to "
+            f"{here}: pass an id or one of this project's checkpoints()"
+        )
 
 
 class ProjectLockedError(RuntimeError):
@@ -471,6 +483,11 @@ class Store:
                         "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
                         (dumps(time.time()),),
                     )
+                if cur.execute("SELECT 1 FROM meta WHERE key='project'").fetchone() is None:
+                    cur.execute("INSERT INTO meta(key, value) VALUES ('project', ?)", (dumps(uuid.uuid4().hex),))
+                project = json.loads(cur.execute("SELECT value FROM meta WHERE key='project'").fetchone()[0])
+            #: the project's identity (a random id its index keeps; a copy shares it): its checkpoints carry it
+            self.project_id = str(project)
             for sub in SUBFOLDERS:
                 if not (self.path / sub).is_dir():
                     (self.path / sub).mkdir()
@@ -683,8 +700,7 @@ class Store:
             return value
 
     # ----------------------------------------------------------------- checkpoints
-    @staticmethod
-    def _row_to_checkpoint(row: sqlite3.Row) -> Checkpoint:
+    def _row_to_checkpoint(self, row: sqlite3.Row) -> Checkpoint:
         return Checkpoint(
             id=int(row["id"]),
             parent=None if row["parent"] is None else int(row["parent"]),
@@ -697,6 +713,7 @@ class Store:
             created=float(row["created"]),
             status=row["status"],
             note=row["note"],
+            project=self.project_id,
         )
 
     def add_checkpoint(
@@ -821,11 +838,26 @@ class Store:
             rel = f"{sub}/{cid}-{uuid.uuid4().hex[:12]}.safetensors"
         return rel
 
-    def checkpoint(self, id: int) -> Checkpoint:
-        rows = self._read("SELECT * FROM checkpoints WHERE id=?", (int(id),))
+    def checkpoint(self, id: int | Checkpoint) -> Checkpoint:
+        """Checkpoint ``id`` (an id, or a :class:`Checkpoint` record of this project).
+
+        A record of another project is refused (ValueError), and so is one of a copy of this project
+        that went its own way (its checkpoint of that id was created at another time)."""
+        given = id if isinstance(id, Checkpoint) else None
+        if given is not None:
+            refuse_foreign(given, self.project_id, f"the project {self.path}")
+        cid = given.id if given is not None else int(id)
+        rows = self._read("SELECT * FROM checkpoints WHERE id=?", (cid,))
         if not rows:
-            raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
-        return self._row_to_checkpoint(rows[0])
+            raise KeyError(f"no checkpoint {cid} in {self.path}; list them with checkpoints()")
+        found = self._row_to_checkpoint(rows[0])
+        if given is not None and given.project and given.created != found.created:
+            raise ValueError(
+                f"the checkpoint {cid} given is not checkpoint {cid} of {self.path} (it was created at another "
+                "time: it comes from a copy of this project that went its own way): pass an id or one of "
+                "this project's checkpoints()"
+            )
+        return found
 
     def checkpoints(self, branch: int | None = None) -> list[Checkpoint]:
         if branch is None:

@@ -17,7 +17,7 @@ import torch
 from lossviz import training as T
 from lossviz.jobs import Job
 from lossviz.params import ParamSpace, SpaceKind
-from lossviz.session.core import SessionBase, id_of, step
+from lossviz.session.core import SessionBase, step
 from lossviz.store import Checkpoint
 from lossviz.validation import Interval, check
 
@@ -210,7 +210,7 @@ class CheckpointOps(SessionBase):
     def distances(self, ids: Iterable[Any], kind: SpaceKind = "weights", *, wait: bool = True) -> np.ndarray | Job:
         """Pairwise distances (n, n): symmetric, zero diagonal (float64) (``wait=False``: a job on
         the quick queue whose result it is, progress per row)."""
-        id_list = [id_of(i) for i in ids]
+        id_list = [self.checkpoint(i).id for i in ids]
         return self._quick_work("distances", f"distances between {len(id_list)} checkpoints",
                                 lambda job: self._distance_matrix(id_list, kind, job), wait)
 
