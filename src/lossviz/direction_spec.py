@@ -22,6 +22,7 @@ from lossviz.directions import (
     NAMED,
     DirectionSet,
     as_direction,
+    check_direction,
     check_ignore,
     check_normalization,
     pca_directions,
@@ -199,6 +200,7 @@ class DirectionSpec:
             return cls(directions, checkpoints=ids, **common)
         given = _as_tensors(directions)
         parts = list(given) if isinstance(given, (tuple, list)) else [given]
+        _refuse_degenerate(given, parts, center_id)
         targets = [_checkpoint_id(p) is not None for p in parts]
         source = "target" if parts and all(targets) else "given"
         return cls(source, given=given, **common)
@@ -245,9 +247,9 @@ class DirectionSpec:
         directions need a project: see :meth:`build`.
         """
         if self.source == "random":
-            return self._random(space, center)
+            return _checked(self._random(space, center))
         if self.source == "given":
-            return self._given(space, center, None, keep_dtype=True)[0]
+            return _checked(self._given(space, center, None, keep_dtype=True)[0])
         raise ValueError(
             f"{self.source} directions need a project's checkpoints: use Session.surface, or pass "
             "'random', a DirectionSet, a vector, a pair of vectors or a state dict"
@@ -267,13 +269,16 @@ class DirectionSpec:
         model = resolver.model(self.center) if model is None else model
         space = ParamSpace(model, self.kind)
         if self.source == "random":
-            return self._random(space, space.vector(model, dtype=dtype).detach().cpu()), {}
-        center = space.vector(model).detach().cpu()
-        if self.source == "pca":
-            return self._pca(resolver, space, center)
-        if self.source == "hessian":
-            return self._hessian(resolver, model), {}
-        return self._given(space, center, resolver, keep_dtype=False)
+            ds, extra = self._random(space, space.vector(model, dtype=dtype).detach().cpu()), {}
+        else:
+            center = space.vector(model).detach().cpu()
+            if self.source == "pca":
+                ds, extra = self._pca(resolver, space, center)
+            elif self.source == "hessian":
+                ds, extra = self._hessian(resolver, model), {}
+            else:
+                ds, extra = self._given(space, center, resolver, keep_dtype=False)
+        return _checked(ds, extra.get("targets")), extra
 
     def _random(self, space: ParamSpace, center: torch.Tensor) -> DirectionSet:
         norms, ignores = _rules(self.normalization, self.ndim), _rules(self.ignore, self.ndim)
@@ -341,6 +346,36 @@ def _same_project(center: Any, directions: Any, checkpoints: Sequence[Any] | Non
     parts = list(directions) if isinstance(directions, (tuple, list)) else [directions]
     for value in [*parts, *(checkpoints or ())]:
         refuse_foreign(value, center.project, f"the project of the surface's center (checkpoint {center.id})")
+
+
+AXES = ("x", "y")
+
+
+def _checked(ds: DirectionSet, targets: Sequence[int | None] | None = None) -> DirectionSet:
+    """``ds`` when each of its directions is finite and non-zero (else ValueError naming it; a
+    direction towards a checkpoint with the centre's weights says so)."""
+    for k, vec in enumerate(ds.vectors):
+        tid = targets[k] if targets is not None and k < len(targets) else None
+        towards = "" if tid is None else f" (towards checkpoint {tid}, which has the centre's weights)"
+        check_direction(vec, f"direction {AXES[k]}{towards}")
+    return ds
+
+
+def _refuse_degenerate(given: Any, parts: list[Any], center_id: int | None) -> None:
+    """What :meth:`DirectionSpec.parse` can refuse before any work: a direction towards the centre
+    itself, and a given tensor (flat, or ``(2, D)``) that is zero or not finite. The others (pairs,
+    state dicts, DirectionSets, targets) are checked once built and fitted to the model
+    (:func:`_checked`)."""
+    for k, part in enumerate(parts):
+        tid = _checkpoint_id(part)
+        if tid is not None and tid == center_id:
+            raise ValueError(
+                f"direction {AXES[min(k, 1)]} points to checkpoint {tid}, the surface's centre itself: the "
+                "direction to it is zero; give another checkpoint"
+            )
+    if isinstance(given, torch.Tensor) and given.dim() in (1, 2) and given.numel():
+        for k, vec in enumerate(given if given.dim() == 2 else [given]):
+            check_direction(vec, f"direction {AXES[min(k, 1)]}")
 
 
 def _pca_id(value: Any) -> int:

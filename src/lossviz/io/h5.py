@@ -62,6 +62,9 @@ _PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_varianc
 _FORMAT = "lossviz-surface-1"
 _ERROR_SUFFIX = "_err"
 _ERROR_ROLE = "error"  # value of the dataset attribute "lossviz_role" on an error-estimate dataset
+#: the most grid points a surface file read may declare (200 MB per float64 metric): lossviz computes at
+#: most :data:`lossviz.grid.MAX_POINTS`; a larger declaration is refused before anything is read
+MAX_READ_POINTS = 25_000_000
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -101,6 +104,7 @@ def _coords(f: h5py.File, name: str, path: str) -> np.ndarray:
             f"{path!r}: dataset {name!r} must be a non-empty 1-D array of coordinates, "
             f"found shape {getattr(ds, 'shape', 'a group')}"
         )
+    _refuse_huge(path, f"dataset {name!r}", ds.shape)
     try:
         return np.asarray(ds[()], dtype=np.float64)
     except (TypeError, ValueError):
@@ -204,6 +208,7 @@ def read_surface(path: str | os.PathLike):
             )
         x = _coords(f, "xcoordinates", spath)
         y = _coords(f, "ycoordinates", spath) if "ycoordinates" in f else None
+        _refuse_huge(spath, "the grid (ycoordinates x xcoordinates)", (len(x),) if y is None else (len(y), len(x)))
         ours = f.attrs.get("lossviz_format") is not None
         nx = len(x)
         ny = None if y is None else len(y)
@@ -332,9 +337,12 @@ def _attr_str(v: Any) -> str:
 
 
 def _dir_file(f: h5py.File) -> str:
-    if "dir_file" not in f:
+    if "dir_file" not in f or not isinstance(f["dir_file"], h5py.Dataset):
         return ""
-    raw = f["dir_file"][()]
+    ds = f["dir_file"]
+    if ds.size == 0:
+        return ""
+    raw = ds[()] if ds.ndim == 0 else ds[(0,) * ds.ndim]  # the first string only: never a huge read
     if isinstance(raw, bytes):
         return raw.decode()
     if isinstance(raw, np.ndarray):
@@ -343,8 +351,23 @@ def _dir_file(f: h5py.File) -> str:
     return str(raw)
 
 
+def _refuse_huge(path: str, what: str, shape: tuple[int, ...]) -> None:
+    """Refuse ``what`` (a dataset, the grid) declaring more than :data:`MAX_READ_POINTS` values,
+    before anything of it is read."""
+    n = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if n > MAX_READ_POINTS:
+        raise ValueError(
+            f"{path!r}: {what} declares {' x '.join(map(str, shape))} = {n:.3g} values, more than the "
+            f"{MAX_READ_POINTS:,} a surface file may hold ({8 * n / 1e9:,.0f} GB as float64): the file is "
+            "damaged or not a loss surface; nothing was read"
+        )
+
+
 def _grid_values(ds: h5py.Dataset, name: str, x: np.ndarray, y: np.ndarray | None, path: str):
     nx = len(x)
+    expected = [(nx,)] if y is None else [(len(y), nx), (nx, len(y))]
+    if tuple(ds.shape) not in expected:  # checked on the declared shape: nothing is read before
+        _refuse_huge(path, f"dataset {name!r}", tuple(ds.shape))
     arr = np.asarray(ds[()], dtype=np.float64)
     if y is None:
         if arr.shape != (nx,):

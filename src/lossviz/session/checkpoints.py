@@ -143,6 +143,9 @@ class CheckpointOps(SessionBase):
         (weights; biases and BN parameters not moved), evaluated at once; returns its
         :class:`~lossviz.store.Checkpoint` (``wait=False``: a job on the quick queue whose result it is)."""
         magnitude = check("magnitude", magnitude, ALL_NUMBERS)
+        if magnitude == 0:
+            raise ValueError("magnitude must not be 0: disturbing by 0 would store a copy of the checkpoint; "
+                             "give a non-zero magnitude (e.g. 0.1)")
         src = self.checkpoint(checkpoint)
         seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
         return self._quick_work("disturb", f"disturb checkpoint {src.id} by {magnitude:g}",
@@ -173,6 +176,9 @@ class CheckpointOps(SessionBase):
         the points stored so far, ``job.result``)."""
         n = check("n", n, Interval(int, 2, None, whole_floats=True), hint="the two ends included")
         ca, cb = self.checkpoint(a), self.checkpoint(b)
+        if ca.id == cb.id:
+            raise ValueError(f"interpolating checkpoint {ca.id} with itself would store {n} copies of it: "
+                             "give two different checkpoints")
         return self._quick_work("interpolate", f"interpolate {n} points from checkpoint {ca.id} to {cb.id}",
                                 lambda job: self._interpolated(ca, cb, n, job), wait)
 
