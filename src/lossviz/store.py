@@ -844,9 +844,11 @@ class Store:
         A record of another project is refused (ValueError), and so is one of a copy of this project
         that went its own way (its checkpoint of that id was created at another time)."""
         given = id if isinstance(id, Checkpoint) else None
-        if given is not None:
-            refuse_foreign(given, self.project_id, f"the project {self.path}")
-        cid = given.id if given is not None else int(id)
+        if isinstance(id, Checkpoint):
+            refuse_foreign(id, self.project_id, f"the project {self.path}")
+            cid = id.id
+        else:
+            cid = int(id)
         rows = self._read("SELECT * FROM checkpoints WHERE id=?", (cid,))
         if not rows:
             raise KeyError(f"no checkpoint {cid} in {self.path}; list them with checkpoints()")

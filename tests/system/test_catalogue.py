@@ -121,9 +121,9 @@ def test_a_lost_index_is_refused_and_the_files_stay(project, damage):
             r"index\.sqlite from a copy of the project; nothing was changed")
 
 
-@pytest.mark.parametrize(("rel", "why"), [("../../outside.h5", r"leads out of the project \(\.\.\)"),
-                                          ("/etc/hostname", "is an absolute path"),
-                                          ("weights/1.safetensors", "is not a file directly inside results/")])
+@pytest.mark.parametrize("rel, why", [("../../outside.h5", r"leads out of the project \(\.\.\)"),
+                                      ("/etc/hostname", "is an absolute path"),
+                                      ("weights/1.safetensors", "is not a file directly inside results/")])
 def test_an_index_naming_a_file_outside_its_folder_is_refused(project, rel, why):
     _set_row(project, "UPDATE results SET file=?", rel)
     refused(project, _session_call(project, lambda s: s.surfaces()), ValueError,

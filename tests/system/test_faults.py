@@ -629,7 +629,7 @@ def test_a_full_disk_during_a_surface_save_raises_and_leaves_the_project_as_it_w
 
     monkeypatch.setattr(files_mod, "write_durably", no_space)
     s = _session(project)
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError, match="no space left on the disk of") as info:
         s.surface(tip, x="-1:1:11", y="-1:1:11", save_every_s=0)
     assert info.value.errno == errno.ENOSPC
     _assert_no_space(f"raised {info.value.errno} {info.value}", project)

@@ -572,9 +572,12 @@ def test_a_result_stored_again_and_killed_at_any_instant_keeps_one_file_per_key(
     path = tmp_path / "p"
     key, spec = "a" * 64, {"x": 1}
     Store(path).put_result(key, "surface", spec, write=lambda p: Path(p).write_text("v0"), suffix=".h5")
+    def save(version: int):
+        return lambda s: s.put_result(key, "surface", spec, write=lambda p: Path(p).write_text(f"v{version}"),
+                                      suffix=".h5")
+
     step, seen = 1, set()
-    while _killed_at(path, step, lambda s: s.put_result(
-            key, "surface", spec, write=lambda p: Path(p).write_text(f"v{step}"), suffix=".h5")):
+    while _killed_at(path, step, save(step)):
         store = Store(path)
         row = store.find_result(key)
         files_left = sorted(p.name for p in (path / "results").iterdir())
