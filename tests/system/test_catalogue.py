@@ -2,8 +2,8 @@
 what to do, and nothing stored changes (the folder's files are hashed before and after; the index by
 its tables' rows, so that SQLite's own housekeeping of its WAL files does not count as a change).
 
-Cases: a folder whose index was lost (missing, emptied), an index naming files outside the project, a
-weight file changed behind the index, a full disk during a surface save, ``Session(...)`` given a
+Cases: a folder whose index was lost (missing, emptied), an index naming files outside the project or
+code to import (a ``package.module:factory`` model or data set), a weight file changed behind the index, a full disk during a surface save, ``Session(...)`` given a
 device, labels or inputs that do not fit (no folder is left behind), a checkpoint of another project
 or of a copy that went its own way, degenerate requests (zero, NaN and centre directions, disturbing
 by 0, interpolating a checkpoint with itself), a surface file declaring a 10^6 x 10^6 grid, and
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -134,6 +135,21 @@ def test_an_index_naming_a_file_outside_its_folder_is_refused(project, rel, why)
 def test_an_index_naming_weights_outside_the_project_is_refused(project):
     _set_row(project, "UPDATE checkpoints SET weights=? WHERE id=1", "/etc/hostname")
     refused(project, _session_call(project, lambda s: s.model(1)), ValueError, r"is an absolute path")
+
+
+@pytest.mark.parametrize("what", ["model", "data"])
+def test_an_index_naming_code_to_run_is_refused_and_nothing_runs(project, tmp_path, what):
+    marker = tmp_path / "MARKER"
+    conn = sqlite3.connect(project / "index.sqlite")
+    spec = json.loads(conn.execute("SELECT value FROM meta WHERE key='spec'").fetchone()[0])
+    spec[what], spec[f"{what}_kwargs"] = "os:system", {"command": f"touch {marker}"}
+    conn.execute("UPDATE meta SET value=? WHERE key='spec'", (json.dumps(spec),))
+    conn.commit()
+    conn.close()
+    refused(project, lambda: Session(project), ValueError,
+            rf"the index names the {what} factory 'os:system'; lossviz never imports code a project folder names "
+            rf"\(the folder may come from someone else\): if you trust it, pass {what}='os:system' yourself")
+    assert not marker.exists()
 
 
 def test_a_weight_file_changed_behind_the_index_is_refused_naming_it(project):

@@ -70,6 +70,20 @@ def callable_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
+def _stored_name(name: Any, what: str, path: Path) -> str:
+    """A zoo name read from a project's index, refused when it names code to import
+    (``package.module:factory``): a project folder may come from someone else, and its index must not
+    choose what runs. ``torchvision:<name>`` builders are zoo names."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{path}: the index names the {what} {name!r}, which is no zoo name: pass {what}= yourself")
+    if ":" in name and not name.startswith("torchvision:"):
+        raise ValueError(
+            f"{path}: the index names the {what} factory {name!r}; lossviz never imports code a project "
+            f"folder names (the folder may come from someone else): if you trust it, pass {what}={name!r} yourself"
+        )
+    return name
+
+
 def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> ModelSource:
     """``model`` (a zoo name, a factory or a module; ``None``: the stored zoo name) as a :class:`ModelSource`."""
     if model is None:
@@ -78,7 +92,7 @@ def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[s
                 f"{path}: pass model= (a zoo name such as 'mlp' or a factory); "
                 + ("this project was created with a model factory, pass it again" if stored else "the project is new")
             )
-        model = stored["model"]
+        model = _stored_name(stored["model"], "model", path)
     if isinstance(model, str):
         from lossviz.zoo import get_model
 
@@ -103,7 +117,7 @@ def resolve_data(data: Any, data_kwargs: Mapping[str, Any], stored: Mapping[str,
                 f"{path}: pass data= (a zoo name such as 'spirals', a Dataset, or a (train, test) pair)"
                 + ("; this project was created with a dataset, pass it again" if stored else "")
             )
-        data = stored["data"]
+        data = _stored_name(stored["data"], "data", path)
     if isinstance(data, str):
         from lossviz.zoo import get_data
 
