@@ -27,7 +27,9 @@ when they were written. Several processes may open one project; SQLite serialize
 is locked`` errors are retried, and a writer that holds the lock past ``timeout`` is named by its pid
 (each write transaction records it in ``index.sqlite-writer``): :class:`ProjectLockedError`.
 
-Nothing is ever unpickled: weights and optimizer states are safetensors files.
+Nothing is ever unpickled: weights and optimizer states are safetensors files (the optimizer state's
+structure by :mod:`lossviz.optim_state`). The writers' side (the lock's record, giving final names,
+cleaning a dead writer's leftovers) is :mod:`lossviz.writers`.
 """
 
 from __future__ import annotations
@@ -38,10 +40,8 @@ import hashlib
 import json
 import numbers
 import os
-import re
 import shutil
 import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -55,6 +55,15 @@ import torch
 
 from lossviz import files
 from lossviz.jsonable import dumps
+from lossviz.optim_state import decode_optimizer_state, encode_optimizer_state
+from lossviz.writers import (
+    clean_folder,
+    link_final,
+    pid_stopped,
+    record_writer,
+    recorded_writer,
+    retire_link,
+)
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
@@ -64,8 +73,6 @@ INDEX_NAME = "index.sqlite"
 #: removed before it ends (so a waiter that gives up can name the holder)
 WRITER_INFO = INDEX_NAME + "-writer"
 SUBFOLDERS = ("weights", "optim", "results")
-_TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
-_STALE_TMP_SECONDS = 24 * 3600
 _RESTORE = "restore index.sqlite from a copy of the project; nothing was changed"
 _LOW_SPACE = 1 << 20  # bytes: on a disk with less free space, SQLite's "disk I/O error" is a full disk
 
@@ -190,33 +197,6 @@ def _free_bytes(folder: Path) -> int:
         return 1 << 62
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:  # a killed process its parent has not reaped yet (a zombie) writes nothing any more
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return True
-
-
-def _pid_stopped(pid: int) -> bool:
-    """True when process ``pid`` is stopped (SIGSTOP, a debugger): alive, but not progressing."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[-1][:1] in ("T", "t")
-    except OSError:  # no /proc (macOS, Windows): unknown, said as not stopped
-        return False
-
-
 def _project_files(folder: Path) -> list[str]:
     """The files under ``folder``'s weights/, optim/ and results/ (relative names, sorted)."""
     found = []
@@ -224,98 +204,6 @@ def _project_files(folder: Path) -> list[str]:
         with contextlib.suppress(OSError):
             found += [f"{sub}/{p.name}" for p in (folder / sub).iterdir()]
     return sorted(found)
-
-
-def _link_final(tmp: Path, final: Path) -> None:
-    """Give the durable temporary file ``tmp`` its final name ``final`` as a second hard link (the
-    temporary name stays until the commit: it marks the final name as this writer's until then)."""
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        raise
-    except OSError as exc:  # a file system without hard links (FAT, some network shares): rename
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
-            raise
-        os.replace(tmp, final)
-
-
-def _retire_link(final: Path) -> Path | None:
-    """A second, temporary name (``.tmp-<pid>-...``) hard-linked to ``final``, a file the row being
-    replaced names: it marks ``final`` as this writer's to remove once the new row commits, so a
-    writer killed after the commit leaves a dead temporary whose cleaning removes ``final`` too (a
-    kill before the commit leaves ``final`` named by its row: only the temporary goes). ``None``
-    where ``final`` is missing or the file system has no hard links (``final`` is then removed after
-    the commit, without the mark)."""
-    mark = files.temporary_path(final.parent, final.suffix)
-    try:
-        os.link(final, mark)
-    except OSError:
-        return None
-    return mark
-
-
-def _dead_temporary(p: Path, now: float) -> bool:
-    """True for a regular file named like :func:`lossviz.files.temporary_path`'s whose writer is dead
-    (or that is older than a day)."""
-    m = _TMP_RE.match(p.name)
-    if m is None:
-        return False
-    try:
-        st = p.lstat()
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    return not _pid_alive(int(m.group(1))) or now - st.st_mtime > _STALE_TMP_SECONDS
-
-
-def _clean_folder(folder: Path, sub: str, named: set[str]) -> list[str]:
-    """Remove ``folder``'s dead temporary files and the final names hard-linked to them that no row
-    names (``named``: the paths the index names); returns the removed paths (``sub/name``)."""
-    now = time.time()
-    entries = list(folder.iterdir())
-    dead = [p for p in entries if _dead_temporary(p, now)]
-    if not dead:
-        return []
-    linked: dict[tuple[int, int], list[Path]] = {}
-    for p in entries:
-        if _TMP_RE.match(p.name):
-            continue
-        try:
-            st = p.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            linked.setdefault((st.st_dev, st.st_ino), []).append(p)
-    removed = []
-    for tmp in dead:
-        try:
-            st = tmp.lstat()
-        except FileNotFoundError:
-            continue
-        for final in linked.get((st.st_dev, st.st_ino), []):
-            if f"{sub}/{final.name}" not in named:  # a killed writer's new file, or the old one it retired
-                final.unlink(missing_ok=True)
-                removed.append(f"{sub}/{final.name}")
-        tmp.unlink(missing_ok=True)
-        removed.append(f"{sub}/{tmp.name}")
-    return removed
-
-
-def _write_writer_info(path: Path, what: str) -> None:
-    """Record this process as the write lock's holder (advisory: a failure to write it is ignored)."""
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}))
-
-
-def _writer_info(path: Path) -> tuple[int, str, float] | None:
-    """``(pid, what, since)`` of the live process recorded as the write lock's holder, else None."""
-    try:
-        info = json.loads(path.read_text())
-        pid, what, since = int(info["pid"]), str(info["what"]), float(info["since"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    return (pid, what, since) if pid > 0 and _pid_alive(pid) else None
 
 
 def _inserted_id(cur: sqlite3.Cursor) -> int:
@@ -342,56 +230,6 @@ def _read_verified(path: Path, sha256: str | None, what: str) -> tuple[dict[str,
             f"index recorded): {hint}"
         )
     return files.safetensors_from_bytes(data, path, hint=hint)
-
-
-# ------------------------------------------------------------------------- optimizer state codec
-def encode_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
-    """Flatten an optimizer ``state_dict()`` into tensors + a JSON structure (no pickle).
-
-    Tensors are replaced by ``{"__tensor__": key}``; dicts become ``{"__dict__": [[k, v], ...]}`` (so
-    integer parameter ids survive), tuples ``{"__tuple__": [...]}``.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-
-    def enc(obj: Any, path: str) -> Any:
-        if isinstance(obj, torch.Tensor):
-            key = f"t{len(tensors)}"
-            tensors[key] = obj
-            return {"__tensor__": key}
-        if isinstance(obj, Mapping):
-            return {"__dict__": [[enc(k, path), enc(v, f"{path}.{k}")] for k, v in obj.items()]}
-        if isinstance(obj, tuple):
-            return {"__tuple__": [enc(v, path) for v in obj]}
-        if isinstance(obj, list):
-            return [enc(v, path) for v in obj]
-        if obj is None or isinstance(obj, (bool, int, float, str)):
-            return obj
-        raise TypeError(
-            f"optimizer state entry {path!r} has type {type(obj).__name__}, which lossviz cannot "
-            "store without pickle; use one of the built-in torch optimizers"
-        )
-
-    structure = enc(dict(state), "state")
-    return tensors, dumps(structure)
-
-
-def decode_optimizer_state(tensors: Mapping[str, torch.Tensor], structure: str) -> dict:
-    """Inverse of :func:`encode_optimizer_state`."""
-
-    def dec(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if "__tensor__" in obj:
-                return tensors[obj["__tensor__"]]
-            if "__dict__" in obj:
-                return {dec(k): dec(v) for k, v in obj["__dict__"]}
-            if "__tuple__" in obj:
-                return tuple(dec(v) for v in obj["__tuple__"])
-            return {k: dec(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [dec(v) for v in obj]
-        return obj
-
-    return dec(json.loads(structure))
 
 
 # ---------------------------------------------------------------------------------------- store
@@ -580,14 +418,14 @@ class Store:
 
     def _locked_error(self) -> ProjectLockedError:
         """The error for a write lock held past ``timeout``, naming its holder where it is known."""
-        holder = _writer_info(self.path / WRITER_INFO)
+        holder = recorded_writer(self.path / WRITER_INFO)
         if holder is None:
             return ProjectLockedError(
                 f"project {self.path} is locked by another process for more than {self.timeout:g} s: "
                 "wait for it or stop it"
             )
         pid, what, since = holder
-        doing = f"{what}, stopped" if _pid_stopped(pid) else what
+        doing = f"{what}, stopped" if pid_stopped(pid) else what
         return ProjectLockedError(
             f"project {self.path} is locked by process {pid} ({doing}) for {max(0.0, time.time() - since):.0f} s: "
             f"wait for it or stop it (kill {pid})"
@@ -601,7 +439,7 @@ class Store:
             cur = self._db.cursor()
             self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
             info = self.path / WRITER_INFO
-            _write_writer_info(info, what)
+            record_writer(info, what)
             try:
                 yield cur
             except BaseException:
@@ -646,7 +484,7 @@ class Store:
                 ) if isinstance(r[0], str)
             }
             for sub in SUBFOLDERS:
-                removed += _clean_folder(self.path / sub, sub, named)
+                removed += clean_folder(self.path / sub, sub, named)
         return removed
 
     # ----------------------------------------------------------------- paths from the index
@@ -815,7 +653,7 @@ class Store:
                 for tmp, rel, sub in ((tmp_w, wrel, "weights"), (tmp_o, orel, "optim")):
                     if tmp is not None and rel is not None:
                         final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
-                        _link_final(tmp, final)
+                        link_final(tmp, final)
                         linked.append(final)
                         files.fsync_dir(self.path / sub)
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
@@ -983,7 +821,7 @@ class Store:
         """Store (or update) a result: ``write(tmp_path)`` writes its file, which is fsynced and
         linked to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row.
 
-        One file per key: the file the previous row named is marked (:func:`_retire_link`) inside the
+        One file per key: the file the previous row named is marked (:func:`retire_link`) inside the
         transaction and removed after the commit; a writer killed at any instant leaves either the old
         row and its file or the new ones, plus temporaries the next opening cleans."""
         if kind not in RESULT_KINDS:
@@ -992,7 +830,7 @@ class Store:
         rel: str | None = None
         linked: list[Path] = []  # the final name given in the transaction: removed unless it commits
         replaced: Path | None = None  # the previous version's file: removed once the new row commits
-        mark: Path | None = None  # its temporary second name (see _retire_link)
+        mark: Path | None = None  # its temporary second name (see retire_link)
         try:
             if write is not None:
                 tmp = files.temporary_path(self.path / "results", suffix)
@@ -1006,7 +844,7 @@ class Store:
                 prev = cur.execute("SELECT file FROM results WHERE key=?", (key,)).fetchone()
                 if prev is not None and prev[0] is not None and prev[0] != rel:
                     replaced = self.stored_path(prev[0], "results", f"result {key}'s file")
-                    mark = _retire_link(replaced)
+                    mark = retire_link(replaced)
                 cur.execute(
                     "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -1016,7 +854,7 @@ class Store:
                 )
                 if tmp is not None and rel is not None:
                     final = self.stored_path(rel, "results", f"result {key}'s file")
-                    _link_final(tmp, final)
+                    link_final(tmp, final)
                     linked.append(final)
                 if linked or mark is not None:
                     files.fsync_dir(self.path / "results")
@@ -1035,7 +873,6 @@ class Store:
         if stored is None:  # pragma: no cover - another process removed it since the commit
             raise KeyError(f"result {key} was removed from {self.path} while it was stored")
         return stored
-
 
 
 # ---------------------------------------------------------------------------------------- projects
