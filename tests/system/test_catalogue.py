@@ -3,10 +3,11 @@ what to do, and nothing stored changes (the folder's files are hashed before and
 its tables' rows, so that SQLite's own housekeeping of its WAL files does not count as a change).
 
 Cases: a folder whose index was lost (missing, emptied), an index naming files outside the project or
-code to import (a ``package.module:factory`` model or data set), a weight file changed behind the index, a full disk during a surface save, ``Session(...)`` given a
-device, labels or inputs that do not fit (no folder is left behind), a checkpoint of another project
-or of a copy that went its own way, degenerate requests (zero, NaN and centre directions, disturbing
-by 0, interpolating a checkpoint with itself), a surface file declaring a 10^6 x 10^6 grid, and
+code to import (a ``package.module:factory`` model or data set), a weight file changed behind the
+index, a full disk during a surface save, ``Session(...)`` given a device, labels or inputs that do
+not fit (no folder is left behind), a checkpoint of another project or of a copy that went its own
+way, degenerate requests (zero, NaN and centre directions, disturbing by 0, interpolating a checkpoint
+with itself), a surface file declaring a 10^6 x 10^6 grid, and
 ``lossviz surface --plot --metric nosuch``.
 """
 
@@ -199,8 +200,9 @@ CREATIONS = {
 @pytest.mark.parametrize("case", list(CREATIONS))
 def test_a_refused_creation_leaves_no_folder(tmp_path, case):
     kwargs, message = CREATIONS[case]
-    if case == "cuda without CUDA" and torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+    if case == "cuda without CUDA" and torch.cuda.is_available():  # then a GPU beyond this machine's
+        beyond = f"cuda:{torch.cuda.device_count()}"
+        kwargs, message = dict(kwargs, device=beyond), rf"device '{beyond}' cannot be used on this machine"
     for path in (tmp_path / "new", tmp_path / "deeper" / "new"):
         refused(tmp_path, lambda path=path: Session(path, **kwargs), ValueError, message)
         assert not path.exists() and not (tmp_path / "deeper").exists()
