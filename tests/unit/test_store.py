@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossviz.store import Store, spec_key
+from lossviz.store import Checkpoint, Store, spec_key
 from lossviz.training import evaluate_model
 
 PY = sys.executable
@@ -591,3 +591,31 @@ def test_an_io_error_of_sqlite_on_a_disk_with_no_space_is_a_full_disk(tmp_path, 
     monkeypatch.setattr(store_mod, "_free_bytes", lambda folder: 4096)
     assert store_mod._disk_full(io_error, tmp_path)
     assert not store_mod._disk_full(sqlite3.DatabaseError("file is not a database"), tmp_path)
+
+
+def test_checkpoints_carry_their_projects_identity(tmp_path):
+    import shutil
+
+    a = Store(tmp_path / "a")
+    b = Store(tmp_path / "b")
+    ca = a.add_checkpoint({"w": torch.ones(2)}, parent=None, kind="init")
+    cb = b.add_checkpoint({"w": torch.zeros(2)}, parent=None, kind="init")
+    assert ca.project == a.project_id != b.project_id == cb.project and len(a.project_id) == 32
+    assert a.checkpoint(ca) == ca and a.checkpoint(ca.id) == ca
+    with pytest.raises(ValueError, match=rf"checkpoint 1 belongs to another project \(identity {b.project_id[:12]}\), "
+                                         r"not to the project .*a: pass an id or one of this project's checkpoints"):
+        a.checkpoint(cb)
+    made_by_hand = Checkpoint(id=1, parent=None, branch=1, kind="init", epoch=0, step=0)
+    assert a.checkpoint(made_by_hand) == ca  # a record without an identity is taken by its id
+    a.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    a, copy = Store(tmp_path / "a"), Store(tmp_path / "copy")
+    assert copy.project_id == a.project_id and copy.checkpoint(ca) == ca  # a copy's past is its past
+    time.sleep(0.01)
+    diverged = copy.add_checkpoint({"w": torch.ones(2)}, parent=1)
+    a.add_checkpoint({"w": torch.full((2,), 2.0)}, parent=1)
+    with pytest.raises(ValueError, match=r"the checkpoint 2 given is not checkpoint 2 of .*went its own way"):
+        a.checkpoint(diverged)
+    for s in (a, b, copy):
+        s.close()
+    assert Store(tmp_path / "a").project_id == copy.project_id  # kept in the index
