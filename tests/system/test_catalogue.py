@@ -153,6 +153,18 @@ def test_an_index_naming_code_to_run_is_refused_and_nothing_runs(project, tmp_pa
     assert not marker.exists()
 
 
+def test_an_index_asking_to_read_unverified_data_files_is_refused(project):
+    conn = sqlite3.connect(project / "index.sqlite")
+    spec = json.loads(conn.execute("SELECT value FROM meta WHERE key='spec'").fetchone()[0])
+    spec["data"], spec["data_kwargs"] = "cifar10", {"root": str(project / "results"), "verify": False}
+    conn.execute("UPDATE meta SET value=? WHERE key='spec'", (json.dumps(spec),))
+    conn.commit()
+    conn.close()
+    refused(project, lambda: Session(project), ValueError,
+            r"the index asks to read the data set with verify=False .*which torchvision unpickles\); if you "
+            r"trust them, pass data_kwargs yourself")
+
+
 def test_a_weight_file_changed_behind_the_index_is_refused_naming_it(project):
     weights = project / "weights" / "1.safetensors"
     data = bytearray(weights.read_bytes())

@@ -84,6 +84,20 @@ def _stored_name(name: Any, what: str, path: Path) -> str:
     return name
 
 
+def _stored_data_kwargs(stored: Mapping[str, Any], path: Path) -> dict:
+    """The data set's keyword arguments read from a project's index; ``verify=False`` is refused: it
+    would let torchvision unpickle CIFAR-10 batch files that are not the official ones."""
+    kwargs = stored.get("data_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{path}: the index's data_kwargs are not a mapping: pass data= and data_kwargs= yourself")
+    if kwargs.get("verify") is False:
+        raise ValueError(
+            f"{path}: the index asks to read the data set with verify=False (files that are not the official "
+            "ones, which torchvision unpickles); if you trust them, pass data_kwargs yourself"
+        )
+    return dict(kwargs)
+
+
 def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> ModelSource:
     """``model`` (a zoo name, a factory or a module; ``None``: the stored zoo name) as a :class:`ModelSource`."""
     if model is None:
@@ -300,7 +314,7 @@ def open_project(
     try:
         stored = (store.get_meta("spec") or {}) if store is not None else {}
         model_kwargs = dict(model_kwargs if model_kwargs is not None else stored.get("model_kwargs") or {})
-        data_kwargs = dict(data_kwargs if data_kwargs is not None else stored.get("data_kwargs") or {})
+        data_kwargs = dict(data_kwargs if data_kwargs is not None else _stored_data_kwargs(stored, folder))
         model_source = resolve_model(model, model_kwargs, stored, folder)
         data_source = resolve_data(data, data_kwargs, stored, folder)
         loss = resolve_loss(loss, stored)
