@@ -367,6 +367,8 @@ def _surface(args, executor=None) -> int:
 
     main_split = "test" if args.split == "test" else "train"
     data, test_data = _load_splits(args, data_kwargs)
+    if args.plot:
+        _check_plot_metric(args.metric, [main_split] + (["test"] if test_data is not None else []))
 
     model = _build_model(args, model_kwargs, args.model_file)
     from lossviz.data import CLI_SPELLING, probe_model_data
@@ -431,6 +433,10 @@ def _surface(args, executor=None) -> int:
 
     from lossviz.io.h5 import write_directions, write_surface
 
+    if args.plot:  # a metric the surface lacks (accuracy of a regression) is refused before --out is written
+        from lossviz.figures import default_metric
+
+        args.metric = default_metric(surface, args.metric)
     if args.dir_file is not None and not dir_file_exists:
         write_directions(args.dir_file, directions, space)
     write_surface(out, surface, dir_file=args.dir_file or "")
@@ -447,6 +453,15 @@ def _surface(args, executor=None) -> int:
             print(f"lossviz: note: {note}", file=sys.stderr)
         print(f"wrote {written}")
     return 0
+
+
+def _check_plot_metric(metric: str | None, splits: list[str]) -> None:
+    """``--metric`` (for ``--plot``) names a metric a surface of these splits can have: checked
+    before any work, so a typo writes nothing."""
+    names = [f"{split}_{m}" for split in splits for m in ("loss", "acc")]
+    if metric is not None and metric not in names:
+        raise CLIError(f"--metric {metric!r} is not a metric of this surface: use one of {', '.join(names)} "
+                       "(accuracy for class labels only); nothing was computed or written")
 
 
 def _check_fewer_passes_flags(args) -> None:

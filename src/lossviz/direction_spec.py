@@ -22,6 +22,7 @@ from lossviz.directions import (
     NAMED,
     DirectionSet,
     as_direction,
+    check_direction,
     check_ignore,
     check_normalization,
     pca_directions,
@@ -30,8 +31,8 @@ from lossviz.directions import (
     seeded_generator,
 )
 from lossviz.params import ParamSpace, SpaceKind, space_kind
+from lossviz.store import Checkpoint, refuse_foreign, tensor_sha
 from lossviz.store import checkpoint_id as _checkpoint_id
-from lossviz.store import tensor_sha
 
 __all__ = ["DirectionResolver", "DirectionSpec", "check_direction_set"]
 
@@ -180,6 +181,7 @@ class DirectionSpec:
         center_id = None if center is None else _checkpoint_id(center)
         if center is not None and center_id is None:
             raise TypeError(f"center must be a checkpoint or checkpoint id, got {type(center).__name__}")
+        _same_project(center, directions, checkpoints)
         common: dict[str, Any] = dict(ndim=int(ndim), kind=kind, normalization=normalization, ignore=ignore,
                                       seed=seed, center=center_id)
         if isinstance(directions, str):
@@ -198,6 +200,7 @@ class DirectionSpec:
             return cls(directions, checkpoints=ids, **common)
         given = _as_tensors(directions)
         parts = list(given) if isinstance(given, (tuple, list)) else [given]
+        _refuse_degenerate(given, parts, center_id)
         targets = [_checkpoint_id(p) is not None for p in parts]
         source = "target" if parts and all(targets) else "given"
         return cls(source, given=given, **common)
@@ -244,9 +247,9 @@ class DirectionSpec:
         directions need a project: see :meth:`build`.
         """
         if self.source == "random":
-            return self._random(space, center)
+            return _checked(self._random(space, center))
         if self.source == "given":
-            return self._given(space, center, None, keep_dtype=True)[0]
+            return _checked(self._given(space, center, None, keep_dtype=True)[0])
         raise ValueError(
             f"{self.source} directions need a project's checkpoints: use Session.surface, or pass "
             "'random', a DirectionSet, a vector, a pair of vectors or a state dict"
@@ -266,13 +269,16 @@ class DirectionSpec:
         model = resolver.model(self.center) if model is None else model
         space = ParamSpace(model, self.kind)
         if self.source == "random":
-            return self._random(space, space.vector(model, dtype=dtype).detach().cpu()), {}
-        center = space.vector(model).detach().cpu()
-        if self.source == "pca":
-            return self._pca(resolver, space, center)
-        if self.source == "hessian":
-            return self._hessian(resolver, model), {}
-        return self._given(space, center, resolver, keep_dtype=False)
+            ds, extra = self._random(space, space.vector(model, dtype=dtype).detach().cpu()), {}
+        else:
+            center = space.vector(model).detach().cpu()
+            if self.source == "pca":
+                ds, extra = self._pca(resolver, space, center)
+            elif self.source == "hessian":
+                ds, extra = self._hessian(resolver, model), {}
+            else:
+                ds, extra = self._given(space, center, resolver, keep_dtype=False)
+        return _checked(ds, extra.get("targets")), extra
 
     def _random(self, space: ParamSpace, center: torch.Tensor) -> DirectionSet:
         norms, ignores = _rules(self.normalization, self.ndim), _rules(self.ignore, self.ndim)
@@ -330,6 +336,46 @@ class DirectionSpec:
         method = "target" if all(t is not None for t in targets) else "custom"
         ds = DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, method=method)
         return ds, ({"targets": targets} if any(t is not None for t in targets) else {})
+
+
+def _same_project(center: Any, directions: Any, checkpoints: Sequence[Any] | None) -> None:
+    """Refuse a Checkpoint record (a direction's target, a PCA checkpoint) of another project than
+    the center's."""
+    if not isinstance(center, Checkpoint):
+        return
+    parts = list(directions) if isinstance(directions, (tuple, list)) else [directions]
+    for value in [*parts, *(checkpoints or ())]:
+        refuse_foreign(value, center.project, f"the project of the surface's center (checkpoint {center.id})")
+
+
+AXES = ("x", "y")
+
+
+def _checked(ds: DirectionSet, targets: Sequence[int | None] | None = None) -> DirectionSet:
+    """``ds`` when each of its directions is finite and non-zero (else ValueError naming it; a
+    direction towards a checkpoint with the centre's weights says so)."""
+    for k, vec in enumerate(ds.vectors):
+        tid = targets[k] if targets is not None and k < len(targets) else None
+        towards = "" if tid is None else f" (towards checkpoint {tid}, which has the centre's weights)"
+        check_direction(vec, f"direction {AXES[k]}{towards}")
+    return ds
+
+
+def _refuse_degenerate(given: Any, parts: list[Any], center_id: int | None) -> None:
+    """What :meth:`DirectionSpec.parse` can refuse before any work: a direction towards the centre
+    itself, and a given tensor (flat, or ``(2, D)``) that is zero or not finite. The others (pairs,
+    state dicts, DirectionSets, targets) are checked once built and fitted to the model
+    (:func:`_checked`)."""
+    for k, part in enumerate(parts):
+        tid = _checkpoint_id(part)
+        if tid is not None and tid == center_id:
+            raise ValueError(
+                f"direction {AXES[min(k, 1)]} points to checkpoint {tid}, the surface's centre itself: the "
+                "direction to it is zero; give another checkpoint"
+            )
+    if isinstance(given, torch.Tensor) and given.dim() in (1, 2) and given.numel():
+        for k, vec in enumerate(given if given.dim() == 2 else [given]):
+            check_direction(vec, f"direction {AXES[min(k, 1)]}")
 
 
 def _pca_id(value: Any) -> int:

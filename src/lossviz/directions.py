@@ -134,6 +134,20 @@ def _check_vector(space: ParamSpace, v: torch.Tensor, what: str) -> None:
         )
 
 
+def check_direction(vec: torch.Tensor, what: str) -> torch.Tensor:
+    """``vec`` when it can span an axis of a surface (finite, not zero); else ValueError saying why,
+    naming the direction as ``what`` (e.g. ``"direction x"``)."""
+    bad = int((~torch.isfinite(vec)).sum()) if vec.is_floating_point() else 0
+    if bad:
+        raise ValueError(f"{what} has {bad} NaN or infinite entries (of {vec.numel()}): give a finite direction")
+    if not bool(vec.any()):
+        raise ValueError(
+            f"{what} is zero (all {vec.numel()} entries are 0): a surface along it would be flat by "
+            "construction; give a non-zero direction"
+        )
+    return vec
+
+
 def check_normalization(normalization: str | None) -> str:
     norm = "none" if normalization in (None, "") else normalization
     if norm not in NORMALIZATIONS:

@@ -12,9 +12,12 @@ Crash safety: a file is written under a temporary name (``.tmp-<pid>-<random>``,
 is inserted, the file hard-linked to its final name, the folder fsynced, and the transaction
 committed; the temporary name is removed after the commit. A process killed at any instant leaves
 either a committed row with its complete file, or no row; what it leaves besides is its temporary file
-and, between the link and the commit, a final name linked to that same file. The next :class:`Store`
-opening removes a dead writer's temporary files and the final names linked to them that no row names:
-it never removes a file by its name alone, so a file it did not write (or one a row names) stays.
+and, between the link and the commit, a final name linked to that same file. A result stored again
+under its key gets a new file; the file the old row named is marked inside the transaction by a second,
+temporary name and removed after the commit, so a kill just after the commit leaves that mark, and one
+file per key survives the cleaning. The next :class:`Store` opening removes a dead writer's temporary
+files and the final names linked to them that no row names: it never removes a file by its name alone,
+so a file it did not write (or one a row names) stays.
 Orphan cleaning runs inside a write transaction, so it never races another process's insert.
 
 A project folder is untrusted input: a missing, empty or unreadable index next to project files is
@@ -24,7 +27,9 @@ when they were written. Several processes may open one project; SQLite serialize
 is locked`` errors are retried, and a writer that holds the lock past ``timeout`` is named by its pid
 (each write transaction records it in ``index.sqlite-writer``): :class:`ProjectLockedError`.
 
-Nothing is ever unpickled: weights and optimizer states are safetensors files.
+Nothing is ever unpickled: weights and optimizer states are safetensors files (the optimizer state's
+structure by :mod:`lossviz.optim_state`). The writers' side (the lock's record, giving final names,
+cleaning a dead writer's leftovers) is :mod:`lossviz.writers`.
 """
 
 from __future__ import annotations
@@ -35,9 +40,8 @@ import hashlib
 import json
 import numbers
 import os
-import re
+import shutil
 import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -51,6 +55,15 @@ import torch
 
 from lossviz import files
 from lossviz.jsonable import dumps
+from lossviz.optim_state import decode_optimizer_state, encode_optimizer_state
+from lossviz.writers import (
+    clean_folder,
+    link_final,
+    pid_stopped,
+    record_writer,
+    recorded_writer,
+    retire_link,
+)
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
 RESULT_KINDS = ("surface", "projection", "hessian")
@@ -60,9 +73,8 @@ INDEX_NAME = "index.sqlite"
 #: removed before it ends (so a waiter that gives up can name the holder)
 WRITER_INFO = INDEX_NAME + "-writer"
 SUBFOLDERS = ("weights", "optim", "results")
-_TMP_RE = re.compile(rf"^\.*{re.escape(files.TMP_PREFIX)}(\d+)-[0-9a-f]+")  # files.temporary_path's names
-_STALE_TMP_SECONDS = 24 * 3600
 _RESTORE = "restore index.sqlite from a copy of the project; nothing was changed"
+_LOW_SPACE = 1 << 20  # bytes: on a disk with less free space, SQLite's "disk I/O error" is a full disk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,6 +131,8 @@ class Checkpoint:
     created: float = 0.0
     status: str = "ok"
     note: str = ""
+    #: the identity of the project it belongs to (:attr:`Store.project_id`); empty for a record made by hand
+    project: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,41 +162,39 @@ def checkpoint_id(value: Any) -> int | None:
     return None
 
 
+def refuse_foreign(value: Any, project: str, here: str) -> None:
+    """Refuse (ValueError) ``value`` when it is a :class:`Checkpoint` record of another project than
+    the one whose identity is ``project`` (``here``: words naming that project)."""
+    if isinstance(value, Checkpoint) and value.project and project and value.project != project:
+        raise ValueError(
+            f"checkpoint {value.id} belongs to another project (identity {value.project[:12]}), not to "
+            f"{here}: pass an id or one of this project's checkpoints()"
+        )
+
+
 class ProjectLockedError(RuntimeError):
     """Another process held a project's write lock for longer than the :class:`Store`'s ``timeout``."""
 
 
 # ---------------------------------------------------------------------------------------- files
-def _disk_full(exc: BaseException) -> bool:
-    """True for "no space left" errors of the OS or of SQLite."""
-    return files.is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """True for "no space left" errors of the OS or of SQLite ("database or disk is full"), and for
+    SQLite's "disk I/O error" while ``folder``'s disk has almost no free space (how SQLite reports
+    that it could not grow its shared-memory file)."""
+    if files.is_disk_full(exc):
         return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    msg = str(exc).lower()
+    return "full" in msg or ("disk i/o error" in msg and _free_bytes(folder) < _LOW_SPACE)
+
+
+def _free_bytes(folder: Path) -> int:
+    """The free space on ``folder``'s disk in bytes (unknown: said as plenty)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        return shutil.disk_usage(folder).free
     except OSError:
-        return False
-    try:  # a killed process its parent has not reaped yet (a zombie) writes nothing any more
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return True
-
-
-def _pid_stopped(pid: int) -> bool:
-    """True when process ``pid`` is stopped (SIGSTOP, a debugger): alive, but not progressing."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[-1][:1] in ("T", "t")
-    except OSError:  # no /proc (macOS, Windows): unknown, said as not stopped
-        return False
+        return 1 << 62
 
 
 def _project_files(folder: Path) -> list[str]:
@@ -192,83 +204,6 @@ def _project_files(folder: Path) -> list[str]:
         with contextlib.suppress(OSError):
             found += [f"{sub}/{p.name}" for p in (folder / sub).iterdir()]
     return sorted(found)
-
-
-def _link_final(tmp: Path, final: Path) -> None:
-    """Give the durable temporary file ``tmp`` its final name ``final`` as a second hard link (the
-    temporary name stays until the commit: it marks the final name as this writer's until then)."""
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        raise
-    except OSError as exc:  # a file system without hard links (FAT, some network shares): rename
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
-            raise
-        os.replace(tmp, final)
-
-
-def _dead_temporary(p: Path, now: float) -> bool:
-    """True for a regular file named like :func:`lossviz.files.temporary_path`'s whose writer is dead
-    (or that is older than a day)."""
-    m = _TMP_RE.match(p.name)
-    if m is None:
-        return False
-    try:
-        st = p.lstat()
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    return not _pid_alive(int(m.group(1))) or now - st.st_mtime > _STALE_TMP_SECONDS
-
-
-def _clean_folder(folder: Path, sub: str, named: set[str]) -> list[str]:
-    """Remove ``folder``'s dead temporary files and the final names hard-linked to them that no row
-    names (``named``: the paths the index names); returns the removed paths (``sub/name``)."""
-    now = time.time()
-    entries = list(folder.iterdir())
-    dead = [p for p in entries if _dead_temporary(p, now)]
-    if not dead:
-        return []
-    linked: dict[tuple[int, int], list[Path]] = {}
-    for p in entries:
-        if _TMP_RE.match(p.name):
-            continue
-        try:
-            st = p.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            linked.setdefault((st.st_dev, st.st_ino), []).append(p)
-    removed = []
-    for tmp in dead:
-        try:
-            st = tmp.lstat()
-        except FileNotFoundError:
-            continue
-        for final in linked.get((st.st_dev, st.st_ino), []):
-            if f"{sub}/{final.name}" not in named:  # linked by a writer killed before its commit
-                final.unlink(missing_ok=True)
-                removed.append(f"{sub}/{final.name}")
-        tmp.unlink(missing_ok=True)
-        removed.append(f"{sub}/{tmp.name}")
-    return removed
-
-
-def _write_writer_info(path: Path, what: str) -> None:
-    """Record this process as the write lock's holder (advisory: a failure to write it is ignored)."""
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}))
-
-
-def _writer_info(path: Path) -> tuple[int, str, float] | None:
-    """``(pid, what, since)`` of the live process recorded as the write lock's holder, else None."""
-    try:
-        info = json.loads(path.read_text())
-        pid, what, since = int(info["pid"]), str(info["what"]), float(info["since"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    return (pid, what, since) if pid > 0 and _pid_alive(pid) else None
 
 
 def _inserted_id(cur: sqlite3.Cursor) -> int:
@@ -295,56 +230,6 @@ def _read_verified(path: Path, sha256: str | None, what: str) -> tuple[dict[str,
             f"index recorded): {hint}"
         )
     return files.safetensors_from_bytes(data, path, hint=hint)
-
-
-# ------------------------------------------------------------------------- optimizer state codec
-def encode_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
-    """Flatten an optimizer ``state_dict()`` into tensors + a JSON structure (no pickle).
-
-    Tensors are replaced by ``{"__tensor__": key}``; dicts become ``{"__dict__": [[k, v], ...]}`` (so
-    integer parameter ids survive), tuples ``{"__tuple__": [...]}``.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-
-    def enc(obj: Any, path: str) -> Any:
-        if isinstance(obj, torch.Tensor):
-            key = f"t{len(tensors)}"
-            tensors[key] = obj
-            return {"__tensor__": key}
-        if isinstance(obj, Mapping):
-            return {"__dict__": [[enc(k, path), enc(v, f"{path}.{k}")] for k, v in obj.items()]}
-        if isinstance(obj, tuple):
-            return {"__tuple__": [enc(v, path) for v in obj]}
-        if isinstance(obj, list):
-            return [enc(v, path) for v in obj]
-        if obj is None or isinstance(obj, (bool, int, float, str)):
-            return obj
-        raise TypeError(
-            f"optimizer state entry {path!r} has type {type(obj).__name__}, which lossviz cannot "
-            "store without pickle; use one of the built-in torch optimizers"
-        )
-
-    structure = enc(dict(state), "state")
-    return tensors, dumps(structure)
-
-
-def decode_optimizer_state(tensors: Mapping[str, torch.Tensor], structure: str) -> dict:
-    """Inverse of :func:`encode_optimizer_state`."""
-
-    def dec(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if "__tensor__" in obj:
-                return tensors[obj["__tensor__"]]
-            if "__dict__" in obj:
-                return {dec(k): dec(v) for k, v in obj["__dict__"]}
-            if "__tuple__" in obj:
-                return tuple(dec(v) for v in obj["__tuple__"])
-            return {k: dec(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [dec(v) for v in obj]
-        return obj
-
-    return dec(json.loads(structure))
 
 
 # ---------------------------------------------------------------------------------------- store
@@ -436,6 +321,11 @@ class Store:
                         "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
                         (dumps(time.time()),),
                     )
+                if cur.execute("SELECT 1 FROM meta WHERE key='project'").fetchone() is None:
+                    cur.execute("INSERT INTO meta(key, value) VALUES ('project', ?)", (dumps(uuid.uuid4().hex),))
+                project = json.loads(cur.execute("SELECT value FROM meta WHERE key='project'").fetchone()[0])
+            #: the project's identity (a random id its index keeps; a copy shares it): its checkpoints carry it
+            self.project_id = str(project)
             for sub in SUBFOLDERS:
                 if not (self.path / sub).is_dir():
                     (self.path / sub).mkdir()
@@ -443,7 +333,7 @@ class Store:
             self.cleaned = self.clean_orphans()
         except sqlite3.DatabaseError as exc:
             self.discard_if_created()
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, "its index", exc) from None
             msg = str(exc).lower()
             if "locked" in msg or "busy" in msg:
@@ -452,6 +342,12 @@ class Store:
                 raise PermissionError(
                     f"project folder {self.path} cannot be written ({exc}): make it writable "
                     "(chmod -R u+w) or copy the project to a writable folder"
+                ) from None
+            if "disk i/o error" in msg:  # the disk failed, not the index's content
+                raise OSError(
+                    errno.EIO,
+                    f"the disk of {self.path} failed while lossviz opened the project's index ({exc}): "
+                    "check the disk (its free space, its connection) and try again; nothing was changed",
                 ) from None
             raise ValueError(
                 f"{index} is not a readable lossviz index ({exc}): the folder is not a lossviz "
@@ -522,14 +418,14 @@ class Store:
 
     def _locked_error(self) -> ProjectLockedError:
         """The error for a write lock held past ``timeout``, naming its holder where it is known."""
-        holder = _writer_info(self.path / WRITER_INFO)
+        holder = recorded_writer(self.path / WRITER_INFO)
         if holder is None:
             return ProjectLockedError(
                 f"project {self.path} is locked by another process for more than {self.timeout:g} s: "
                 "wait for it or stop it"
             )
         pid, what, since = holder
-        doing = f"{what}, stopped" if _pid_stopped(pid) else what
+        doing = f"{what}, stopped" if pid_stopped(pid) else what
         return ProjectLockedError(
             f"project {self.path} is locked by process {pid} ({doing}) for {max(0.0, time.time() - since):.0f} s: "
             f"wait for it or stop it (kill {pid})"
@@ -543,7 +439,7 @@ class Store:
             cur = self._db.cursor()
             self._retry(lambda: cur.execute("BEGIN IMMEDIATE"))
             info = self.path / WRITER_INFO
-            _write_writer_info(info, what)
+            record_writer(info, what)
             try:
                 yield cur
             except BaseException:
@@ -588,7 +484,7 @@ class Store:
                 ) if isinstance(r[0], str)
             }
             for sub in SUBFOLDERS:
-                removed += _clean_folder(self.path / sub, sub, named)
+                removed += clean_folder(self.path / sub, sub, named)
         return removed
 
     # ----------------------------------------------------------------- paths from the index
@@ -642,8 +538,7 @@ class Store:
             return value
 
     # ----------------------------------------------------------------- checkpoints
-    @staticmethod
-    def _row_to_checkpoint(row: sqlite3.Row) -> Checkpoint:
+    def _row_to_checkpoint(self, row: sqlite3.Row) -> Checkpoint:
         return Checkpoint(
             id=int(row["id"]),
             parent=None if row["parent"] is None else int(row["parent"]),
@@ -656,6 +551,7 @@ class Store:
             created=float(row["created"]),
             status=row["status"],
             note=row["note"],
+            project=self.project_id,
         )
 
     def add_checkpoint(
@@ -757,14 +653,14 @@ class Store:
                 for tmp, rel, sub in ((tmp_w, wrel, "weights"), (tmp_o, orel, "optim")):
                     if tmp is not None and rel is not None:
                         final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
-                        _link_final(tmp, final)
+                        link_final(tmp, final)
                         linked.append(final)
                         files.fsync_dir(self.path / sub)
                 row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
             linked = []  # committed: the final names are the rows' now
             return self._row_to_checkpoint(row)
         except (OSError, sqlite3.OperationalError) as exc:
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, "a checkpoint", exc) from exc
             raise
         finally:
@@ -780,11 +676,28 @@ class Store:
             rel = f"{sub}/{cid}-{uuid.uuid4().hex[:12]}.safetensors"
         return rel
 
-    def checkpoint(self, id: int) -> Checkpoint:
-        rows = self._read("SELECT * FROM checkpoints WHERE id=?", (int(id),))
+    def checkpoint(self, id: int | Checkpoint) -> Checkpoint:
+        """Checkpoint ``id`` (an id, or a :class:`Checkpoint` record of this project).
+
+        A record of another project is refused (ValueError), and so is one of a copy of this project
+        that went its own way (its checkpoint of that id was created at another time)."""
+        given = id if isinstance(id, Checkpoint) else None
+        if isinstance(id, Checkpoint):
+            refuse_foreign(id, self.project_id, f"the project {self.path}")
+            cid = id.id
+        else:
+            cid = int(id)
+        rows = self._read("SELECT * FROM checkpoints WHERE id=?", (cid,))
         if not rows:
-            raise KeyError(f"no checkpoint {id} in {self.path}; list them with checkpoints()")
-        return self._row_to_checkpoint(rows[0])
+            raise KeyError(f"no checkpoint {cid} in {self.path}; list them with checkpoints()")
+        found = self._row_to_checkpoint(rows[0])
+        if given is not None and given.project and given.created != found.created:
+            raise ValueError(
+                f"the checkpoint {cid} given is not checkpoint {cid} of {self.path} (it was created at another "
+                "time: it comes from a copy of this project that went its own way): pass an id or one of "
+                "this project's checkpoints()"
+            )
+        return found
 
     def checkpoints(self, branch: int | None = None) -> list[Checkpoint]:
         if branch is None:
@@ -906,13 +819,18 @@ class Store:
         complete: bool = True,
     ) -> dict:
         """Store (or update) a result: ``write(tmp_path)`` writes its file, which is fsynced and
-        renamed to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row;
-        the previous version's file is removed after the commit."""
+        linked to ``results/<key>-<version><suffix>`` inside the transaction that upserts the row.
+
+        One file per key: the file the previous row named is marked (:func:`retire_link`) inside the
+        transaction and removed after the commit; a writer killed at any instant leaves either the old
+        row and its file or the new ones, plus temporaries the next opening cleans."""
         if kind not in RESULT_KINDS:
             raise ValueError(f"unknown result kind {kind!r}: use one of {RESULT_KINDS}")
         tmp: Path | None = None
         rel: str | None = None
         linked: list[Path] = []  # the final name given in the transaction: removed unless it commits
+        replaced: Path | None = None  # the previous version's file: removed once the new row commits
+        mark: Path | None = None  # its temporary second name (see retire_link)
         try:
             if write is not None:
                 tmp = files.temporary_path(self.path / "results", suffix)
@@ -924,10 +842,9 @@ class Store:
             now = time.time()
             with self.transaction(f"storing a {kind} result") as cur:
                 prev = cur.execute("SELECT file FROM results WHERE key=?", (key,)).fetchone()
-                replaced = (
-                    self.stored_path(prev[0], "results", f"result {key}'s file")
-                    if prev is not None and prev[0] is not None and rel is not None else None
-                )
+                if prev is not None and prev[0] is not None and prev[0] != rel:
+                    replaced = self.stored_path(prev[0], "results", f"result {key}'s file")
+                    mark = retire_link(replaced)
                 cur.execute(
                     "INSERT INTO results(key, kind, spec, file, meta, complete, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -937,25 +854,25 @@ class Store:
                 )
                 if tmp is not None and rel is not None:
                     final = self.stored_path(rel, "results", f"result {key}'s file")
-                    _link_final(tmp, final)
+                    link_final(tmp, final)
                     linked.append(final)
+                if linked or mark is not None:
                     files.fsync_dir(self.path / "results")
             linked = []  # committed
-            if replaced is not None and replaced != self.path / str(rel):
-                replaced.unlink(missing_ok=True)  # committed: the old version goes
+            if replaced is not None:
+                replaced.unlink(missing_ok=True)  # committed: the old version goes (its mark next)
         except (OSError, sqlite3.OperationalError) as exc:
-            if _disk_full(exc):
+            if _disk_full(exc, self.path):
                 raise files.no_space_error(self.path, f"a {kind} result", exc) from exc
             raise
         finally:
-            for p in [*linked, tmp]:
+            for p in [*linked, tmp, mark]:
                 if p is not None:
                     p.unlink(missing_ok=True)
         stored = self.find_result(key)
         if stored is None:  # pragma: no cover - another process removed it since the commit
             raise KeyError(f"result {key} was removed from {self.path} while it was stored")
         return stored
-
 
 
 # ---------------------------------------------------------------------------------------- projects

@@ -511,3 +511,134 @@ def _injected_full_disk(folder: Path) -> None:
 
 def test_a_full_disk_during_writes_leaves_the_project_as_it_was_injected(tmp_path):
     _injected_full_disk(tmp_path)
+
+
+# ----------------------------------------------------------------------------- full disk: a surface
+SURFACE_CHILD = textwrap.dedent(
+    """
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    from lossviz.session import Session
+    s = Session(sys.argv[1])
+    try:
+        s.surface(int(sys.argv[2]), x="-1:1:21", y="-1:1:21", save_every_s=0)
+        print("returned", flush=True)
+    except OSError as exc:
+        print("raised", exc.errno, exc, flush=True)
+    s.close()
+    """
+)
+OPEN_CHILD = textwrap.dedent(
+    """
+    import sys
+    from lossviz.store import Store
+    try:
+        Store(sys.argv[1]).close()
+        print("opened", flush=True)
+    except OSError as exc:
+        print("raised", exc.errno, exc, flush=True)
+    """
+)
+H5PY_NOISE = ("Can't destroy cache", "Can't decrement", "Segmentation fault", "Traceback")
+
+
+def _run_child(script: str, *args: object) -> str:
+    """Run ``script`` in a fresh interpreter: it must exit 0 (no crash at exit, h5py handles closed)
+    and print nothing on stderr from h5py; returns its stdout."""
+    proc = subprocess.run([PY, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert not [n for n in H5PY_NOISE if n in proc.stderr], proc.stderr
+    return proc.stdout
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """Fill ``folder``'s file system until it is full, then free ``leave`` bytes; returns the filler."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 512, 1):  # down to the last byte
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+        os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _trained_project(project: Path) -> int:
+    s = _session(project)
+    job = s.train(epochs=1)
+    job.wait(120)
+    assert job.state == "done", job.error
+    s.close()
+    return job.result[-1].id
+
+
+def _assert_no_space(out: str, project: Path) -> None:
+    assert out.startswith(f"raised {errno.ENOSPC} ") and "no space left on the disk of" in out, out
+    assert str(project) in out and "free some space" in out, out
+    assert "damaged" not in out and "restore" not in out, out  # no misleading advice
+
+
+def test_a_full_disk_during_a_surface_save_raises_and_leaves_the_project_as_it_was_tmpfs(tmp_path):
+    """A real 4 MiB tmpfs (mounted as root): session.surface() raises ENOSPC, nothing stored changes,
+    the process exits cleanly; a disk with no byte left opens as "no space", never as "damaged"."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root; the injected test covers the rest")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip()}); the injected test covers the rest")
+    try:
+        project = mnt / "proj"
+        tip = _trained_project(project)
+        before = _tree(project)
+        filler = _fill(mnt, 8 * 1024)  # far less than a surface file and its index rows
+        _assert_no_space(_run_child(SURFACE_CHILD, project, tip), project)
+        assert _tree(project) == before
+        filler.unlink()
+        (project / "index.sqlite-shm").unlink()  # as a copy leaves it: SQLite must make it again
+        filler = _fill(mnt, 0)
+        out = _run_child(OPEN_CHILD, project)
+        if out != "opened\n":
+            _assert_no_space(out, project)
+        filler.unlink()
+        assert _tree(project) == before
+        # with space again the same surface is computed and stored
+        s = _session(project)
+        surf = s.surface(tip, x="-1:1:21", y="-1:1:21", save_every_s=0)
+        assert surf.complete and len(s.surfaces()) == 1
+        s.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_full_disk_during_a_surface_save_raises_and_leaves_the_project_as_it_was_injected(tmp_path, monkeypatch):
+    import lossviz.files as files_mod
+
+    project = tmp_path / "proj"
+    tip = _trained_project(project)
+    before = _tree(project)
+
+    def no_space(path, data):
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 3])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(files_mod, "write_durably", no_space)
+    s = _session(project)
+    with pytest.raises(OSError, match="no space left on the disk of") as info:
+        s.surface(tip, x="-1:1:11", y="-1:1:11", save_every_s=0)
+    assert info.value.errno == errno.ENOSPC
+    _assert_no_space(f"raised {info.value.errno} {info.value}", project)
+    job = s.surface(tip, x="-1:1:11", y="-1:1:11", save_every_s=0, wait=False)
+    job.wait(120)
+    assert job.state == "failed" and "no space left on the disk of" in job.error
+    s.close()
+    assert _tree(project) == before
+    monkeypatch.undo()
+    s = _session(project)
+    assert s.surface(tip, x="-1:1:11", y="-1:1:11").complete
+    s.close()

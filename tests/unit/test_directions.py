@@ -495,3 +495,45 @@ def test_spec_vectors_in_a_space_alone():
         DirectionSpec.parse((3, center), 2).vectors(space, center)
     with pytest.raises(ValueError, match="one per direction"):
         DirectionSpec.parse("random", 2, normalization=("filter",))
+
+
+# ------------------------------------------------------------------ degenerate directions (issue 13)
+def test_check_direction_refuses_zero_and_non_finite_vectors():
+    from lossviz.directions import check_direction
+
+    v = torch.tensor([0.0, 1.0, -2.0])
+    assert check_direction(v, "direction x") is v
+    with pytest.raises(ValueError, match=r"direction y is zero \(all 3 entries are 0\)"):
+        check_direction(torch.zeros(3), "direction y")
+    with pytest.raises(ValueError, match=r"direction x has 2 NaN or infinite entries \(of 3\)"):
+        check_direction(torch.tensor([float("nan"), 1.0, float("inf")]), "direction x")
+
+
+def test_degenerate_directions_are_refused_at_parse_or_once_built():
+    from lossviz.direction_spec import DirectionSpec
+    from lossviz.store import Checkpoint
+
+    fake = FakeProject(3)
+    numel = fake.vector(1, "weights").numel()
+    with pytest.raises(ValueError, match="direction x points to checkpoint 2, the surface's centre itself"):
+        DirectionSpec.parse(2, 1, center=2)
+    with pytest.raises(ValueError, match="direction y points to checkpoint 2"):
+        DirectionSpec.parse((1, 2), 2, center=2)
+    with pytest.raises(ValueError, match="direction x is zero"):
+        DirectionSpec.parse(torch.zeros(numel), 1, center=2)
+    with pytest.raises(ValueError, match="direction y has 1 NaN"):
+        DirectionSpec.parse(torch.stack([torch.ones(numel), torch.full((numel,), 1.0).index_fill(0, torch.tensor([0]),
+                                                                              float("nan"))]), 2, center=2)
+    fake.models[3] = fake.models[2]  # a checkpoint with the centre's weights: its direction is zero
+    with pytest.raises(ValueError, match=r"direction x \(towards checkpoint 3, which has the centre's weights\) is "
+                                         "zero"):
+        DirectionSpec.parse(3, 1, center=2).build(fake)
+    with pytest.raises(ValueError, match="direction y is zero"):  # a pair, checked once built
+        DirectionSpec.parse((torch.ones(numel), torch.zeros(numel)), 2, center=2).build(fake)
+    # a Checkpoint record of another project than the centre's is refused
+    mine, theirs = (Checkpoint(id=1, parent=None, branch=1, kind="init", epoch=0, step=0, project=p) for p in "ab")
+    center = Checkpoint(id=2, parent=1, branch=1, kind="train", epoch=1, step=1, project="a")
+    DirectionSpec.parse(mine, 1, center=center)
+    for given, pca in ((theirs, None), ("pca", [mine, theirs])):
+        with pytest.raises(ValueError, match=r"checkpoint 1 belongs to another project \(identity b\)"):
+            DirectionSpec.parse(given, 2 if pca else 1, center=center, checkpoints=pca)

@@ -314,6 +314,75 @@ def test_write_is_atomic(tmp_path):
     assert p.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["s.h5"]
 
 
+def test_a_full_disk_while_writing_a_surface_is_a_plain_oserror(tmp_path, monkeypatch):
+    """The file is built in memory and written in one plain write: a full disk raises the OS's
+    ENOSPC (no h5py error), and the file and its folder stay as they were."""
+    import errno
+
+    from lossviz import files
+
+    p = tmp_path / "s.h5"
+    write_surface(p, grid_surface(4, 4))
+    before = p.read_bytes()
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        if "w" in mode and files.TMP_PREFIX in os.fspath(path):
+            def no_space(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+            fh.write = no_space
+        return fh
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(OSError, match="No space left") as info:
+        write_surface(p, grid_surface(5, 5))
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC
+    assert p.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["s.h5"]
+
+
+def test_surface_bytes_are_the_file_write_surface_writes(tmp_path):
+    from lossviz.io.h5 import surface_bytes
+
+    surf = grid_surface(5, 4)
+    p = tmp_path / "s.h5"
+    write_surface(p, surf)
+    q = tmp_path / "extended.h5"
+    q.write_bytes(surface_bytes(surf, extend=lambda f: f.create_dataset("lossviz_mine", data=np.arange(3))))
+    a, b = read_surface(p), read_surface(q)
+    for name in surf.values:
+        np.testing.assert_array_equal(a.values[name], b.values[name])
+    with h5py.File(q, "r") as f:
+        np.testing.assert_array_equal(f["lossviz_mine"][()], np.arange(3))
+
+
+def test_a_file_declaring_a_huge_grid_is_refused_before_reading(tmp_path):
+    from lossviz.io.h5 import MAX_READ_POINTS
+
+    cases = {
+        "grid": ({"xcoordinates": (10**6,), "ycoordinates": (10**6,)}, r"the grid \(ycoordinates x xcoordinates\)"),
+        "metric": ({"xcoordinates": (3,), "ycoordinates": (3,), "train_loss": (10**6, 10**6)},
+                   r"dataset 'train_loss'"),
+        "axis": ({"xcoordinates": (10**12,)}, r"dataset 'xcoordinates'"),
+    }
+    for name, (shapes, what) in cases.items():
+        p = tmp_path / f"{name}.h5"
+        with h5py.File(p, "w") as f:  # declared, never written: a few kB on disk
+            for ds, shape in shapes.items():
+                f.create_dataset(ds, shape=shape, dtype="f8", chunks=tuple(min(n, 1000) for n in shape))
+        assert p.stat().st_size < 100_000
+        with pytest.raises(ValueError, match=rf"{what} declares .* values, more than the {MAX_READ_POINTS:,} a "
+                                             r"surface file may hold .*nothing was read"):
+            read_surface(p)
+    p = tmp_path / "dir_file.h5"
+    write_surface(p, grid_surface(3, 3))
+    with h5py.File(p, "a") as f:  # a huge dir_file dataset: only its first string is read
+        del f["dir_file"]
+        f.create_dataset("dir_file", shape=(10**9,), dtype=h5py.string_dtype(), chunks=(1000,))
+    assert read_surface(p).meta.get("dir_file", "") == ""
+
+
 # ------------------------------------------------------------------ directions
 @pytest.mark.parametrize("kind", ["weights", "states"])
 def test_direction_file_roundtrip(tmp_path, kind):

@@ -17,12 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossviz.store import (
-    Store,
-    decode_optimizer_state,
-    encode_optimizer_state,
-    spec_key,
-)
+from lossviz.store import Checkpoint, Store, spec_key
 from lossviz.training import evaluate_model
 
 PY = sys.executable
@@ -289,13 +284,6 @@ def test_optimizer_state_round_trips_without_pickle(tmp_path, name):
     store.close()
 
 
-def test_optimizer_codec_rejects_unstorable_objects():
-    with pytest.raises(TypeError, match="without pickle"):
-        encode_optimizer_state({"state": {0: {"f": object()}}, "param_groups": []})
-    t, s = encode_optimizer_state({"state": {3: {"b": (1, 2.5), "n": None}}, "param_groups": [{"params": [3]}]})
-    assert decode_optimizer_state(t, s) == {"state": {3: {"b": (1, 2.5), "n": None}}, "param_groups": [{"params": [3]}]}
-
-
 def test_results_are_keyed_found_again_and_dead_temporaries_cleaned(tmp_path):
     store = Store(tmp_path / "p")
     spec = {"type": "surface", "center": 1, "x": "-1:1:3"}
@@ -538,3 +526,96 @@ def test_a_failed_transaction_leaves_no_final_name(tmp_path, monkeypatch, what):
         k: v for k, v in before.items() if not k.startswith("index")}
     assert store.n_checkpoints() == 2 and store.find_result("f" * 64) is None
     store.close()
+
+
+def _killed_at(path: Path, step: int, save) -> bool:
+    """Run ``save(store)`` in a forked child that SIGKILLs itself just before its ``step``-th file
+    system call (os.link, os.unlink, os.fsync); True when it was killed, False when it finished."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            calls = [0]
+
+            def killing(fn):
+                def call(*args, **kwargs):
+                    calls[0] += 1
+                    if calls[0] == step:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return fn(*args, **kwargs)
+                return call
+
+            store = Store(path)
+            os.link, os.unlink, os.fsync = killing(os.link), killing(os.unlink), killing(os.fsync)
+            save(store)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
+
+
+def test_a_result_stored_again_and_killed_at_any_instant_keeps_one_file_per_key(tmp_path):
+    """Kill a re-save of a result before each of its file system calls: the reopened project names
+    either the old or the new version, and results/ holds exactly that one file (no leftover
+    version, no temporary)."""
+    path = tmp_path / "p"
+    key, spec = "a" * 64, {"x": 1}
+    Store(path).put_result(key, "surface", spec, write=lambda p: Path(p).write_text("v0"), suffix=".h5")
+    def save(version: int):
+        return lambda s: s.put_result(key, "surface", spec, write=lambda p: Path(p).write_text(f"v{version}"),
+                                      suffix=".h5")
+
+    step, seen = 1, set()
+    while _killed_at(path, step, save(step)):
+        store = Store(path)
+        row = store.find_result(key)
+        files_left = sorted(p.name for p in (path / "results").iterdir())
+        assert files_left == [row["path"].name], (step, files_left, store.cleaned)
+        seen.add("new" if row["path"].read_text() == f"v{step}" else "old")
+        store.close()
+        step += 1
+    assert seen == {"old", "new"} and step > 5  # kills landed before and after the commit
+    store = Store(path)
+    assert store.find_result(key)["path"].read_text() == f"v{step}"
+    assert sorted(p.name for p in (path / "results").iterdir()) == [store.find_result(key)["path"].name]
+    store.close()
+
+
+def test_an_io_error_of_sqlite_on_a_disk_with_no_space_is_a_full_disk(tmp_path, monkeypatch):
+    import sqlite3
+
+    from lossviz import store as store_mod
+
+    io_error = sqlite3.OperationalError("disk I/O error")
+    assert store_mod._disk_full(sqlite3.OperationalError("database or disk is full"), tmp_path)
+    assert not store_mod._disk_full(io_error, tmp_path)  # plenty of space: the disk failed otherwise
+    monkeypatch.setattr(store_mod, "_free_bytes", lambda folder: 4096)
+    assert store_mod._disk_full(io_error, tmp_path)
+    assert not store_mod._disk_full(sqlite3.DatabaseError("file is not a database"), tmp_path)
+
+
+def test_checkpoints_carry_their_projects_identity(tmp_path):
+    import shutil
+
+    a = Store(tmp_path / "a")
+    b = Store(tmp_path / "b")
+    ca = a.add_checkpoint({"w": torch.ones(2)}, parent=None, kind="init")
+    cb = b.add_checkpoint({"w": torch.zeros(2)}, parent=None, kind="init")
+    assert ca.project == a.project_id != b.project_id == cb.project and len(a.project_id) == 32
+    assert a.checkpoint(ca) == ca and a.checkpoint(ca.id) == ca
+    with pytest.raises(ValueError, match=rf"checkpoint 1 belongs to another project \(identity {b.project_id[:12]}\), "
+                                         r"not to the project .*a: pass an id or one of this project's checkpoints"):
+        a.checkpoint(cb)
+    made_by_hand = Checkpoint(id=1, parent=None, branch=1, kind="init", epoch=0, step=0)
+    assert a.checkpoint(made_by_hand) == ca  # a record without an identity is taken by its id
+    a.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    a, copy = Store(tmp_path / "a"), Store(tmp_path / "copy")
+    assert copy.project_id == a.project_id and copy.checkpoint(ca) == ca  # a copy's past is its past
+    time.sleep(0.01)
+    diverged = copy.add_checkpoint({"w": torch.ones(2)}, parent=1)
+    a.add_checkpoint({"w": torch.full((2,), 2.0)}, parent=1)
+    with pytest.raises(ValueError, match=r"the checkpoint 2 given is not checkpoint 2 of .*went its own way"):
+        a.checkpoint(diverged)
+    for s in (a, b, copy):
+        s.close()
+    assert Store(tmp_path / "a").project_id == copy.project_id  # kept in the index

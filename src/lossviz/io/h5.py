@@ -42,8 +42,10 @@ Groups ``xdirection`` (and ``ydirection``) with datasets ``"0"``, ``"1"``, ... o
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -51,7 +53,7 @@ import numpy as np
 import torch
 
 from lossviz.directions import DirectionSet
-from lossviz.files import atomic_path
+from lossviz.files import write_atomic
 from lossviz.params import ParamSpace
 
 LAYOUT_YX = "yx"  # values[i, j] = f(x[j], y[i]), dataset shape (ny, nx)
@@ -60,6 +62,9 @@ _PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_varianc
 _FORMAT = "lossviz-surface-1"
 _ERROR_SUFFIX = "_err"
 _ERROR_ROLE = "error"  # value of the dataset attribute "lossviz_role" on an error-estimate dataset
+#: the most grid points a surface file read may declare (200 MB per float64 metric): lossviz computes at
+#: most :data:`lossviz.grid.MAX_POINTS`; a larger declaration is refused before anything is read
+MAX_READ_POINTS = 25_000_000
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -99,6 +104,7 @@ def _coords(f: h5py.File, name: str, path: str) -> np.ndarray:
             f"{path!r}: dataset {name!r} must be a non-empty 1-D array of coordinates, "
             f"found shape {getattr(ds, 'shape', 'a group')}"
         )
+    _refuse_huge(path, f"dataset {name!r}", ds.shape)
     try:
         return np.asarray(ds[()], dtype=np.float64)
     except (TypeError, ValueError):
@@ -106,12 +112,22 @@ def _coords(f: h5py.File, name: str, path: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- surfaces
-def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None) -> None:
-    """Write ``surface`` as a Li-compatible surface file (atomically).
+def hdf5_bytes(build: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of an HDF5 file that ``build(f)`` fills, built in memory.
 
-    ``dir_file`` (default ``surface.meta["dir_file"]`` or ``""``) is stored as the scalar string
-    dataset ``dir_file``.
-    """
+    Writing those bytes is then one plain write: a full disk is an ordinary ``OSError`` (ENOSPC),
+    and no h5py handle is ever left on a file the disk could not take (h5py's "Can't destroy cache"
+    and a crash at exit)."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        build(f)
+    return buf.getvalue()
+
+
+def surface_bytes(surface, dir_file: str | None = None,
+                  extend: Callable[[h5py.File], None] | None = None) -> bytes:
+    """``surface`` as the bytes of a Li-compatible surface file (see :func:`write_surface`);
+    ``extend(f)`` adds the caller's own datasets and attributes (the session's direction vectors)."""
     x = np.asarray(surface.x, dtype=np.float64)
     y = None if surface.y is None else np.asarray(surface.y, dtype=np.float64)
     shape = (len(x),) if y is None else (len(y), len(x))
@@ -140,7 +156,8 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
     if done.shape != shape:
         raise ValueError(f"surface.done has shape {done.shape}, expected {shape}")
     directions = getattr(surface, "directions", None)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+
+    def build(f: h5py.File) -> None:
         f["dir_file"] = dir_file  # scalar string, as in setup_surface_file
         f["xcoordinates"] = x
         if y is not None:
@@ -159,7 +176,20 @@ def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None)
             f.attrs["lossviz_layout"] = LAYOUT_YX
         if directions is not None and hasattr(directions, "describe"):
             f.attrs["lossviz_directions"] = _json(directions.describe())
-        f.flush()
+        if extend is not None:
+            extend(f)
+
+    return hdf5_bytes(build)
+
+
+def write_surface(path: str | os.PathLike, surface, dir_file: str | None = None) -> None:
+    """Write ``surface`` as a Li-compatible surface file (atomically; built in memory, so a full
+    disk raises a plain ``OSError``).
+
+    ``dir_file`` (default ``surface.meta["dir_file"]`` or ``""``) is stored as the scalar string
+    dataset ``dir_file``.
+    """
+    write_atomic(path, surface_bytes(surface, dir_file))
 
 
 def read_surface(path: str | os.PathLike):
@@ -178,6 +208,7 @@ def read_surface(path: str | os.PathLike):
             )
         x = _coords(f, "xcoordinates", spath)
         y = _coords(f, "ycoordinates", spath) if "ycoordinates" in f else None
+        _refuse_huge(spath, "the grid (ycoordinates x xcoordinates)", (len(x),) if y is None else (len(y), len(x)))
         ours = f.attrs.get("lossviz_format") is not None
         nx = len(x)
         ny = None if y is None else len(y)
@@ -306,9 +337,12 @@ def _attr_str(v: Any) -> str:
 
 
 def _dir_file(f: h5py.File) -> str:
-    if "dir_file" not in f:
+    if "dir_file" not in f or not isinstance(f["dir_file"], h5py.Dataset):
         return ""
-    raw = f["dir_file"][()]
+    ds = f["dir_file"]
+    if ds.size == 0:
+        return ""
+    raw = ds[()] if ds.ndim == 0 else ds[(0,) * ds.ndim]  # the first string only: never a huge read
     if isinstance(raw, bytes):
         return raw.decode()
     if isinstance(raw, np.ndarray):
@@ -317,8 +351,23 @@ def _dir_file(f: h5py.File) -> str:
     return str(raw)
 
 
+def _refuse_huge(path: str, what: str, shape: tuple[int, ...]) -> None:
+    """Refuse ``what`` (a dataset, the grid) declaring more than :data:`MAX_READ_POINTS` values,
+    before anything of it is read."""
+    n = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if n > MAX_READ_POINTS:
+        raise ValueError(
+            f"{path!r}: {what} declares {' x '.join(map(str, shape))} = {n:.3g} values, more than the "
+            f"{MAX_READ_POINTS:,} a surface file may hold ({8 * n / 1e9:,.0f} GB as float64): the file is "
+            "damaged or not a loss surface; nothing was read"
+        )
+
+
 def _grid_values(ds: h5py.Dataset, name: str, x: np.ndarray, y: np.ndarray | None, path: str):
     nx = len(x)
+    expected = [(nx,)] if y is None else [(len(y), nx), (nx, len(y))]
+    if tuple(ds.shape) not in expected:  # checked on the declared shape: nothing is read before
+        _refuse_huge(path, f"dataset {name!r}", tuple(ds.shape))
     arr = np.asarray(ds[()], dtype=np.float64)
     if y is None:
         if arr.shape != (nx,):
@@ -359,7 +408,8 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
     shapes = getattr(space, "state_shapes", {}) or {}
     entry_of = {e.name: e for e in space.entries}
     names = _file_names(space)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+
+    def build(f: h5py.File) -> None:
         # a 1D set has only the x direction
         for group, vec in zip(("xdirection", "ydirection"), directions.vectors, strict=False):
             grp = f.create_group(group)
@@ -376,7 +426,8 @@ def write_directions(path: str | os.PathLike, directions: DirectionSet, space: P
                 f[key] = np.asarray(directions.meta[key], dtype=np.float64)
         f.attrs["lossviz_directions"] = _json(directions.describe())
         f.attrs["lossviz_names"] = _json(names)
-        f.flush()
+
+    write_atomic(path, hdf5_bytes(build))
 
 
 def read_directions(path: str | os.PathLike, space: ParamSpace) -> DirectionSet:

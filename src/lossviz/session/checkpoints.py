@@ -17,7 +17,7 @@ import torch
 from lossviz import training as T
 from lossviz.jobs import Job
 from lossviz.params import ParamSpace, SpaceKind
-from lossviz.session.core import SessionBase, id_of, step
+from lossviz.session.core import SessionBase, step
 from lossviz.store import Checkpoint
 from lossviz.validation import Interval, check
 
@@ -143,6 +143,9 @@ class CheckpointOps(SessionBase):
         (weights; biases and BN parameters not moved), evaluated at once; returns its
         :class:`~lossviz.store.Checkpoint` (``wait=False``: a job on the quick queue whose result it is)."""
         magnitude = check("magnitude", magnitude, ALL_NUMBERS)
+        if magnitude == 0:
+            raise ValueError("magnitude must not be 0: disturbing by 0 would store a copy of the checkpoint; "
+                             "give a non-zero magnitude (e.g. 0.1)")
         src = self.checkpoint(checkpoint)
         seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
         return self._quick_work("disturb", f"disturb checkpoint {src.id} by {magnitude:g}",
@@ -173,6 +176,9 @@ class CheckpointOps(SessionBase):
         the points stored so far, ``job.result``)."""
         n = check("n", n, Interval(int, 2, None, whole_floats=True), hint="the two ends included")
         ca, cb = self.checkpoint(a), self.checkpoint(b)
+        if ca.id == cb.id:
+            raise ValueError(f"interpolating checkpoint {ca.id} with itself would store {n} copies of it: "
+                             "give two different checkpoints")
         return self._quick_work("interpolate", f"interpolate {n} points from checkpoint {ca.id} to {cb.id}",
                                 lambda job: self._interpolated(ca, cb, n, job), wait)
 
@@ -210,7 +216,7 @@ class CheckpointOps(SessionBase):
     def distances(self, ids: Iterable[Any], kind: SpaceKind = "weights", *, wait: bool = True) -> np.ndarray | Job:
         """Pairwise distances (n, n): symmetric, zero diagonal (float64) (``wait=False``: a job on
         the quick queue whose result it is, progress per row)."""
-        id_list = [id_of(i) for i in ids]
+        id_list = [self.checkpoint(i).id for i in ids]
         return self._quick_work("distances", f"distances between {len(id_list)} checkpoints",
                                 lambda job: self._distance_matrix(id_list, kind, job), wait)
 

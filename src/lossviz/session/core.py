@@ -140,7 +140,9 @@ class SessionBase:
         return self.store.checkpoints(branch)
 
     def checkpoint(self, id: Any) -> Checkpoint:
-        return self.store.checkpoint(id_of(id))
+        """Checkpoint ``id`` (an id, a mapping with ``"id"``, or a Checkpoint of this project: one of
+        another project is refused)."""
+        return self.store.checkpoint(id if isinstance(id, Checkpoint) else id_of(id))
 
     def branches(self) -> list[dict]:
         return self.store.branches()
@@ -152,13 +154,13 @@ class SessionBase:
     def model(self, id: Any) -> nn.Module:
         """The model with checkpoint ``id``'s weights loaded (on the session's device)."""
         m = self._factory()
-        m.load_state_dict(self.store.load_state_dict(id_of(id)))
+        m.load_state_dict(self.store.load_state_dict(self.checkpoint(id).id))
         return m.to(self.device)
 
     def vector(self, id: Any, kind: SpaceKind = "weights") -> torch.Tensor:
         """Checkpoint ``id`` as a flat CPU vector of the ``kind`` space ("weights" or "states")."""
         m = self._factory()
-        m.load_state_dict(self.store.load_state_dict(id_of(id)))
+        m.load_state_dict(self.store.load_state_dict(self.checkpoint(id).id))
         return ParamSpace(m, kind).vector(m).detach().cpu()
 
     def space(self, kind: SpaceKind = "weights") -> ParamSpace:

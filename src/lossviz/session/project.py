@@ -70,6 +70,34 @@ def callable_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
+def _stored_name(name: Any, what: str, path: Path) -> str:
+    """A zoo name read from a project's index, refused when it names code to import
+    (``package.module:factory``): a project folder may come from someone else, and its index must not
+    choose what runs. ``torchvision:<name>`` builders are zoo names."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{path}: the index names the {what} {name!r}, which is no zoo name: pass {what}= yourself")
+    if ":" in name and not name.startswith("torchvision:"):
+        raise ValueError(
+            f"{path}: the index names the {what} factory {name!r}; lossviz never imports code a project "
+            f"folder names (the folder may come from someone else): if you trust it, pass {what}={name!r} yourself"
+        )
+    return name
+
+
+def _stored_data_kwargs(stored: Mapping[str, Any], path: Path) -> dict:
+    """The data set's keyword arguments read from a project's index; ``verify=False`` is refused: it
+    would let torchvision unpickle CIFAR-10 batch files that are not the official ones."""
+    kwargs = stored.get("data_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{path}: the index's data_kwargs are not a mapping: pass data= and data_kwargs= yourself")
+    if kwargs.get("verify") is False:
+        raise ValueError(
+            f"{path}: the index asks to read the data set with verify=False (files that are not the official "
+            "ones, which torchvision unpickles); if you trust them, pass data_kwargs yourself"
+        )
+    return dict(kwargs)
+
+
 def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> ModelSource:
     """``model`` (a zoo name, a factory or a module; ``None``: the stored zoo name) as a :class:`ModelSource`."""
     if model is None:
@@ -78,7 +106,7 @@ def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[s
                 f"{path}: pass model= (a zoo name such as 'mlp' or a factory); "
                 + ("this project was created with a model factory, pass it again" if stored else "the project is new")
             )
-        model = stored["model"]
+        model = _stored_name(stored["model"], "model", path)
     if isinstance(model, str):
         from lossviz.zoo import get_model
 
@@ -103,7 +131,7 @@ def resolve_data(data: Any, data_kwargs: Mapping[str, Any], stored: Mapping[str,
                 f"{path}: pass data= (a zoo name such as 'spirals', a Dataset, or a (train, test) pair)"
                 + ("; this project was created with a dataset, pass it again" if stored else "")
             )
-        data = stored["data"]
+        data = _stored_name(stored["data"], "data", path)
     if isinstance(data, str):
         from lossviz.zoo import get_data
 
@@ -149,8 +177,23 @@ def resolve_metrics(metrics: Mapping[str, Callable] | Sequence[Callable] | None)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device``, or CUDA when available, else the CPU."""
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``device``, or CUDA when available, else the CPU; a device this machine cannot use (``"cuda"``
+    without CUDA, a GPU index beyond the GPUs) is refused here, before anything is stored."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc}): pass e.g. 'cpu' or 'cuda'") from None
+    try:
+        torch.empty(0, device=target)  # torch's own check: compiled in, present, index in range
+    except (RuntimeError, AssertionError) as exc:  # torch raises AssertionError when compiled without CUDA
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0].split(". ")[0][:160]
+        raise ValueError(
+            f"device {str(target)!r} cannot be used on this machine ({first}): pass device='cpu' "
+            f"(or leave device unset: CUDA when available, else the CPU)"
+        ) from None
+    return target
 
 
 def resolve_eval_samples(eval_samples: int | None, stored: Mapping[str, Any]) -> int | None:
@@ -239,6 +282,14 @@ def store_spec(store: Store, spec: dict) -> dict:
     return existing
 
 
+def _is_new_folder(path: Path) -> bool:
+    """True when ``path`` is missing or an empty folder: opening it creates a project."""
+    try:
+        return not path.exists() or (path.is_dir() and next(path.iterdir(), None) is None)
+    except OSError:  # unreadable: the Store says why
+        return False
+
+
 def open_project(
     path: str | os.PathLike,
     model: Any = None,
@@ -253,14 +304,19 @@ def open_project(
     hparams: Mapping[str, Any] | None = None,
 ) -> Project:
     """Open (or create) the project at ``path`` with these arguments (see :class:`~lossviz.session.Session`).
-    A failed opening leaves no new project behind."""
-    store = Store(path)
+
+    A new project (``path`` missing or an empty folder) is created only once every argument is checked
+    (model, data, loss, metrics, device and the probe of the model on the data): a refused creation
+    leaves no folder behind. An existing folder's index is opened first (its spec fills the arguments
+    not given, and an unusable folder is refused as such)."""
+    folder = Path(path)
+    store = None if _is_new_folder(folder) else Store(folder)
     try:
-        stored = store.get_meta("spec") or {}
+        stored = (store.get_meta("spec") or {}) if store is not None else {}
         model_kwargs = dict(model_kwargs if model_kwargs is not None else stored.get("model_kwargs") or {})
-        data_kwargs = dict(data_kwargs if data_kwargs is not None else stored.get("data_kwargs") or {})
-        model_source = resolve_model(model, model_kwargs, stored, store.path)
-        data_source = resolve_data(data, data_kwargs, stored, store.path)
+        data_kwargs = dict(data_kwargs if data_kwargs is not None else _stored_data_kwargs(stored, folder))
+        model_source = resolve_model(model, model_kwargs, stored, folder)
+        data_source = resolve_data(data, data_kwargs, stored, folder)
         loss = resolve_loss(loss, stored)
         named_metrics = resolve_metrics(metrics)
         target = resolve_device(device)
@@ -270,8 +326,11 @@ def open_project(
         check_model_takes_data(probe, data_source.train, loss, named_metrics)
         spec = project_spec(model_source, model_kwargs, data_source, data_kwargs, loss, samples, defaults,
                             architecture(probe))
+        if store is None:
+            store = Store(folder)
         spec = store_spec(store, spec)
     except BaseException:
-        store.discard_if_created()  # a failed opening leaves no new project behind
+        if store is not None:
+            store.discard_if_created()  # a failed opening leaves no new project behind
         raise
     return Project(store, model_source, data_source, loss, named_metrics, target, samples, defaults, spec)

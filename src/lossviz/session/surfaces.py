@@ -158,6 +158,8 @@ class SurfaceRun:
     resume: Any
     every_s: float
     common: dict
+    #: the exception a save of the surface raised (a full disk): ``Session.surface`` raises it
+    save_error: BaseException | None = None
 
     @property
     def description(self) -> str:
@@ -289,7 +291,7 @@ class SurfaceService(SessionBase):
         job = self._job("surface", lambda j: self._run_surface(j, run), run.description)
         if not wait:
             return self._submit(job)
-        return self._wait_for_surface(job)
+        return self._wait_for_surface(job, run)
 
     def _surface_spec(self, c: Checkpoint, grid: SurfaceGrid, refine_options: dict | None,
                       engine: Mapping[str, Any], directions_key: dict) -> dict:
@@ -316,8 +318,9 @@ class SurfaceService(SessionBase):
         return dict(kind=kind, normalization=normalization, ignore=ignore, seed=seed, metrics=metrics,
                     loss=self.loss, test_data=self.eval_data().get("test"), device=self.device, **engine)
 
-    def _wait_for_surface(self, job: Job) -> Surface:
-        """Run ``job`` here (inside the worker) or on the queue, waiting; Ctrl-C cancels it."""
+    def _wait_for_surface(self, job: Job, run: SurfaceRun) -> Surface:
+        """Run ``job`` here (inside the worker) or on the queue, waiting; Ctrl-C cancels it. A failed
+        save (a full disk) is raised as it came: the partial surface was not stored."""
         if self._queue.in_worker():
             job._run()
         else:
@@ -327,6 +330,8 @@ class SurfaceService(SessionBase):
             except KeyboardInterrupt:
                 job.cancel()
                 job.wait()
+        if run.save_error is not None:
+            raise run.save_error
         if job.state == "failed" and job.result is None:
             raise RuntimeError(f"surface failed: {job.error}")
         return job.result
@@ -335,8 +340,14 @@ class SurfaceService(SessionBase):
         meta = {"center": run.center.id, "n_done": int(surf.done.sum()), "n_total": int(surf.done.size)}
         if run.refine_options is not None and "adaptive" in surf.meta:
             meta["n_evaluated"] = int(surf.meta["adaptive"]["n_evaluated"])
-        self.store.put_result(run.key, "surface", run.spec, write=lambda p: self._write_surface(p, surf),
-                              suffix=".h5", meta=meta, complete=complete)
+        if run.save_error is not None:  # the disk refused a save already: the stored partial stays
+            return
+        try:
+            self.store.put_result(run.key, "surface", run.spec, write=lambda p: self._write_surface(p, surf),
+                                  suffix=".h5", meta=meta, complete=complete)
+        except Exception as exc:
+            run.save_error = exc
+            raise
 
     def _run_surface(self, job: Job, run: SurfaceRun) -> Any:
         model = self.model(run.center.id)
@@ -425,15 +436,11 @@ class SurfaceService(SessionBase):
     # ------------------------------------------------------------------ stored surfaces
     @staticmethod
     def _write_surface(path: Path, surf: Any) -> None:
-        import h5py
+        from lossviz.files import write_durably
+        from lossviz.io.h5 import surface_bytes
 
-        from lossviz.io.h5 import write_surface
-
-        write_surface(path, surf)
-        if surf.directions is None:
-            return
-        described = surf.directions.describe()
-        with h5py.File(path, "a") as f:
+        def add_vectors(f: Any) -> None:
+            described = surf.directions.describe()
             f.create_dataset(
                 "lossviz_direction_vectors", data=surf.directions.stacked().detach().cpu().float().numpy(),
             )
@@ -441,7 +448,9 @@ class SurfaceService(SessionBase):
                 {k: described.get(k) for k in DIRECTION_META_KEYS}
                 | {"meta": {k: v for k, v in described.items() if k not in (*DIRECTION_META_KEYS, "ndim", "numel")}}
             )
-            f.flush()
+
+        # built in memory, written in one plain write: a full disk is an OSError naming ENOSPC
+        write_durably(path, surface_bytes(surf, extend=None if surf.directions is None else add_vectors))
 
     @staticmethod
     def _read_surface(path: Path) -> Any:
