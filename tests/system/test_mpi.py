@@ -43,7 +43,7 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
 def test_mpiexec_3_ranks_write_the_same_file_as_one_process(tmp_path):
     one = lossviz(*ARGS, "--out", "one.h5", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    many = lossviz(*ARGS, "--mpi", "--out", "mpi.h5", "--dir-file", "dirs.h5", n=3, cwd=tmp_path)
+    many = lossviz(*ARGS, "--mpi", "--out", "mpi.h5", "--dir-out", "dirs.h5", n=3, cwd=tmp_path)
     assert many.returncode == 0, many.stderr + many.stdout
     assert many.stdout.count("wrote mpi.h5") == 1  # rank 0 alone writes and reports
     a, b = datasets(tmp_path / "one.h5"), datasets(tmp_path / "mpi.h5")
