@@ -56,6 +56,7 @@ EXIT_USAGE = 2
 NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
 PLOT_FORMATS = ("png", "pdf", "html")
 RAW_DATA_SETS = ("mnist", "cifar10")
+REFERENCE_DATA_ROOT = "cifar10/data"  # plot_surface.py's --datapath default
 
 
 class CLIError(Exception):
@@ -110,7 +111,9 @@ def add_surface_arguments(s: argparse.ArgumentParser) -> None:
     """The model, grid, direction, data and run flags of ``surface`` (shared with ``hessian``), each
     also under the reference's spelling (:func:`lossviz.reference_flags.flags`)."""
     g = s.add_argument_group("model")
-    g.add_argument("--model", default="mlp", help="zoo name (see `lossviz models`) or package.module:factory")
+    g.add_argument("--model", default=None,
+                   help="zoo name (see `lossviz models`) or package.module:factory (default mlp; resnet56 in a "
+                        "command with the reference's spellings, as plot_surface.py)")
     g.add_argument("--model-kwargs", default="{}", metavar="JSON",
                    help='builder arguments, e.g. \'{"num_classes": 100}\'')
     g.add_argument(*flags("--model-file"), help="checkpoint of the center model (.pt/.pth/.t7/.safetensors)")
@@ -142,8 +145,10 @@ def add_surface_arguments(s: argparse.ArgumentParser) -> None:
                                      "with no --out: named from the flags as the reference names it")
     g.add_argument("--idx", type=int, default=0, help="the reference's repetition index: only in file names")
     g = s.add_argument_group("data")
-    g.add_argument("--dataset", default="spirals",
-                   help="zoo data set (spirals, digits, mnist, cifar10, fakedata) or package.module:factory, "
+    g.add_argument("--dataset", default=None,
+                   help="zoo data set (spirals, digits, mnist, cifar10, fakedata) or package.module:factory "
+                        "(default spirals; cifar10 from cifar10/data in a command with the reference's "
+                        "spellings, as plot_surface.py), "
                         "called with --data-kwargs and returning (X, y) tensors, a torch Dataset, or "
                         "{\"train\": ..., \"test\": ...} of those")
     g.add_argument(*flags("--data-root"), help="folder of mnist / cifar10")
@@ -423,18 +428,29 @@ def _resolve_reference_flags(args, grid) -> None:
         if args.device not in ("auto", "cuda") and not args.device.startswith("cuda:"):
             raise CLIError(f"--cuda and --device {args.device} disagree: drop one")
         args.device = "cuda" if args.device == "auto" else args.device
+    pasted = is_reference_command(args.argv)
+    notes = []
+    if args.model is None:
+        args.model = "resnet56" if pasted else "mlp"
+    if args.dataset is None:
+        args.dataset = "cifar10" if pasted else "spirals"
+        if pasted and args.data_root is None:
+            args.data_root = REFERENCE_DATA_ROOT
+            notes.append(f"--dataset not given: plot_surface.py's cifar10 from {REFERENCE_DATA_ROOT}")
+    args.rules_given = {f for f in ("xnorm", "xignore", "ynorm", "yignore") if getattr(args, f) is not None}
     relied = [f for f in ("xnorm", "xignore", "ynorm", "yignore")[: 4 if grid.ndim == 2 else 2]
-              if getattr(args, f) is None]
+              if f not in args.rules_given]
     for flag in ("xnorm", "ynorm"):
         setattr(args, flag, getattr(args, flag) or "filter")
     for flag in ("xignore", "yignore"):
         setattr(args, flag, getattr(args, flag) or "biasbn")
     random_axes = not (args.dir_file or args.model_file2 or args.model_file3)
-    if relied and random_axes and is_reference_command(args.argv):
-        print(f"lossviz surface: note: {'/'.join('--' + f for f in relied)} not given: lossviz's defaults "
-              "(--xnorm filter --xignore biasbn) were used; plot_surface.py's are no normalization and no "
-              "ignore (pass --xnorm '' --xignore '' for those) and it always seeds 123 (--seed 123)",
-              file=sys.stderr)
+    if relied and random_axes:
+        notes.append(f"{'/'.join('--' + f for f in relied)} not given: lossviz's defaults (--xnorm filter "
+                     "--xignore biasbn) were used; plot_surface.py's are no normalization and no ignore (pass "
+                     "--xnorm '' --xignore '' for those) and it always seeds 123 (--seed 123)")
+    if pasted and notes:
+        print("lossviz surface: note: " + "; ".join(notes), file=sys.stderr)
 
 
 def _output_names(args, grid) -> tuple[Path, str | None]:
@@ -450,7 +466,11 @@ def _output_names(args, grid) -> tuple[Path, str | None]:
         out = args.out
     else:
         kind = args.dir_type or ("states" if args.model_file2 else "weights")
-        named = argparse.Namespace(**{**vars(args), "dir_type": kind})
+        # a line's rules are in the name only as given (they do not apply to it), a random direction's always
+        unused = ({"xnorm", "xignore"} if args.model_file2 else set()) | (
+            {"ynorm", "yignore"} if args.same_dir or args.model_file3 else set())
+        named = argparse.Namespace(**{**vars(args), "dir_type": kind,
+                                      **{f: None for f in unused - args.rules_given}})
         dir_name = args.dir_file or dir_out or direction_file_name(named, two_d=grid.ndim == 2)
         out = surface_file_name(dir_name, grid.x, grid.y, raw_data=args.raw_data, data_split=args.data_split,
                                 split_idx=args.split_idx)
