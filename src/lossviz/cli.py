@@ -530,7 +530,7 @@ def _surface_under_mpi(args) -> int:
             return 0  # a worker rank: it evaluated chunks until rank 0 finished
         code = _surface(args, executor)
         local = getattr(executor, "local_tasks", None)
-        if local is not None and not args.no_progress:
+        if local is not None:
             print(f"lossviz surface: mpi: {comm.Get_size()} rank(s); rank 0 evaluated {local} chunk(s)",
                   file=sys.stderr)
     if code > 128:
