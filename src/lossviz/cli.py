@@ -33,6 +33,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -538,13 +539,15 @@ def _surface_under_mpi(args) -> int:
     return code
 
 
-def _surface(args, executor=None) -> int:
+def prepare_run(args, executor=None) -> SimpleNamespace:
+    """What ``surface`` and ``hessian`` share: the flags checked (cheap checks first: nothing is computed
+    or written before the input is sound), the output names, the data, the models built under
+    ``--seed``, the directions (read, or drawn and written) and the surface file's metadata."""
     import torch
 
     from lossviz.grid import SurfaceGrid
     from lossviz.params import ParamSpace
 
-    # validate everything cheap first: nothing is computed or written before the input is sound
     grid = SurfaceGrid.from_specs(args.x, args.y)
     _resolve_reference_flags(args, grid)
     model_kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
@@ -595,15 +598,26 @@ def _surface(args, executor=None) -> int:
         "data_kwargs": data_kwargs, "dir_file": dir_name,
         **({"interpolation": {"a": 0.0, "b": 1.0}} if model_b is not None else {}),
     }
+    key_facts = dict(x=grid.x.spec, y=grid.y.spec if grid.y else None, kind=kind, dataset=args.dataset,
+                     data_kwargs=data_kwargs, split=args.split, loss=args.loss, max_samples=args.max_samples,
+                     dtype=args.dtype, raw_data=args.raw_data, data_split=[args.data_split, args.split_idx])
+    return SimpleNamespace(grid=grid, out=out, kind=kind, executor=executor, main_split=main_split, data=data,
+                           test_data=test_data, model=model, common=common, space=space, center=center,
+                           directions=directions, dir_name=dir_name, meta=meta, key_facts=key_facts)
+
+
+def _surface(args, executor=None) -> int:
+    run = prepare_run(args, executor)
+    grid, out, kind, executor, main_split = run.grid, run.out, run.kind, run.executor, run.main_split
+    model, data, test_data, directions, common, meta = (run.model, run.data, run.test_data, run.directions,
+                                                        run.common, run.meta)
+    dir_name = run.dir_name
     if args.adaptive:
         surface = _refined(args, model, data, directions, grid, kind, executor, common)
     elif args.subsample:
         surface = _subsampled(args, model, data, test_data, directions, grid, kind, executor, common)
     else:
-        meta["resume_key"] = resume_key(center, directions.vectors, x=grid.x.spec, y=grid.y.spec if grid.y else None,
-                                        kind=kind, dataset=args.dataset, data_kwargs=data_kwargs, split=args.split,
-                                        loss=args.loss, max_samples=args.max_samples, dtype=args.dtype,
-                                        raw_data=args.raw_data, data_split=[args.data_split, args.split_idx])
+        meta["resume_key"] = resume_key(run.center, directions.vectors, **run.key_facts)
         try:
             surface = _resumable_surface(args, out, meta, model, data, directions, grid, kind, executor, common)
         except Interrupted as e:
