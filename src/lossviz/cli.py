@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from lossviz.cli_plot import add_plot_arguments, add_plot_parser, cmd_plot
+from lossviz.cli_scripts import add_hessian_parser, add_trajectory_parser, add_vtp_parser
 from lossviz.cli_resume import FLUSH_SECONDS, Interrupted, PartialWriter, resumable, resume_key
 from lossviz.reference_flags import (
     REFUSED,
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=cmd_surface)
 
     add_plot_parser(sub, cmd_plot)
+    add_trajectory_parser(sub)
+    add_vtp_parser(sub)
+    add_hessian_parser(sub)
     i = sub.add_parser("info", help="summarize a surface file")
     i.add_argument("file", help="surface HDF5 file (ours or the reference's)")
     i.set_defaults(handler=cmd_info)

@@ -283,7 +283,9 @@ def cmd_plot(args) -> int:
     kinds = None if args.kind == "all" else [args.kind]
     written = reference_plots(surface, path, args, formats=formats, metric=metric, kinds=kinds)
     if not written:
-        raise CLIError(f"no {args.kind} figure for this {surface.ndim}D surface; see --kind")
+        wants = "2D" if args.kind in _SUFFIX_2D else "1D" if args.kind != "eig_ratio" else "min_eig/max_eig"
+        raise CLIError(f"no {args.kind} figure for this {surface.ndim}D surface: {args.kind} needs a {wants} "
+                       "surface; see --kind")
     for p in written:
         print(f"wrote {p}")
     return 0

@@ -328,3 +328,143 @@ def test_sigterm_flushes_and_the_same_command_resumes(tmp_path):
     assert done.done.all()
     np.testing.assert_allclose(done.values["train_loss"], ref.values["train_loss"], rtol=1e-5)
     np.testing.assert_array_equal(done.values["train_loss"][partial.done], partial.values["train_loss"][partial.done])
+
+
+# ---------------------------------------------------------------------------------------- the other scripts
+def test_trajectory_is_plot_trajectory(tmp_path, capsys):
+    from sklearn.decomposition import PCA
+
+    folder = tmp_path / "run"
+    torch.manual_seed(0)
+    model = get_model("mlp", hidden=[6])
+    vectors = []
+    for epoch in range(0, 9, 2):  # a drifting trajectory, saved every 2 epochs
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p) + 0.05 * epoch)
+        _save = folder / f"model_{epoch}.t7"
+        folder.mkdir(exist_ok=True)
+        torch.save(model.state_dict(), _save)
+        vectors.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double())
+    code, out, err = _run(capsys, "trajectory", "--model", "mlp", "--model-kwargs", '{"hidden": [6]}',
+                          "--model_folder", folder, "--max_epoch", "8", "--save_epoch", "2", "--ignore", "biasbn")
+    assert code == 0, err
+    dir_file = folder / "PCA_weights_ignore=biasbn_save_epoch=2" / "directions.h5"
+    proj_file = Path(str(dir_file) + "_proj_cos.h5")
+    assert dir_file.is_file() and proj_file.is_file() and Path(str(proj_file) + ".pdf").is_file()
+    # ground truth: sklearn's PCA of w_i - w_last over all but the last, 1-D entries zeroed (setup_PCA_directions)
+    space = ParamSpace(model)
+    one_d = space.mask("1d").numpy()
+    rows = (torch.stack(vectors[:-1]) - vectors[-1]).numpy()
+    rows[:, one_d] = 0
+    pca = PCA(n_components=2).fit(rows)
+    with h5py.File(dir_file, "r") as f:
+        np.testing.assert_allclose(f["explained_variance_ratio_"][()], pca.explained_variance_ratio_, rtol=1e-6)
+        got = [torch.cat([torch.from_numpy(f[g][str(i)][()]).reshape(-1) for i in range(len(space.entries))])
+               for g in ("xdirection", "ydirection")]
+    for d, comp in zip(got, pca.components_, strict=True):
+        np.testing.assert_allclose(d.double().numpy(), comp, atol=1e-6)
+    with h5py.File(proj_file, "r") as f:
+        xs, ys = f["proj_xcoord"][()], f["proj_ycoord"][()]
+    all_rows = (torch.stack(vectors) - vectors[-1]).numpy()
+    np.testing.assert_allclose(xs, all_rows @ pca.components_[0], atol=1e-5)  # 'cos': <w_i - w, d> / |d|
+    np.testing.assert_allclose(ys, all_rows @ pca.components_[1], atol=1e-5)
+    # the projected path over a surface on those directions (plot_surface.py --dir_file --proj_file --plot)
+    code, out, err = _run(capsys, "surface", *SPIRALS, "--model-kwargs", '{"hidden": [6]}', "--model_file",
+                          folder / "model_8.t7", "--dir_file", dir_file, "--x=-1:1:4", "--y=-1:1:4",
+                          "--proj_file", proj_file, "--plot", "pdf")
+    assert code == 0, err
+    assert "2dcontour_proj.pdf" in out
+
+
+def test_vtp_is_h52vtp_and_interp_is_bicubic(tmp_path, capsys):
+    x, y = np.linspace(-1, 1, 6), np.linspace(-2, 1, 7)
+    X, Y = np.meshgrid(x, y)
+    Z = 8 + X**2 + X * Y + 0.5 * Y**3  # a bicubic spline reproduces it exactly (and log(z + 0.1) is defined)
+    surf = tmp_path / "s.h5"
+    with h5py.File(surf, "w") as f:
+        f["dir_file"] = ""
+        f["xcoordinates"], f["ycoordinates"], f["train_loss"] = x, y, Z
+    # the README's command: python h52vtp.py --surf_file path_to_surf_file --surf_name train_loss --zmax 10 --log
+    code, out, err = _run(capsys, "vtp", "--surf_file", surf, "--surf_name", "train_loss", "--zmax", "10", "--log")
+    assert code == 0, err
+    assert (tmp_path / "s.h5_train_loss_zmax=10.0_log.vtp").is_file()
+    code, out, err = _run(capsys, "vtp", surf, "--interp", "11", "--out", tmp_path / "i.vtp")
+    assert code == 0, err
+    import xml.etree.ElementTree as ET
+
+    piece = ET.parse(tmp_path / "i.vtp").getroot().find("PolyData/Piece")
+    assert piece.get("NumberOfPoints") == "121" and piece.get("NumberOfPolys") == "100"
+    pts = np.array(piece.find("Points/DataArray").text.split(), dtype=np.float64).reshape(-1, 3)
+    want = 8 + pts[:, 0] ** 2 + pts[:, 0] * pts[:, 1] + 0.5 * pts[:, 1] ** 3
+    np.testing.assert_allclose(pts[:, 2], want, atol=1e-10)
+
+
+def _dense_hessian_extremes(model, X, y, vec):
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    space = ParamSpace(model)
+    names = [e.name for e in space.entries]
+
+    def loss(v):
+        params = {n: t.view(e.shape) for n, t, e in zip(names, v.split([e.numel for e in space.entries]),
+                                                         space.entries, strict=True)}
+        return F.cross_entropy(functional_call(model, params, (X,)), y)
+
+    H = torch.autograd.functional.hessian(loss, vec)
+    ev = torch.linalg.eigvalsh(H)
+    return float(ev[0]), float(ev[-1])
+
+
+def test_hessian_min_max_eigenvalues_against_the_dense_hessian(tmp_path, capsys):
+    model = _save_model(tmp_path / "a.pt", seed=3, hidden=[4]).double()
+    argv = ["--model", "mlp", "--model-kwargs", '{"hidden": [4]}', "--model_file", tmp_path / "a.pt",
+            "--dataset", "spirals", "--data-kwargs", '{"n": 60, "n_test": 10}', "--no-progress",
+            "--x=-1:1:3", "--dtype", "float64", "--xnorm", "filter", "--xignore", "biasbn"]
+    out = tmp_path / "s.h5"
+    assert _run(capsys, "surface", *argv, "--out", out, "--dir-out", tmp_path / "d.h5")[0] == 0
+    code, stdout, err = _run(capsys, "hessian", *argv, "--out", out, "--dir_file", tmp_path / "d.h5", "--plot", "png")
+    assert code == 0, err
+    s = read_surface(out)
+    assert {"train_loss", "train_acc", "min_eig", "max_eig"} <= set(s.values)  # the loss values are kept
+    X, y = get_data("spirals", n=60, n_test=10)[0].tensors
+    space = ParamSpace(model)
+    center = space.vector(model, dtype=torch.float64)
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        d = torch.cat([torch.from_numpy(f["xdirection"][str(i)][()]).reshape(-1) for i in range(len(space.entries))])
+    for j, xv in enumerate(np.linspace(-1, 1, 3)):
+        lo, hi = _dense_hessian_extremes(model, X.double(), y, center + xv * d.double())
+        assert s.values["min_eig"][j] == pytest.approx(lo, rel=1e-4, abs=1e-6)
+        assert s.values["max_eig"][j] == pytest.approx(hi, rel=1e-4, abs=1e-6)
+    assert (tmp_path / "s.h5_1d_eig_abs_ratio.png").is_file()
+
+
+def test_plot_writes_the_references_figures(tmp_path, capsys):
+    from lossviz.cli_plot import figure
+
+    two, one = tmp_path / "two.h5", tmp_path / "one.h5"
+    assert _run(capsys, "surface", *SPIRALS, "--x=-1:1:5", "--y=-1:1:4", "--split", "both", "--out", two)[0] == 0
+    assert _run(capsys, "surface", *SPIRALS, "--x=-1:1:5", "--split", "both", "--out", one)[0] == 0
+    # the README's: python plot_2D.py --surf_file path_to_surf_file --surf_name train_loss
+    code, out, err = _run(capsys, "plot", "--surf_file", two, "--surf_name", "train_loss", "--vmin", "0.5",
+                          "--vmax", "2", "--vlevel", "0.25")
+    assert code == 0, err
+    for suffix in ("_2dcontour", "_2dcontourf", "_2dheat", "_3dsurface"):
+        assert Path(f"{two}_train_loss{suffix}.pdf").read_bytes()[:4] == b"%PDF"
+        assert Path(f"{two}_train_loss{suffix}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = _run(capsys, "plot", one, "--log", "--loss_max", "3", "--format", "pdf")
+    assert code == 0, err
+    for name in ("_1d_loss_acc_log", "_1d_train_loss_log", "_1d_train_err"):
+        assert Path(f"{one}{name}.pdf").is_file()
+    code, out, err = _run(capsys, "plot", two, "--out", tmp_path / "heat.png", "--kind", "heatmap")
+    assert code == 0 and (tmp_path / "heat.png").is_file()
+    # the contour levels are plot_2D.py's arange(vmin, vmax, vlevel); the 1D loss axis stops at loss_max
+    s = read_surface(two)
+    opts = type("O", (), {"vmin": 0.5, "vmax": 2.0, "vlevel": 0.25, "log": False, "loss_max": 3.0, "zlim": None})
+    cs = figure(s, "contour", "train_loss", opts).axes[0].collections[0]
+    np.testing.assert_allclose(cs.levels, np.arange(0.5, 2.0, 0.25))
+    ax = figure(read_surface(one), "loss_acc", "train_loss", opts).axes[0]
+    assert ax.get_ylim() == (0.0, 3.0) and len(ax.lines) == 2  # train and test loss
+    code, _, err = _run(capsys, "plot", one, "--kind", "contour")
+    assert code == 2 and "2D" in err
