@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from lossviz.cli_plot import add_plot_arguments, add_plot_parser, cmd_plot
-from lossviz.cli_scripts import add_hessian_parser, add_trajectory_parser, add_vtp_parser
 from lossviz.cli_resume import FLUSH_SECONDS, Interrupted, PartialWriter, resumable, resume_key
+from lossviz.cli_scripts import add_hessian_parser, add_trajectory_parser, add_vtp_parser
 from lossviz.reference_flags import (
     REFUSED,
     direction_file_name,
@@ -271,8 +271,6 @@ def _check_output_path(path: str, flag: str) -> Path:
 
 
 def _build_model(args, kwargs: dict, checkpoint: str | None):
-    import torch
-
     from lossviz.io.checkpoints import load_checkpoint_into
     from lossviz.zoo import get_model
 
@@ -373,7 +371,6 @@ def _drawn_directions(args, grid, space, center, model_b, build_model_c):
     import torch
 
     from lossviz.directions import DirectionSet, target_direction
-
     from lossviz.params import ParamSpace
 
     def line_to(other):
@@ -475,7 +472,7 @@ def _output_names(args, grid) -> tuple[Path, str | None]:
         unused = ({"xnorm", "xignore"} if args.model_file2 else set()) | (
             {"ynorm", "yignore"} if args.same_dir or args.model_file3 else set())
         named = argparse.Namespace(**{**vars(args), "dir_type": kind,
-                                      **{f: None for f in unused - args.rules_given}})
+                                      **dict.fromkeys(unused - args.rules_given)})
         dir_name = args.dir_file or dir_out or direction_file_name(named, two_d=grid.ndim == 2)
         out = surface_file_name(dir_name, grid.x, grid.y, raw_data=args.raw_data, data_split=args.data_split,
                                 split_idx=args.split_idx)
@@ -528,7 +525,7 @@ def _surface_under_mpi(args) -> int:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.Get_size()))  # ranks share the machine's cores
-    if torch.cuda.is_available() and args.device in ("auto", "cuda") or args.cuda:
+    if (torch.cuda.is_available() and args.device in ("auto", "cuda")) or args.cuda:
         torch.cuda.set_device(comm.Get_rank() % max(1, torch.cuda.device_count()))  # the reference's rank % GPUs
     with context as executor:
         if executor is None:
@@ -711,10 +708,10 @@ def _surface_plots(args, surface, out: Path) -> None:
     from lossviz.cli_plot import main_figure, reference_plots
 
     if args.out is None:  # files named as the reference names them
-        written = reference_plots(surface, str(out), args, formats=(args.plot,))
+        images = reference_plots(surface, str(out), args, formats=(args.plot,))
     else:
-        written = [main_figure(surface, args, _plot_path(out, args.plot))]
-    for path in written:
+        images = [main_figure(surface, args, _plot_path(out, args.plot))]
+    for path in images:
         print(f"wrote {path}")
 
 

@@ -281,11 +281,11 @@ def cmd_plot(args) -> int:
         return 0
     formats = ("png", "pdf") if args.format == "both" else (args.format,)
     kinds = None if args.kind == "all" else [args.kind]
-    written = reference_plots(surface, path, args, formats=formats, metric=metric, kinds=kinds)
-    if not written:
+    images = reference_plots(surface, path, args, formats=formats, metric=metric, kinds=kinds)
+    if not images:
         wants = "2D" if args.kind in _SUFFIX_2D else "1D" if args.kind != "eig_ratio" else "min_eig/max_eig"
         raise CLIError(f"no {args.kind} figure for this {surface.ndim}D surface: {args.kind} needs a {wants} "
                        "surface; see --kind")
-    for p in written:
+    for p in images:
         print(f"wrote {p}")
     return 0

@@ -10,8 +10,8 @@ do. Torch-free (building the parser imports no numeric module).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from os.path import commonpath
 from typing import Any
 
 __all__ = [
@@ -122,8 +122,7 @@ def direction_file_name(args: Any, *, two_d: bool) -> str:
         if _folder(file1) == _folder(file2):
             name = file1 + "_" + _base(file2)
         else:
-            prefix = os.path.commonprefix([file1, file2])
-            prefix = prefix[: prefix.rfind("/")]
+            prefix = commonpath([file1, file2])  # the reference's commonprefix cut back to its last '/'
             name = f"{_folder(file1)}_{_base(file1)}_{file2[len(prefix) + 1: file2.rfind('/')]}_{_base(file2)}"
     else:
         name = file1

@@ -255,7 +255,7 @@ def test_partial_writer_flushes_on_time_and_on_signal(monkeypatch):
     w.every = 0.0
     w({"n": 2}, 2, 4)
     assert written == [{"n": 2}]
-    with w.on_signals(), pytest.raises(Interrupted) as info:
+    with w.on_signals(), pytest.raises(Interrupted) as info:  # noqa: PT012 - the signal arrives during the sleep
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
     assert info.value.signum == signal.SIGTERM and written[-1] == {"n": 2} and len(written) == 2
@@ -294,7 +294,8 @@ def test_other_reference_flags(tmp_path, capsys):
     if not torch.cuda.is_available():
         code, _, err = _run(capsys, *base, "--x=-1:1:3", "--ngpu", "2", "--out", tmp_path / "g.h5")
         assert code == 2 and "--ngpu 2" in err
-    assert _run(capsys, *base, "--x=-1:1:3", "--threads", "2", "--batch_size", "64", "--out", tmp_path / "th.h5")[0] == 0
+    th = tmp_path / "th.h5"
+    assert _run(capsys, *base, "--x=-1:1:3", "--threads", "2", "--batch_size", "64", "--out", th)[0] == 0
 
 
 @pytest.mark.system  # starts processes
@@ -386,10 +387,10 @@ def test_vtp_is_h52vtp_and_interp_is_bicubic(tmp_path, capsys):
         f["dir_file"] = ""
         f["xcoordinates"], f["ycoordinates"], f["train_loss"] = x, y, Z
     # the README's command: python h52vtp.py --surf_file path_to_surf_file --surf_name train_loss --zmax 10 --log
-    code, out, err = _run(capsys, "vtp", "--surf_file", surf, "--surf_name", "train_loss", "--zmax", "10", "--log")
+    code, _, err = _run(capsys, "vtp", "--surf_file", surf, "--surf_name", "train_loss", "--zmax", "10", "--log")
     assert code == 0, err
     assert (tmp_path / "s.h5_train_loss_zmax=10.0_log.vtp").is_file()
-    code, out, err = _run(capsys, "vtp", surf, "--interp", "11", "--out", tmp_path / "i.vtp")
+    code, _out, err = _run(capsys, "vtp", surf, "--interp", "11", "--out", tmp_path / "i.vtp")
     assert code == 0, err
     import xml.etree.ElementTree as ET
 
@@ -424,7 +425,7 @@ def test_hessian_min_max_eigenvalues_against_the_dense_hessian(tmp_path, capsys)
             "--x=-1:1:3", "--dtype", "float64", "--xnorm", "filter", "--xignore", "biasbn"]
     out = tmp_path / "s.h5"
     assert _run(capsys, "surface", *argv, "--out", out, "--dir-out", tmp_path / "d.h5")[0] == 0
-    code, stdout, err = _run(capsys, "hessian", *argv, "--out", out, "--dir_file", tmp_path / "d.h5", "--plot", "png")
+    code, _stdout, err = _run(capsys, "hessian", *argv, "--out", out, "--dir_file", tmp_path / "d.h5", "--plot", "png")
     assert code == 0, err
     s = read_surface(out)
     assert {"train_loss", "train_acc", "min_eig", "max_eig"} <= set(s.values)  # the loss values are kept
@@ -447,17 +448,17 @@ def test_plot_writes_the_references_figures(tmp_path, capsys):
     assert _run(capsys, "surface", *SPIRALS, "--x=-1:1:5", "--y=-1:1:4", "--split", "both", "--out", two)[0] == 0
     assert _run(capsys, "surface", *SPIRALS, "--x=-1:1:5", "--split", "both", "--out", one)[0] == 0
     # the README's: python plot_2D.py --surf_file path_to_surf_file --surf_name train_loss
-    code, out, err = _run(capsys, "plot", "--surf_file", two, "--surf_name", "train_loss", "--vmin", "0.5",
+    code, _, err = _run(capsys, "plot", "--surf_file", two, "--surf_name", "train_loss", "--vmin", "0.5",
                           "--vmax", "2", "--vlevel", "0.25")
     assert code == 0, err
     for suffix in ("_2dcontour", "_2dcontourf", "_2dheat", "_3dsurface"):
         assert Path(f"{two}_train_loss{suffix}.pdf").read_bytes()[:4] == b"%PDF"
         assert Path(f"{two}_train_loss{suffix}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    code, out, err = _run(capsys, "plot", one, "--log", "--loss_max", "3", "--format", "pdf")
+    code, _, err = _run(capsys, "plot", one, "--log", "--loss_max", "3", "--format", "pdf")
     assert code == 0, err
     for name in ("_1d_loss_acc_log", "_1d_train_loss_log", "_1d_train_err"):
         assert Path(f"{one}{name}.pdf").is_file()
-    code, out, err = _run(capsys, "plot", two, "--out", tmp_path / "heat.png", "--kind", "heatmap")
+    code, _out, err = _run(capsys, "plot", two, "--out", tmp_path / "heat.png", "--kind", "heatmap")
     assert code == 0 and (tmp_path / "heat.png").is_file()
     # the contour levels are plot_2D.py's arange(vmin, vmax, vlevel); the 1D loss axis stops at loss_max
     s = read_surface(two)

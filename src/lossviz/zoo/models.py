@@ -21,10 +21,10 @@ from torch import nn
 
 __all__ = [
     "MLP",
-    "CifarDenseNet",
     "MODELS",
     "VGG",
     "BasicBlock",
+    "CifarDenseNet",
     "CifarResNet",
     "LeNet",
     "SmallCNN",
@@ -320,18 +320,27 @@ class CifarDenseNet(nn.Module):
             raise ValueError(f"CifarDenseNet needs four stages of >= 1 blocks and growth_rate >= 1, got "
                              f"blocks={list(blocks)}, growth_rate={growth_rate}")
         self.growth_rate = growth_rate
+        self.reduction = reduction
         planes = 2 * growth_rate
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, padding=1, bias=False)
-        for stage, n in enumerate(blocks, start=1):
-            setattr(self, f"dense{stage}", nn.Sequential(
-                *[DenseBottleneck(planes + i * growth_rate, growth_rate) for i in range(n)]))
-            planes += n * growth_rate
-            if stage < 4:
-                out_planes = int(planes * reduction)
-                setattr(self, f"trans{stage}", DenseTransition(planes, out_planes))
-                planes = out_planes
+        # built stage by stage in the reference's order (its seeded initialization draws line up)
+        self.dense1, planes = self._dense(planes, blocks[0])
+        self.trans1, planes = self._transition(planes)
+        self.dense2, planes = self._dense(planes, blocks[1])
+        self.trans2, planes = self._transition(planes)
+        self.dense3, planes = self._dense(planes, blocks[2])
+        self.trans3, planes = self._transition(planes)
+        self.dense4, planes = self._dense(planes, blocks[3])
         self.bn = nn.BatchNorm2d(planes)
         self.linear = nn.Linear(planes, num_classes)
+
+    def _dense(self, planes: int, n: int) -> tuple[nn.Sequential, int]:
+        g = self.growth_rate
+        return nn.Sequential(*[DenseBottleneck(planes + i * g, g) for i in range(n)]), planes + n * g
+
+    def _transition(self, planes: int) -> tuple[DenseTransition, int]:
+        out_planes = int(planes * self.reduction)
+        return DenseTransition(planes, out_planes), out_planes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
