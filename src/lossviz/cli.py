@@ -1,26 +1,43 @@
 """The ``lossviz`` command line: surfaces in the reference's file layout, plots, and file summaries.
 
-``lossviz surface`` takes the flags of ``tomgoldstein/loss-landscape``'s ``plot_surface.py`` in our
-spelling (``--model-file`` for ``--model_file``, ...)::
+``lossviz surface`` takes the flags of ``tomgoldstein/loss-landscape``'s ``plot_surface.py``, in our
+spelling (``--model-file``) and in the reference's (``--model_file``; the table is
+:data:`lossviz.reference_flags.ALIASES`), so its README commands run with ``python plot_surface.py``
+replaced by ``lossviz surface``::
 
     lossviz surface --model resnet56 --model-file model_300.t7 --dataset cifar10 --data-root data \
-        --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-file resnet56_dirs.h5 --plot
-    lossviz surface --model mlp --model-file a.pt --model-file2 b.pt --x=-0.5:1.5:401 --out interp.h5
+        --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-out resnet56_dirs.h5 --plot
+    mpiexec -n 4 lossviz surface --mpi --model vgg9 --x=-0.5:1.5:401 --dir_type states \
+        --model_file a/model_300.t7 --model_file2 b/model_300.t7 --plot
     lossviz surface --model mypkg.nets:build --dataset mypkg.data:load --data-kwargs '{"n": 500}' \
         --split both --x=-1:1:101 --y=-1:1:101 --adaptive --out big.h5
-    lossviz plot resnet56.h5 --out resnet56.html
+    lossviz plot resnet56.h5            # plot_2D.py / plot_1D.py's figures, PNG and PDF
+    lossviz trajectory --model resnet56 --model_folder run --max_epoch 300   # plot_trajectory.py
+    lossviz vtp resnet56.h5 --zmax 10 --log                                  # h52vtp.py
+    lossviz hessian --model resnet56 --model_file model_300.t7 --x=-1:1:21   # plot_hessian_eigen.py
     lossviz info resnet56.h5
+
+Where the reference and lossviz differ, lossviz says so: ``--dir-file`` must name an existing file (a
+typo must not draw new directions; ``--dir-out`` writes one); without ``--out`` the files are named from
+the flags as the reference names them; a pasted reference command that relied on the reference's
+defaults (no normalization, cifar10, resnet56) is told once which ones lossviz used. ``--seed 123`` gives
+the reference's directions (it seeds, builds the model, then draws). Under ``mpiexec -n N`` (N >= 1)
+every rank evaluates.
+
+Resumable: the partial surface is written to ``--out`` every ``--flush-every`` seconds and on SIGTERM /
+SIGINT (exit status 128 + the signal); the same command resumes it (unfinished points NaN; a reference
+file's ``-1`` points are unfinished), and refuses an ``--out`` holding another surface unless
+``--overwrite``.
 
 ``--dataset package.module:factory`` calls ``factory(**data_kwargs)``, which returns ``(X, y)``
 tensors or a Dataset (the train split) or ``{"train": ..., "test": ...}``. ``--adaptive``
 (:func:`lossviz.refine.refine_surface`, also under ``--mpi``) and ``--subsample``
 (:func:`lossviz.subsample.subsampled_surface`) evaluate fewer forward passes and write each
-metric's estimated error as ``<metric>_err``.
+metric's estimated error as ``<metric>_err`` (at the end: they are not resumable).
 
 Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
-without the expected datasets) ends with exit status 2 and a one-line message; output files are
-written atomically at the end, so a failed run leaves them absent or unchanged. ``LOSSVIZ_DEBUG=1``
-shows the traceback instead.
+without the expected datasets) ends with exit status 2 and a one-line message before any point is
+computed, leaving the output files absent or unchanged. ``LOSSVIZ_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -56,7 +73,7 @@ __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
-PLOT_FORMATS = ("png", "pdf", "html")
+PLOT_FORMATS = ("both", "png", "pdf", "html")
 RAW_DATA_SETS = ("mnist", "cifar10")
 REFERENCE_DATA_ROOT = "cifar10/data"  # plot_surface.py's --datapath default
 
@@ -191,9 +208,9 @@ def add_surface_arguments(s: argparse.ArgumentParser) -> None:
                    help="start afresh even if --out holds a partial or another surface")
     g.add_argument("--flush-every", type=float, default=FLUSH_SECONDS, metavar="SECONDS",
                    help=f"write the partial surface to --out at least this often (default {FLUSH_SECONDS:g})")
-    g.add_argument("--plot", nargs="?", const="png", choices=PLOT_FORMATS, default=None,
-                   help="also write plots next to --out: png / pdf (matplotlib, the reference's figures) or "
-                        "html (plotly)")
+    g.add_argument("--plot", nargs="?", const="both", choices=PLOT_FORMATS, default=None,
+                   help="also write plots next to --out: png and pdf (both, the default), png or pdf "
+                        "(matplotlib, the reference's figures) or html (plotly)")
     g.add_argument(*flags("--metric"), default=None, help="metric to plot (default: the first split's loss)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(*flags("--mpi"), action="store_true",
@@ -525,7 +542,7 @@ def _surface_under_mpi(args) -> int:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.Get_size()))  # ranks share the machine's cores
-    if (torch.cuda.is_available() and args.device in ("auto", "cuda")) or args.cuda:
+    if torch.cuda.is_available() and (args.device in ("auto", "cuda") or args.cuda):
         torch.cuda.set_device(comm.Get_rank() % max(1, torch.cuda.device_count()))  # the reference's rank % GPUs
     with context as executor:
         if executor is None:
@@ -707,10 +724,11 @@ def _surface_plots(args, surface, out: Path) -> None:
         return
     from lossviz.cli_plot import main_figure, reference_plots
 
+    formats = ("png", "pdf") if args.plot == "both" else (args.plot,)
     if args.out is None:  # files named as the reference names them
-        images = reference_plots(surface, str(out), args, formats=(args.plot,))
+        images = reference_plots(surface, str(out), args, formats=formats)
     else:
-        images = [main_figure(surface, args, _plot_path(out, args.plot))]
+        images = [main_figure(surface, args, _plot_path(out, fmt)) for fmt in formats]
     for path in images:
         print(f"wrote {path}")
 

@@ -5,7 +5,7 @@ drawn with matplotlib (PNG and PDF, no kaleido), and the interactive HTML of :mo
 (contour levels ``arange(vmin, vmax, vlevel)``, the heat map clipped to ``[vmin, vmax]``); 1D surfaces
 ``<file>_1d_loss_acc[_log]`` (loss and accuracy, train solid and test dashed, loss axis up to
 ``loss_max``), ``<file>_1d_train_loss[_log]`` and ``<file>_1d_train_err``; surfaces with ``min_eig`` and
-``max_eig`` also ``|min_eig / max_eig|`` (``<file>_min_eig_max_eig_abs_ratio_heat`` /
+``max_eig`` also ``|min_eig / max_eig|`` (``<file>_min_eig_max_eig_abs_ratio_heat_sns`` /
 ``<file>_1d_eig_abs_ratio``); with a projection file the trajectory over the contours
 (``<proj_file>_<metric>_2dcontour_proj``). The names are the reference's, its ``.pdf`` and a ``.png``.
 """
@@ -190,7 +190,7 @@ def _reference_names(surface: Any, prefix: str, metric: str, opts: Any, proj_fil
         elif metric in surface.values or metric.endswith("_err"):
             names.update({k: f"{prefix}_{metric}{s}" for k, s in _SUFFIX_2D.items()})
         if eig:
-            names["eig_ratio"] = f"{prefix}_min_eig_max_eig_abs_ratio_heat"
+            names["eig_ratio"] = f"{prefix}_min_eig_max_eig_abs_ratio_heat_sns"
     else:
         if "train_loss" in surface.values:
             log = "_log" if opts.log else ""

@@ -202,8 +202,8 @@ def cmd_hessian(args) -> int:
     if args.plot:
         from lossviz.cli_plot import reference_plots
 
-        for p in reference_plots(surface, str(run.out), args, formats=("pdf", "png") if args.plot != "html"
-                                 else ("png",), kinds=["eig_ratio"]):
+        formats = {"both": ("png", "pdf"), "html": ("png",)}.get(args.plot, (args.plot,))
+        for p in reference_plots(surface, str(run.out), args, formats=formats, kinds=["eig_ratio"]):
             print(f"wrote {p}")
     return 0
 

@@ -92,7 +92,7 @@ def test_readme_commands_run_when_pasted(tmp_path, capsys, monkeypatch):
         assert code == 0, err
         surf_file = figure[: figure.rindex(".h5") + 3]
         assert Path(surf_file).is_file(), (surf_file, out)
-        assert Path(figure + ".png").is_file(), out
+        assert Path(figure + ".png").is_file() and Path(figure + ".pdf").is_file(), out  # --plot: both
         assert "cifar10" in err and "cifar10/data" in err  # the reference's data set default, said once
         assert err.count("note:") == 1
         s = read_surface(surf_file)
