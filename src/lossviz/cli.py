@@ -548,10 +548,9 @@ def _surface_under_mpi(args) -> int:
         if executor is None:
             return 0  # a worker rank: it evaluated chunks until rank 0 finished
         code = _surface(args, executor)
-        local = getattr(executor, "local_tasks", None)
-        if local is not None:
-            print(f"lossviz surface: mpi: {comm.Get_size()} rank(s); rank 0 evaluated {local} chunk(s)",
-                  file=sys.stderr)
+    local = getattr(executor, "local_tasks", None)  # counted once its worker thread has joined
+    if local is not None:
+        print(f"lossviz surface: mpi: {comm.Get_size()} rank(s); rank 0 evaluated {local} chunk(s)", file=sys.stderr)
     if code > 128:
         comm.Abort(code)  # pre-empted: the partial surface is written; the workers may be gone
     return code
@@ -709,7 +708,18 @@ def _resumable_surface(args, out: Path, meta: dict, model, data, directions, gri
     with writer.on_signals():
         return compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
                                executor=executor, progress=not args.no_progress, resume=found, callback=writer,
-                               **common)
+                               chunk_size=_chunk_size(grid.size, executor), **common)
+
+
+def _chunk_size(n_points: int, executor) -> int | None:
+    """With several workers, chunks of at most 64 points and at least 4 per worker (every rank gets work,
+    and finished points reach --out often); in-process, the engine's default."""
+    from lossviz.executors import worker_count
+
+    workers = worker_count(executor) if executor is not None else 1
+    if workers is None or workers <= 1:
+        return None
+    return max(1, min(64, -(-n_points // (4 * workers))))
 
 
 def _surface_plots(args, surface, out: Path) -> None:

@@ -507,7 +507,8 @@ class RankExecutor(Executor):
     """Rank 0's executor under MPI: tasks go to the other ranks (``remote``, an ``MPICommExecutor``'s
     pool serving ``remote_workers`` ranks) and to a worker thread of rank 0 itself, whichever has
     fewer tasks in flight per worker, so that every rank evaluates (as the reference's
-    ``plot_surface.py`` does). ``local_tasks`` counts the tasks rank 0 ran."""
+    ``plot_surface.py`` does). ``local_tasks`` counts the chunks rank 0 evaluated (not the
+    :class:`SpecMissing` answers)."""
 
     def __init__(self, remote: Executor, remote_workers: int) -> None:
         self._local = ThreadPoolExecutor(1, thread_name_prefix="lossviz-rank0")
@@ -521,17 +522,28 @@ class RankExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         with self._lock:
             local = self._in_flight["local"] <= self._in_flight["remote"] / self._remote_workers
-            side = "local" if local else "remote"
-            self._in_flight[side] += 1
-            self.local_tasks += int(local)
-        fut = (self._local if local else self._remote).submit(fn, *args, **kwargs)
-
-        def done(_: Future) -> None:
-            with self._lock:
-                self._in_flight[side] -= 1
-
-        fut.add_done_callback(done)
+            self._in_flight["local" if local else "remote"] += 1
+        if local:
+            return self._local.submit(self._run_here, fn, args, kwargs)
+        fut = self._remote.submit(fn, *args, **kwargs)
+        fut.add_done_callback(self._remote_done)
         return fut
+
+    def _run_here(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """A task on rank 0's thread, counted out before its future is set (so the next submission sees it)."""
+        evaluated = False
+        try:
+            result = fn(*args, **kwargs)
+            evaluated = not isinstance(result, SpecMissing)
+            return result
+        finally:
+            with self._lock:
+                self._in_flight["local"] -= 1
+                self.local_tasks += int(evaluated)
+
+    def _remote_done(self, _: Future) -> None:
+        with self._lock:
+            self._in_flight["remote"] -= 1
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._local.shutdown(wait=wait, cancel_futures=cancel_futures)  # the remote pool is its context's

@@ -88,3 +88,24 @@ def test_readme_interpolation_command_under_mpiexec(tmp_path):
     assert surf.is_file(), res.stdout
     assert np.isfinite(datasets(surf)["train_loss"]).all()
     assert "2 rank(s)" in res.stderr
+
+
+def test_rank_executor_gives_rank_0_its_share():
+    # rank 0's own worker thread takes tasks too, in proportion to one worker of 1 + remote_workers
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lossviz.executors import RankExecutor, run_chunks
+
+    def task(spec, chunk):
+        time.sleep(0.01)
+        return chunk * spec, threading.current_thread().name
+
+    with ThreadPoolExecutor(3, thread_name_prefix="remote") as remote:
+        pool = RankExecutor(remote, 3)
+        results = dict((i, fut.result()) for i, fut in run_chunks(task, 2, list(range(40)), pool))
+        pool.shutdown()
+    assert sorted(results) == list(range(40)) and all(v[0] == 2 * i for i, v in results.items())
+    local = sum(name.startswith("lossviz-rank0") for _, name in results.values())
+    assert local == pool.local_tasks and 4 <= local <= 20  # about a quarter of the tasks
