@@ -104,7 +104,7 @@ def test_rank_executor_gives_rank_0_its_share():
 
     with ThreadPoolExecutor(3, thread_name_prefix="remote") as remote:
         pool = RankExecutor(remote, 3)
-        results = dict((i, fut.result()) for i, fut in run_chunks(task, 2, list(range(40)), pool))
+        results = {i: fut.result() for i, fut in run_chunks(task, 2, list(range(40)), pool)}
         pool.shutdown()
     assert sorted(results) == list(range(40)) and all(v[0] == 2 * i for i, v in results.items())
     local = sum(name.startswith("lossviz-rank0") for _, name in results.values())
