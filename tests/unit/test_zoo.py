@@ -506,8 +506,9 @@ def test_cifar10_training_augmentation_is_a_padded_crop_and_flip(tmp_path):
         flips += match[0][2]
         shifts.add(match[0][:2])
     assert 0 < flips < 10 and len(shifts) > 1  # random, not a fixed transform
-    for i in range(5):  # the test split is never augmented
+    for i in range(5):  # the test split is never augmented, and the train split's plain view is not either
         assert torch.equal(aug_test[i][0], plain_test[i][0])
+        assert torch.equal(aug_train.plain[i][0], plain_train[i][0])
     torch.manual_seed(5)
     a = aug_train[3][0]
     torch.manual_seed(5)

@@ -19,6 +19,7 @@ Generated data sets are ``torch.utils.data.TensorDataset``.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -184,9 +185,9 @@ def _cifar10(root=None, *, normalize: bool = True, verify: bool = True,
              augment: bool = False) -> tuple[Dataset, Dataset]:
     """torchvision's CIFAR10 from ``root/cifar-10-batches-py``. ``verify=False`` skips the MD5 checks
     (needed for the small files :func:`write_fake_cifar10` writes). ``augment=True`` gives a train split
-    for training, with :func:`cifar10_train_augmentation` (a fresh crop and flip at every read); surfaces
-    are evaluated on the plain split (the reference: "no data augmentation ... in calculating the loss
-    values"). torchvision unpickles these batch files: that is CIFAR-10's own distribution format; only
+    for training, with :func:`cifar10_train_augmentation` (a fresh crop and flip at every read), whose
+    ``plain`` attribute is the same split without it; surfaces are evaluated on the plain split (the
+    reference: "no data augmentation ... in calculating the loss values"). torchvision unpickles these batch files: that is CIFAR-10's own distribution format; only
     read folders you trust."""
     from torchvision import transforms
 
@@ -204,15 +205,20 @@ def _cifar10(root=None, *, normalize: bool = True, verify: bool = True,
     if normalize:
         tf.append(transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD))
     t = transforms.Compose(tf)
-    train_t = transforms.Compose([*cifar10_train_augmentation(), *tf]) if augment else t
     cls = _cifar10_class(verify)
     try:
-        return cls(str(root), train=True, transform=train_t), cls(str(root), train=False, transform=t)
+        train, test = cls(str(root), train=True, transform=t), cls(str(root), train=False, transform=t)
     except RuntimeError as e:
         raise ValueError(
             f"CIFAR-10 files in {folder} fail torchvision's MD5 check ({e}). Re-extract the official "
             "archive there, or pass verify=False for files you wrote yourself (e.g. write_fake_cifar10)"
         ) from None
+    if augment:
+        plain = train
+        train = copy.copy(plain)  # shares the images; only the transform differs
+        train.transform = transforms.Compose([*cifar10_train_augmentation(), *tf])
+        train.plain = plain  # the same images without augmentation, to evaluate on
+    return train, test
 
 
 def _fakedata(
