@@ -187,8 +187,8 @@ def _cifar10(root=None, *, normalize: bool = True, verify: bool = True,
     (needed for the small files :func:`write_fake_cifar10` writes). ``augment=True`` gives a train split
     for training, with :func:`cifar10_train_augmentation` (a fresh crop and flip at every read), whose
     ``plain`` attribute is the same split without it; surfaces are evaluated on the plain split (the
-    reference: "no data augmentation ... in calculating the loss values"). torchvision unpickles these batch files: that is CIFAR-10's own distribution format; only
-    read folders you trust."""
+    reference: "no data augmentation ... in calculating the loss values"). torchvision unpickles these
+    batch files: that is CIFAR-10's own distribution format; only read folders you trust."""
     from torchvision import transforms
 
     root = _require_root("cifar10", root)
