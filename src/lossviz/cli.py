@@ -338,6 +338,9 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
     else:
         from lossviz.zoo import get_data
 
+        if data_kwargs.get("augment"):
+            raise CLIError("--data-kwargs augment: training-time augmentation changes every read; surfaces are "
+                           "evaluated on the plain images (as the reference does): drop it")
         if args.raw_data:
             if args.dataset not in RAW_DATA_SETS:
                 raise CLIError(f"--raw-data is for {' / '.join(RAW_DATA_SETS)} (their mean/std normalization); "

@@ -291,6 +291,9 @@ def test_other_reference_flags(tmp_path, capsys):
     assert code == 2 and "never unpickles" in err
     code, _, err = _run(capsys, *base, "--x=-1:1:3", "--raw_data", "--out", tmp_path / "r.h5")
     assert code == 2 and "--raw-data is for mnist / cifar10" in err
+    code, _, err = _run(capsys, "surface", "--model", "mlp", "--dataset", "cifar10", "--data-kwargs",
+                        '{"augment": true}', "--x=-1:1:3", "--out", tmp_path / "r.h5", "--no-progress")
+    assert code == 2 and "augment" in err and not (tmp_path / "r.h5").exists()
     if not torch.cuda.is_available():
         code, _, err = _run(capsys, *base, "--x=-1:1:3", "--ngpu", "2", "--out", tmp_path / "g.h5")
         assert code == 2 and "--ngpu 2" in err
