@@ -471,6 +471,9 @@ def _resolve_reference_flags(args, grid) -> None:
         notes.append(f"{'/'.join('--' + f for f in relied)} not given: lossviz's defaults (--xnorm filter "
                      "--xignore biasbn) were used; plot_surface.py's are no normalization and no ignore (pass "
                      "--xnorm '' --xignore '' for those) and it always seeds 123 (--seed 123)")
+    if args.model_file2 and args.dir_type is None:
+        notes.append("--dir_type not given: states, the line through the BatchNorm statistics too (plot_surface.py's "
+                     "default is weights)")
     if pasted and notes:
         print("lossviz surface: note: " + "; ".join(notes), file=sys.stderr)
 
