@@ -161,6 +161,10 @@ def test_note_only_when_a_pasted_command_relied_on_the_references_defaults(tmp_p
     assert code == 0 and "note:" not in err
     code, _, err = _run(capsys, "surface", *SPIRALS, "--x=-1:1:3", "--out", tmp_path / "c.h5")  # our spelling
     assert code == 0 and "note:" not in err
+    _save_model(tmp_path / "b.pt", seed=2)
+    code, _, err = _run(capsys, *base, "--model_file2", tmp_path / "b.pt", "--out", tmp_path / "i.h5")
+    assert code == 0 and err.count("note:") == 1 and "--dir_type not given: states" in err
+    assert "--xnorm" not in err  # the rules do not apply to a line
     # the reference's '' is none: no normalization, and the 1-D entries set to the model's own values
     code, _, err = _run(capsys, *base, "--xnorm", "", "--xignore", "", "--out", tmp_path / "d.h5",
                         "--dir-out", tmp_path / "dd.h5")
