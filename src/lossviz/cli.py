@@ -409,9 +409,11 @@ def _drawn_directions(args, grid, space, center, model_b, build_model_c):
         else:
             vecs.append(_random_vector(space, center, generator, args.ynorm, args.yignore))
     targets = {k: v for k, v in (("model_file2", args.model_file2), ("model_file3", args.model_file3)) if v}
-    if targets:
-        return DirectionSet(vecs, kind=space.kind, normalization=None, ignore=None, seed=args.seed,
-                            method="target", meta=targets)
+    if targets:  # x's rules are recorded when x is random (y the line to --model-file3)
+        x_random = model_b is None
+        return DirectionSet(vecs, kind=space.kind, normalization=_rule(args.xnorm) if x_random else None,
+                            ignore=_rule(args.xignore) if x_random else None, seed=args.seed, method="target",
+                            meta=targets)
     meta = {"ynorm": _rule(args.ynorm), "yignore": _rule(args.yignore), "same_dir": bool(args.same_dir)}
     return DirectionSet(vecs, kind=space.kind, normalization=_rule(args.xnorm), ignore=_rule(args.xignore),
                         seed=args.seed, method="random", meta=meta if grid.ndim == 2 else {})
