@@ -476,3 +476,24 @@ def test_plot_writes_the_references_figures(tmp_path, capsys):
     assert ax.get_ylim() == (0.0, 3.0) and len(ax.lines) == 2  # train and test loss
     code, _, err = _run(capsys, "plot", one, "--kind", "contour")
     assert code == 2 and "2D" in err
+
+
+def test_seed_123_order_with_a_second_model(tmp_path, capsys):
+    # plot_surface.py --model_file a --model_file2 b --y ...: seed 123, build a, build b (setup_direction),
+    # x = b - a, then y drawn: from the stream as it is after both models' initializations
+    _save_model(tmp_path / "a.pt", seed=1)
+    b = _save_model(tmp_path / "b.pt", seed=2)
+    torch.manual_seed(123)
+    net = get_model("mlp")
+    net.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    get_model("mlp")  # net2's initialization draws
+    (want_y,) = _reference_direction(net, torch.get_rng_state())
+    code, _, err = _run(capsys, "surface", *SPIRALS, "--model_file", tmp_path / "a.pt", "--model_file2",
+                        tmp_path / "b.pt", "--dir_type", "weights", "--x=0:1:2", "--y=-1:1:3", "--ynorm", "filter",
+                        "--yignore", "biasbn", "--seed", "123", "--out", tmp_path / "s.h5",
+                        "--dir-out", tmp_path / "d.h5")
+    assert code == 0, err
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        for i, (d, pa, pb) in enumerate(zip(want_y, net.parameters(), b.parameters(), strict=True)):
+            np.testing.assert_allclose(f["ydirection"][str(i)][()], d.numpy(), rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(f["xdirection"][str(i)][()], (pb - pa).detach().numpy(), rtol=1e-6, atol=1e-7)
