@@ -49,6 +49,10 @@ def add_plot_arguments(g: Any, *, standalone: bool = False) -> None:
                        help="image format of the reference-named figures (default both)")
         g.add_argument(*flags("--dir-file"), default=None,
                        help="direction file: its PCA explained variance labels a trajectory's axes")
+        g.add_argument("--prefix", default=None,
+                       help="plot_1D.py's repeats: the 1D surfaces <prefix>_<idx>.h5 in one figure")
+        g.add_argument(*flags("--idx-min"), type=int, default=1, help="--prefix: first index (default 1)")
+        g.add_argument(*flags("--idx-max"), type=int, default=10, help="--prefix: last index (default 10)")
     g.add_argument(*flags("--proj-file"), default=None,
                    help="projected trajectory (proj_xcoord, proj_ycoord) drawn over the 2D contours")
 
@@ -259,8 +263,13 @@ def cmd_plot(args) -> int:
     from lossviz.cli import CLIError, _check_output_path, _plot, _read_surface
 
     path = args.file or args.file_flag
+    if not path and args.prefix:
+        return _plot_repeats(args)
+    if not path and args.proj_file:
+        return _plot_projection(args)
     if not path:
-        raise CLIError("name the surface file: lossviz plot FILE (or --surf_file FILE)")
+        raise CLIError("name the surface file: lossviz plot FILE (or --surf_file FILE; --proj_file for a "
+                       "trajectory, --prefix for repeated 1D surfaces)")
     surface = _read_surface(path)
     if args.out is not None and Path(args.out).suffix == ".html":
         _check_output_path(args.out, "--out")
@@ -287,5 +296,53 @@ def cmd_plot(args) -> int:
         raise CLIError(f"no {args.kind} figure for this {surface.ndim}D surface: {args.kind} needs a {wants} "
                        "surface; see --kind")
     for p in images:
+        print(f"wrote {p}")
+    return 0
+
+
+def _plot_repeats(args) -> int:
+    """``plot_1D.plot_1d_loss_err_repeat``: the 1D surfaces ``<prefix>_<idx>.h5`` (train and test loss and
+    accuracy) in one figure, ``<prefix>_1d_loss_err_repeat``."""
+    from lossviz.cli import _read_surface
+
+    surfaces = [_read_surface(f"{args.prefix}_{i}.h5") for i in range(args.idx_min, args.idx_max + 1)]
+    fig, ax = _new_figure()
+    acc_ax = ax.twinx()
+    for s in surfaces:
+        if s.y is not None:
+            from lossviz.cli import CLIError
+
+            raise CLIError("--prefix plots 1D surfaces; one of them is 2D")
+        for split, style in (("train", "-"), ("test", "--")):
+            if f"{split}_loss" in s.values:
+                ax.plot(s.x, _z(s, f"{split}_loss"), "b" + style, linewidth=1)
+            if f"{split}_acc" in s.values:
+                acc_ax.plot(s.x, _z(s, f"{split}_acc"), "r" + style, linewidth=1)
+    ax.set_xlim(min(s.x.min() for s in surfaces) if args.xmin is None else args.xmin,
+                max(s.x.max() for s in surfaces) if args.xmax is None else args.xmax)
+    ax.set_ylim(0, args.loss_max)
+    acc_ax.set_ylim(0, 100)
+    ax.set_ylabel("Loss", color="b")
+    acc_ax.set_ylabel("Accuracy", color="r")
+    for fmt in ("png", "pdf") if args.format == "both" else (args.format,):
+        print(f"wrote {_save(fig, Path(f'{args.prefix}_1d_loss_err_repeat.{fmt}'))}")
+    return 0
+
+
+def _plot_projection(args) -> int:
+    """``plot_2D.plot_trajectory``: the projected path alone, ``<proj_file>.pdf`` (axes labelled with the
+    PCA explained variance of ``--dir-file`` when it has one)."""
+    import h5py
+
+    from lossviz.cli_scripts import trajectory_plot
+
+    xs, ys = read_projection(args.proj_file)
+    ratio = None
+    if args.dir_file and Path(args.dir_file).is_file():
+        with h5py.File(args.dir_file, "r") as f:
+            if "explained_variance_ratio_" in f:
+                ratio = np.asarray(f["explained_variance_ratio_"][()], dtype=np.float64)
+    formats = ("png", "pdf") if args.format == "both" else (args.format,)
+    for p in trajectory_plot(np.stack([xs, ys], axis=1), ratio, args.proj_file, formats):
         print(f"wrote {p}")
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 from lossviz.cli_resume import Interrupted
 from lossviz.reference_flags import flags
 
-__all__ = ["add_hessian_parser", "add_trajectory_parser", "add_vtp_parser"]
+__all__ = ["add_hessian_parser", "add_trajectory_parser", "add_vtp_parser", "trajectory_plot"]
 
 
 # ---------------------------------------------------------------------------------------- trajectory
@@ -106,12 +106,13 @@ def cmd_trajectory(args) -> int:
         f["proj_xcoord"] = coords[:, 0]
         f["proj_ycoord"] = coords[:, 1]
     print(f"wrote {proj_file} ({len(files)} checkpoints projected)")
-    for path in _trajectory_plot(coords, directions.meta.get("explained_variance_ratio_"), proj_file):
+    for path in trajectory_plot(coords, directions.meta.get("explained_variance_ratio_"), proj_file):
         print(f"wrote {path}")
     return 0
 
 
-def _trajectory_plot(coords: np.ndarray, ratio: Any, proj_file: str) -> list[Path]:
+def trajectory_plot(coords: np.ndarray, ratio: Any, proj_file: str,
+                    formats: tuple[str, ...] = ("pdf", "png")) -> list[Path]:
     """``plot_2D.plot_trajectory``: the path on the plane, axes labelled with the PCs' explained variance."""
     from matplotlib.figure import Figure
 
@@ -123,7 +124,7 @@ def _trajectory_plot(coords: np.ndarray, ratio: Any, proj_file: str) -> list[Pat
     if ratio is not None:
         ax.set_xlabel(f"1st PC: {100 * ratio[0]:.2f} %")
         ax.set_ylabel(f"2nd PC: {100 * ratio[1]:.2f} %")
-    return [_save(fig, Path(f"{proj_file}.{fmt}")) for fmt in ("pdf", "png")]
+    return [_save(fig, Path(f"{proj_file}.{fmt}")) for fmt in formats]
 
 
 # ---------------------------------------------------------------------------------------- vtp

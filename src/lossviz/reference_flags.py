@@ -50,6 +50,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     # plot_2D.py / plot_1D.py / h52vtp.py
     "--metric": ("--surf_name",),
     "--file": ("-f",),
+    "--idx-min": ("--idx_min",),
+    "--idx-max": ("--idx_max",),
     # plot_trajectory.py
     "--start-epoch": ("--start_epoch",),
     "--max-epoch": ("--max_epoch",),

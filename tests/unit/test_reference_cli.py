@@ -497,3 +497,20 @@ def test_seed_123_order_with_a_second_model(tmp_path, capsys):
         for i, (d, pa, pb) in enumerate(zip(want_y, net.parameters(), b.parameters(), strict=True)):
             np.testing.assert_allclose(f["ydirection"][str(i)][()], d.numpy(), rtol=1e-6, atol=1e-7)
             np.testing.assert_allclose(f["xdirection"][str(i)][()], (pb - pa).detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_plot_repeats_and_a_projection_alone(tmp_path, capsys):
+    # plot_1D.py --prefix P --idx_min 1 --idx_max 2, and plot_2D.py --proj_file F --dir_file D
+    for i in (1, 2):
+        argv = ["surface", *SPIRALS, "--x=-1:1:4", "--split", "both", "--seed", str(i), "--out", tmp_path / f"r_{i}.h5"]
+        assert _run(capsys, *argv)[0] == 0
+    code, _, err = _run(capsys, "plot", "--prefix", tmp_path / "r", "--idx_min", "1", "--idx_max", "2")
+    assert code == 0, err
+    assert Path(f"{tmp_path / 'r'}_1d_loss_err_repeat.pdf").read_bytes()[:4] == b"%PDF"
+    proj, dirs = tmp_path / "p.h5", tmp_path / "pca.h5"
+    with h5py.File(proj, "w") as f:
+        f["proj_xcoord"], f["proj_ycoord"] = np.linspace(0, 1, 5), np.linspace(1, 0, 5) ** 2
+    with h5py.File(dirs, "w") as f:
+        f["explained_variance_ratio_"] = np.array([0.7, 0.2])
+    code, _, err = _run(capsys, "plot", "--proj_file", proj, "--dir_file", dirs, "--format", "pdf")
+    assert code == 0 and Path(f"{proj}.pdf").is_file(), err
