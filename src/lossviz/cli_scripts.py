@@ -180,8 +180,7 @@ def _eigen_at(run: Any, point: Any, args: Any) -> tuple[float, float]:
 
     model = copy.deepcopy(run.model)
     run.space.load_into(model, point)
-    data = run.test_data if run.main_split == "test" and run.test_data is not None else run.data
-    return extreme_eigenvalues(model, data, args.loss, tol=args.tol, max_iter=args.max_iter, seed=args.seed,
+    return extreme_eigenvalues(model, run.data, args.loss, tol=args.tol, max_iter=args.max_iter, seed=args.seed,
                                dtype=run.common["dtype"], device=run.common["device"],
                                batch_size=args.batch_size or 256)
 
@@ -222,7 +221,8 @@ def _eigen_surface(args: Any, run: Any):
     values: dict[str, np.ndarray] = {}
     if run.out.exists():
         old = read_surface(run.out)
-        same = old.shape == shape and np.allclose(old.x, grid.x.values)
+        same = old.shape == shape and np.allclose(old.x, grid.x.values) and (
+            old.y is None if grid.y is None else old.y is not None and np.allclose(old.y, grid.y.values))
         if not same:
             from lossviz.cli import CLIError
 
