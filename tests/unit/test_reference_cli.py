@@ -446,6 +446,17 @@ def test_hessian_min_max_eigenvalues_against_the_dense_hessian(tmp_path, capsys)
         assert s.values["min_eig"][j] == pytest.approx(lo, rel=1e-4, abs=1e-6)
         assert s.values["max_eig"][j] == pytest.approx(hi, rel=1e-4, abs=1e-6)
     assert (tmp_path / "s.h5_1d_eig_abs_ratio.png").is_file()
+    # resumable: only the unfinished point is computed again
+    from lossviz.io.h5 import write_surface
+
+    part = read_surface(out)
+    part.values["min_eig"][[0, 2]] = -123.0
+    part.values["min_eig"][1] = part.values["max_eig"][1] = np.nan
+    write_surface(out, part)
+    assert _run(capsys, "hessian", *argv, "--out", out, "--dir_file", tmp_path / "d.h5")[0] == 0
+    again = read_surface(out)
+    assert np.all(again.values["min_eig"][[0, 2]] == -123.0)
+    assert again.values["min_eig"][1] == pytest.approx(s.values["min_eig"][1], rel=1e-6, abs=1e-9)
 
 
 def test_plot_writes_the_references_figures(tmp_path, capsys):
