@@ -301,6 +301,8 @@ def test_other_reference_flags(tmp_path, capsys):
     if not torch.cuda.is_available():
         code, _, err = _run(capsys, *base, "--x=-1:1:3", "--ngpu", "2", "--out", tmp_path / "g.h5")
         assert code == 2 and "--ngpu 2" in err
+        code, _, err = _run(capsys, *base, "--x=-1:1:3", "-c", "--out", tmp_path / "g.h5")  # as the reference
+        assert code == 2 and "CUDA is not available" in err
     th = tmp_path / "th.h5"
     assert _run(capsys, *base, "--x=-1:1:3", "--threads", "2", "--batch_size", "64", "--out", th)[0] == 0
 
