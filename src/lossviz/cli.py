@@ -1,26 +1,43 @@
 """The ``lossviz`` command line: surfaces in the reference's file layout, plots, and file summaries.
 
-``lossviz surface`` takes the flags of ``tomgoldstein/loss-landscape``'s ``plot_surface.py`` in our
-spelling (``--model-file`` for ``--model_file``, ...)::
+``lossviz surface`` takes the flags of ``tomgoldstein/loss-landscape``'s ``plot_surface.py``, in our
+spelling (``--model-file``) and in the reference's (``--model_file``; the table is
+:data:`lossviz.reference_flags.ALIASES`), so its README commands run with ``python plot_surface.py``
+replaced by ``lossviz surface``::
 
     lossviz surface --model resnet56 --model-file model_300.t7 --dataset cifar10 --data-root data \
-        --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-file resnet56_dirs.h5 --plot
-    lossviz surface --model mlp --model-file a.pt --model-file2 b.pt --x=-0.5:1.5:401 --out interp.h5
+        --x=-1:1:51 --y=-1:1:51 --out resnet56.h5 --dir-out resnet56_dirs.h5 --plot
+    mpiexec -n 4 lossviz surface --mpi --model vgg9 --x=-0.5:1.5:401 --dir_type states \
+        --model_file a/model_300.t7 --model_file2 b/model_300.t7 --plot
     lossviz surface --model mypkg.nets:build --dataset mypkg.data:load --data-kwargs '{"n": 500}' \
         --split both --x=-1:1:101 --y=-1:1:101 --adaptive --out big.h5
-    lossviz plot resnet56.h5 --out resnet56.html
+    lossviz plot resnet56.h5            # plot_2D.py / plot_1D.py's figures, PNG and PDF
+    lossviz trajectory --model resnet56 --model_folder run --max_epoch 300   # plot_trajectory.py
+    lossviz vtp resnet56.h5 --zmax 10 --log                                  # h52vtp.py
+    lossviz hessian --model resnet56 --model_file model_300.t7 --x=-1:1:21   # plot_hessian_eigen.py
     lossviz info resnet56.h5
+
+Where the reference and lossviz differ, lossviz says so: ``--dir-file`` must name an existing file (a
+typo must not draw new directions; ``--dir-out`` writes one); without ``--out`` the files are named from
+the flags as the reference names them; a pasted reference command that relied on the reference's
+defaults (no normalization, cifar10, resnet56) is told once which ones lossviz used. ``--seed 123`` gives
+the reference's directions (it seeds, builds the model, then draws). Under ``mpiexec -n N`` (N >= 1)
+every rank evaluates.
+
+Resumable: the partial surface is written to ``--out`` every ``--flush-every`` seconds and on SIGTERM /
+SIGINT (exit status 128 + the signal); the same command resumes it (unfinished points NaN; a reference
+file's ``-1`` points are unfinished), and refuses an ``--out`` holding another surface unless
+``--overwrite``.
 
 ``--dataset package.module:factory`` calls ``factory(**data_kwargs)``, which returns ``(X, y)``
 tensors or a Dataset (the train split) or ``{"train": ..., "test": ...}``. ``--adaptive``
 (:func:`lossviz.refine.refine_surface`, also under ``--mpi``) and ``--subsample``
 (:func:`lossviz.subsample.subsampled_surface`) evaluate fewer forward passes and write each
-metric's estimated error as ``<metric>_err``.
+metric's estimated error as ``<metric>_err`` (at the end: they are not resumable).
 
 Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
-without the expected datasets) ends with exit status 2 and a one-line message; output files are
-written atomically at the end, so a failed run leaves them absent or unchanged. ``LOSSVIZ_DEBUG=1``
-shows the traceback instead.
+without the expected datasets) ends with exit status 2 and a one-line message before any point is
+computed, leaving the output files absent or unchanged. ``LOSSVIZ_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -33,15 +50,32 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from lossviz.cli_plot import add_plot_arguments, add_plot_parser, cmd_plot
+from lossviz.cli_resume import FLUSH_SECONDS, Interrupted, PartialWriter, resumable, resume_key
+from lossviz.cli_scripts import add_hessian_parser, add_trajectory_parser, add_vtp_parser
+from lossviz.reference_flags import (
+    REFUSED,
+    direction_file_name,
+    flags,
+    is_reference_command,
+    loss_name,
+    refused_flags,
+    rule_name,
+    surface_file_name,
+)
 
 __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 NORMALIZATIONS = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
-PLOT_FORMATS = ("png", "html")
+PLOT_FORMATS = ("both", "png", "pdf", "html")
+RAW_DATA_SETS = ("mnist", "cifar10")
+REFERENCE_DATA_ROOT = "cifar10/data"  # plot_surface.py's --datapath default
 
 
 class CLIError(Exception):
@@ -60,45 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "surface",
         help="compute a 1D/2D loss surface (or a two-model interpolation) into an HDF5 file",
-        description="Loss and accuracy on a grid theta0 + x*d1 (+ y*d2) around a model.",
+        description="Loss and accuracy on a grid theta0 + x*d1 (+ y*d2) around a model. The reference's "
+                    "flag spellings (--model_file, --dir_type, --xignore, ...) are accepted too.",
         formatter_class=_HelpFormatter,
     )
-    g = s.add_argument_group("model")
-    g.add_argument("--model", default="mlp", help="zoo name (see `lossviz models`) or package.module:factory")
-    g.add_argument("--model-kwargs", default="{}", metavar="JSON",
-                   help='builder arguments, e.g. \'{"num_classes": 100}\'')
-    g.add_argument("--model-file", help="checkpoint of the center model (.pt/.pth/.t7/.safetensors)")
-    g.add_argument("--model-file2", help="second checkpoint: the x direction runs from --model-file (0) to it (1)")
-    g = s.add_argument_group("grid and directions")
-    g.add_argument("--x", default="-1:1:51", metavar="MIN:MAX:NUM", help="x coefficients (default -1:1:51)")
-    g.add_argument("--y", default=None, metavar="MIN:MAX:NUM", help="y coefficients: gives a 2D surface")
-    g.add_argument("--dir-type", choices=("weights", "states"), default=None,
-                   help="weights (parameters) or states (state dict with BN statistics); "
-                        "default weights, states for --model-file2")
-    g.add_argument("--xnorm", choices=NORMALIZATIONS, default="filter",
-                   help="x direction normalization (default filter)")
-    g.add_argument("--ynorm", choices=NORMALIZATIONS, default="filter",
-                   help="y direction normalization (default filter)")
-    g.add_argument("--xignore", choices=("biasbn", "none"), default="biasbn",
-                   help="biasbn: zero the 1-D entries (default)")
-    g.add_argument("--yignore", choices=("biasbn", "none"), default="biasbn")
-    g.add_argument("--same-dir", action="store_true", help="use the x direction for y too")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random directions and of the model's init")
-    g.add_argument("--dir-file", help="direction file (reference layout): read if it exists, else written")
-    g = s.add_argument_group("data")
-    g.add_argument("--dataset", default="spirals",
-                   help="zoo data set (spirals, digits, mnist, cifar10, fakedata) or package.module:factory, "
-                        "called with --data-kwargs and returning (X, y) tensors, a torch Dataset, or "
-                        "{\"train\": ..., \"test\": ...} of those")
-    g.add_argument("--data-root", help="folder of mnist / cifar10")
-    g.add_argument("--data-kwargs", default="{}", metavar="JSON", help='loader arguments, e.g. \'{"n": 500}\'')
-    g.add_argument("--split", choices=("train", "test", "both"), default="train")
-    g.add_argument("--batch-size", type=int, default=None,
-                   help="data batch size: pins the engine's plan (default: measured against the plain loop)")
-    g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
-    g.add_argument("--loss", default="cross_entropy", choices=_loss_names(),
-                   help="a name of lossviz.losses.LOSS_NAMES (default cross_entropy); mse on class labels is the "
-                        "reference's MSE of softmax outputs and one-hot labels, on float targets plain MSE")
+    add_surface_arguments(s)
     g = s.add_argument_group("fewer forward passes")
     g.add_argument("--adaptive", action="store_true",
                    help="lossviz.refine.refine_surface: a coarse grid, then the points where the surface has "
@@ -113,31 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-rtol", type=float, default=None,
                    help="--subsample: stop a point once its standard error is below this fraction of its loss "
                         "(default <subsample.rtol>)")
-    g = s.add_argument_group("run and output")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    g.add_argument("--strategy", choices=("auto", "vmap", "loop"), default="auto",
-                   help="engine strategy: auto measures vmap and other batch sizes against the plain loop and "
-                        "keeps a rival only if it is clearly faster; vmap or loop pins it (default auto)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads while evaluating on CPU (default: 1 per worker with --mpi, "
-                        "else measured: 1 or the CPUs available)")
-    g.add_argument("--out", default="surface.h5", help="surface file to write (default surface.h5)")
-    g.add_argument("--plot", nargs="?", const="png", choices=PLOT_FORMATS, default=None,
-                   help="also write a plot next to --out: png (needs kaleido; else HTML) or html")
-    g.add_argument("--metric", default=None, help="metric to plot (default: the first split's loss)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--mpi", action="store_true",
-                   help="run under `mpiexec -n N`: rank 0 coordinates and writes the files, the other "
-                        "N-1 ranks evaluate chunks (needs mpi4py: pip install 'lossviz[mpi]')")
+    add_plot_arguments(s.add_argument_group("plot (--plot)"))
     s.set_defaults(handler=cmd_surface)
 
-    p = sub.add_parser("plot", help="plot a surface file (HTML, or PNG with kaleido)")
-    p.add_argument("file", help="surface HDF5 file (ours or the reference's)")
-    p.add_argument("--out", default=None, help="output .html or .png (default: FILE with .html)")
-    p.add_argument("--metric", default=None, help="metric to plot (default: train_loss or the first)")
-    p.set_defaults(handler=cmd_plot)
-
+    add_plot_parser(sub, cmd_plot)
+    add_trajectory_parser(sub)
+    add_vtp_parser(sub)
+    add_hessian_parser(sub)
     i = sub.add_parser("info", help="summarize a surface file")
     i.add_argument("file", help="surface HDF5 file (ours or the reference's)")
     i.set_defaults(handler=cmd_info)
@@ -145,6 +127,97 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the zoo's models and data sets")
     m.set_defaults(handler=cmd_models)
     return parser
+
+
+def add_surface_arguments(s: argparse.ArgumentParser) -> None:
+    """The model, grid, direction, data and run flags of ``surface`` (shared with ``hessian``), each
+    also under the reference's spelling (:func:`lossviz.reference_flags.flags`)."""
+    g = s.add_argument_group("model")
+    g.add_argument("--model", default=None,
+                   help="zoo name (see `lossviz models`) or package.module:factory (default mlp; resnet56 in a "
+                        "command with the reference's spellings, as plot_surface.py)")
+    g.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                   help='builder arguments, e.g. \'{"num_classes": 100}\'')
+    g.add_argument(*flags("--model-file"), help="checkpoint of the center model (.pt/.pth/.t7/.safetensors)")
+    g.add_argument(*flags("--model-file2"),
+                   help="second checkpoint: the x direction runs from --model-file (0) to it (1)")
+    g.add_argument(*flags("--model-file3"),
+                   help="third checkpoint: the y direction runs from --model-file (0) to it (1)")
+    g.add_argument(*flags("--model-folder"), default="",
+                   help="folder the --model-file* paths are relative to (default: as given)")
+    g = s.add_argument_group("grid and directions")
+    g.add_argument("--x", default="-1:1:51", metavar="MIN:MAX:NUM", help="x coefficients (default -1:1:51)")
+    g.add_argument("--y", default=None, metavar="MIN:MAX:NUM", help="y coefficients: gives a 2D surface")
+    g.add_argument(*flags("--dir-type"), choices=("weights", "states"), default=None,
+                   help="weights (parameters) or states (state dict with BN statistics); "
+                        "default weights, states for --model-file2")
+    for axis in ("x", "y"):
+        g.add_argument(f"--{axis}norm", type=rule_name, choices=NORMALIZATIONS, default=None,
+                       help=f"{axis} direction normalization (default filter; the reference's '' is none)")
+        g.add_argument(f"--{axis}ignore", type=rule_name, choices=("biasbn", "none"), default=None,
+                       help="biasbn: zero the 1-D entries (default); none (the reference's ''): set them to "
+                            "the model's own values")
+    g.add_argument(*flags("--same-dir"), action="store_true", help="use the x direction for y too")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seeds torch before the models are built and the random directions drawn from the "
+                        "same stream, in plot_surface.py's order: --seed 123 gives the reference's directions "
+                        "for the same model (it always seeds 123)")
+    g.add_argument(*flags("--dir-file"), help="existing direction file (reference layout) to read; refused if absent")
+    g.add_argument("--dir-out", help="direction file to write the directions to (read if it exists); default "
+                                     "with no --out: named from the flags as the reference names it")
+    g.add_argument("--idx", type=int, default=0, help="the reference's repetition index: only in file names")
+    g = s.add_argument_group("data")
+    g.add_argument("--dataset", default=None,
+                   help="zoo data set (spirals, digits, mnist, cifar10, fakedata) or package.module:factory "
+                        "(default spirals; cifar10 from cifar10/data in a command with the reference's "
+                        "spellings, as plot_surface.py), "
+                        "called with --data-kwargs and returning (X, y) tensors, a torch Dataset, or "
+                        "{\"train\": ..., \"test\": ...} of those")
+    g.add_argument(*flags("--data-root"), help="folder of mnist / cifar10")
+    g.add_argument("--data-kwargs", default="{}", metavar="JSON", help='loader arguments, e.g. \'{"n": 500}\'')
+    g.add_argument("--split", choices=("train", "test", "both"), default="train")
+    g.add_argument(*flags("--raw-data"), action="store_true",
+                   help="mnist / cifar10 without the mean/std normalization (normalize=False)")
+    g.add_argument(*flags("--data-split"), type=int, default=1,
+                   help="cut the train split into this many contiguous parts ... (default 1)")
+    g.add_argument(*flags("--split-idx"), type=int, default=0, help="... and evaluate on this one (from 0)")
+    g.add_argument(*flags("--batch-size"), type=int, default=None,
+                   help="data batch size: pins the engine's plan (default: measured against the plain loop)")
+    g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
+    g.add_argument(*flags("--loss"), default="cross_entropy", type=loss_name, choices=_loss_names(),
+                   help="a name of lossviz.losses.LOSS_NAMES (default cross_entropy; the reference's "
+                        "crossentropy is cross_entropy); mse on class labels is the reference's MSE of softmax "
+                        "outputs and one-hot labels, on float targets plain MSE")
+    g = s.add_argument_group("run and output")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    g.add_argument(*flags("--cuda"), action="store_true", help="--device cuda (the reference's flag)")
+    g.add_argument("--ngpu", type=int, default=1,
+                   help="evaluate on GPUs cuda:0..N-1 at once (one evaluator per GPU; default 1)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g.add_argument("--strategy", choices=("auto", "vmap", "loop"), default="auto",
+                   help="engine strategy: auto measures vmap and other batch sizes against the plain loop and "
+                        "keeps a rival only if it is clearly faster; vmap or loop pins it (default auto)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads while evaluating on CPU (default: 1 per worker with --mpi, "
+                        "else measured: 1 or the CPUs available); the reference's --threads counts data "
+                        "loader workers, which in-memory tensors do not need")
+    g.add_argument(*flags("--out"), default=None,
+                   help="surface file to write; resumed when it holds this surface's unfinished points "
+                        "(default: named from the flags as the reference names it)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --out holds a partial or another surface")
+    g.add_argument("--flush-every", type=float, default=FLUSH_SECONDS, metavar="SECONDS",
+                   help=f"write the partial surface to --out at least this often (default {FLUSH_SECONDS:g})")
+    g.add_argument("--plot", nargs="?", const="both", choices=PLOT_FORMATS, default=None,
+                   help="also write plots next to --out: png and pdf (both, the default), png or pdf "
+                        "(matplotlib, the reference's figures) or html (plotly)")
+    g.add_argument(*flags("--metric"), default=None, help="metric to plot (default: the first split's loss)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(*flags("--mpi"), action="store_true",
+                   help="run under `mpiexec -n N` (N >= 1): every rank evaluates chunks, rank 0 also writes "
+                        "the files (needs mpi4py: pip install 'lossviz[mpi]')")
+    g.add_argument("--trainloader", help=argparse.SUPPRESS)
+    g.add_argument("--testloader", help=argparse.SUPPRESS)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -215,13 +288,10 @@ def _check_output_path(path: str, flag: str) -> Path:
 
 
 def _build_model(args, kwargs: dict, checkpoint: str | None):
-    import torch
-
     from lossviz.io.checkpoints import load_checkpoint_into
     from lossviz.zoo import get_model
 
-    torch.manual_seed(args.seed)  # a model without a checkpoint is its seeded initialization
-    model = get_model(args.model, **kwargs)
+    model = get_model(args.model, **kwargs)  # consumes torch's global stream, seeded once by the caller
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise CLIError(f"model file {checkpoint!r} does not exist")
@@ -268,42 +338,193 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
     else:
         from lossviz.zoo import get_data
 
+        if data_kwargs.get("augment"):
+            raise CLIError("--data-kwargs augment: training-time augmentation changes every read; surfaces are "
+                           "evaluated on the plain images (as the reference does): drop it")
+        if args.raw_data:
+            if args.dataset not in RAW_DATA_SETS:
+                raise CLIError(f"--raw-data is for {' / '.join(RAW_DATA_SETS)} (their mean/std normalization); "
+                               f"{args.dataset!r} has none: drop it")
+            data_kwargs = {**data_kwargs, "normalize": False}
         train, test = get_data(args.dataset, args.data_root, **data_kwargs)
         splits = {"train": train, "test": test}
     out = []
     for name in wanted:
+        cut = name == "train" and args.data_split > 1  # the reference cuts the train split only
         try:
-            out.append(as_eval_data(splits[name], args.max_samples))
+            part = as_eval_data(splits[name], None if cut else args.max_samples)
         except (TypeError, ValueError) as e:
             raise CLIError(f"--dataset {args.dataset!r}, {name!r} split: {_one_line(e)}") from None
+        out.append(_data_part(part, args.data_split, args.split_idx, args.max_samples) if cut else part)
     return out[0], (out[1] if len(out) > 1 else None)
 
 
-def _random_directions(space, center, args, ndim: int):
-    """x then y drawn from one generator seeded ``--seed`` (the reference's order), each with its own
-    normalization and ignore rule; ``--same-dir`` reuses x for y."""
-    from lossviz.direction_spec import DirectionSpec
-    from lossviz.directions import DirectionSet
+def _data_part(data, n_parts: int, index: int, max_samples: int | None):
+    """Part ``index`` of ``n_parts`` contiguous parts of ``data`` (``dataloader.load_dataset``'s
+    ``data_split`` / ``split_idx``), then its first ``max_samples``."""
+    from lossviz.data import EvalData
 
-    def rule(flag: str) -> str | None:
-        return None if flag == "none" else flag
+    n = len(data)
+    lo, hi = n * index // n_parts, min(n * (index + 1) // n_parts, n)
+    hi = hi if max_samples is None else min(hi, lo + max_samples)
+    if hi <= lo:
+        raise CLIError(f"--data-split {n_parts}: part {index} of {n} samples is empty; use fewer parts")
+    return EvalData(data.inputs[lo:hi], data.targets[lo:hi])
 
-    drawn = 1 if ndim == 1 or args.same_dir else 2
-    spec = DirectionSpec.parse(
-        "random", drawn, seed=args.seed, kind=space.kind,
-        normalization=(rule(args.xnorm), rule(args.ynorm))[:drawn],
-        ignore=(rule(args.xignore), rule(args.yignore))[:drawn],
-    )
-    vecs = spec.vectors(space, center).vectors
-    if ndim == 2 and args.same_dir:
-        vecs.append(vecs[0].clone())
-    meta = {"ynorm": rule(args.ynorm), "yignore": rule(args.yignore), "same_dir": bool(args.same_dir)}
-    return DirectionSet(vecs, kind=space.kind, normalization=rule(args.xnorm), ignore=rule(args.xignore),
-                        seed=args.seed, method="random", meta=meta if ndim == 2 else {})
+
+def _rule(flag: str | None) -> str | None:
+    return None if flag in (None, "none") else flag
+
+
+def _random_vector(space, center, generator, norm: str | None, ignore: str | None):
+    from lossviz.directions import random_direction
+
+    return random_direction(space, center, generator=generator, normalization=_rule(norm), ignore=_rule(ignore))
+
+
+def _drawn_directions(args, grid, space, center, model_b, build_model_c):
+    """The directions as ``plot_surface.py`` makes them: x the line to ``--model-file2`` or random, y
+    the x direction (``--same-dir``), the line to ``--model-file3`` or random. Random ones are drawn
+    from torch's global stream as it is after the models were built under ``--seed`` (the
+    reference seeds, builds the model, then draws), x before y; ``--model-file3`` is built after x's
+    draw, as there."""
+    import torch
+
+    from lossviz.directions import DirectionSet, target_direction
+    from lossviz.params import ParamSpace
+
+    def line_to(other):
+        return target_direction(space, center, ParamSpace(other, space.kind).vector(other, dtype=center.dtype).cpu())
+
+    generator = torch.Generator()
+    generator.set_state(torch.get_rng_state())
+    x = line_to(model_b) if model_b is not None else _random_vector(space, center, generator, args.xnorm, args.xignore)
+    vecs = [x]
+    if grid.ndim == 2:
+        if args.same_dir:
+            vecs.append(x.clone())
+        elif args.model_file3:
+            torch.set_rng_state(generator.get_state())
+            vecs.append(line_to(build_model_c()))
+        else:
+            vecs.append(_random_vector(space, center, generator, args.ynorm, args.yignore))
+    targets = {k: v for k, v in (("model_file2", args.model_file2), ("model_file3", args.model_file3)) if v}
+    if targets:  # x's rules are recorded when x is random (y the line to --model-file3)
+        x_random = model_b is None
+        return DirectionSet(vecs, kind=space.kind, normalization=_rule(args.xnorm) if x_random else None,
+                            ignore=_rule(args.xignore) if x_random else None, seed=args.seed, method="target",
+                            meta=targets)
+    meta = {"ynorm": _rule(args.ynorm), "yignore": _rule(args.yignore), "same_dir": bool(args.same_dir)}
+    return DirectionSet(vecs, kind=space.kind, normalization=_rule(args.xnorm), ignore=_rule(args.xignore),
+                        seed=args.seed, method="random", meta=meta if grid.ndim == 2 else {})
+
+
+def _read_direction_file(path: str, space, grid):
+    from lossviz.io.h5 import read_directions
+
+    directions = read_directions(path, space)
+    if directions.ndim != grid.ndim:
+        raise CLIError(
+            f"direction file {path!r} holds {directions.ndim} direction(s) but the surface is "
+            f"{grid.ndim}D: " + ("pass --y" if directions.ndim == 2 else "drop --y or use another --dir-file")
+        )
+    return directions
 
 
 def _plot_path(out: Path, fmt: str) -> Path:
     return out.with_suffix("." + fmt)
+
+
+# ---------------------------------------------------------------------------------------- reference flags
+def _resolve_reference_flags(args, grid) -> None:
+    """The reference's flags to ours: refused ones end the run, ``--cuda`` is ``--device cuda``,
+    ``--model-folder`` prefixes the model files, and the rules not given take lossviz's defaults
+    (filter, biasbn), said once when a pasted reference command relied on the reference's ('', '')."""
+    refused = refused_flags(args.argv)
+    if refused:
+        raise CLIError(f"{refused[0]} is not supported: {REFUSED[refused[0]]}")
+    if args.model_folder:
+        for attr in ("model_file", "model_file2", "model_file3"):
+            value = getattr(args, attr)
+            if value and not os.path.isabs(value):
+                setattr(args, attr, os.path.join(args.model_folder, value))
+    if args.cuda:
+        if args.device not in ("auto", "cuda") and not args.device.startswith("cuda:"):
+            raise CLIError(f"--cuda and --device {args.device} disagree: drop one")
+        args.device = "cuda" if args.device == "auto" else args.device
+    pasted = is_reference_command(args.argv)
+    notes = []
+    if args.model is None:
+        args.model = "resnet56" if pasted else "mlp"
+    if args.dataset is None:
+        args.dataset = "cifar10" if pasted else "spirals"
+        if pasted and args.data_root is None:
+            args.data_root = REFERENCE_DATA_ROOT
+            notes.append(f"--dataset not given: plot_surface.py's cifar10 from {REFERENCE_DATA_ROOT}")
+    args.rules_given = {f for f in ("xnorm", "xignore", "ynorm", "yignore") if getattr(args, f) is not None}
+    relied = [f for f in ("xnorm", "xignore", "ynorm", "yignore")[: 4 if grid.ndim == 2 else 2]
+              if f not in args.rules_given]
+    for flag in ("xnorm", "ynorm"):
+        setattr(args, flag, getattr(args, flag) or "filter")
+    for flag in ("xignore", "yignore"):
+        setattr(args, flag, getattr(args, flag) or "biasbn")
+    random_axes = not (args.dir_file or args.model_file2 or args.model_file3)
+    if relied and random_axes:
+        notes.append(f"{'/'.join('--' + f for f in relied)} not given: lossviz's defaults (--xnorm filter "
+                     "--xignore biasbn) were used; plot_surface.py's are no normalization and no ignore (pass "
+                     "--xnorm '' --xignore '' for those) and it always seeds 123 (--seed 123)")
+    if args.model_file2 and args.dir_type is None:
+        notes.append("--dir_type not given: states, the line through the BatchNorm statistics too (plot_surface.py's "
+                     "default is weights)")
+    if pasted and notes:
+        print("lossviz surface: note: " + "; ".join(notes), file=sys.stderr)
+
+
+def _output_names(args, grid) -> tuple[Path, str | None]:
+    """``(surface file, direction file to write or None)``: as given, or without ``--out`` named from the
+    flags as ``plot_surface.py`` names them (the direction file then written, or read if it exists)."""
+    if args.dir_file is not None and args.dir_out is not None:
+        raise CLIError("--dir-file reads directions and --dir-out writes them: give one")
+    if args.dir_file is not None and not Path(args.dir_file).is_file():
+        raise CLIError(f"--dir-file {args.dir_file!r} does not exist: a direction file to read must exist (a typo "
+                       f"must not draw new directions); to write new directions there pass --dir-out {args.dir_file}")
+    dir_out = args.dir_out
+    if args.out is not None:
+        out = args.out
+    else:
+        kind = args.dir_type or ("states" if args.model_file2 else "weights")
+        # a line's rules are in the name only as given (they do not apply to it), a random direction's always
+        unused = ({"xnorm", "xignore"} if args.model_file2 else set()) | (
+            {"ynorm", "yignore"} if args.same_dir or args.model_file3 else set())
+        named = argparse.Namespace(**{**vars(args), "dir_type": kind,
+                                      **dict.fromkeys(unused - args.rules_given)})
+        dir_name = args.dir_file or dir_out or direction_file_name(named, two_d=grid.ndim == 2)
+        out = surface_file_name(dir_name, grid.x, grid.y, raw_data=args.raw_data, data_split=args.data_split,
+                                split_idx=args.split_idx)
+        dir_out = None if args.dir_file else dir_name
+    out_path = _check_output_path(out, "--out")
+    for flag, path in (("--dir-out", dir_out), ("--dir-file", args.dir_file)):
+        if path is not None:
+            _check_output_path(path, flag)
+            if Path(path).resolve() == out_path.resolve():
+                raise CLIError(f"{flag} and --out name the same file; give two names")
+    return out_path, dir_out
+
+
+def _gpu_executor(args):
+    """``--ngpu N`` (N > 1): a :class:`~lossviz.executors.DeviceExecutor` over cuda:0..N-1."""
+    if args.ngpu == 1:
+        return None
+    import torch
+
+    from lossviz.executors import DeviceExecutor
+
+    if args.mpi:
+        raise CLIError("--ngpu with --mpi: each rank uses one GPU (rank % GPUs); start one rank per GPU instead")
+    if not torch.cuda.is_available() or torch.cuda.device_count() < args.ngpu:
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise CLIError(f"--ngpu {args.ngpu}: {have} CUDA device(s) here")
+    return DeviceExecutor([f"cuda:{i}" for i in range(args.ngpu)])
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -314,62 +535,62 @@ def cmd_surface(args) -> int:
 
 
 def _surface_under_mpi(args) -> int:
-    """``lossviz surface --mpi`` on every rank: rank 0 runs the command with an
-    ``mpi4py.futures.MPICommExecutor`` (the spec reaches each rank once), the others serve chunks
-    until it is done and return 0."""
-    from lossviz.executors import mpi_comm_executor
+    """``lossviz surface --mpi`` on every rank: rank 0 runs the command with
+    :func:`lossviz.executors.mpi_rank_executor` (chunks go to every rank, rank 0's own worker thread
+    included; the spec reaches each rank once), the others serve chunks until it is done and return 0.
+    ``-n 1`` evaluates in-process. An interrupted run is flushed by rank 0, then the job aborted."""
+    from lossviz.executors import mpi_rank_executor
 
     try:
-        context = mpi_comm_executor()
+        context = mpi_rank_executor()
         from mpi4py import MPI
     except ImportError as e:
         raise CLIError(str(e)) from None
-    size = MPI.COMM_WORLD.Get_size()
-    if size < 2:
-        raise CLIError("--mpi needs at least 2 processes (rank 0 coordinates): run it as "
-                       "`mpiexec -n N lossviz surface --mpi ...` with N >= 2, or drop --mpi")
+    comm = MPI.COMM_WORLD
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))  # ranks share the machine's cores
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.Get_size()))  # ranks share the machine's cores
+    if torch.cuda.is_available() and (args.device in ("auto", "cuda") or args.cuda):
+        torch.cuda.set_device(comm.Get_rank() % max(1, torch.cuda.device_count()))  # the reference's rank % GPUs
     with context as executor:
         if executor is None:
             return 0  # a worker rank: it evaluated chunks until rank 0 finished
-        return _surface(args, executor)
+        code = _surface(args, executor)
+    local = getattr(executor, "local_tasks", None)  # counted once its worker thread has joined
+    if local is not None:
+        print(f"lossviz surface: mpi: {comm.Get_size()} rank(s); rank 0 evaluated {local} chunk(s)", file=sys.stderr)
+    if code > 128:
+        comm.Abort(code)  # pre-empted: the partial surface is written; the workers may be gone
+    return code
 
 
-def _surface(args, executor=None) -> int:
+def prepare_run(args, executor=None) -> SimpleNamespace:
+    """What ``surface`` and ``hessian`` share: the flags checked (cheap checks first: nothing is computed
+    or written before the input is sound), the output names, the data, the models built under
+    ``--seed``, the directions (read, or drawn and written) and the surface file's metadata."""
     import torch
 
     from lossviz.grid import SurfaceGrid
     from lossviz.params import ParamSpace
 
-    # validate everything cheap first: nothing is computed or written before the input is sound
     grid = SurfaceGrid.from_specs(args.x, args.y)
+    _resolve_reference_flags(args, grid)
     model_kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
     data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
-    for flag, v in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples),
-                    ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise CLIError(f"{flag} must be a positive integer, got {v}")
-    out = _check_output_path(args.out, "--out")
-    if args.dir_file is not None:
-        _check_output_path(args.dir_file, "--dir-file")
-        if Path(args.dir_file).resolve() == out.resolve():
-            raise CLIError("--dir-file and --out name the same file; give two names")
-    if args.model_file2 is not None and args.model_file is None:
-        raise CLIError("--model-file2 needs --model-file: the line runs from --model-file to --model-file2")
-    if args.same_dir and grid.ndim == 1:
-        raise CLIError("--same-dir needs a 2D surface: pass --y too")
+    _check_surface_flags(args, grid)
+    out, dir_out = _output_names(args, grid)
     _check_fewer_passes_flags(args)
     device = _device(args.device)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     kind = args.dir_type or ("states" if args.model_file2 else "weights")
+    executor = executor if executor is not None else _gpu_executor(args)
 
     main_split = "test" if args.split == "test" else "train"
     data, test_data = _load_splits(args, data_kwargs)
     if args.plot:
         _check_plot_metric(args.metric, [main_split] + (["test"] if test_data is not None else []))
 
+    torch.manual_seed(args.seed)  # once, as the reference: the models' init, then the directions' draw
     model = _build_model(args, model_kwargs, args.model_file)
     from lossviz.data import CLI_SPELLING, probe_model_data
 
@@ -382,77 +603,158 @@ def _surface(args, executor=None) -> int:
                   strategy=args.strategy, threads=args.threads, loss=args.loss)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
-    dir_file_exists = args.dir_file is not None and Path(args.dir_file).exists()
-    if dir_file_exists:
-        from lossviz.io.h5 import read_directions
-
-        directions = read_directions(args.dir_file, space)
-        if directions.ndim != grid.ndim:
-            raise CLIError(
-                f"direction file {args.dir_file!r} holds {directions.ndim} direction(s) but the surface is "
-                f"{grid.ndim}D: " + ("pass --y" if directions.ndim == 2 else "drop --y or use another --dir-file")
-            )
-    elif model_b is not None:
-        from lossviz.directions import DirectionSet, target_direction
-
-        space_b = ParamSpace(model_b, kind)
-        target = target_direction(space, center, space_b.vector(model_b, dtype=dtype).cpu())
-        vecs = [target]
-        if grid.ndim == 2:  # the reference: x from model 1 to model 2, y random (or x again)
-            vecs.append(target.clone() if args.same_dir else _random_directions(space, center, args, 2).vectors[1])
-        directions = DirectionSet(vecs, kind=kind, normalization=None, ignore=None, seed=args.seed,
-                                  method="target", meta={"model_file2": args.model_file2})
+    source = args.dir_file or (dir_out if dir_out is not None and Path(dir_out).is_file() else None)
+    if source is not None:
+        directions = _read_direction_file(source, space, grid)
     else:
-        directions = _random_directions(space, center, args, grid.ndim)
+        directions = _drawn_directions(args, grid, space, center, model_b,
+                                       lambda: _build_model(args, model_kwargs, args.model_file3))
+    dir_name = source or dir_out or ""
+    if dir_out is not None and source is None:
+        from lossviz.io.h5 import write_directions
 
+        write_directions(dir_out, directions, space)
+        print(f"wrote {dir_out} (directions)")
+    elif source is not None and source == dir_out:
+        print(f"read {dir_out} (directions)")
+
+    meta = {
+        "command": "lossviz " + " ".join(shlex.quote(a) for a in args.argv),
+        "model_name": args.model, "model_kwargs": model_kwargs, "model_file": args.model_file,
+        "model_file2": args.model_file2, "model_file3": args.model_file3, "dataset": args.dataset,
+        "data_kwargs": data_kwargs, "dir_file": dir_name,
+        **({"interpolation": {"a": 0.0, "b": 1.0}} if model_b is not None else {}),
+    }
+    key_facts = dict(x=grid.x.spec, y=grid.y.spec if grid.y else None, kind=kind, dataset=args.dataset,
+                     data_kwargs=data_kwargs, split=args.split, loss=args.loss, max_samples=args.max_samples,
+                     dtype=args.dtype, raw_data=args.raw_data, data_split=[args.data_split, args.split_idx])
+    return SimpleNamespace(grid=grid, out=out, kind=kind, executor=executor, main_split=main_split, data=data,
+                           test_data=test_data, model=model, common=common, space=space, center=center,
+                           directions=directions, dir_name=dir_name, meta=meta, key_facts=key_facts)
+
+
+def _surface(args, executor=None) -> int:
+    run = prepare_run(args, executor)
+    grid, out, kind, executor, main_split = run.grid, run.out, run.kind, run.executor, run.main_split
+    model, data, test_data, directions, common, meta = (run.model, run.data, run.test_data, run.directions,
+                                                        run.common, run.meta)
+    dir_name = run.dir_name
     if args.adaptive:
         surface = _refined(args, model, data, directions, grid, kind, executor, common)
     elif args.subsample:
         surface = _subsampled(args, model, data, test_data, directions, grid, kind, executor, common)
     else:
-        from lossviz.landscape import compute_surface
-
-        surface = compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
-                                  executor=executor, progress=not args.no_progress, **common)
-    loss_name = f"{main_split}_loss"
-    if loss_name in surface.values and np.isnan(surface.values[loss_name]).all():
+        meta["resume_key"] = resume_key(run.center, directions.vectors, **run.key_facts)
+        try:
+            surface = _resumable_surface(args, out, meta, model, data, directions, grid, kind, executor, common)
+        except Interrupted as e:
+            print(f"lossviz surface: interrupted by {e}: the finished points are in {out}; run the same command "
+                  "to resume", file=sys.stderr)
+            return 128 + e.signum
+    loss_name_ = f"{main_split}_loss"
+    if loss_name_ in surface.values and np.isnan(surface.values[loss_name_]).all():
         why = "; ".join(surface.meta.get("errors", [])[:1]) or "every loss value is NaN"
         raise CLIError(f"no point of the surface could be evaluated ({why}); nothing was written")
-    surface.meta.update({
-        "command": "lossviz " + " ".join(shlex.quote(a) for a in args.argv),
-        "model_name": args.model,
-        "model_kwargs": model_kwargs,
-        "model_file": args.model_file,
-        "model_file2": args.model_file2,
-        "dataset": args.dataset,
-        "data_kwargs": data_kwargs,
-        "dir_file": args.dir_file or "",
-    })
-    if model_b is not None:
-        surface.meta["interpolation"] = {"a": 0.0, "b": 1.0}
-
-    from lossviz.io.h5 import write_directions, write_surface
+    surface.meta.update(meta)
+    from lossviz.io.h5 import write_surface
 
     if args.plot:  # a metric the surface lacks (accuracy of a regression) is refused before --out is written
         from lossviz.figures import default_metric
 
         args.metric = default_metric(surface, args.metric)
-    if args.dir_file is not None and not dir_file_exists:
-        write_directions(args.dir_file, directions, space)
-    write_surface(out, surface, dir_file=args.dir_file or "")
+    write_surface(out, surface, dir_file=dir_name)
     n_nan = int(np.isnan(next(iter(surface.values.values()))).sum())
     print(f"wrote {out} ({'x'.join(map(str, surface.shape))} points, metrics {', '.join(surface.values)}"
           + (f", {n_nan} NaN" if n_nan else "") + ")")
-    if args.dir_file is not None and not dir_file_exists:
-        print(f"wrote {args.dir_file} (directions)")
     if args.adaptive or args.subsample:
         print(_cost_line(surface, f"{main_split}_loss"))
     if args.plot:
-        written, note = _plot(surface, args.metric, f"{args.model}: ", _plot_path(out, args.plot))
+        _surface_plots(args, surface, out)
+    return 0
+
+
+def _check_surface_flags(args, grid) -> None:
+    """The flags' values and combinations, before any work."""
+    for flag, v in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples),
+                    ("--threads", args.threads), ("--ngpu", args.ngpu), ("--data-split", args.data_split)):
+        if v is not None and v < 1:
+            raise CLIError(f"{flag} must be a positive integer, got {v}")
+    if not 0 <= args.split_idx < args.data_split:
+        raise CLIError(f"--split-idx must be in 0..{args.data_split - 1} for --data-split {args.data_split}, "
+                       f"got {args.split_idx}")
+    if not args.flush_every > 0:
+        raise CLIError(f"--flush-every must be a positive number of seconds, got {args.flush_every}")
+    if args.model_file2 is not None and args.model_file is None:
+        raise CLIError("--model-file2 needs --model-file: the line runs from --model-file to --model-file2")
+    if args.model_file3 is not None and (args.model_file is None or grid.ndim == 1):
+        raise CLIError("--model-file3 needs --model-file and --y: the y direction runs from --model-file to it")
+    if args.same_dir and grid.ndim == 1:
+        raise CLIError("--same-dir needs a 2D surface: pass --y too")
+    if args.same_dir and args.model_file3:
+        raise CLIError("--same-dir and --model-file3 both set the y direction: give one")
+    for attr in ("model_file2", "model_file3"):
+        path = getattr(args, attr)
+        if path is not None and not Path(path).is_file():
+            raise CLIError(f"model file {path!r} does not exist")
+
+
+def _resumable_surface(args, out: Path, meta: dict, model, data, directions, grid, kind, executor, common):
+    """:func:`lossviz.landscape.compute_surface` resuming the partial surface in ``out`` (checked by its
+    ``resume_key``), the partial surface written to ``out`` every ``--flush-every`` seconds and on
+    SIGTERM / SIGINT (:class:`lossviz.cli_resume.PartialWriter`)."""
+    from lossviz.io.h5 import write_surface
+    from lossviz.landscape import compute_surface
+
+    needed = [f"{common['split']}_loss"] + (["test_loss"] if common["test_data"] is not None else [])
+    found = None if args.overwrite else resumable(out, meta["resume_key"], needed,
+                                                  (grid.x.values, grid.y.values if grid.y else None))
+    if isinstance(found, str):
+        raise CLIError(f"--out {str(out)!r} exists and cannot be resumed: {found}; pass --overwrite to replace it "
+                       "or choose another --out")
+    if found is not None:
+        print(f"lossviz surface: resuming {out}: {found.n_done}/{found.done.size} points done", file=sys.stderr)
+
+    def write(surface) -> None:
+        surface.meta.update(meta)
+        write_surface(out, surface, dir_file=meta["dir_file"])
+
+    writer = PartialWriter(write, args.flush_every)
+    with writer.on_signals():
+        return compute_surface(model, data, directions, x=grid.x, y=grid.y, kind=kind, seed=args.seed,
+                               executor=executor, progress=not args.no_progress, resume=found, callback=writer,
+                               chunk_size=_chunk_size(grid.size, executor), **common)
+
+
+def _chunk_size(n_points: int, executor) -> int | None:
+    """With several workers, chunks of at most 64 points and at least 4 per worker (every rank gets work,
+    and finished points reach --out often); in-process, the engine's default."""
+    from lossviz.executors import worker_count
+
+    workers = worker_count(executor) if executor is not None else 1
+    if workers is None or workers <= 1:
+        return None
+    return max(1, min(64, -(-n_points // (4 * workers))))
+
+
+def _surface_plots(args, surface, out: Path) -> None:
+    """``--plot``: html through :mod:`lossviz.figures`; png / pdf as ``plot_2D.py`` / ``plot_1D.py`` draw
+    them: next to ``--out`` the contours (2D) or loss and accuracy (1D), without ``--out`` the reference's
+    figures under its names."""
+    if args.plot == "html":
+        written, note = _plot(surface, args.metric, f"{args.model}: ", _plot_path(out, "html"))
         if note:
             print(f"lossviz: note: {note}", file=sys.stderr)
         print(f"wrote {written}")
-    return 0
+        return
+    from lossviz.cli_plot import main_figure, reference_plots
+
+    formats = ("png", "pdf") if args.plot == "both" else (args.plot,)
+    if args.out is None:  # files named as the reference names them
+        images = reference_plots(surface, str(out), args, formats=formats)
+    else:
+        images = [main_figure(surface, args, _plot_path(out, fmt)) for fmt in formats]
+    for path in images:
+        print(f"wrote {path}")
 
 
 def _check_plot_metric(metric: str | None, splits: list[str]) -> None:
@@ -569,17 +871,6 @@ def _plot(surface, wanted: str | None, title: str, path: Path) -> tuple[Path, st
 
     metric = figures.default_metric(surface, wanted)
     return figures.write_figure(figures.surface_figure(surface, metric, title=title + metric), path)
-
-
-def cmd_plot(args) -> int:
-    surface = _read_surface(args.file)
-    out = Path(args.out) if args.out else Path(args.file).with_suffix(".html")
-    _check_output_path(str(out), "--out")
-    written, note = _plot(surface, args.metric, f"{Path(args.file).name}: ", out)
-    if note:
-        print(f"lossviz: note: {note}", file=sys.stderr)
-    print(f"wrote {written}")
-    return 0
 
 
 def cmd_info(args) -> int:

@@ -503,6 +503,79 @@ def mpi_comm_executor(comm: Any = None, root: int = 0):
     return MPICommExecutor(comm if comm is not None else MPI.COMM_WORLD, root=root)
 
 
+class RankExecutor(Executor):
+    """Rank 0's executor under MPI: tasks go to the other ranks (``remote``, an ``MPICommExecutor``'s
+    pool serving ``remote_workers`` ranks) and to a worker thread of rank 0 itself, whichever has
+    fewer tasks in flight per worker, so that every rank evaluates (as the reference's
+    ``plot_surface.py`` does). ``local_tasks`` counts the chunks rank 0 evaluated (not the
+    :class:`SpecMissing` answers)."""
+
+    def __init__(self, remote: Executor, remote_workers: int) -> None:
+        self._local = ThreadPoolExecutor(1, thread_name_prefix="lossviz-rank0")
+        self._remote = remote
+        self._remote_workers = max(1, int(remote_workers))
+        self._max_workers = 1 + self._remote_workers
+        self._in_flight = {"local": 0, "remote": 0}
+        self._lock = threading.Lock()
+        self.local_tasks = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        with self._lock:
+            local = self._in_flight["local"] <= self._in_flight["remote"] / self._remote_workers
+            self._in_flight["local" if local else "remote"] += 1
+        if local:
+            return self._local.submit(self._run_here, fn, args, kwargs)
+        fut = self._remote.submit(fn, *args, **kwargs)
+        fut.add_done_callback(self._remote_done)
+        return fut
+
+    def _run_here(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """A task on rank 0's thread, counted out before its future is set (so the next submission sees it)."""
+        evaluated = False
+        try:
+            result = fn(*args, **kwargs)
+            evaluated = not isinstance(result, SpecMissing)
+            return result
+        finally:
+            with self._lock:
+                self._in_flight["local"] -= 1
+                self.local_tasks += int(evaluated)
+
+    def _remote_done(self, _: Future) -> None:
+        with self._lock:
+            self._in_flight["remote"] -= 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._local.shutdown(wait=wait, cancel_futures=cancel_futures)  # the remote pool is its context's
+
+
+def mpi_rank_executor(comm: Any = None, root: int = 0) -> contextlib.AbstractContextManager[Executor | None]:
+    """Every rank of ``comm`` (default ``COMM_WORLD``) evaluating: a context manager giving rank ``root``
+    a :class:`RankExecutor` over the other ranks and a thread of its own (with one rank, an
+    :class:`InProcessExecutor`); the other ranks serve tasks inside it and get ``None``."""
+    context = mpi_comm_executor(comm, root)  # names the install when mpi4py is missing
+    from mpi4py import MPI
+
+    comm = comm if comm is not None else MPI.COMM_WORLD
+    return _rank_executor(comm, context)
+
+
+@contextlib.contextmanager
+def _rank_executor(comm: Any, context: Any) -> Iterator[Executor | None]:
+    if comm.Get_size() == 1:
+        yield InProcessExecutor()
+        return
+    with context as remote:
+        if remote is None:
+            yield None
+            return
+        pool = RankExecutor(remote, comm.Get_size() - 1)
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True)
+
+
 _ALLOCATOR_RELAXED = False
 
 

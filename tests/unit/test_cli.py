@@ -56,7 +56,7 @@ def test_2d_surface_end_to_end(tmp_path, capsys):
     out, dirs = tmp_path / "s.h5", tmp_path / "d.h5"
     code, stdout, err = _run(
         capsys, "surface", "--model", "mlp", "--model-file", tmp_path / "a.pt", "--x=-1:1:5", "--y=-1:1:3",
-        *SPIRALS, "--split", "both", "--out", out, "--dir-file", dirs, "--seed", 7,
+        *SPIRALS, "--split", "both", "--out", out, "--dir-out", dirs, "--seed", 7,
     )
     assert code == 0, err
     assert "wrote" in stdout
@@ -108,7 +108,7 @@ def test_1d_surface_float64_center_and_line(tmp_path, capsys):
     out, dirs = tmp_path / "line.h5", tmp_path / "dline.h5"
     code, _, err = _run(
         capsys, "surface", "--model-file", tmp_path / "a.safetensors", "--x=-0.5:0.5:5", *SPIRALS,
-        "--dtype", "float64", "--xnorm", "layer", "--xignore", "none", "--out", out, "--dir-file", dirs,
+        "--dtype", "float64", "--xnorm", "layer", "--xignore", "none", "--out", out, "--dir-out", dirs,
     )
     assert code == 0, err
     with h5py.File(out, "r") as f:
@@ -211,7 +211,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     out, dirs = tmp_path / "out.h5", tmp_path / "dirs.h5"
     _save_model(tmp_path / "a.pt", seed=0)
     _save_model(tmp_path / "small.pt", seed=0, hidden=[16])
-    base = ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-file", dirs]
+    base = ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-out", dirs]
     with_a = ["--model-file", tmp_path / "a.pt"]
     cases = [
         (["--x", "-1:1"], ["grid spec", "min:max:num"]),
@@ -254,7 +254,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     _expect_usage_error(capsys, ["info", tmp_path / "absent.h5"], ["absent.h5", "does not exist"], [])
     # a 2D direction file used for a 1D surface
     assert _run(capsys, "surface", "--x=-1:1:3", "--y=-1:1:3", *SPIRALS, "--out", tmp_path / "ok.h5",
-                "--dir-file", dirs)[0] == 0
+                "--dir-out", dirs)[0] == 0
     _expect_usage_error(capsys, ["surface", "--x=-1:1:3", *SPIRALS, "--out", out, "--dir-file", dirs],
                         ["holds 2 direction(s)", "1D"], [out])
     # argparse rejects unknown choices with its own usage message, status 2

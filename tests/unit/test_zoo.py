@@ -43,6 +43,14 @@ FORWARD_CASES = [
     ("resnet56_noshort", {}, (1, 3, 32, 32), 10),
     ("resnet110_noshort", {}, (1, 3, 32, 32), 10),
     ("densenet121", {}, (1, 3, 32, 32), 10),
+    ("densenet_cifar", {"num_classes": 100}, (2, 3, 32, 32), 100),
+    ("cnn12", {}, (2, 3, 32, 32), 10),
+    ("cnn24", {}, (2, 3, 32, 32), 10),
+    ("cnn36", {}, (2, 3, 32, 32), 10),
+    ("cnn48", {}, (2, 3, 32, 32), 10),
+    ("cnn96", {}, (1, 3, 32, 32), 10),
+    ("cnn48x2", {}, (1, 3, 32, 32), 10),
+    ("cnn48x3", {"in_channels": 1}, (1, 1, 28, 28), 10),
     ("torchvision:resnet18", {"num_classes": 3}, (1, 3, 32, 32), 3),
 ]
 
@@ -408,3 +416,100 @@ def test_fake_data_bad_arguments(tmp_path):
         write_fake_mnist(tmp_path, noise="loud")
     with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
         write_fake_cifar10(tmp_path, max_shift=1.5)
+
+
+def _reference_densenet_shapes(blocks=(6, 12, 24, 16), g=32, num_classes=10) -> dict[str, tuple[int, ...]]:
+    """The state-dict keys and shapes of the reference's cifar10/models/densenet.py, written out from its
+    layout (a 3x3 stem to 2g, Bottleneck bn1/conv1 (4g, 1x1)/bn2/conv2 (g, 3x3), Transition bn/conv to
+    floor(c/2), final bn and linear)."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (2 * g, 3, 3, 3)}
+
+    def bn(prefix, c):
+        shapes.update({f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+                       f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()})
+
+    c = 2 * g
+    for stage, n in enumerate(blocks, start=1):
+        for i in range(n):
+            p = f"dense{stage}.{i}"
+            bn(f"{p}.bn1", c)
+            shapes[f"{p}.conv1.weight"] = (4 * g, c, 1, 1)
+            bn(f"{p}.bn2", 4 * g)
+            shapes[f"{p}.conv2.weight"] = (g, 4 * g, 3, 3)
+            c += g
+        if stage < 4:
+            bn(f"trans{stage}.bn", c)
+            shapes[f"trans{stage}.conv.weight"] = (c // 2, c, 1, 1)
+            c //= 2
+    bn("bn", c)
+    shapes.update({"linear.weight": (num_classes, c), "linear.bias": (num_classes,)})
+    return shapes
+
+
+def test_densenet121_is_the_references_layout_and_its_checkpoints_load(tmp_path):
+    from lossviz.io.checkpoints import load_checkpoint_into
+
+    model = get_model("densenet121")
+    want = _reference_densenet_shapes()
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == want
+    assert list(model.state_dict()) == list(want)  # the same order: the reference's direction lists line up
+    assert want["linear.weight"] == (10, 1024) and want["trans3.conv.weight"] == (512, 1024, 1, 1)
+    # a checkpoint as the reference saves it (a DataParallel state dict under 'state_dict', no counters)
+    torch.manual_seed(1)
+    sd = {f"module.{k}": torch.randn(s) for k, s in want.items() if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": sd, "epoch": 300}, tmp_path / "densenet121.t7")
+    load_checkpoint_into(model, tmp_path / "densenet121.t7")
+    assert torch.equal(model.linear.weight, sd["module.linear.weight"])
+    # a bottleneck puts its new features first: cat([conv2(relu(bn2(conv1(relu(bn1(x)))))), x])
+    block = get_model("densenet121").dense1[0].eval()  # fresh BN statistics
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        new = block.conv2(torch.relu(block.bn2(block.conv1(torch.relu(block.bn1(x))))))
+        out = block(x)
+    assert out.shape == (2, 96, 8, 8) and torch.equal(out[:, :32], new) and torch.equal(out[:, 32:], x)
+
+
+@pytest.mark.parametrize("name,width,repeats", [("cnn12", 12, 1), ("cnn48", 48, 1), ("cnn96", 96, 1),
+                                                ("cnn48x2", 48, 2), ("cnn48x3", 48, 3)])
+def test_width_cnn_parameter_counts(name, width, repeats):
+    # four stages of `repeats` 3x3 convs (with bias) + BN, widths k, 2k, 4k, 8k; a linear 8k -> 10
+    widths = [width * 2**s for s in range(4)]
+    count, c_in = 0, 3
+    for c in widths:
+        for _ in range(repeats):
+            count += c_in * c * 9 + c + 2 * c
+            c_in = c
+    count += 8 * width * 10 + 10
+    model = get_model(name)
+    assert _count(model) == count
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [c for c in widths for _ in range(repeats)]
+
+
+def test_cifar10_training_augmentation_is_a_padded_crop_and_flip(tmp_path):
+    write_fake_cifar10(tmp_path, n_train=10, n_test=5, seed=2)
+    plain_train, plain_test = get_data("cifar10", tmp_path, verify=False)
+    aug_train, aug_test = get_data("cifar10", tmp_path, verify=False, augment=True)
+    torch.manual_seed(0)
+    zero = torch.tensor(CIFAR10_MEAN).view(3, 1, 1).neg() / torch.tensor(CIFAR10_STD).view(3, 1, 1)  # 0 px
+    flips, shifts = 0, set()
+    for i in range(10):
+        img, label = plain_train[i]
+        got, got_label = aug_train[i]
+        assert got_label == label and got.shape == img.shape
+        padded = zero.expand(3, 40, 40).clone()
+        padded[:, 4:36, 4:36] = img
+        match = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)
+                 if torch.allclose((lambda c: c.flip(-1) if f else c)(padded[:, dy:dy + 32, dx:dx + 32]), got,
+                                   atol=1e-6)]
+        assert match, f"image {i} is no 4-pixel-padded crop (or its mirror) of the original"
+        flips += match[0][2]
+        shifts.add(match[0][:2])
+    assert 0 < flips < 10 and len(shifts) > 1  # random, not a fixed transform
+    for i in range(5):  # the test split is never augmented, and the train split's plain view is not either
+        assert torch.equal(aug_test[i][0], plain_test[i][0])
+        assert torch.equal(aug_train.plain[i][0], plain_train[i][0])
+    torch.manual_seed(5)
+    a = aug_train[3][0]
+    torch.manual_seed(5)
+    assert torch.equal(aug_train[3][0], a)  # drawn from torch's global generator (the training loop seeds it)

@@ -11,7 +11,8 @@ with ``log=True``, ``log(z + 0.1)``, in that order, as there.
 Differences: non-square grids work (the reference assumes ``nx == ny``); points whose value is NaN (not
 computed or diverged) are left out and the cells touching them skipped (the reference has no NaN); the
 raw metric is written as a second point-data array (named ``value_name``); coordinates and values are
-``Float64``. The reference's optional cubic re-interpolation (``--interp``) is not offered.
+``Float64``. The reference's cubic re-interpolation (``--interp``) is a bicubic spline here
+(:func:`resample`; SciPy removed ``interp2d``).
 """
 
 from __future__ import annotations
@@ -174,16 +175,38 @@ def vtp_filename(surf_file: str | os.PathLike, surf_name: str = "train_loss", zm
     return name + ".vtp"
 
 
+def resample(x: Any, y: Any, z: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``z`` on ``n x n`` evenly spaced points over ``x``'s and ``y``'s ranges, by a bicubic
+    interpolating spline through the grid's values (``scipy.interpolate.RectBivariateSpline``, ``s=0``;
+    the reference's ``interp2d(kind='cubic')``, removed from SciPy). Needs at least 4 points per axis and
+    no NaN."""
+    from scipy.interpolate import RectBivariateSpline
+
+    x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
+    if n < 2:
+        raise ValueError(f"interp must be at least 2 points per axis, got {n}")
+    if min(x.size, y.size) < 4:
+        raise ValueError(f"bicubic resampling needs at least 4 points per axis, the grid has {x.size} x {y.size}")
+    if not np.isfinite(z).all():
+        raise ValueError("the surface has NaN points (not computed or diverged); resample only a complete surface")
+    spline = RectBivariateSpline(y, x, z, kx=3, ky=3, s=0)
+    xs, ys = np.linspace(x.min(), x.max(), n), np.linspace(y.min(), y.max(), n)
+    return xs, ys, spline(ys, xs)
+
+
 def h5_to_vtp(
     surf_file: str | os.PathLike,
     surf_name: str = "train_loss",
     log: bool = False,
     zmax: float = -1,
     out: str | os.PathLike | None = None,
+    interp: int = -1,
 ) -> Path:
     """The reference's ``h5_to_vtp``: read a Li-layout surface file and write its ``.vtp`` next to it
     (``out=None``: the reference's file name, :func:`vtp_filename`). ``-1`` in the file (the reference's
-    "not computed") is read as NaN, and ``(nx, ny)`` or ``(ny, nx)`` datasets as ``(ny, nx)``."""
+    "not computed") is read as NaN, and ``(nx, ny)`` or ``(ny, nx)`` datasets as ``(ny, nx)``.
+    ``interp > 0`` first resamples the surface to ``interp x interp`` points over the same ranges
+    (:func:`resample`, the reference's cubic ``interp2d``)."""
     import h5py
 
     surf_file = Path(surf_file)
@@ -203,6 +226,8 @@ def h5_to_vtp(
         raise ValueError(f"{surf_name} has {vals.size} values, expected len(x) * len(y) = {x.size * y.size}")
     z = vals.reshape(y.size, x.size)
     z[z == -1] = np.nan
+    if interp > 0:
+        x, y, z = resample(x, y, z, interp)
     target = Path(out) if out is not None else Path(vtp_filename(surf_file, surf_name, zmax, log))
     return write_vtp(target, x, y, z, zmax=zmax, log=log, value_name=surf_name)
 
@@ -211,6 +236,7 @@ __all__ = [
     "LOG_OFFSET",
     "grid_mesh",
     "h5_to_vtp",
+    "resample",
     "transform_z",
     "vtp_filename",
     "write_surface_vtp",

@@ -6,7 +6,8 @@
 * ``"digits"``: scikit-learn's 8x8 handwritten digits (shipped with scikit-learn), scaled to [0, 1],
   a fixed train/test split; images ``(1, 8, 8)`` or flat ``(64,)`` with ``flat=True``.
 * ``"mnist"``, ``"cifar10"``: torchvision's data sets read from ``root`` (never downloaded), with the
-  standard normalization.
+  standard normalization; ``augment=True`` gives CIFAR-10's train split the training-time random crop
+  and flip both references trained with (:func:`cifar10_train_augmentation`).
 * ``"fakedata"``: torchvision's ``FakeData`` (random images, fixed seed), CIFAR-like by default.
 
 ``write_fake_cifar10`` / ``write_fake_mnist`` write small folders in the real data sets' formats, with
@@ -18,6 +19,7 @@ Generated data sets are ``torch.utils.data.TensorDataset``.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -38,6 +40,7 @@ __all__ = [
     "DATASETS",
     "MNIST_MEAN",
     "MNIST_STD",
+    "cifar10_train_augmentation",
     "get_data",
     "list_data",
     "make_spirals",
@@ -168,10 +171,24 @@ def _cifar10_class(verify: bool):
     return CIFAR10Unverified
 
 
-def _cifar10(root=None, *, normalize: bool = True, verify: bool = True) -> tuple[Dataset, Dataset]:
+def cifar10_train_augmentation() -> list:
+    """The training-time augmentation both references trained CIFAR-10 with (the reference's
+    ``cifar10/main.py``, FlowEr's training): a random 32x32 crop of the image zero-padded by 4 pixels,
+    then a horizontal flip with probability 1/2 (torchvision transforms on the PIL image, drawing from
+    torch's global generator, which the training loop seeds per epoch)."""
+    from torchvision import transforms
+
+    return [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+
+
+def _cifar10(root=None, *, normalize: bool = True, verify: bool = True,
+             augment: bool = False) -> tuple[Dataset, Dataset]:
     """torchvision's CIFAR10 from ``root/cifar-10-batches-py``. ``verify=False`` skips the MD5 checks
-    (needed for the small files :func:`write_fake_cifar10` writes). torchvision unpickles these batch
-    files: that is CIFAR-10's own distribution format; only read folders you trust."""
+    (needed for the small files :func:`write_fake_cifar10` writes). ``augment=True`` gives a train split
+    for training, with :func:`cifar10_train_augmentation` (a fresh crop and flip at every read), whose
+    ``plain`` attribute is the same split without it; surfaces are evaluated on the plain split (the
+    reference: "no data augmentation ... in calculating the loss values"). torchvision unpickles these
+    batch files: that is CIFAR-10's own distribution format; only read folders you trust."""
     from torchvision import transforms
 
     root = _require_root("cifar10", root)
@@ -190,12 +207,18 @@ def _cifar10(root=None, *, normalize: bool = True, verify: bool = True) -> tuple
     t = transforms.Compose(tf)
     cls = _cifar10_class(verify)
     try:
-        return cls(str(root), train=True, transform=t), cls(str(root), train=False, transform=t)
+        train, test = cls(str(root), train=True, transform=t), cls(str(root), train=False, transform=t)
     except RuntimeError as e:
         raise ValueError(
             f"CIFAR-10 files in {folder} fail torchvision's MD5 check ({e}). Re-extract the official "
             "archive there, or pass verify=False for files you wrote yourself (e.g. write_fake_cifar10)"
         ) from None
+    if augment:
+        plain = train
+        train = copy.copy(plain)  # shares the images; only the transform differs
+        train.transform = transforms.Compose([*cifar10_train_augmentation(), *tf])
+        train.plain = plain  # the same images without augmentation, to evaluate on
+    return train, test
 
 
 def _fakedata(
@@ -236,7 +259,7 @@ def get_data(name: str, root: str | os.PathLike | None = None, **kwargs) -> tupl
 
     ``root`` is the folder of file-based data sets (``mnist``, ``cifar10``). ``kwargs`` go to the
     loader: ``spirals``: ``n, n_test, k, noise, turns, seed``; ``digits``: ``flat, test_fraction,
-    seed``; ``mnist``: ``normalize``; ``cifar10``: ``normalize, verify``; ``fakedata``: ``size,
+    seed``; ``mnist``: ``normalize``; ``cifar10``: ``normalize, verify, augment``; ``fakedata``: ``size,
     test_size, image_size, num_classes, seed``.
     """
     key = str(name).lower()

@@ -2,7 +2,10 @@
 
 ``get_model("resnet56")`` builds the CIFAR ResNet-56 of He et al. exactly as the reference
 implementation (``tomgoldstein/loss-landscape``, ``cifar10/models/resnet.py``) lays it out: same module
-names, so the reference's state dicts load into ours. ``"torchvision:<name>"`` builds any torchvision
+names, so the reference's state dicts load into ours; ``"densenet121"`` is the reference's CIFAR
+DenseNet-121 (``cifar10/models/densenet.py``; torchvision's ImageNet one is ``"torchvision:densenet121"``).
+``"cnn12"`` ... ``"cnn96"``, ``"cnn48x2"``, ``"cnn48x3"`` are the width-k CNNs (:class:`WidthCNN`).
+``"torchvision:<name>"`` builds any torchvision
 model (never with pretrained weights: nothing is downloaded) and ``"package.module:factory"`` calls a
 user's own factory.
 """
@@ -21,9 +24,11 @@ __all__ = [
     "MODELS",
     "VGG",
     "BasicBlock",
+    "CifarDenseNet",
     "CifarResNet",
     "LeNet",
     "SmallCNN",
+    "WidthCNN",
     "get_model",
     "list_models",
 ]
@@ -272,6 +277,106 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
+class DenseBottleneck(nn.Module):
+    """DenseNet-BC layer: ``BN -> ReLU -> conv1x1 (4g) -> BN -> ReLU -> conv3x3 (g)``, its ``g`` new
+    feature maps put in front of its input's (``cat([new, x])``, the reference's order)."""
+
+    def __init__(self, in_planes: int, growth_rate: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, 4 * growth_rate, kernel_size=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4 * growth_rate)
+        self.conv2 = nn.Conv2d(4 * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        new = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return torch.cat([new, x], 1)
+
+
+class DenseTransition(nn.Module):
+    """Between dense stages: ``BN -> ReLU -> conv1x1 -> 2x2 average pooling``."""
+
+    def __init__(self, in_planes: int, out_planes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+
+class CifarDenseNet(nn.Module):
+    """The CIFAR DenseNet-BC of the reference (``cifar10/models/densenet.py``, Huang et al. 2017 with
+    a 3x3 stem): a conv to ``2g`` channels, four dense stages of ``blocks`` bottlenecks joined by
+    transitions that keep ``floor(reduction * channels)``, BN-ReLU, 4x4 average pooling on 32x32
+    inputs (global here), linear. Module names ``conv1, dense1..4, trans1..3, bn, linear`` as there,
+    built in the same order, so the reference's checkpoints load and its seeded draws line up.
+    DenseNet-121: ``blocks=(6, 12, 24, 16)``, ``growth_rate=32``."""
+
+    def __init__(self, blocks: Sequence[int] = (6, 12, 24, 16), growth_rate: int = 32, reduction: float = 0.5,
+                 num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if len(blocks) != 4 or min(blocks) < 1 or growth_rate < 1:
+            raise ValueError(f"CifarDenseNet needs four stages of >= 1 blocks and growth_rate >= 1, got "
+                             f"blocks={list(blocks)}, growth_rate={growth_rate}")
+        self.growth_rate = growth_rate
+        self.reduction = reduction
+        planes = 2 * growth_rate
+        self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, padding=1, bias=False)
+        # built stage by stage in the reference's order (its seeded initialization draws line up)
+        self.dense1, planes = self._dense(planes, blocks[0])
+        self.trans1, planes = self._transition(planes)
+        self.dense2, planes = self._dense(planes, blocks[1])
+        self.trans2, planes = self._transition(planes)
+        self.dense3, planes = self._dense(planes, blocks[2])
+        self.trans3, planes = self._transition(planes)
+        self.dense4, planes = self._dense(planes, blocks[3])
+        self.bn = nn.BatchNorm2d(planes)
+        self.linear = nn.Linear(planes, num_classes)
+
+    def _dense(self, planes: int, n: int) -> tuple[nn.Sequential, int]:
+        g = self.growth_rate
+        return nn.Sequential(*[DenseBottleneck(planes + i * g, g) for i in range(n)]), planes + n * g
+
+    def _transition(self, planes: int) -> tuple[DenseTransition, int]:
+        out_planes = int(planes * self.reduction)
+        return DenseTransition(planes, out_planes), out_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.trans1(self.dense1(out))
+        out = self.trans2(self.dense2(out))
+        out = self.trans3(self.dense3(out))
+        out = F.relu(self.bn(self.dense4(out)))
+        return self.linear(out.mean(dim=(2, 3)))  # the reference's avg_pool2d(out, 4) on 32x32 inputs
+
+
+class WidthCNN(nn.Module):
+    """The width-``k`` CNN family (CNN-12/24/36/48/96; FlowEr's zoo, whose source is not at hand: built as
+    the 5-layer CNN of Nakkiran et al. 2019, "Deep Double Descent"): four stages of 3x3 conv-BN-ReLU with
+    ``k, 2k, 4k, 8k`` channels, ``repeats`` convs per stage (CNN-48x2, CNN-48x3), 2x2 max pooling after
+    stages 2-4, global max pooling, linear."""
+
+    def __init__(self, width: int = 48, repeats: int = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if width < 1 or repeats < 1:
+            raise ValueError(f"WidthCNN needs width >= 1 and repeats >= 1, got width={width}, repeats={repeats}")
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for stage in range(4):
+            c_out = width * 2**stage
+            for _ in range(repeats):
+                layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+                c_in = c_out
+            if stage > 0:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).amax(dim=(2, 3)))
+
+
 # --- builders ------------------------------------------------------------------------------------
 
 
@@ -306,10 +411,20 @@ def _resnet(depth: int, noshort: bool) -> Callable[..., nn.Module]:
     return build
 
 
-def _densenet121(num_classes: int = 10, **kw) -> nn.Module:
-    import torchvision
+def _densenet(blocks: tuple[int, ...], growth_rate: int) -> Callable[..., nn.Module]:
+    def build(**kw) -> nn.Module:
+        return CifarDenseNet(blocks, growth_rate, **kw)
 
-    return torchvision.models.densenet121(weights=None, num_classes=num_classes, **kw)
+    build.__doc__ = f"The reference's CIFAR DenseNet, blocks {blocks}, growth rate {growth_rate}."
+    return build
+
+
+def _width_cnn(width: int, repeats: int = 1) -> Callable[..., nn.Module]:
+    def build(**kw) -> nn.Module:
+        return WidthCNN(width, repeats, **kw)
+
+    build.__doc__ = f"CNN-{width}" + (f"x{repeats}" if repeats > 1 else "") + " (see WidthCNN)."
+    return build
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -324,7 +439,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20_noshort": _resnet(20, True),
     "resnet56_noshort": _resnet(56, True),
     "resnet110_noshort": _resnet(110, True),
-    "densenet121": _densenet121,
+    "densenet121": _densenet((6, 12, 24, 16), 32),
+    "densenet_cifar": _densenet((6, 12, 24, 16), 12),
+    **{f"cnn{k}": _width_cnn(k) for k in (12, 24, 36, 48, 96)},
+    "cnn48x2": _width_cnn(48, 2),
+    "cnn48x3": _width_cnn(48, 3),
 }
 """Model builders by name; ``get_model(name, **kwargs)`` calls ``MODELS[name](**kwargs)``."""
 
