@@ -185,7 +185,9 @@ class HessianOperator:
         return self
 
     def _loss_at(self, theta: torch.Tensor, batch: Any) -> torch.Tensor:
-        tensors = {f"model.{k}": v for k, v in self.space.unflatten(theta).items()}
+        # one split (not a slice per tensor): its backward is one concatenation
+        parts = theta.split([e.numel for e in self.space.entries])
+        tensors = {f"model.{e.name}": p.view(e.shape) for e, p in zip(self.space.entries, parts, strict=True)}
         out = functional_call(self._called, {**tensors, **self.buffers}, (batch,))
         return self.loss_fn(out, targets_of(batch))
 
