@@ -41,6 +41,7 @@ __all__ = [
     "HessianOperator",
     "as_groups",
     "flat_index",
+    "functional_loss",
     "hessian_operator",
     "hvp",
     "parameter_groups",
@@ -68,6 +69,24 @@ def _eval_copy(model: nn.Module) -> nn.Module:
     except Exception:  # noqa: BLE001 - some modules refuse deepcopy: switch modes per call instead
         return model
     return clone.eval()
+
+
+def functional_loss(model: nn.Module, loss_fn: LossFn, forward: Forward | None = None,
+                    buffers: Mapping[str, torch.Tensor] | None = None) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """``f(θ, batch)``: the loss of ``model`` with its weights replaced by the flat vector θ of its
+    ``"weights"`` space (``buffers`` replacing its buffers when given), called on ``batch`` by
+    :func:`lossviz.batches.call_model`; differentiable in θ (one split, so its backward is one
+    concatenation)."""
+    called = _Called(model, forward)
+    entries = ParamSpace(model, "weights").entries
+    sizes = [e.numel for e in entries]
+    extra = {f"model.{k}": v for k, v in (buffers or {}).items()}
+
+    def f(theta: torch.Tensor, batch: Any) -> torch.Tensor:
+        tensors = {f"model.{e.name}": p.view(e.shape) for e, p in zip(entries, theta.split(sizes), strict=True)}
+        return loss_fn(functional_call(called, {**tensors, **extra}, (batch,)), targets_of(batch))
+
+    return f
 
 
 class _Called(nn.Module):
@@ -131,7 +150,6 @@ class HessianOperator:
         if batch_size != "auto":
             check("batch_size", batch_size, Interval(int, 1, None), allow_none=True)
         self.model = _eval_copy(model)
-        self._called = _Called(self.model, forward)
         self.space = ParamSpace(model, "weights")
         if self.space.numel == 0:
             raise ValueError("the model has no parameters: there is no Hessian to compute")
@@ -143,9 +161,10 @@ class HessianOperator:
         x, y = evaluation.inputs, evaluation.targets
         self.n_samples = len(evaluation)
         self.buffers = {
-            f"model.{name}": (b.detach().to(self.device, dtype) if b.is_floating_point() else b.detach().to(self.device))
+            name: (b.detach().to(self.device, dtype) if b.is_floating_point() else b.detach().to(self.device))
             for name, b in model.named_buffers()
         }
+        self._loss_at = functional_loss(self.model, self.loss_fn, forward, self.buffers)
         self.center = self._point(params, model)
         if batch_size == "auto":
             probe = min(self.n_samples, 32)
@@ -183,13 +202,6 @@ class HessianOperator:
         self.center = self._point(params, self.model)
         self._graph = None
         return self
-
-    def _loss_at(self, theta: torch.Tensor, batch: Any) -> torch.Tensor:
-        # one split (not a slice per tensor): its backward is one concatenation
-        parts = theta.split([e.numel for e in self.space.entries])
-        tensors = {f"model.{e.name}": p.view(e.shape) for e, p in zip(self.space.entries, parts, strict=True)}
-        out = functional_call(self._called, {**tensors, **self.buffers}, (batch,))
-        return self.loss_fn(out, targets_of(batch))
 
     def _gradient_graph(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(the leaf θ, ∇ℓ_b(θ) with its graph) for one batch."""
