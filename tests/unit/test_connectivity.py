@@ -218,3 +218,73 @@ def test_evaluate_path_with_update_bn_recomputes_the_statistics_at_every_point()
         assert fresh.values["train_loss"][k] == pytest.approx(ref, rel=1e-9)
     # a's own (default) statistics differ from the data's: the two profiles differ
     assert not np.allclose(plain.values["train_loss"], fresh.values["train_loss"])
+
+
+# ------------------------------------------------------------------------------------ session
+def test_session_connect_is_a_job_stored_and_found_again(tmp_path, monkeypatch) -> None:
+    from lossviz.session import Session
+
+    train, test = _spirals(120, 0), _spirals(60, 1)
+
+    def factory() -> nn.Module:
+        return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+
+    from torch.utils.data import TensorDataset
+
+    s = Session(tmp_path / "p", model=factory, data=(TensorDataset(*train), TensorDataset(*test)))
+    a = s.init()
+    job = s.train(epochs=4, lr=0.1, seed=1)
+    job.wait(120)
+    b = s.checkpoints()[-1]
+    events: list[float] = []
+    s.subscribe(lambda e: events.append(e["progress"]) if e["type"] == "job" and e["job"].kind == "connect" else None)
+    job = s.connect(a.id, b.id, "polychain", epochs=3, batch_size=32, n_points=5, wait=False)
+    res = job.wait(120)
+    assert job.state == "done", job.error
+    assert res["curve"] == "polychain" and res["t"] == [0.0, 0.25, 0.5, 0.75, 1.0] and len(res["losses"]) == 3
+    assert set(res["path"]["values"]) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    pts = res["control_points"]
+    assert pts.shape == (3, C.ParamSpace(factory()).numel)
+    torch.testing.assert_close(pts[0], s.vector(a.id))
+    torch.testing.assert_close(pts[-1], s.vector(b.id))
+    # the numbers are those of the library on the stored curve
+    prof = C.evaluate_path(s.model(a.id), C.Curve("polychain", pts), {"train": train, "test": test}, n_points=5)
+    np.testing.assert_allclose(res["path"]["values"]["train_loss"], prof.values["train_loss"], rtol=1e-5)
+    assert res["barriers"]["curve"] == pytest.approx(prof.barriers["train_loss"], rel=1e-5)
+    assert res["barriers"]["line"] == pytest.approx(C.loss_barrier(res["line"]["values"]["train_loss"]))
+    assert events and max(events) == 1.0
+    calls = []
+    monkeypatch.setattr(C, "fit_curve", lambda *a, **k: calls.append(1))
+    again = s.connect(a.id, b.id, "polychain", epochs=3, batch_size=32, n_points=5)
+    assert not calls and again["barriers"] == res["barriers"]
+    assert torch.equal(again["control_points"], pts)
+    with pytest.raises(ValueError, match="two different"):
+        s.connect(a.id, a.id)
+    s.close()
+
+
+def test_session_hessian_density_and_layers(tmp_path) -> None:
+    from lossviz.session import Session
+
+    x, y = _spirals(60, 2)
+    s = Session(tmp_path / "h", model=lambda: nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), data=(x, y))
+    c = s.init()
+    job = s.hessian(c.id, k=1, density=True, layers=True, density_steps=200, wait=False)
+    res = job.wait(120)
+    assert job.state == "done", job.error
+    m = s.model(c.id).double()
+    space = C.ParamSpace(m)
+
+    def f(theta: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(torch.func.functional_call(m, space.unflatten(theta), (x.double(),)), y)
+
+    dense = torch.autograd.functional.hessian(f, space.vector(m))
+    ev = torch.linalg.eigvalsh(dense).numpy()
+    np.testing.assert_allclose(np.sort(res["density"]["nodes"]), ev, atol=1e-4 * np.abs(ev).max())  # m = D
+    assert sum(res["density"]["weights"]) == pytest.approx(1.0)
+    assert set(res["layers"]) == {"0", "2"} and res["layers"]["0"]["numel"] == 12
+    top0 = float(torch.linalg.eigvalsh(dense[:12, :12])[-1])
+    assert res["layers"]["0"]["eigenvalues"][0] == pytest.approx(top0, rel=1e-3)
+    plain = s.hessian(c.id, k=1)  # the earlier key: no density, no layers
+    assert "density" not in plain and plain["eigenvalues"] == pytest.approx(res["eigenvalues"])
+    s.close()
