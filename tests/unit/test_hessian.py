@@ -300,7 +300,7 @@ def test_hessian_moves_between_points(mlp) -> None:
 
 # ------------------------------------------------------------------------------------ density
 def test_density_nodes_are_the_dense_spectrum(mlp) -> None:
-    model, data, h, ev = mlp
+    model, data, _, ev = mlp
     d = H.density(model, data, n_iter=200, n_runs=2, dtype=F64, seed=3)
     assert d.nodes.shape == (2, 51)  # capped at the dimension
     for row in d.nodes:  # m = D: the Gauss nodes are the eigenvalues
@@ -311,7 +311,7 @@ def test_density_nodes_are_the_dense_spectrum(mlp) -> None:
 
 
 def test_density_moments_estimate_traces_of_powers(mlp) -> None:
-    model, data, h, ev = mlp
+    model, data, _, ev = mlp
     d = H.density(model, data, n_iter=6, n_runs=300, dtype=F64, seed=0)
     for p in (1, 2, 3):
         exact = float((ev**p).mean())
@@ -351,7 +351,7 @@ def test_layer_eigenvalues_and_traces_are_the_blocks(mlp) -> None:
 def test_hutch_plus_plus_beats_hutchinson_on_outliers() -> None:
     d = 60  # a few large outliers on a small bulk: Hutch++'s case
     eigs = [50.0, 30.0, 20.0] + [0.1] * (d - 3)
-    model, data, loss, a = _quadratic(eigs, seed=3)
+    model, data, loss, _ = _quadratic(eigs, seed=3)
     errs = {"hutchinson": [], "hutch++": []}
     for seed in range(8):
         for method in errs:

@@ -46,13 +46,14 @@ class Density:
 
     def curve(self, grid: Any = None, sigma: float | None = None, n: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """``(t, φ(t))``: the density smoothed with Gaussians of width ``sigma`` (default 1% of
-        the nodes' range) on ``grid`` (default ``n`` points over the nodes' range ± 3σ); it
+        the nodes' range) on ``grid`` (default ``n`` points over the nodes' range ± 3 sigma); it
         integrates to 1 over a grid that covers the nodes."""
         lo, hi = float(self.nodes.min()), float(self.nodes.max())
         sigma = float(sigma) if sigma is not None else max(0.01 * (hi - lo), 1e-12 * max(abs(lo), abs(hi), 1.0))
         t = np.linspace(lo - 3 * sigma, hi + 3 * sigma, n) if grid is None else np.asarray(grid, dtype=np.float64)
         z = (t[:, None, None] - self.nodes[None]) / sigma
-        phi = (self.weights[None] * np.exp(-0.5 * z**2)).sum(axis=(1, 2)) / (len(self.nodes) * sigma * np.sqrt(2 * np.pi))
+        norm = len(self.nodes) * sigma * np.sqrt(2 * np.pi)
+        phi = (self.weights[None] * np.exp(-0.5 * z**2)).sum(axis=(1, 2)) / norm
         return t, phi
 
 

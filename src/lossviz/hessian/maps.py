@@ -161,8 +161,8 @@ def eigen_map(
                      ds.stacked().detach().to("cpu", dtype),
                      {"tol": tol, "max_iter": max_iter, "seed": 0 if seed is None else int(seed),
                       "batch_size": batch_size, "dtype": dtype, "device": device})
-    values = {**(base.values if base is not None else {}), **{n: np.full(shape_grid.shape, np.nan) for n in EIGEN_NAMES}}
-    values = {k: np.array(v, dtype=np.float64, copy=True) for k, v in values.items()}
+    values = {k: np.array(v, dtype=np.float64, copy=True) for k, v in (base.values if base is not None else {}).items()}
+    values.update({n: np.full(shape_grid.shape, np.nan) for n in EIGEN_NAMES})
     done = np.zeros(shape_grid.shape, dtype=bool)
     meta = {**(base.meta if base is not None else {}),
             "eigen": {"tol": tol, "max_iter": max_iter, "loss": resolve_loss(loss).name, "dtype": str(dtype)}}

@@ -297,7 +297,8 @@ def as_groups(model: nn.Module, groups: Mapping[str, Sequence[str]] | None) -> d
     return parameter_groups(model) if groups is None else {str(k): list(v) for k, v in groups.items()}
 
 
-def hessian_operator(model: nn.Module, data: Any, loss: str | LossFn = "cross_entropy", **kw: Any) -> HessianOperator:
+def hessian_operator(model: nn.Module | HessianOperator, data: Any, loss: str | LossFn = "cross_entropy",
+                     **kw: Any) -> HessianOperator:
     """Shorthand for :class:`HessianOperator`; ``model`` may already be one (then returned as is)."""
     if isinstance(model, HessianOperator):
         return model
