@@ -27,7 +27,8 @@ Errors: eigenvalues ``max_i |λ_i − λ_i*| / |λ_i*|`` (the worst of ``--repea
 the exact spectrum's range) against the exact spectrum's (0 = equal, 2 = disjoint). Rows at matched
 accuracy: PyHessian's eigenvalues at tol 1e-6, lossviz's at tol 1e-2 (still more accurate than
 PyHessian's default), lossviz's trace with as many probes as PyHessian's early stop took. Times: the
-median of ``--repeats`` runs, ratio = PyHessian's / lossviz's (> 1: lossviz is faster).
+best of ``--repeats`` runs (the machine may be shared: the best is the least disturbed), ratio =
+PyHessian's / lossviz's (> 1: lossviz is faster).
 
     python benchmarks/curvature.py                 # 1000 samples, MLP 10-32-32-4 (D = 1540)
     python benchmarks/curvature.py --quick         # 300 samples, MLP 10-16-16-4
@@ -98,7 +99,7 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[Any]]:
         t0 = time.perf_counter()
         results.append(fn())
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), results
+    return min(times), results
 
 
 def eig_error(found: Any, exact: np.ndarray) -> float:
@@ -151,7 +152,7 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=10)
     ap.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -102,6 +102,14 @@ class _Called(nn.Module):
         return call_model(self.model, batch, self.hook)
 
 
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+class _OverBudget(Exception):
+    """The gradient graph being recorded outgrew its memory budget."""
+
+
 def _saved_bytes_per_sample(loss_at: Callable[[torch.Tensor, Any], torch.Tensor], theta: torch.Tensor,
                             batch: Any, n: int) -> float:
     """Bytes the gradient graph of ``batch`` (``n`` samples) saves for a second backward, per sample."""
@@ -112,7 +120,7 @@ def _saved_bytes_per_sample(loss_at: Callable[[torch.Tensor, Any], torch.Tensor]
         return t
 
     leaf = theta.detach().requires_grad_(True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _same):
         torch.autograd.grad(loss_at(leaf, batch), leaf, create_graph=True)
     return total[0] / n
 
@@ -166,15 +174,20 @@ class HessianOperator:
         }
         self._loss_at = functional_loss(self.model, self.loss_fn, forward, self.buffers)
         self.center = self._point(params, model)
-        if batch_size == "auto":
-            probe = min(self.n_samples, 32)
-            with eval_mode(self.model):
-                per_sample = _saved_bytes_per_sample(self._loss_at, self.center, (x[:probe], y[:probe]), probe)
-            batch_size = max(1, int(graph_memory // max(per_sample, 1.0)))
+        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
+        if batch_size == "auto":  # every sample at once, unless its graph outgrows the budget on the way
+            self._graph = self._gradient_graph((x, y), budget=graph_memory)
+            batch_size = None if self._graph is not None else self._batch_within(x, y, graph_memory)
         bs = self.n_samples if batch_size is None else min(int(batch_size), self.n_samples)
         self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
-        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
         self.n_matvecs = 0
+
+    def _batch_within(self, x: torch.Tensor, y: torch.Tensor, budget: int) -> int:
+        """The most samples whose gradient graph fits in ``budget`` bytes (measured on 32 samples)."""
+        probe = min(self.n_samples, 32)
+        with eval_mode(self.model):
+            per_sample = _saved_bytes_per_sample(self._loss_at, self.center, (x[:probe], y[:probe]), probe)
+        return max(1, int(budget // max(per_sample, 1.0)))
 
     def _point(self, params: torch.Tensor | None, model: nn.Module) -> torch.Tensor:
         if params is None:
@@ -203,11 +216,23 @@ class HessianOperator:
         self._graph = None
         return self
 
-    def _gradient_graph(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the leaf θ, ∇ℓ_b(θ) with its graph) for one batch."""
+    def _gradient_graph(self, batch: Any, budget: int | None = None) -> Any:
+        """(the leaf θ, ∇ℓ_b(θ) with its graph) for one batch; None when ``budget`` is given and the
+        tensors the graph saves outgrow it (recording stops there)."""
         leaf = self.center.detach().requires_grad_(True)
-        with torch.enable_grad(), eval_mode(self.model):
-            (g,) = torch.autograd.grad(self._loss_at(leaf, batch), leaf, create_graph=True)
+        saved = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[0] += t.numel() * t.element_size()
+            if budget is not None and saved[0] > budget:
+                raise _OverBudget
+            return t
+
+        try:
+            with torch.enable_grad(), eval_mode(self.model), torch.autograd.graph.saved_tensors_hooks(pack, _same):
+                (g,) = torch.autograd.grad(self._loss_at(leaf, batch), leaf, create_graph=True)
+        except _OverBudget:
+            return None
         return leaf, g
 
     @staticmethod
