@@ -449,3 +449,17 @@ def test_eigen_map_matches_dense_at_every_point_and_writes_the_reference_dataset
     np.testing.assert_array_equal(back.values["max_eig"], em.values["max_eig"])
     with pytest.raises(ValueError, match="directions"):
         H.eigen_map(model, data, grid="-1:1:3")
+
+
+@pytest.mark.system
+def test_eigen_map_through_a_process_pool(mlp) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    model, data, _, _ = mlp
+    d = torch.randn(ParamSpace(model).numel, generator=torch.Generator().manual_seed(0), dtype=F64)
+    here = H.eigen_map(model, data, directions=d, grid="-0.5:0.5:3", tol=1e-10, dtype=F64)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = H.eigen_map(model, data, directions=d, grid="-0.5:0.5:3", tol=1e-10, dtype=F64, executor=pool)
+    np.testing.assert_allclose(there.values["min_eig"], here.values["min_eig"], rtol=1e-9)
+    np.testing.assert_allclose(there.values["max_eig"], here.values["max_eig"], rtol=1e-9)
