@@ -110,21 +110,6 @@ class _OverBudget(Exception):
     """The gradient graph being recorded outgrew its memory budget."""
 
 
-def _saved_bytes_per_sample(loss_at: Callable[[torch.Tensor, Any], torch.Tensor], theta: torch.Tensor,
-                            batch: Any, n: int) -> float:
-    """Bytes the gradient graph of ``batch`` (``n`` samples) saves for a second backward, per sample."""
-    total = [0]
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    leaf = theta.detach().requires_grad_(True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _same):
-        torch.autograd.grad(loss_at(leaf, batch), leaf, create_graph=True)
-    return total[0] / n
-
-
 class HessianOperator:
     """The Hessian of the mean loss at a point, as a symmetric linear operator ``v ↦ H v``.
 
@@ -176,7 +161,7 @@ class HessianOperator:
         self.center = self._point(params, model)
         self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
         if batch_size == "auto":  # every sample at once, unless its graph outgrows the budget on the way
-            self._graph = self._gradient_graph((x, y), budget=graph_memory)
+            self._graph, _ = self._gradient_graph((x, y), budget=graph_memory)
             batch_size = None if self._graph is not None else self._batch_within(x, y, graph_memory)
         bs = self.n_samples if batch_size is None else min(int(batch_size), self.n_samples)
         self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
@@ -185,9 +170,8 @@ class HessianOperator:
     def _batch_within(self, x: torch.Tensor, y: torch.Tensor, budget: int) -> int:
         """The most samples whose gradient graph fits in ``budget`` bytes (measured on 32 samples)."""
         probe = min(self.n_samples, 32)
-        with eval_mode(self.model):
-            per_sample = _saved_bytes_per_sample(self._loss_at, self.center, (x[:probe], y[:probe]), probe)
-        return max(1, int(budget // max(per_sample, 1.0)))
+        _, saved = self._gradient_graph((x[:probe], y[:probe]))
+        return max(1, int(budget * probe // max(saved, 1)))
 
     def _point(self, params: torch.Tensor | None, model: nn.Module) -> torch.Tensor:
         if params is None:
@@ -216,9 +200,9 @@ class HessianOperator:
         self._graph = None
         return self
 
-    def _gradient_graph(self, batch: Any, budget: int | None = None) -> Any:
-        """(the leaf θ, ∇ℓ_b(θ) with its graph) for one batch; None when ``budget`` is given and the
-        tensors the graph saves outgrow it (recording stops there)."""
+    def _gradient_graph(self, batch: Any, budget: int | None = None) -> tuple[Any, int]:
+        """((the leaf θ, ∇ℓ_b(θ) with its graph), the bytes of the tensors it saves) for one batch; the
+        graph is None when ``budget`` is given and those bytes outgrow it (recording stops there)."""
         leaf = self.center.detach().requires_grad_(True)
         saved = [0]
 
@@ -232,8 +216,8 @@ class HessianOperator:
             with torch.enable_grad(), eval_mode(self.model), torch.autograd.graph.saved_tensors_hooks(pack, _same):
                 (g,) = torch.autograd.grad(self._loss_at(leaf, batch), leaf, create_graph=True)
         except _OverBudget:
-            return None
-        return leaf, g
+            return None, saved[0]
+        return (leaf, g), saved[0]
 
     @staticmethod
     def _backward(leaf: torch.Tensor, g: torch.Tensor, v: torch.Tensor, keep: bool) -> torch.Tensor:
@@ -261,11 +245,12 @@ class HessianOperator:
         self.n_matvecs += 1
         if self.keeps_graph:
             if self._graph is None:
-                self._graph = self._gradient_graph(self.batches[0])
-            return self._backward(*self._graph, v, keep=True)
+                self._graph, _ = self._gradient_graph(self.batches[0])
+            leaf, g = self._graph
+            return self._backward(leaf, g, v, keep=True)
         out = torch.zeros_like(self.center)
         for batch in self.batches:
-            leaf, g = self._gradient_graph(batch)
+            (leaf, g), _ = self._gradient_graph(batch)
             out.add_(self._backward(leaf, g, v, keep=False), alpha=batch[0].shape[0] / self.n_samples)
         return out
 
