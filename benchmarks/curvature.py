@@ -22,13 +22,14 @@ float32, CPU, one thread. Ground truth is the dense Hessian of the mean cross-en
   product before this change).
 
 Errors: eigenvalues ``max_i |λ_i − λ_i*| / |λ_i*|`` (the worst of ``--repeats`` seeds); trace
-``|t − tr H| / |tr H|`` (the mean over ``--trace-seeds`` seeds, each tool reseeded; the time the best of them);
+``|t − tr H| / |tr H|`` (the mean over ``--trace-seeds`` seeds, each tool reseeded);
 density (the mean over 2 × ``--repeats`` runs) ``∫ |φ − φ*| dt`` of the densities smoothed with the same
 Gaussian (width 1% of the exact spectrum's range) against the exact spectrum's (0 = equal, 2 =
 disjoint). Rows at matched accuracy: PyHessian's eigenvalues at tol 1e-6, lossviz's at tol 1e-2 (still
 more accurate than PyHessian's default), lossviz's trace with as many probes as PyHessian's early stop
-took. Times: the best of ``--repeats`` runs (the machine may be shared: the best is the least
-disturbed), ratio = PyHessian's / lossviz's (> 1: lossviz is faster).
+took. Times: CPU seconds of the process (``time.process_time``, one thread: on a shared machine the
+wall time measures the neighbours), the best of ``--repeats`` runs; the trace's the median of its
+seeds (PyHessian's stop varies with the seed); ratio = PyHessian's / lossviz's (> 1: lossviz is faster).
 
     python benchmarks/curvature.py                 # 1000 samples, MLP 10-32-32-4 (D = 1540)
     python benchmarks/curvature.py --quick         # 300 samples, MLP 10-16-16-4
@@ -92,14 +93,15 @@ def _copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[Any]]:
+def timed(fn: Callable[[], Any], repeats: int, stat: Callable[[list[float]], float] = min) -> tuple[float, list[Any]]:
+    """(``stat`` of the CPU seconds of ``repeats`` calls, their results); torch reseeded per call."""
     times, results = [], []
     for r in range(repeats):
         torch.manual_seed(r)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         results.append(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times), results
+        times.append(time.process_time() - t0)
+    return stat(times), results
 
 
 def eig_error(found: Any, exact: np.ndarray) -> float:
@@ -222,9 +224,11 @@ def main() -> None:
         return float(np.mean([abs(t - true_trace) / abs(true_trace) for t in results]))
 
     seeds = iter(range(10**6))
-    s, r = timed(lambda: H.trace(model, (x, y), seed=next(seeds)).mean, args.trace_seeds)
+    s, r = timed(lambda: H.trace(model, (x, y), seed=next(seeds)).mean,
+                 args.trace_seeds, statistics.median)
     row("trace", "lossviz", s, trace_error(r), "Hutchinson, 100 probes")
-    s, r = timed(lambda: H.trace(model, (x, y), seed=next(seeds), method="hutch++").mean, args.trace_seeds)
+    s, r = timed(lambda: H.trace(model, (x, y), seed=next(seeds), method="hutch++").mean,
+                 args.trace_seeds, statistics.median)
     row("trace", "lossviz hutch++", s, trace_error(r), "Hutch++, 100 products")
     counts: list[int] = []
 
@@ -233,13 +237,14 @@ def main() -> None:
         counts.append(len(samples))
         return float(np.mean(samples))
 
-    s, r = timed(py_trace, args.trace_seeds)
+    s, r = timed(py_trace, args.trace_seeds, statistics.median)
     probes = max(2, round(statistics.median(counts)))
     row("trace", "pyhessian", s, trace_error(r), f"Hutchinson, stopped after {probes} probes (median)")
-    s, r = timed(lambda: H.trace(model, (x, y), n_samples=probes, seed=next(seeds)).mean, args.trace_seeds)
+    s, r = timed(lambda: H.trace(model, (x, y), n_samples=probes, seed=next(seeds)).mean,
+                 args.trace_seeds, statistics.median)
     row("trace", "lossviz same probes", s, trace_error(r), f"Hutchinson, {probes} probes")
     s, r = timed(lambda: H.trace(model, (x, y), n_samples=max(4, probes), seed=next(seeds), method="hutch++").mean,
-                 args.trace_seeds)
+                 args.trace_seeds, statistics.median)
     row("trace", "lossviz hutch++ same", s, trace_error(r), f"Hutch++, {max(4, probes)} products")
 
     s, r = timed(lambda: H.density(model, (x, y), seed=next(seeds)), 2 * args.repeats)
