@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from lossviz.batches import Forward
-from lossviz.data import EvalData, as_eval_data
+from lossviz.data import as_eval_data
 from lossviz.evaluate import Evaluator
 from lossviz.hessian.operator import functional_loss
 from lossviz.jobs import JobCancelled
@@ -117,9 +117,6 @@ class Curve:
             n_bends = 0
         alphas = torch.linspace(0, 1, n_bends + 2, dtype=w0.dtype, device=w0.device)[:, None]
         return cls(kind, (1 - alphas) * w0 + alphas * w1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "n_bends": int(self.points.shape[0] - 2), "dim": int(self.points.shape[1])}
 
 
 def loss_barrier(values: Any) -> float:
@@ -392,9 +389,3 @@ def plane_surface(
                                "bends": plane.control[1:-1].tolist(), "path": path.tolist()}
     return surface
 
-
-def as_splits(data: Any) -> dict[str, EvalData]:
-    """``{"train": ..., "test": ...}`` evaluation data from a mapping of splits or one (train) part."""
-    if isinstance(data, Mapping):
-        return {str(k): as_eval_data(v) for k, v in data.items()}
-    return {"train": as_eval_data(data)}

@@ -27,9 +27,10 @@ class ConnectOps(SessionBase):
         ``weight_decay``, ``batch_size``, ``seed``), then evaluate it and the line at ``n_points``
         times on every split (``update_bn``: BatchNorm statistics recomputed at each point).
 
-        Returns ``{"a", "b", "curve", "n_bends", "t", "line": {"values", "barriers"}, "path": {"values",
-        "barriers"}, "barriers": {"line", "curve"} (the training loss's), "losses" (per epoch),
-        "control_points"}`` (``(k+2, D)`` CPU tensor, the ends first and last). Stored and found
+        Returns a dict: ``a``, ``b``, ``curve``, ``n_bends``, ``t``; ``line`` and ``path`` (each
+        :meth:`lossviz.connectivity.PathProfile.to_dict`: ``t``, ``values`` per split and metric,
+        ``barriers``); ``barriers`` ``{"line", "curve"}`` (the training loss's); ``losses`` (per epoch);
+        ``control_points`` (a ``(k+2, D)`` CPU tensor, the ends first and last). Stored and found
         again. ``wait=False``: a job on the session's worker (it trains), progress per epoch, whose
         result is the dict; a cancel stops it between steps and stores nothing.
         """
@@ -77,15 +78,11 @@ class ConnectOps(SessionBase):
         path = C.evaluate_path(model, fit.curve, data, self.loss, **kw)
         points = fit.curve.points.detach().cpu()
         out = {"a": ca.id, "b": cb.id, "curve": spec["curve"], "n_bends": spec["n_bends"], "t": path.t.tolist(),
-               "line": _profile(line), "path": _profile(path),
+               "line": line.to_dict(), "path": path.to_dict(),
                "barriers": {"line": line.barriers["train_loss"], "curve": path.barriers["train_loss"]},
                "losses": list(fit.losses), "update_bn": spec["update_bn"]}
         self.store.put_result(key, "connect", spec, suffix=".safetensors", meta=out,
                               write=lambda p: write_durably(p, safetensors_bytes({"points": points})))
         step(job, epochs + 1, epochs + 1, "epochs")
         return {**out, "control_points": points}
-
-
-def _profile(profile: Any) -> dict:
-    return {"values": {k: [float(x) for x in v] for k, v in profile.values.items()}, "barriers": profile.barriers}
 
