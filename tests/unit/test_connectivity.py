@@ -264,6 +264,18 @@ def test_session_connect_is_a_job_stored_and_found_again(tmp_path, monkeypatch) 
     assert torch.equal(again["control_points"], pts)
     with pytest.raises(ValueError, match="two different"):
         s.connect(a.id, a.id)
+    job = s.connect_plane(again, n=5, wait=False)
+    plane = job.wait(120)
+    assert job.state == "done", job.error
+    assert plane.shape == (5, 5) and {"train_loss", "test_loss"} <= set(plane.values)
+    np.testing.assert_allclose(plane.meta["connect"]["ends"][0], [0, 0], atol=1e-5)
+    geometry = C.curve_plane(C.Curve("polychain", pts))
+    i, j = 1, 3  # a grid point, checked against the model loaded there
+    m = factory()
+    point = geometry.origin + plane.x[j] * geometry.axes[0] + plane.y[i] * geometry.axes[1]
+    C.ParamSpace(m).load_into(m, point.float())
+    ref = nn.functional.cross_entropy(m(train[0]), train[1]).item()
+    assert plane.values["train_loss"][i, j] == pytest.approx(ref, rel=1e-4)
     s.close()
 
 

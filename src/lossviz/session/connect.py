@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from lossviz.files import read_safetensors, safetensors_bytes, write_durably
 from lossviz.jobs import Job
 from lossviz.session.core import SessionBase, step
@@ -54,6 +56,31 @@ class ConnectOps(SessionBase):
         if wait:
             return work(None)
         return self._submit(self._job("connect", work, f"connect checkpoints {ca.id} and {cb.id} by a {curve}"))
+
+    def connect_plane(self, connection: dict, n: int = 21, *, margin: float = 0.2, wait: bool = True) -> Any:
+        """The loss surface (train and test metrics) on the plane through the ends and the bend of a
+        :meth:`connect` result, with orthonormal axes, ``n × n`` points over the three points' box
+        widened by ``margin``; ``meta["trajectory"]`` and ``meta["connect"]`` hold the curve and the
+        ends in plane coordinates (Garipov et al.'s figure 1; :func:`lossviz.connectivity.plane_surface`).
+        ``wait=False``: a job on the quick queue (progress per chunk, cancel between chunks) whose
+        result is the surface."""
+        from lossviz import connectivity as C
+
+        n = check("n", n, Interval(int, 2, None, whole_floats=True))
+        curve = C.Curve(connection["curve"], torch.as_tensor(connection["control_points"]))
+        data = self.eval_data()
+
+        def work(job: Job | None) -> Any:
+            def progress(_surface: Any, done: int, total: int) -> None:
+                if job is not None:
+                    job.update(done, total, f"{done}/{total} points")
+
+            return C.plane_surface(self.model(connection["a"]), curve, data["train"], self.loss, n=n, margin=margin,
+                                   test_data=data.get("test"), device=self.device, callback=progress,
+                                   cancel=job.cancel_event if job is not None else None)
+
+        return self._quick_work("connect_plane", f"the plane of the {curve.kind} from checkpoint {connection['a']}",
+                                work, wait)
 
     def _connected(self, ca: Checkpoint, cb: Checkpoint, spec: dict, job: Job | None) -> dict:
         from lossviz import connectivity as C
