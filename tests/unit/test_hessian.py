@@ -449,6 +449,12 @@ def test_eigen_map_matches_dense_at_every_point_and_writes_the_reference_dataset
     np.testing.assert_array_equal(back.values["max_eig"], em.values["max_eig"])
     with pytest.raises(ValueError, match="directions"):
         H.eigen_map(model, data, grid="-1:1:3")
+    import threading
+
+    stop = threading.Event()
+    part = H.eigen_map(model, data, grid=surface, dtype=F64, cancel=stop, callback=lambda s, n, t: stop.set())
+    assert part.done.sum() == 1 and part.meta["cancelled"]
+    assert np.isnan(part.values["max_eig"]).sum() == 8
 
 
 @pytest.mark.system
