@@ -31,6 +31,7 @@ took. Times: CPU seconds of the process (``time.process_time``, one thread: on a
 wall time measures the neighbours), the best of ``--repeats`` runs; the trace's the median of its
 seeds (PyHessian's stop varies with the seed); ratio = PyHessian's / lossviz's (> 1: lossviz is faster).
 
+    pip install 'lossviz[bench]'                   # PyHessian
     python benchmarks/curvature.py                 # 1000 samples, MLP 10-32-32-4 (D = 1540)
     python benchmarks/curvature.py --quick         # 300 samples, MLP 10-16-16-4
     python benchmarks/curvature.py --json out.json
