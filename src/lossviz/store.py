@@ -66,7 +66,7 @@ from lossviz.writers import (
 )
 
 CHECKPOINT_KINDS = ("init", "train", "disturb", "interpolate", "import")
-RESULT_KINDS = ("surface", "projection", "hessian")
+RESULT_KINDS = ("surface", "projection", "hessian", "connect")
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.sqlite"
 #: who holds the write lock: ``{"pid", "what", "since"}``, written when a write transaction starts and

@@ -265,3 +265,207 @@ def test_mse_eigenpairs_match_autograds_hessian() -> None:
     assert abs(float(torch.dot(r.eigenvectors[0].to(F64), evecs[:, -1]))) == pytest.approx(1.0, abs=1e-4)
     op = H.HessianOperator(model, (x, y), "mse", dtype=F64, batch_size=16)
     torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ products
+def test_auto_batches_keep_one_graph_or_split_by_memory(mlp) -> None:
+    model, data, h, _ = mlp
+    one = H.HessianOperator(model, data, dtype=F64)
+    assert one.keeps_graph and len(one.batches) == 1  # 50 samples: far below the memory budget
+    split = H.HessianOperator(model, data, dtype=F64, graph_memory=1)  # 1 byte: one sample per batch
+    assert len(split.batches) == 50 and not split.keeps_graph
+    v = torch.randn(one.dim, generator=torch.Generator().manual_seed(4), dtype=F64)
+    torch.testing.assert_close(one(v), h @ v, atol=1e-12, rtol=0)
+    torch.testing.assert_close(split(v), h @ v, atol=1e-12, rtol=0)
+    torch.testing.assert_close(one(v), h @ v, atol=1e-12, rtol=0)  # the kept graph serves again
+
+
+def test_forward_hook_follows_the_calling_rule(mlp) -> None:
+    model, (x, y), _, _ = mlp
+    hooked = H.HessianOperator(model, (x, y), dtype=F64, forward=lambda m, b: m(2 * b[0]))
+    plain = H.HessianOperator(model, (2 * x, y), dtype=F64)
+    torch.testing.assert_close(hooked.dense(), plain.dense(), atol=1e-12, rtol=0)
+
+
+def test_hessian_moves_between_points(mlp) -> None:
+    model, data, _, _ = mlp
+    space = ParamSpace(model)
+    other = space.vector(model) + 0.2
+    moved = _mlp()[0]
+    space.load_into(moved, other)
+    op = H.HessianOperator(model, data, dtype=F64)
+    op.dense()
+    torch.testing.assert_close(op.move_to(other).dense(), _dense_hessian(moved, data), atol=1e-12, rtol=0)
+
+
+# ------------------------------------------------------------------------------------ density
+def test_density_nodes_are_the_dense_spectrum(mlp) -> None:
+    model, data, _, ev = mlp
+    d = H.density(model, data, n_iter=200, n_runs=2, dtype=F64, seed=3)
+    assert d.nodes.shape == (2, 51)  # capped at the dimension
+    for row in d.nodes:  # m = D: the Gauss nodes are the eigenvalues
+        np.testing.assert_allclose(np.sort(row), ev.numpy(), atol=1e-9)
+    np.testing.assert_allclose(d.weights.sum(axis=1), 1.0, atol=1e-12)
+    t, phi = d.curve(n=4000)
+    assert np.trapezoid(phi, t) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_density_moments_estimate_traces_of_powers(mlp) -> None:
+    model, data, _, ev = mlp
+    d = H.density(model, data, n_iter=6, n_runs=300, dtype=F64, seed=0)
+    for p in (1, 2, 3):
+        exact = float((ev**p).mean())
+        per_run = np.sum(d.weights * d.nodes**p, axis=1)  # exact per run for p < 2m: v^T H^p v
+        stderr = per_run.std(ddof=1) / np.sqrt(len(per_run))
+        assert abs(d.moment(p) - exact) < 4 * stderr, p
+    assert d.trace == pytest.approx(d.dim * d.moment(1))
+    # the smoothed density approaches the dense spectrum's (same sigma) as runs average
+    sigma = 0.05 * float(ev.max() - ev.min())
+    t = np.linspace(float(ev.min()) - 5 * sigma, float(ev.max()) + 5 * sigma, 2000)
+    ref = H.Density(ev.numpy()[None], np.full((1, 51), 1 / 51), 51, 0)
+    l1 = np.trapezoid(np.abs(d.curve(t, sigma)[1] - ref.curve(t, sigma)[1]), t)
+    assert l1 < 0.25
+
+
+# ------------------------------------------------------------------------------------ per layer
+def test_layer_eigenvalues_and_traces_are_the_blocks(mlp) -> None:
+    model, data, h, _ = mlp
+    groups = H.parameter_groups(model)
+    assert groups == {"0": ["0.weight", "0.bias"], "2": ["2.weight", "2.bias"]}
+    space = ParamSpace(model)
+    eig = H.layer_eigenvalues(model, data, k=2, dtype=F64, tol=1e-10)
+    tr = H.layer_traces(model, data, n_samples=200, seed=2, dtype=F64)
+    full = H.trace(model, data, n_samples=200, seed=2, dtype=F64)
+    np.testing.assert_allclose(sum(t.samples for t in tr.values()), full.samples, rtol=1e-10)  # same probes
+    for name, names in groups.items():
+        idx = torch.cat([torch.arange(space[n].slice.start, space[n].slice.stop) for n in names])
+        block = h[idx][:, idx]
+        np.testing.assert_allclose(eig[name].eigenvalues, torch.linalg.eigvalsh(block).flip(0)[:2].numpy(),
+                                   rtol=1e-7)
+        assert abs(tr[name].mean - float(torch.trace(block))) < 4 * tr[name].stderr
+    with pytest.raises(ValueError, match="unknown parameters"):
+        H.layer_eigenvalues(model, data, groups={"x": ["nope"]}, dtype=F64)
+
+
+# ------------------------------------------------------------------------------------ hutch++
+def test_hutch_plus_plus_beats_hutchinson_on_outliers() -> None:
+    d = 60  # a few large outliers on a small bulk: Hutch++'s case
+    eigs = [50.0, 30.0, 20.0] + [0.1] * (d - 3)
+    model, data, loss, _ = _quadratic(eigs, seed=3)
+    errs = {"hutchinson": [], "hutch++": []}
+    for seed in range(8):
+        for method in errs:
+            r = H.trace(model, data, n_samples=30, seed=seed, loss=loss, method=method, dtype=F64)
+            errs[method].append(abs(r.mean - sum(eigs)))
+            assert r.n_matvecs == 30
+    assert np.mean(errs["hutch++"]) < 0.2 * np.mean(errs["hutchinson"])
+    with pytest.raises(ValueError, match="hutch"):
+        H.trace(model, data, loss=loss, method="girard")
+
+
+# ------------------------------------------------------------------------------------ every loss
+def _loss_case(name: str):
+    """A tiny float64 MLP and data for the loss ``name`` (``"mse_labels"``: the reference's softmax-MSE)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 2, generator=g, dtype=F64)
+    if name in ("cross_entropy", "ce", "nll", "mse_labels"):
+        y = torch.randint(0, 3, (30,), generator=g)
+    else:
+        y = torch.randn(30, 3, generator=g, dtype=F64)
+    return model, (x, y), ("mse" if name == "mse_labels" else name)
+
+
+@pytest.mark.parametrize("name", [*__import__("lossviz.losses", fromlist=["LOSS_NAMES"]).LOSS_NAMES, "mse_labels"])
+def test_every_loss_through_every_curvature_tool(name: str) -> None:
+    from lossviz.hessian.maps import eigen_map
+    from lossviz.losses import resolve_loss
+
+    model, (x, y), loss = _loss_case(name)
+    space = ParamSpace(model)
+    fn = resolve_loss(loss, y).mean
+
+    def f(theta: torch.Tensor) -> torch.Tensor:
+        return fn(functional_call(model, space.unflatten(theta), (x,)), y)
+
+    dense = torch.autograd.functional.hessian(f, space.vector(model))
+    ev = torch.linalg.eigvalsh(dense)
+    kw = dict(dtype=F64, tol=1e-10)
+    atol = 1e-9 * max(1.0, float(ev.abs().max()))
+    np.testing.assert_allclose(H.top_eigenpairs(model, (x, y), 2, loss, **kw).eigenvalues, ev.flip(0)[:2].numpy(),
+                               atol=atol)
+    assert H.min_eigenvalue(model, (x, y), loss, **kw).eigenvalues[0] == pytest.approx(float(ev[0]), abs=atol)
+    assert H.extreme_eigenvalues(model, (x, y), loss, **kw) == pytest.approx((float(ev[0]), float(ev[-1])), abs=atol)
+    assert H.trace(model, (x, y), loss=loss, method="exact", dtype=F64).mean == pytest.approx(float(ev.sum()), abs=atol)
+    hut = H.trace(model, (x, y), n_samples=50, loss=loss, dtype=F64)
+    assert abs(hut.mean - float(ev.sum())) <= 4 * hut.stderr + atol
+    nodes = H.density(model, (x, y), loss, n_iter=space.numel, dtype=F64).nodes[0]
+    np.testing.assert_allclose(np.sort(nodes), ev.numpy(), atol=1e-8 * max(1.0, float(ev.abs().max())))
+    blocks = H.layer_eigenvalues(model, (x, y), 1, loss, **kw)
+    assert set(blocks) == {"0", "2"}
+    first = H.parameter_groups(model)["0"]
+    n0 = sum(space[n].numel for n in first)
+    assert blocks["0"].eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(dense[:n0, :n0])[-1]), abs=atol)
+    line = eigen_map(model, (x, y), loss, directions=torch.zeros(space.numel, dtype=F64), grid="0:0:1",
+                     tol=1e-10, dtype=F64)
+    assert line.values["min_eig"][0] == pytest.approx(float(ev[0]), abs=1e-6 * max(1.0, float(ev.abs().max())))
+    assert line.values["max_eig"][0] == pytest.approx(float(ev[-1]), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------ eigen map
+def test_eigen_map_matches_dense_at_every_point_and_writes_the_reference_datasets(mlp, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lossviz.io.h5 import read_surface, write_surface
+    from lossviz.landscape import compute_surface
+
+    model, data, _, _ = mlp
+    surface = compute_surface(model, data, "random", x="-0.5:0.5:3", y="-0.5:0.5:3", metrics=("loss",),
+                              dtype=F64, progress=False)
+    seen: list[int] = []
+    em = H.eigen_map(model, data, grid=surface, tol=1e-10, dtype=F64, callback=lambda s, n, t: seen.append(n))
+    assert seen[-1] == 9 and em.complete
+    assert set(em.values) == {"train_loss", "min_eig", "max_eig"}
+    np.testing.assert_array_equal(em.values["train_loss"], surface.values["train_loss"])
+    space = ParamSpace(model)
+    d1, d2 = surface.directions.vectors
+    for i, yv in enumerate(em.y):
+        for j, xv in enumerate(em.x):
+            moved = _mlp()[0]
+            space.load_into(moved, space.vector(model) + xv * d1 + yv * d2)
+            ev = torch.linalg.eigvalsh(_dense_hessian(moved, data))
+            assert em.values["min_eig"][i, j] == pytest.approx(float(ev[0]), rel=1e-6)
+            assert em.values["max_eig"][i, j] == pytest.approx(float(ev[-1]), rel=1e-6)
+    ratio = H.eigen_ratio(em)
+    np.testing.assert_allclose(ratio, np.abs(em.values["min_eig"] / em.values["max_eig"]))
+    with ThreadPoolExecutor(2) as pool:
+        threaded = H.eigen_map(model, data, grid=surface, tol=1e-10, dtype=F64, executor=pool)
+    np.testing.assert_allclose(threaded.values["max_eig"], em.values["max_eig"], rtol=1e-9)
+    path = tmp_path / "surface.h5"
+    write_surface(path, em)
+    back = read_surface(path)
+    np.testing.assert_array_equal(back.values["min_eig"], em.values["min_eig"])
+    np.testing.assert_array_equal(back.values["max_eig"], em.values["max_eig"])
+    with pytest.raises(ValueError, match="directions"):
+        H.eigen_map(model, data, grid="-1:1:3")
+    import threading
+
+    stop = threading.Event()
+    part = H.eigen_map(model, data, grid=surface, dtype=F64, cancel=stop, callback=lambda s, n, t: stop.set())
+    assert part.done.sum() == 1 and part.meta["cancelled"]
+    assert np.isnan(part.values["max_eig"]).sum() == 8
+
+
+@pytest.mark.system
+def test_eigen_map_through_a_process_pool(mlp) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    model, data, _, _ = mlp
+    d = torch.randn(ParamSpace(model).numel, generator=torch.Generator().manual_seed(0), dtype=F64)
+    here = H.eigen_map(model, data, directions=d, grid="-0.5:0.5:3", tol=1e-10, dtype=F64)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = H.eigen_map(model, data, directions=d, grid="-0.5:0.5:3", tol=1e-10, dtype=F64, executor=pool)
+    np.testing.assert_allclose(there.values["min_eig"], here.values["min_eig"], rtol=1e-9)
+    np.testing.assert_allclose(there.values["max_eig"], here.values["max_eig"], rtol=1e-9)

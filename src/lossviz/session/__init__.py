@@ -19,7 +19,7 @@ raised into the caller's thread.
 The parts: :mod:`~lossviz.session.project` (opening a project and checking its spec),
 :mod:`~lossviz.session.checkpoints` (training, disturb, interpolate, distances),
 :mod:`~lossviz.session.surfaces` (the surface service), :mod:`~lossviz.session.analysis`
-(projections and Hessians).
+(projections and Hessians), :mod:`~lossviz.session.connect` (curves between checkpoints).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from lossviz import store
 from lossviz.jobs import Job, JobQueue
 from lossviz.session.analysis import AnalysisOps, Projection
 from lossviz.session.checkpoints import CheckpointOps
+from lossviz.session.connect import ConnectOps
 from lossviz.session.project import SPEC_VERSION, open_project
 
 __all__ = ["SPEC_VERSION", "Projection", "Session"]
@@ -42,7 +43,7 @@ __all__ = ["SPEC_VERSION", "Projection", "Session"]
 _OPENINGS = JobQueue("lossviz-openings")  # Session.opening's worker (one opening at a time)
 
 
-class Session(CheckpointOps, AnalysisOps):
+class Session(CheckpointOps, AnalysisOps, ConnectOps):
     """A lossviz project: checkpoints, training branches and everything computed on them.
 
     Parameters

@@ -1,6 +1,6 @@
-"""Projections of checkpoints to 2D (layout, PCA, t-SNE, a surface's plane) and Hessian spectra,
-stored in the project and found again. ``project(..., wait=False)`` runs on the quick queue, with
-progress per checkpoint read."""
+"""Projections of checkpoints to 2D (layout, PCA, t-SNE, a surface's plane) and Hessian spectra
+(eigenpairs, trace, density, per layer), stored in the project and found again. ``project(...,
+wait=False)`` and ``hessian(..., wait=False)`` run on the quick queue, with progress."""
 
 from __future__ import annotations
 
@@ -123,14 +123,29 @@ class AnalysisOps(SurfaceService):
         return Projection(id_list, coords, "surface", {"surface": surface.meta.get("key")})
 
     # ------------------------------------------------------------------ hessian
-    def hessian(self, checkpoint: Any, k: int = 2, trace: bool = True) -> dict:
-        """Top-``k`` Hessian eigenpairs (and the trace) of the training loss at ``checkpoint``,
-        through :mod:`lossviz.hessian`; stored and found again."""
+    def hessian(self, checkpoint: Any, k: int = 2, trace: bool = True, *, density: bool = False,
+                layers: bool = False, density_steps: int = 100, wait: bool = True) -> dict | Job:
+        """Curvature of the training loss at ``checkpoint`` through :mod:`lossviz.hessian`: the top-``k``
+        eigenpairs (``eigenvalues``, ``residuals``, ``converged``, ``eigenvectors``), the trace
+        (``trace``, ``trace_stderr``; Hutchinson), with ``density`` the eigenvalue density by SLQ
+        (``density``: ``{"nodes", "weights"}`` of ``density_steps`` quadrature points, and
+        ``density_trace``), with ``layers`` each layer's top eigenvalue and trace (``layers``:
+        ``{name: {"eigenvalues", "trace", "trace_stderr", "numel"}}``). Stored and found again;
+        ``wait=False``: a job on the quick queue whose result is the dict."""
         k = check("k", k, Interval(int, 1, None, whole_floats=True))
+        density_steps = check("density_steps", density_steps, Interval(int, 2, None, whole_floats=True))
         c = self.checkpoint(checkpoint)
-        spec = {"type": "hessian", "center": c.id, "k": k, "trace": bool(trace),
-                "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
-                "data": self.data_fingerprint()}
+        spec: dict[str, Any] = {"type": "hessian", "center": c.id, "k": k, "trace": bool(trace),
+                                "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
+                                "data": self.data_fingerprint()}
+        if density:  # only when asked: earlier results keep their keys
+            spec["density"] = density_steps
+        if layers:
+            spec["layers"] = True
+        return self._quick_work("hessian", f"Hessian at checkpoint {c.id}",
+                                lambda job: self._hessian_stored(c, spec, job), wait)
+
+    def _hessian_stored(self, c: Checkpoint, spec: dict, job: Job | None) -> dict:
         key = spec_key(spec)
         found = self.store.find_result(key)
         if found is not None and found["path"] is not None:
@@ -138,7 +153,7 @@ class AnalysisOps(SurfaceService):
             out = dict(found["meta"])
             out["eigenvectors"] = [tensors[f"v{i}"] for i in range(len(out["eigenvalues"]))]
             return out
-        out, vecs = self._hessian_of(c, k, bool(trace))
+        out, vecs = self._hessian_of(c, spec, job)
         self.store.put_result(
             key, "hessian", spec, suffix=".safetensors", meta=out,
             write=lambda p: write_durably(p, safetensors_bytes({f"v{i}": v for i, v in enumerate(vecs)})),
@@ -146,16 +161,39 @@ class AnalysisOps(SurfaceService):
         out["eigenvectors"] = vecs
         return out
 
-    def _hessian_of(self, c: Checkpoint, k: int, trace: bool) -> tuple[dict, list[torch.Tensor]]:
-        """(eigenvalues, residuals, convergence and trace; the flat CPU eigenvectors) at ``c``."""
+    def _hessian_of(self, c: Checkpoint, spec: dict, job: Job | None) -> tuple[dict, list[torch.Tensor]]:
+        """(eigenvalues, residuals, convergence, trace, density, layers; the flat CPU eigenvectors) at ``c``,
+        the parts as the steps of ``job``'s progress, on one operator (one kept gradient graph)."""
         from lossviz import hessian as H
 
-        model = self.model(c.id)
-        data = self.eval_data()["train"]
-        r = H.top_eigenpairs(model, data, k, self.loss)
-        out = {"checkpoint": c.id, "eigenvalues": [float(v) for v in r.eigenvalues],
-               "residuals": [float(v) for v in r.residuals], "converged": bool(r.converged)}
-        if trace:
-            tr = H.trace(model, data, loss=self.loss)
-            out["trace"], out["trace_stderr"] = float(tr.mean), float(tr.stderr)
+        parts = ["eigenpairs", *(["trace"] if spec["trace"] else []), *(["density"] if "density" in spec else []),
+                 *(["layers"] if spec.get("layers") else [])]
+        op = H.HessianOperator(self.model(c.id), self.eval_data()["train"], self.loss)
+        step(job, 0, len(parts), "curvature parts")
+        r = H.top_eigenpairs(op, k=spec["k"])
+        out: dict[str, Any] = {"checkpoint": c.id, "eigenvalues": [float(v) for v in r.eigenvalues],
+                               "residuals": [float(v) for v in r.residuals], "converged": bool(r.converged)}
+        for i, part in enumerate(parts[1:], start=1):
+            step(job, i, len(parts), "curvature parts")
+            if part == "trace":
+                tr = H.trace(op)
+                out["trace"], out["trace_stderr"] = float(tr.mean), float(tr.stderr)
+            elif part == "density":
+                d = H.density(op, n_iter=spec["density"])
+                out["density"] = {"nodes": d.nodes[0].tolist(), "weights": d.weights[0].tolist()}
+                out["density_trace"] = float(d.trace)
+            else:
+                out["layers"] = self._layers_of(op)
+        step(job, len(parts), len(parts), "curvature parts")
         return out, [torch.as_tensor(v).detach().cpu().reshape(-1) for v in r.eigenvectors]
+
+    @staticmethod
+    def _layers_of(op: Any) -> dict[str, dict]:
+        from lossviz import hessian as H
+
+        eig = H.layer_eigenvalues(op, k=1)
+        traces = H.layer_traces(op)
+        groups = H.parameter_groups(op.model)
+        return {name: {"eigenvalues": [float(v) for v in eig[name].eigenvalues], "trace": float(traces[name].mean),
+                       "trace_stderr": float(traces[name].stderr),
+                       "numel": sum(op.space[n].numel for n in groups[name])} for name in groups}
