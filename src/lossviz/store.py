@@ -689,10 +689,10 @@ class Store:
     def add_checkpoints(self, entries: Sequence[Mapping[str, Any]]) -> list[Checkpoint]:
         """Add several checkpoints in ONE transaction: all of them, or (an error, a kill) none.
 
-        Each entry holds :meth:`add_checkpoint`'s arguments (``state_dict`` and its keywords); an
-        entry's ``parent_entry`` (the index of an earlier entry) makes that entry's checkpoint its
-        parent. Every file is written durably before the transaction, so the write lock is held only
-        for the inserts and links."""
+        Each entry holds :meth:`add_checkpoint`'s arguments (``state_dict``, or a function returning
+        it, called when its file is written, and the keywords); an entry's ``parent_entry`` (the index
+        of an earlier entry) makes that entry's checkpoint its parent. Every file is written durably
+        before the transaction, so the write lock is held only for the inserts and links."""
         for e in entries:
             if e.get("kind", "train") not in CHECKPOINT_KINDS:
                 raise ValueError(f"unknown checkpoint kind {e.get('kind')!r}: use one of {CHECKPOINT_KINDS}")
@@ -703,7 +703,8 @@ class Store:
         linked: list[Path] = []  # final names given in the transaction: removed unless it commits
         try:
             for e in entries:
-                staged.append(self._stage_checkpoint(e["state_dict"], e.get("optim_state")))
+                sd = e["state_dict"]
+                staged.append(self._stage_checkpoint(sd() if callable(sd) else sd, e.get("optim_state")))
             created = time.time()
             rows: list[sqlite3.Row] = []
             what = "adding a checkpoint" if len(entries) == 1 else f"adding {len(entries)} checkpoints"

@@ -19,7 +19,8 @@ raised into the caller's thread.
 The parts: :mod:`~lossviz.session.project` (opening a project and checking its spec),
 :mod:`~lossviz.session.checkpoints` (training, disturb, interpolate, distances),
 :mod:`~lossviz.session.surfaces` (the surface service), :mod:`~lossviz.session.analysis`
-(projections and Hessians).
+(projections and Hessians), :mod:`~lossviz.session.runs` (logging from any training loop, importing
+checkpoint folders).
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ from lossviz.jobs import Job, JobQueue
 from lossviz.session.analysis import AnalysisOps, Projection
 from lossviz.session.checkpoints import CheckpointOps
 from lossviz.session.project import SPEC_VERSION, open_project
+from lossviz.session.runs import RunsOps
 
 __all__ = ["SPEC_VERSION", "Projection", "Session"]
 
 _OPENINGS = JobQueue("lossviz-openings")  # Session.opening's worker (one opening at a time)
 
 
-class Session(CheckpointOps, AnalysisOps):
+class Session(CheckpointOps, AnalysisOps, RunsOps):
     """A lossviz project: checkpoints, training branches and everything computed on them.
 
     Parameters
@@ -56,7 +58,9 @@ class Session(CheckpointOps, AnalysisOps):
     data:
         A zoo name (``"spirals"``), a ``Dataset`` (train only), a ``(train, test)`` pair of
         datasets, or an ``(inputs, targets)`` pair of tensors. ``None`` when reopening a project
-        created with a zoo name.
+        created with a zoo name (or without data). ``False``: no data, for a run trained elsewhere
+        (:meth:`log`, :meth:`import_checkpoints`): checkpoints are stored, shown and projected, but
+        not evaluated, and surfaces and training need the project opened again with data.
     loss:
         ``"cross_entropy"``, ``"mse"``, ``"nll"`` or ``fn(outputs, targets) -> mean``.
     metrics:
