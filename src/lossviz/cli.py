@@ -144,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the zoo's models and data sets")
     m.set_defaults(handler=cmd_models)
+
+    im = sub.add_parser(
+        "import", help="import a folder of checkpoints (yours, Lightning's, the HF Trainer's) into a project",
+        description="Import checkpoint files (.t7/.pt/.pth/.ckpt/.bin/.safetensors, HF checkpoint-N/ folders) "
+                    "into a lossviz project in one transaction; sub-folders become branches. Nothing is unpickled.",
+    )
+    im.add_argument("sources", nargs="+", metavar="SOURCE", help="a folder of checkpoints, or checkpoint files")
+    im.add_argument("--project", required=True, help="the project folder (created when missing)")
+    im.add_argument("--model", help="zoo name or package.module:factory (default: the project's)")
+    im.add_argument("--model-kwargs", default="{}", metavar="JSON", help="builder arguments")
+    im.add_argument("--data", help="zoo data set to evaluate the checkpoints on (default: the project's, or none)")
+    im.add_argument("--strict", action="store_true", help="import nothing when any checkpoint file is refused")
+    im.add_argument("--no-evaluate", action="store_true", help="store the files' own metrics only")
+    im.set_defaults(handler=cmd_import)
     return parser
 
 
@@ -609,6 +623,21 @@ def cmd_models(args) -> int:
 
     print("models: " + ", ".join(list_models()) + ", torchvision:<name>, package.module:factory")
     print("data sets: " + ", ".join(list_data()))
+    return 0
+
+
+def cmd_import(args) -> int:
+    """``lossviz import``: :meth:`lossviz.session.Session.import_checkpoints` into ``--project``."""
+    from lossviz.session import Session
+    from lossviz.store import read_summary
+
+    stored = read_summary(args.project) or {}
+    data = args.data if args.data else (None if stored.get("data") else False)
+    kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
+    with Session(args.project, model=args.model, data=data, model_kwargs=kwargs or None, device="cpu") as session:
+        result = session.import_checkpoints(args.sources if len(args.sources) > 1 else args.sources[0],
+                                            strict=args.strict, evaluate=not args.no_evaluate)
+    print(result)
     return 0
 
 

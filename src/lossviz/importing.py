@@ -49,8 +49,8 @@ from lossviz.jsonable import json_safe
 from lossviz.training import HPARAM_CONSTRAINTS, OPTIMIZERS
 from lossviz.validation import check
 
-__all__ = ["Found", "ImportResult", "Planned", "Refused", "find_checkpoints", "plan_import", "read_found",
-           "trainer_hparams"]
+__all__ = ["HF_ARGS", "RUN_STATISTICS", "Found", "ImportResult", "Planned", "Read", "Refused", "find_checkpoints",
+           "nothing_found", "plan_import", "read_found", "trainer_hparams"]
 
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -58,10 +58,15 @@ HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
 HF_ALIASES = {"learning_rate": "lr", "weight_decay": "weight_decay", "seed": "seed",
               "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size", "momentum": "momentum"}
 """Hyperparameter names of other trainers -> lossviz's (:data:`lossviz.training.HPARAM_NAMES`)."""
+HF_ARGS = ("learning_rate", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps", "seed",
+           "optim", "lr_scheduler_type", "warmup_steps", "num_train_epochs", "max_steps")
+"""The Hugging Face training arguments kept as a checkpoint's hparams (the others say how to run, not what)."""
 _STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_?)?step[=_-]?(\d+)", re.IGNORECASE)
 _EPOCH_IN_NAME = re.compile(r"(?:^|[^a-z])(?:epoch|ep)[=_-]?(\d+)", re.IGNORECASE)
 _NUMBER_IN_NAME = re.compile(r"(\d+)(?!.*\d)")
 _NOT_METRICS = ("epoch", "step", "global_step", "total_flos")
+RUN_STATISTICS = ("_runtime", "_per_second")
+"""Endings of the Hugging Face Trainer's summary values (``train_runtime``, ...): not metrics of a checkpoint."""
 
 
 @dataclass
@@ -248,9 +253,9 @@ def read_hf_folder(folder: Path) -> Read:
     for entry in state.get("log_history") or []:
         if isinstance(entry, Mapping) and entry.get("step") == step:
             metrics.update({str(k): float(v) for k, v in entry.items() if _is_number(v) and k not in _NOT_METRICS
-                            and not str(k).endswith(("_runtime", "_per_second"))})
+                            and not str(k).endswith(RUN_STATISTICS)})
     given = {k: state[k] for k in ("train_batch_size", "num_train_epochs", "max_steps") if k in state}
-    given.update(args)
+    given.update({k: v for k, v in args.items() if k in HF_ARGS})
     return Read(float(epoch) if _is_number(epoch) else None, int(step) if _is_number(step) else None,
                 trainer_hparams(given), metrics)
 
