@@ -34,7 +34,7 @@ def same(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture()
+@pytest.fixture
 def session(tmp_path):
     s = Session(tmp_path / "project", model=net, data=False)
     yield s
@@ -96,7 +96,8 @@ def test_hf_trainer_folder_training_args_never_unpickled(tmp_path, session):
         save_state_dict(ck / "model.safetensors", sds[i])
         (ck / "trainer_state.json").write_text(json.dumps({
             "global_step": step, "epoch": step / 4, "train_batch_size": 16,
-            "log_history": [{"step": s, "loss": 1.0 / s, "learning_rate": 0.01, "epoch": s / 4} for s in (2, 4, 6, 8)]}))
+            "log_history": [{"step": s, "loss": 1.0 / s, "learning_rate": 0.01, "epoch": s / 4}
+                            for s in (2, 4, 6, 8)]}))
         (ck / "training_args.bin").write_bytes(pickle.dumps(_Marker(str(marker))))
         torch.save({"state": {}}, ck / "optimizer.pt")  # the Trainer's side files are no checkpoints
     cks = session.import_checkpoints(out).checkpoints
@@ -139,7 +140,7 @@ def test_other_architecture_corrupt_file_and_clash_named_one_by_one(tmp_path, se
     torch.save(states(1, other)[0], run / "model_3.pt")  # another architecture
     torch.save(good[2], run / "model_4.pt")
     torch.save(good[2], run / "epoch_4.pt")  # claims epoch 4 too
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="nothing was imported") as err:
         session.import_checkpoints(run, strict=True)
     text = str(err.value)
     assert "nothing was imported" in text and "strict=True" in text
@@ -158,7 +159,8 @@ def test_other_architecture_corrupt_file_and_clash_named_one_by_one(tmp_path, se
 def test_only_other_architecture_refused_with_the_tensor(tmp_path, session):
     for e, sd in enumerate(states(2, other)):
         torch.save(sd, tmp_path / f"model_{e}.pt")
-    with pytest.raises(ValueError, match=r"(?s)2 of 2 checkpoint file\(s\) refused.*model_0\.pt.*'0\.weight'.*model_1\.pt"):
+    refused = r"(?s)2 of 2 checkpoint file\(s\) refused.*model_0\.pt.*'0\.weight'.*model_1\.pt"
+    with pytest.raises(ValueError, match=refused):
         session.import_checkpoints(tmp_path)
 
 

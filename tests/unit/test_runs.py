@@ -64,7 +64,7 @@ def test_log_without_data_stores_what_is_given_and_invents_nothing(tmp_path):
         assert s.store.load_optim_state(made[0].id)["param_groups"][0]["momentum"] == 0.9
         loaded = s.store.load_state_dict(made[-1].id)
         assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
-        with pytest.raises(ValueError, match="does not fit the model.*'0.weight' has shape"):
+        with pytest.raises(ValueError, match=r"does not fit the model.*'0\.weight' has shape"):
             s.log(nn.Sequential(nn.Linear(2, 5), nn.ReLU(), nn.Linear(5, 2)))
         with pytest.raises(TypeError, match="metric 'acc' is str"):
             s.log(model, metrics={"acc": "high"})
@@ -148,7 +148,7 @@ def test_a_project_without_data_does_all_but_training_then_branches_with_data(tm
 
 
 def test_new_project_without_data_still_asks_for_it(tmp_path):
-    with pytest.raises(ValueError, match="pass data=.*data=False"):
+    with pytest.raises(ValueError, match=r"pass data=.*data=False"):
         Session(tmp_path / "p", model=net)
     assert not (tmp_path / "p").exists()
 
