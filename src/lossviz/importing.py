@@ -30,10 +30,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -52,6 +52,7 @@ from lossviz.validation import check
 __all__ = ["HF_ARGS", "RUN_STATISTICS", "Found", "ImportResult", "Planned", "Read", "Refused", "find_checkpoints",
            "nothing_found", "plan_import", "read_found", "trainer_hparams"]
 
+N = TypeVar("N", int, float)
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
@@ -237,8 +238,7 @@ def read_beside(raw: Any) -> Read:
     metrics = {str(k): float(v) for k, v in raw.items() if _is_number(v) and str(k) not in _NOT_METRICS}
     step = raw.get("global_step", raw.get("step"))
     epoch = raw.get("epoch")
-    return Read(float(epoch) if _is_number(epoch) else None, int(step) if _is_number(step) else None,
-                hparams, metrics)
+    return Read(_number(epoch, float), _number(step, int), hparams, metrics)
 
 
 def read_hf_folder(folder: Path) -> Read:
@@ -256,8 +256,7 @@ def read_hf_folder(folder: Path) -> Read:
                             and not str(k).endswith(RUN_STATISTICS)})
     given = {k: state[k] for k in ("train_batch_size", "num_train_epochs", "max_steps") if k in state}
     given.update({k: v for k, v in args.items() if k in HF_ARGS})
-    return Read(float(epoch) if _is_number(epoch) else None, int(step) if _is_number(step) else None,
-                trainer_hparams(given), metrics)
+    return Read(_number(epoch, float), _number(step, int), trainer_hparams(given), metrics)
 
 
 def _json_file(path: Path) -> dict:
@@ -304,6 +303,11 @@ def trainer_hparams(given: Mapping[str, Any]) -> dict:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _number(v: Any, kind: Callable[[Any], N]) -> N | None:
+    """``kind(v)`` for a finite number ``v``, else ``None``."""
+    return kind(v) if _is_number(v) else None
 
 
 def _with_name_order(read: Read, stem: str) -> Read:

@@ -764,17 +764,16 @@ class Store:
                 raise ValueError(f"branch {branch} does not exist in {self.path}")
             branch_id = branch
         else:
-            new = branch == "new" or prow is None
-            if not new:
-                new = cur.execute("SELECT 1 FROM checkpoints WHERE parent=? LIMIT 1", (parent,)).fetchone() is not None
-            if new:
+            continued = prow is not None and branch == "auto" and cur.execute(
+                "SELECT 1 FROM checkpoints WHERE parent=? LIMIT 1", (parent,)).fetchone() is None
+            if prow is not None and continued:
+                branch_id = int(prow["branch"])
+            else:
                 cur.execute(
                     "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
                     (parent, created, e.get("branch_note", "")),
                 )
                 branch_id = _inserted_id(cur)
-            else:
-                branch_id = int(prow["branch"])
         cur.execute(
             "INSERT INTO checkpoints(parent, branch, kind, epoch, step, hparams, metrics, "
             "created, status, note, weights, optim, weights_sha256, optim_sha256) "
