@@ -136,6 +136,15 @@ def test_a_project_without_data_does_all_but_training_then_branches_with_data(tm
             s.surface(s.checkpoints()[-1], x="-1:1:3")
         assert s.project(method="pca").coords.shape == (4, 2)
         assert s.distance(1, 2) > 0
+        from lossviz.widget import Explorer
+
+        w = Explorer(s, throttle=0, background=False)
+        try:
+            assert w.checkpoints["n"] == 4
+            w.handle({"type": "train", "from": 4, "epochs": 1, "hparams": {}})  # Train says what is missing
+            assert "needs a model factory, data and a loss" in w.error and "opened without data" in w.error
+        finally:
+            w.close()
     with Session(path, model=net) as s:  # reopened without data= again: the project has none
         assert not s.has_data
     with Session(path, model=net, data=data()) as s:  # "what if I had lowered the lr at epoch 2"
@@ -170,6 +179,7 @@ def test_two_sessions_on_one_folder_hold_no_lock_between_calls(tmp_path):
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_two_processes_log_into_one_project_at_once(tmp_path):
     path = tmp_path / "p"
     with Session(path, model=net, data=False) as s:
@@ -184,6 +194,7 @@ def test_two_processes_log_into_one_project_at_once(tmp_path):
 
 
 @pytest.mark.system
+@pytest.mark.slow
 def test_the_explorer_shows_checkpoints_another_process_logs_within_2_s(tmp_path):
     from lossviz.widget import Explorer
 
