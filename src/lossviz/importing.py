@@ -41,6 +41,7 @@ from lossviz.io.checkpoints import (
     SAFETENSORS_SUFFIXES,
     TORCH_SUFFIXES,
     check_fits,
+    fill_tied,
     load_raw,
     normalize_state_dict,
     strip_prefix,
@@ -209,11 +210,13 @@ def nothing_found(sources: Any, ignored: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------------ reading one
-def read_found(found: Found, shapes: Mapping[str, Sequence[int]]) -> tuple[dict[str, torch.Tensor], Read]:
+def read_found(found: Found, shapes: Mapping[str, Sequence[int]],
+               ties: Sequence[Sequence[str]] = ()) -> tuple[dict[str, torch.Tensor], Read]:
     """The state dict of ``found`` fitted to a model whose entries have ``shapes`` (the wrapper's
-    attribute prefix removed, in the model's order), and what the file says beside it. ``ValueError``
-    (naming the file, and the first tensor that does not fit) for an unreadable file or another
-    architecture."""
+    attribute prefix removed, the entries tied to others (``ties``, :func:`~lossviz.io.checkpoints.tied_names`)
+    that the file left out restored, in the model's order), and what the file says beside it.
+    ``ValueError`` (naming the file, and the first tensor that does not fit) for an unreadable file or
+    another architecture."""
     if found.kind == "hf":
         sd = normalize_state_dict(load_raw(found.path), source=str(found.path))
         read = read_hf_folder(found.path.parent)
@@ -221,7 +224,7 @@ def read_found(found: Found, shapes: Mapping[str, Sequence[int]]) -> tuple[dict[
         raw = load_raw(found.path)
         sd = normalize_state_dict(raw, source=str(found.path))
         read = read_beside(raw)
-    fitted = strip_prefix(sd, list(shapes))
+    fitted = fill_tied(strip_prefix(sd, list(shapes)), ties)
     check_fits(fitted, shapes, repr(str(found.path)))
     read = _with_name_order(read, found.path.parent.name if found.kind == "hf" else found.path.stem)
     return {k: fitted[k] for k in shapes if k in fitted}, read

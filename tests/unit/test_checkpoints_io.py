@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossviz.io.checkpoints import check_fits, load_raw, strip_prefix
+from lossviz.io.checkpoints import check_fits, fill_tied, load_raw, strip_prefix, tied_names
 
 
 def shapes(m: nn.Module) -> dict:
@@ -49,3 +49,19 @@ def test_load_raw_keeps_plain_containers_and_refuses_objects(tmp_path):
     (tmp_path / "b.pt").write_bytes(pickle.dumps(_Evil()))
     with pytest.raises(ValueError, match="refusing to unpickle"):
         load_raw(tmp_path / "b.pt")
+
+
+def test_tied_names_and_fill_tied():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(5, 3)
+            self.head = nn.Linear(3, 5, bias=False)
+            self.head.weight = self.embed.weight
+
+    m = Tied()
+    groups = tied_names(m)
+    assert groups == [["embed.weight", "head.weight"]]
+    filled = fill_tied({"embed.weight": torch.ones(5, 3)}, groups)
+    assert torch.equal(filled["head.weight"], torch.ones(5, 3))
+    assert fill_tied({}, groups) == {}

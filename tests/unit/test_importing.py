@@ -248,3 +248,24 @@ def test_cli_import(tmp_path, capsys):
     assert "model_0.pt" in err and "does not fit the model" in err
     with Session(project, model=net) as s:
         assert s.store.n_checkpoints() == 3
+
+
+def test_hf_save_pretrained_with_tied_weights(tmp_path):
+    """``save_pretrained`` leaves out ``lm_head.weight`` (tied to the embedding): it is restored."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=8, eos_token_id=0,
+                                     bos_token_id=0)
+
+    def lm() -> nn.Module:
+        return transformers.GPT2LMHeadModel(config)
+
+    torch.manual_seed(0)
+    trained = lm()
+    ck = tmp_path / "out" / "checkpoint-10"
+    trained.save_pretrained(ck)
+    with Session(tmp_path / "p", model=lm, data=False) as s:
+        c = s.import_checkpoints(tmp_path / "out").checkpoints[0]
+        back = s.model(c.id)
+        assert c.step == 10
+        assert torch.equal(back.lm_head.weight, trained.transformer.wte.weight)
+        assert all(torch.equal(v, back.state_dict()[k]) for k, v in trained.state_dict().items())

@@ -6,8 +6,9 @@ pickle that would construct arbitrary objects is refused, not executed); ``.safe
 ``safetensors``. Common wrappers are unwrapped (``{"state_dict": ...}`` as the reference's
 ``cifar10/main.py`` saves them, ``{"model": ...}``, ``{"net": ...}``, ``{"model_state_dict": ...}``)
 and a ``module.`` prefix (``nn.DataParallel``) is stripped; :func:`strip_prefix` removes the attribute
-prefix under which a wrapper (a LightningModule, a Hugging Face model) stored the model's entries, and
-:func:`check_fits` names the first tensor that does not fit a model.
+prefix under which a wrapper (a LightningModule, a Hugging Face model) stored the model's entries,
+:func:`fill_tied` restores tied entries a file left out, and :func:`check_fits` names the first tensor
+that does not fit a model.
 """
 
 from __future__ import annotations
@@ -163,6 +164,28 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[s
         if all(prefix + n in sd for n in required):
             return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     return dict(sd)
+
+
+def tied_names(model: nn.Module) -> list[list[str]]:
+    """Groups of state-dict names that share one tensor in ``model``: tied weights, such as a language
+    model's embedding and output layer."""
+    groups: dict[tuple, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if t.numel():
+            groups.setdefault((t.data_ptr(), t.dtype, tuple(t.shape)), []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def fill_tied(sd: Mapping[str, torch.Tensor], groups: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+    """``sd`` with the entries a file left out because they are tied to one it holds (Hugging Face's
+    ``save_pretrained`` drops ``lm_head.weight``, the embedding's twin) taken from that one."""
+    out = dict(sd)
+    for group in groups:
+        held = next((name for name in group if name in out), None)
+        if held is not None:
+            for name in group:
+                out.setdefault(name, out[held])
+    return out
 
 
 def save_state_dict(

@@ -10,6 +10,7 @@ one with data evaluates the metrics a checkpoint was not given.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from lossviz import importing
-from lossviz.io.checkpoints import check_fits, normalize_state_dict, strip_prefix
+from lossviz.io.checkpoints import check_fits, fill_tied, normalize_state_dict, strip_prefix, tied_names
 from lossviz.jsonable import json_safe
 from lossviz.losses import scalar_value
 from lossviz.session.core import SessionBase, id_of
@@ -60,13 +61,19 @@ class RunsOps(SessionBase):
         """name -> shape of the project's model's state dict (its stored architecture)."""
         return {str(k): tuple(int(d) for d in v) for k, v in self.spec["architecture"]}
 
+    @functools.cached_property
+    def _ties(self) -> list[list[str]]:
+        """The project's model's tied state-dict entries (:func:`~lossviz.io.checkpoints.tied_names`)."""
+        with torch.random.fork_rng(devices=[]):
+            return tied_names(self._factory())
+
     def _fitted(self, state: nn.Module | Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
         """A module's or state dict's entries fitted to the project's model (a wrapper's attribute
-        prefix removed, in the model's order, on the CPU); ``ValueError`` naming the first tensor
-        that does not fit."""
+        prefix removed, tied entries restored, in the model's order); ``ValueError`` naming the first
+        tensor that does not fit."""
         raw = state.state_dict() if isinstance(state, nn.Module) else state
         shapes = self._shapes()
-        sd = strip_prefix(normalize_state_dict(raw, source=source), list(shapes))
+        sd = fill_tied(strip_prefix(normalize_state_dict(raw, source=source), list(shapes)), self._ties)
         check_fits(sd, shapes, source)
         return {k: sd[k].detach() for k in shapes if k in sd}
 
@@ -201,7 +208,7 @@ class RunsOps(SessionBase):
         refused: list[importing.Refused] = []
         for f in found:
             try:
-                sd, r = importing.read_found(f, shapes)
+                sd, r = importing.read_found(f, shapes, self._ties)
             except (ValueError, OSError) as exc:
                 refused.append(importing.Refused(str(f.path), str(exc)))
                 continue
@@ -218,7 +225,7 @@ class RunsOps(SessionBase):
             )
         root = folder_or_paths if isinstance(folder_or_paths, (str, os.PathLike)) else None
         entries = [dict(
-            state_dict=lambda f=p.found: importing.read_found(f, shapes)[0],
+            state_dict=lambda f=p.found: importing.read_found(f, shapes, self._ties)[0],
             parent=None, parent_entry=p.parent_entry, branch="new" if p.new_branch else "auto",
             kind="import", epoch=p.epoch, step=p.step, hparams=p.hparams, metrics=p.metrics,
             note=f"imported from {p.found.path}",
