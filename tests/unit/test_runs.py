@@ -223,3 +223,37 @@ def test_the_explorer_shows_checkpoints_another_process_logs_within_2_s(tmp_path
             assert w.checkpoints["n"] == 5
         finally:
             w.close()
+
+
+def test_store_watch_calls_on_new_checkpoints_only(tmp_path):
+    """Another connection's checkpoints wake the watch; a stored result (a projection) does not."""
+    from lossviz.widget.live import StoreWatch
+
+    path = tmp_path / "p"
+    with Session(path, model=net, data=False) as mine, Session(path, model=net, data=False) as theirs:
+        for _ in range(3):
+            mine.log(net())
+        calls: list[float] = []
+        watch = StoreWatch(lambda: calls.append(time.monotonic()), interval=0.05)
+        watch.watch(path)
+        try:
+            time.sleep(0.3)
+            calls.clear()  # the first poll's count is a change
+            n_results = len(mine.store.results())
+            mine.project(method="pca")
+            assert len(mine.store.results()) == n_results + 1  # a write, but no checkpoint
+            time.sleep(0.3)
+            assert calls == []
+            t0 = time.monotonic()
+            theirs.log(net())
+            deadline = t0 + 2.0
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert calls and calls[0] - t0 < 2.0
+        finally:
+            watch.stop()
+        n = len(calls)
+        theirs.log(net())
+        time.sleep(0.3)
+        assert len(calls) == n  # stopped
+    StoreWatch(lambda: None).watch(tmp_path / "not_a_project")  # no index: nothing to watch, no error

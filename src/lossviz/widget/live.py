@@ -59,27 +59,30 @@ class StoreWatch:
         self._thread = None
 
     def _run(self, index: Path, stop: threading.Event) -> None:
+        conn: sqlite3.Connection | None = None
+        version: int | None = None
+        count: tuple[int, int] | None = None  # None: not read yet, so the first count is a change
         try:
-            conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=1.0, check_same_thread=False)
-            count = checkpoint_count(conn)
-        except sqlite3.Error:
-            return
-        try:
-            version = None
             while not stop.wait(self._interval):
                 try:
+                    if conn is None:  # (again) after the index could not be read: it is retried, not given up
+                        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=1.0, check_same_thread=False)
                     now = conn.execute("PRAGMA data_version").fetchone()[0]
                     if now == version:
                         continue
-                    version, before = now, count
+                    version, before = int(now), count
                     count = checkpoint_count(conn)
-                except sqlite3.Error:  # locked for longer than the timeout, or the folder went away: try again
+                except sqlite3.Error:  # locked past the timeout, or the folder went away
+                    if conn is not None:
+                        conn.close()
+                    conn, version = None, None
                     continue
                 if count != before and (self._known is None or self._known() != count[0]):
                     with contextlib.suppress(Exception):  # a viewer's error must not end the watch
                         self._on_change()
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
 
 def checkpoint_count(conn: sqlite3.Connection) -> tuple[int, int]:
