@@ -6,9 +6,10 @@ Recognised, in a folder (walked with its sub-folders) or a list of files:
 * the reference's ``model_{e}.t7`` folders and plain ``.pt`` / ``.pth`` / ``.bin`` / ``.tar`` state
   dicts (or ``{"state_dict": ...}``-style wrappers; top-level numbers such as the reference's ``acc``
   become metrics);
-* PyTorch Lightning ``.ckpt`` files: the ``state_dict`` entry, ``epoch`` and ``global_step``, and
-  ``hyper_parameters`` as hparams (the LightningModule's attribute prefix is removed when the
-  entries are fitted to the model, :func:`~lossviz.io.checkpoints.strip_prefix`);
+* PyTorch Lightning ``.ckpt`` files: the ``state_dict`` entry, ``global_step``, the epochs completed
+  (``epoch``, plus one for a file saved at the end of an epoch), and ``hyper_parameters`` as hparams
+  (the LightningModule's attribute prefix is removed when the entries are fitted to the model,
+  :func:`~lossviz.io.checkpoints.strip_prefix`);
 * Hugging Face Trainer output folders: every ``checkpoint-N/`` with ``model.safetensors`` or
   ``pytorch_model.bin``; ``trainer_state.json`` gives the step, the epoch, the metrics logged at
   that step and hparams; ``training_args.json`` is read when present, ``training_args.bin`` only
@@ -240,8 +241,20 @@ def read_beside(raw: Any) -> Read:
     hparams = trainer_hparams(given) if isinstance(given, Mapping) else {}
     metrics = {str(k): float(v) for k, v in raw.items() if _is_number(v) and str(k) not in _NOT_METRICS}
     step = raw.get("global_step", raw.get("step"))
-    epoch = raw.get("epoch")
-    return Read(_number(epoch, float), _number(step, int), hparams, metrics)
+    epoch = _lightning_epoch(raw) if "pytorch-lightning_version" in raw else _number(raw.get("epoch"), float)
+    return Read(epoch, _number(step, int), hparams, metrics)
+
+
+def _lightning_epoch(raw: Mapping[str, Any]) -> float | None:
+    """The epochs completed at a Lightning checkpoint: its ``epoch`` (the index of the epoch it was saved
+    in), plus one when it was saved after that epoch's last batch (as lossviz counts: epoch 2.0 is the
+    end of the second epoch)."""
+    epoch = _number(raw.get("epoch"), float)
+    loops = raw.get("loops")
+    fit = loops.get("fit_loop") if isinstance(loops, Mapping) else None
+    batches = fit.get("epoch_loop.batch_progress") if isinstance(fit, Mapping) else None
+    ended = isinstance(batches, Mapping) and batches.get("is_last_batch") is True
+    return None if epoch is None else epoch + (1.0 if ended else 0.0)
 
 
 def read_hf_folder(folder: Path) -> Read:

@@ -38,8 +38,9 @@ def test_lightning_callback_logs_every_n_steps_and_epochs(tmp_path):
 
     torch.manual_seed(0)
     callback = LossvizCallback(tmp_path / "lit", every_n_steps=2, module="net")
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
+    saver = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_epochs=1, save_top_k=-1)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, callbacks=[callback, saver],
+                         enable_progress_bar=False, enable_model_summary=False)
     lit = Lit()
     trainer.fit(lit, DataLoader(TensorDataset(*points()), batch_size=16))  # 4 steps an epoch
     made = callback.checkpoints
@@ -50,6 +51,14 @@ def test_lightning_callback_logs_every_n_steps_and_epochs(tmp_path):
         assert [c.id for c in s.checkpoints()] == [c.id for c in made] and len(s.branches()) == 1
         last = s.store.load_state_dict(made[-1].id)
         assert all(torch.equal(last[k], v) for k, v in lit.net.state_dict().items())
+        # the .ckpt files Lightning saved, imported: the same points (epoch, step, weights) as logged
+        imported = s.import_checkpoints(tmp_path / "ckpts").checkpoints
+        assert [(c.epoch, c.step) for c in imported] == [(1.0, 4), (2.0, 8)]
+        assert imported[0].hparams["lr"] == 0.1
+        for c in imported:
+            logged = next(m for m in made if m.step == c.step)
+            a, b = s.store.load_state_dict(c.id), s.store.load_state_dict(logged.id)
+            assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 class Pairs(Dataset):
@@ -80,8 +89,8 @@ def test_hf_trainer_callback_logs_every_n_steps_with_the_logged_values(tmp_path)
 
     torch.manual_seed(0)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=8, logging_steps=2, save_strategy="no", report_to=[],
-        use_cpu=True, per_device_train_batch_size=16, learning_rate=0.05, disable_tqdm=True)
+        output_dir=str(tmp_path / "out"), max_steps=8, logging_steps=2, report_to=[],
+        use_cpu=True, per_device_train_batch_size=16, learning_rate=0.05, disable_tqdm=True, save_steps=4)
     callback = LossvizCallback(tmp_path / "hf", every_n_steps=4)
     model = Tiny()
     transformers.Trainer(model=model, args=args, train_dataset=Pairs(), callbacks=[callback]).train()
@@ -92,5 +101,14 @@ def test_hf_trainer_callback_logs_every_n_steps_with_the_logged_values(tmp_path)
     with Session(tmp_path / "hf", model=Tiny) as s:
         last = s.store.load_state_dict(made[-1].id)
         assert all(torch.equal(last[k], v) for k, v in model.state_dict().items())
+        # the Trainer's checkpoint-N/ folders, imported: the same points as logged, with the logged values
+        imported = s.import_checkpoints(tmp_path / "out").checkpoints
+        assert [(c.epoch, c.step) for c in imported] == [(1.0, 4), (2.0, 8)]
+        for c, logged in zip(imported, made[1:], strict=True):
+            a, b = s.store.load_state_dict(c.id), s.store.load_state_dict(logged.id)
+            assert all(torch.equal(a[k], b[k]) for k in a)
+            assert c.metrics["loss"] == pytest.approx(logged.metrics["loss"])
+        # training_args.bin is a pickled TrainingArguments: skipped, so the hparams are trainer_state.json's
+        assert imported[0].hparams["batch_size"] == 16 and "lr" not in imported[0].hparams
     with pytest.raises(ValueError, match="every_n_steps or every_n_epochs"):
         LossvizCallback(tmp_path / "x")
