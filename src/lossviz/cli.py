@@ -10,12 +10,15 @@ spelling (``--model-file`` for ``--model_file``, ...)::
         --split both --x=-1:1:101 --y=-1:1:101 --adaptive --out big.h5
     lossviz plot resnet56.h5 --out resnet56.html
     lossviz info resnet56.h5
+    lossviz import trained_nets/resnet56_sgd --project runs/resnet56 --model resnet56 --data cifar10
 
 ``--dataset package.module:factory`` calls ``factory(**data_kwargs)``, which returns ``(X, y)``
 tensors or a Dataset (the train split) or ``{"train": ..., "test": ...}``. ``--adaptive``
 (:func:`lossviz.refine.refine_surface`, also under ``--mpi``) and ``--subsample``
 (:func:`lossviz.subsample.subsampled_surface`) evaluate fewer forward passes and write each
-metric's estimated error as ``<metric>_err``.
+metric's estimated error as ``<metric>_err``. ``lossviz import`` reads a folder of checkpoints (the
+reference's ``model_{e}.t7``, ``.pt``, Lightning ``.ckpt``, Hugging Face ``checkpoint-N/``, safetensors)
+into a project (:meth:`lossviz.session.Session.import_checkpoints`).
 
 Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
 without the expected datasets) ends with exit status 2 and a one-line message; output files are

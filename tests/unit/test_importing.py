@@ -269,3 +269,53 @@ def test_hf_save_pretrained_with_tied_weights(tmp_path):
         assert c.step == 10
         assert torch.equal(back.lm_head.weight, trained.transformer.wte.weight)
         assert all(torch.equal(v, back.state_dict()[k]) for k, v in trained.state_dict().items())
+
+
+IMPORTER = """
+import sys, time
+from torch import nn
+from lossviz import files
+from lossviz.session import Session
+real = files.write_durably
+def slow(path, data):  # widen the window: each staged file takes 30 ms
+    time.sleep(0.03)
+    real(path, data)
+files.write_durably = slow
+with Session(sys.argv[1], model=lambda: nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2)), data=False) as s:
+    print("importing", flush=True)
+    s.import_checkpoints(sys.argv[2])
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.05, 0.4, 0.9])
+def test_a_killed_import_leaves_all_or_nothing(tmp_path, delay):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for e, sd in enumerate(states(20)):
+        torch.save(sd, run / f"model_{e}.pt")
+    project = tmp_path / "p"
+    Session(project, model=net, data=False).close()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", IMPORTER, str(project), str(run)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    with Session(project, model=net, data=False) as s:
+        n = s.store.n_checkpoints()
+        assert n in (0, 20)
+        files_left = sorted(p.name for p in (project / "weights").iterdir())
+        assert len(files_left) == n  # the killed writer's staged files and links are cleaned at opening
+        assert all(s.store.verify(c.id) for c in s.checkpoints())
