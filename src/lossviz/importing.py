@@ -48,6 +48,7 @@ from lossviz.io.checkpoints import (
     strip_prefix,
 )
 from lossviz.jsonable import json_safe
+from lossviz.store import Checkpoint
 from lossviz.training import HPARAM_CONSTRAINTS, OPTIMIZERS
 from lossviz.validation import check
 
@@ -123,7 +124,7 @@ class ImportResult:
     (with the reason: another architecture, unreadable, no order, a step claimed twice) and the
     files ``ignored`` (not checkpoints)."""
 
-    checkpoints: list = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 

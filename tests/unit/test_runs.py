@@ -68,6 +68,10 @@ def test_log_without_data_stores_what_is_given_and_invents_nothing(tmp_path):
             s.log(nn.Sequential(nn.Linear(2, 5), nn.ReLU(), nn.Linear(5, 2)))
         with pytest.raises(TypeError, match="metric 'acc' is str"):
             s.log(model, metrics={"acc": "high"})
+        with pytest.raises(ValueError, match="step must be"):
+            s.log(model, step=-1)
+        with pytest.raises(ValueError, match="epoch must be"):
+            s.log(model, epoch=float("nan"))
         assert s.store.n_checkpoints() == 3
 
 

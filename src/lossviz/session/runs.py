@@ -25,6 +25,7 @@ from lossviz.losses import scalar_value
 from lossviz.session.core import SessionBase, id_of
 from lossviz.store import Checkpoint
 from lossviz.training import OPTIMIZERS
+from lossviz.validation import Boolean, Interval, check
 
 OPTIMIZER_FIELDS = ("lr", "momentum", "weight_decay", "nesterov")
 """Hyperparameters :meth:`RunsOps.log` reads from a torch optimizer's first parameter group."""
@@ -127,6 +128,8 @@ class RunsOps(SessionBase):
             A torch optimizer: its state is stored (a lossviz training from this checkpoint with the same
             optimizer resumes it) and its lr, momentum and weight decay fill hparams not given.
         """
+        epoch = check("epoch", epoch, Interval(float, 0, None), allow_none=True)
+        step = check("step", step, Interval(int, 0, None, whole_floats=True), allow_none=True)
         sd = self._fitted(model_or_state_dict, "the logged state dict")
         given = numbers(metrics or {})
         measured = self._evaluated(sd)
@@ -200,6 +203,8 @@ class RunsOps(SessionBase):
         Metrics a file holds are stored; with data (and ``evaluate``), the session's metrics too.
         Returns an :class:`~lossviz.importing.ImportResult` (its text: what was imported and refused).
         """
+        strict = check("strict", strict, Boolean())
+        evaluate = check("evaluate", evaluate, Boolean())
         found, ignored = importing.find_checkpoints(folder_or_paths)
         if not found:
             raise ValueError(importing.nothing_found(folder_or_paths, ignored))
