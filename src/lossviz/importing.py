@@ -57,7 +57,8 @@ __all__ = ["HF_ARGS", "RUN_STATISTICS", "Found", "ImportResult", "Planned", "Rea
 
 N = TypeVar("N", int, float)
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
-HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+"""A Hugging Face checkpoint folder's model file, or the index of its shards (``weight_map``: name -> file)."""
 HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
 HF_ALIASES = {"learning_rate": "lr", "weight_decay": "weight_decay", "seed": "seed",
               "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size", "momentum": "momentum"}
@@ -220,7 +221,8 @@ def read_found(found: Found, shapes: Mapping[str, Sequence[int]],
     ``ValueError`` (naming the file, and the first tensor that does not fit) for an unreadable file or
     another architecture."""
     if found.kind == "hf":
-        sd = normalize_state_dict(load_raw(found.path), source=str(found.path))
+        sd = load_hf_shards(found.path) if found.path.name.endswith(".index.json") else normalize_state_dict(
+            load_raw(found.path), source=str(found.path))
         read = read_hf_folder(found.path.parent)
     else:
         raw = load_raw(found.path)
@@ -230,6 +232,20 @@ def read_found(found: Found, shapes: Mapping[str, Sequence[int]],
     check_fits(fitted, shapes, repr(str(found.path)))
     read = _with_name_order(read, found.path.parent.name if found.kind == "hf" else found.path.stem)
     return {k: fitted[k] for k in shapes if k in fitted}, read
+
+
+def load_hf_shards(index: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a sharded Hugging Face checkpoint: every shard its index's ``weight_map`` names,
+    each a plain file name inside the index's folder (an index naming another path is refused)."""
+    weight_map = _json_file(index).get("weight_map")
+    if not isinstance(weight_map, Mapping) or not weight_map:
+        raise ValueError(f"{index} has no weight_map: it is not a Hugging Face shard index")
+    sd: dict[str, torch.Tensor] = {}
+    for shard in sorted({str(v) for v in weight_map.values()}):
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise ValueError(f"{index} names the shard {shard!r}, which is not a file beside it: refused")
+        sd.update(normalize_state_dict(load_raw(index.parent / shard), source=str(index.parent / shard)))
+    return sd
 
 
 def read_beside(raw: Any) -> Read:

@@ -319,3 +319,19 @@ def test_a_killed_import_leaves_all_or_nothing(tmp_path, delay):
         files_left = sorted(p.name for p in (project / "weights").iterdir())
         assert len(files_left) == n  # the killed writer's staged files and links are cleaned at opening
         assert all(s.store.verify(c.id) for c in s.checkpoints())
+
+
+def test_sharded_hf_checkpoint_and_an_index_leading_out(tmp_path, session):
+    sd = states(1)[0]
+    ck = tmp_path / "out" / "checkpoint-3"
+    ck.mkdir(parents=True)
+    names = list(sd)
+    save_state_dict(ck / "model-00001-of-00002.safetensors", {k: sd[k] for k in names[:2]})
+    save_state_dict(ck / "model-00002-of-00002.safetensors", {k: sd[k] for k in names[2:]})
+    weight_map = {k: f"model-0000{1 + (i >= 2)}-of-00002.safetensors" for i, k in enumerate(names)}
+    (ck / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    c = session.import_checkpoints(tmp_path / "out").checkpoints[0]
+    assert c.step == 3 and same(session.store.load_state_dict(c.id), sd)
+    (ck / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {names[0]: "../../secret.safetensors"}}))
+    with pytest.raises(ValueError, match="not a file beside it"):
+        session.import_checkpoints(tmp_path / "out")
