@@ -140,11 +140,13 @@ def test_a_project_without_data_does_all_but_training_then_branches_with_data(tm
             s.surface(s.checkpoints()[-1], x="-1:1:3")
         assert s.project(method="pca").coords.shape == (4, 2)
         assert s.distance(1, 2) > 0
+        assert s.disturb(4, 0.1, seed=0).metrics == {}  # everything but training and surfaces: no metrics invented
+        assert [c.metrics for c in s.interpolate(1, 4, 3)] == [{}, {}, {}]
         from lossviz.widget import Explorer
 
         w = Explorer(s, throttle=0, background=False)
         try:
-            assert w.checkpoints["n"] == 4
+            assert w.checkpoints["n"] == 8
             w.handle({"type": "train", "from": 4, "epochs": 1, "hparams": {}})  # Train says what is missing
             assert "needs a model factory, data and a loss" in w.error and "opened without data" in w.error
         finally:
@@ -153,7 +155,7 @@ def test_a_project_without_data_does_all_but_training_then_branches_with_data(tm
         assert not s.has_data
     with Session(path, model=net, data=data()) as s:  # "what if I had lowered the lr at epoch 2"
         start = s.checkpoints()[2]
-        job = s.train(from_=start, epochs=2, lr=0.01)
+        job = s.train(from_=start, epochs=2, lr=0.01)  # a logged checkpoint of a loop that had no data
         made = job.wait(120)
         assert job.state == "done", job.error
         assert [c.epoch for c in made] == [3.0, 4.0] and made[0].parent == start.id

@@ -198,7 +198,10 @@ class SessionBase:
         return self._data_hash
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + user metrics."""
+        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + user metrics
+        (none without data: a disturbed or interpolated checkpoint of such a project has no metrics)."""
+        if not self.has_data:
+            return {}
         out = {}
         for split, (x, y) in self.eval_data().items():
             res = T.evaluate_model(model, x, y, self.loss, self._metrics, device=self.device)
