@@ -635,6 +635,9 @@ def cmd_import(args) -> int:
     from lossviz.store import read_summary
 
     stored = read_summary(args.project) or {}
+    if args.model is None and not stored.get("model"):
+        raise CLIError(f"--project {args.project}: give --model (a zoo name or package.module:factory) to build "
+                       "the checkpoints' model" + ("" if stored else " of the new project"))
     data = args.data if args.data else (None if stored.get("data") else False)
     kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
     with Session(args.project, model=args.model, data=data, model_kwargs=kwargs or None, device="cpu") as session:

@@ -248,6 +248,8 @@ def test_cli_import(tmp_path, capsys):
     assert "model_0.pt" in err and "does not fit the model" in err
     with Session(project, model=net) as s:
         assert s.store.n_checkpoints() == 3
+    assert main(["import", str(run), "--project", str(tmp_path / "new")]) == 2
+    assert "give --model" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_hf_save_pretrained_with_tied_weights(tmp_path):
