@@ -712,6 +712,8 @@ class Store:
                 for e, files_of in zip(entries, staged, strict=True):
                     parent = rows[e["parent_entry"]]["id"] if e.get("parent_entry") is not None else e.get("parent")
                     rows.append(self._insert_checkpoint(cur, e, parent, files_of, created, linked))
+                for sub in sorted({p.parent.name for p in linked}):  # the links are durable before the commit
+                    files.fsync_dir(self.path / sub)
             linked = []  # committed: the final names are the rows' now
             return [self._row_to_checkpoint(row) for row in rows]
         except (OSError, sqlite3.OperationalError) as exc:
@@ -751,7 +753,7 @@ class Store:
                            staged: tuple[Path, str, Path | None, str | None], created: float,
                            linked: list[Path]) -> sqlite3.Row:
         """Inside a write transaction: the branch decided, the row inserted and its files linked to
-        their final names (appended to ``linked``); returns the row."""
+        their final names (appended to ``linked``; the caller fsyncs their folders); returns the row."""
         tmp_w, sha, tmp_o, optim_sha = staged
         branch = e.get("branch", "auto")
         prow = None
@@ -803,7 +805,6 @@ class Store:
                 final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
                 _link_final(tmp, final)
                 linked.append(final)
-                files.fsync_dir(self.path / sub)
         return cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
 
     def _free_name(self, sub: str, cid: int) -> str:
