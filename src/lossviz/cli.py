@@ -16,6 +16,7 @@ replaced by ``lossviz surface``::
     lossviz vtp resnet56.h5 --zmax 10 --log                                  # h52vtp.py
     lossviz hessian --model resnet56 --model_file model_300.t7 --x=-1:1:21   # plot_hessian_eigen.py
     lossviz info resnet56.h5
+    lossviz import trained_nets/resnet56_sgd --project runs/resnet56 --model resnet56 --data cifar10
 
 Where the reference and lossviz differ, lossviz says so: ``--dir-file`` must name an existing file (a
 typo must not draw new directions; ``--dir-out`` writes one); without ``--out`` the files are named from
@@ -33,7 +34,10 @@ file's ``-1`` points are unfinished), and refuses an ``--out`` holding another s
 tensors or a Dataset (the train split) or ``{"train": ..., "test": ...}``. ``--adaptive``
 (:func:`lossviz.refine.refine_surface`, also under ``--mpi``) and ``--subsample``
 (:func:`lossviz.subsample.subsampled_surface`) evaluate fewer forward passes and write each
-metric's estimated error as ``<metric>_err`` (at the end: they are not resumable).
+metric's estimated error as ``<metric>_err`` (at the end: they are not resumable). ``lossviz import``
+reads a folder of checkpoints (the
+reference's ``model_{e}.t7``, ``.pt``, Lightning ``.ckpt``, Hugging Face ``checkpoint-N/``, safetensors)
+into a project (:meth:`lossviz.session.Session.import_checkpoints`).
 
 Bad input (a malformed grid spec, an unknown model, a checkpoint that does not fit the model, a file
 without the expected datasets) ends with exit status 2 and a one-line message before any point is
@@ -126,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the zoo's models and data sets")
     m.set_defaults(handler=cmd_models)
+
+    im = sub.add_parser(
+        "import", help="import a folder of checkpoints (yours, Lightning's, the HF Trainer's) into a project",
+        description="Import checkpoint files (.t7/.pt/.pth/.ckpt/.bin/.safetensors, HF checkpoint-N/ folders) "
+                    "into a lossviz project in one transaction; sub-folders become branches. Nothing is unpickled.",
+    )
+    im.add_argument("sources", nargs="+", metavar="SOURCE", help="a folder of checkpoints, or checkpoint files")
+    im.add_argument("--project", required=True, help="the project folder (created when missing)")
+    im.add_argument("--model", help="zoo name or package.module:factory (default: the project's)")
+    im.add_argument("--model-kwargs", default="{}", metavar="JSON", help="builder arguments")
+    im.add_argument("--data", help="zoo data set to evaluate the checkpoints on (default: the project's, or none)")
+    im.add_argument("--strict", action="store_true", help="import nothing when any checkpoint file is refused")
+    im.add_argument("--no-evaluate", action="store_true", help="store the files' own metrics only")
+    im.set_defaults(handler=cmd_import)
     return parser
 
 
@@ -915,6 +933,24 @@ def cmd_models(args) -> int:
 
     print("models: " + ", ".join(list_models()) + ", torchvision:<name>, package.module:factory")
     print("data sets: " + ", ".join(list_data()))
+    return 0
+
+
+def cmd_import(args) -> int:
+    """``lossviz import``: :meth:`lossviz.session.Session.import_checkpoints` into ``--project``."""
+    from lossviz.session import Session
+    from lossviz.store import read_summary
+
+    stored = read_summary(args.project) or {}
+    if args.model is None and not stored.get("model"):
+        raise CLIError(f"--project {args.project}: give --model (a zoo name or package.module:factory) to build "
+                       "the checkpoints' model" + ("" if stored else " of the new project"))
+    data = args.data if args.data else (None if stored.get("data") else False)
+    kwargs = _json_kwargs(args.model_kwargs, "--model-kwargs")
+    with Session(args.project, model=args.model, data=data, model_kwargs=kwargs or None, device="cpu") as session:
+        result = session.import_checkpoints(args.sources if len(args.sources) > 1 else args.sources[0],
+                                            strict=args.strict, evaluate=not args.no_evaluate)
+    print(result)
     return 0
 
 

@@ -45,7 +45,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -576,19 +576,61 @@ class Store:
         ``"auto"``: ``parent``'s branch if ``parent`` has no successor yet, else a new branch (decided
         inside the transaction, so two writers never both continue one branch).
         """
-        if kind not in CHECKPOINT_KINDS:
-            raise ValueError(f"unknown checkpoint kind {kind!r}: use one of {CHECKPOINT_KINDS}")
-        if not isinstance(branch, int) and branch not in ("auto", "new"):
-            raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
-        weights_bytes = files.safetensors_bytes(state_dict, {"format": "lossviz-weights"})
-        sha = hashlib.sha256(weights_bytes).hexdigest()
-        weights_tmp = files.temporary_path(self.path / "weights")
-        tmp_w: Path | None = weights_tmp
-        tmp_o: Path | None = None
-        optim_sha: str | None = None
+        return self.add_checkpoints([dict(
+            state_dict=state_dict, parent=parent, branch=branch, kind=kind, epoch=epoch, step=step,
+            hparams=hparams, metrics=metrics, status=status, note=note, optim_state=optim_state,
+            branch_note=branch_note,
+        )])[0]
+
+    def add_checkpoints(self, entries: Sequence[Mapping[str, Any]]) -> list[Checkpoint]:
+        """Add several checkpoints in ONE transaction: all of them, or (an error, a kill) none.
+
+        Each entry holds :meth:`add_checkpoint`'s arguments (``state_dict``, or a function returning
+        it, called when its file is written, and the keywords); an entry's ``parent_entry`` (the index
+        of an earlier entry) makes that entry's checkpoint its parent. Every file is written durably
+        before the transaction, so the write lock is held only for the inserts and links."""
+        for e in entries:
+            if e.get("kind", "train") not in CHECKPOINT_KINDS:
+                raise ValueError(f"unknown checkpoint kind {e.get('kind')!r}: use one of {CHECKPOINT_KINDS}")
+            branch = e.get("branch", "auto")
+            if not isinstance(branch, int) and branch not in ("auto", "new"):
+                raise ValueError(f"branch must be a branch id, 'auto' or 'new', not {branch!r}")
+        staged: list[tuple[Path, str, Path | None, str | None]] = []  # (weights tmp, sha, optim tmp, sha)
         linked: list[Path] = []  # final names given in the transaction: removed unless it commits
         try:
-            files.write_durably(weights_tmp, weights_bytes)
+            for e in entries:
+                sd = e["state_dict"]
+                staged.append(self._stage_checkpoint(sd() if callable(sd) else sd, e.get("optim_state")))
+            created = time.time()
+            rows: list[sqlite3.Row] = []
+            what = "adding a checkpoint" if len(entries) == 1 else f"adding {len(entries)} checkpoints"
+            with self.transaction(what) as cur:
+                for e, files_of in zip(entries, staged, strict=True):
+                    parent = rows[e["parent_entry"]]["id"] if e.get("parent_entry") is not None else e.get("parent")
+                    rows.append(self._insert_checkpoint(cur, e, parent, files_of, created, linked))
+                for sub in sorted({p.parent.name for p in linked}):  # the links are durable before the commit
+                    files.fsync_dir(self.path / sub)
+            linked = []  # committed: the final names are the rows' now
+            return [self._row_to_checkpoint(row) for row in rows]
+        except (OSError, sqlite3.OperationalError) as exc:
+            if _disk_full(exc, self.path):
+                raise files.no_space_error(self.path, "a checkpoint", exc) from exc
+            raise
+        finally:
+            for p in [*linked, *(t for s in staged for t in (s[0], s[2]))]:
+                if p is not None:
+                    p.unlink(missing_ok=True)
+
+    def _stage_checkpoint(self, state_dict: Mapping[str, torch.Tensor],
+                          optim_state: Mapping[str, Any] | None) -> tuple[Path, str, Path | None, str | None]:
+        """A checkpoint's weight (and optimizer) file written durably under temporary names, with their sha256."""
+        weights_bytes = files.safetensors_bytes(state_dict, {"format": "lossviz-weights"})
+        sha = hashlib.sha256(weights_bytes).hexdigest()
+        tmp_w = files.temporary_path(self.path / "weights")
+        tmp_o: Path | None = None
+        optim_sha: str | None = None
+        try:
+            files.write_durably(tmp_w, weights_bytes)
             del weights_bytes
             if optim_state is not None:
                 tensors, structure = encode_optimizer_state(optim_state)
@@ -596,77 +638,70 @@ class Store:
                 optim_sha = hashlib.sha256(optim_bytes).hexdigest()
                 tmp_o = files.temporary_path(self.path / "optim")
                 files.write_durably(tmp_o, optim_bytes)
-                del optim_bytes
-            created = time.time()
-            with self.transaction("adding a checkpoint") as cur:
-                if parent is not None:
-                    prow = cur.execute(
-                        "SELECT branch FROM checkpoints WHERE id=?", (parent,)
-                    ).fetchone()
-                    if prow is None:
-                        raise ValueError(f"parent checkpoint {parent} does not exist in {self.path}")
-                if isinstance(branch, int):
-                    if cur.execute("SELECT 1 FROM branches WHERE id=?", (branch,)).fetchone() is None:
-                        raise ValueError(f"branch {branch} does not exist in {self.path}")
-                    branch_id = branch
-                else:
-                    new = branch == "new" or parent is None
-                    if not new:
-                        has_child = cur.execute(
-                            "SELECT 1 FROM checkpoints WHERE parent=? LIMIT 1", (parent,)
-                        ).fetchone()
-                        new = has_child is not None
-                    if new:
-                        cur.execute(
-                            "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
-                            (parent, created, branch_note),
-                        )
-                        branch_id = _inserted_id(cur)
-                    else:
-                        branch_id = int(prow["branch"])
-                cur.execute(
-                    "INSERT INTO checkpoints(parent, branch, kind, epoch, step, hparams, metrics, "
-                    "created, status, note, weights, optim, weights_sha256, optim_sha256) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
-                    (
-                        parent,
-                        branch_id,
-                        kind,
-                        float(epoch),
-                        int(step),
-                        dumps(dict(hparams or {})),
-                        dumps({k: float(v) for k, v in (metrics or {}).items()}),
-                        created,
-                        status,
-                        note,
-                        None if tmp_o is None else "",
-                        sha,
-                        optim_sha,
-                    ),
-                )
-                cid = _inserted_id(cur)
-                wrel = self._free_name("weights", cid)
-                orel = None if tmp_o is None else self._free_name("optim", cid)
-                cur.execute(
-                    "UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid)
-                )
-                for tmp, rel, sub in ((tmp_w, wrel, "weights"), (tmp_o, orel, "optim")):
-                    if tmp is not None and rel is not None:
-                        final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
-                        link_final(tmp, final)
-                        linked.append(final)
-                        files.fsync_dir(self.path / sub)
-                row = cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
-            linked = []  # committed: the final names are the rows' now
-            return self._row_to_checkpoint(row)
-        except (OSError, sqlite3.OperationalError) as exc:
-            if _disk_full(exc, self.path):
-                raise files.no_space_error(self.path, "a checkpoint", exc) from exc
-            raise
-        finally:
-            for p in [*linked, tmp_w, tmp_o]:
+        except BaseException:
+            for p in (tmp_w, tmp_o):
                 if p is not None:
                     p.unlink(missing_ok=True)
+            raise
+        return tmp_w, sha, tmp_o, optim_sha
+
+    def _insert_checkpoint(self, cur: sqlite3.Cursor, e: Mapping[str, Any], parent: int | None,
+                           staged: tuple[Path, str, Path | None, str | None], created: float,
+                           linked: list[Path]) -> sqlite3.Row:
+        """Inside a write transaction: the branch decided, the row inserted and its files linked to
+        their final names (appended to ``linked``; the caller fsyncs their folders); returns the row."""
+        tmp_w, sha, tmp_o, optim_sha = staged
+        branch = e.get("branch", "auto")
+        prow = None
+        if parent is not None:
+            prow = cur.execute("SELECT branch FROM checkpoints WHERE id=?", (parent,)).fetchone()
+            if prow is None:
+                raise ValueError(f"parent checkpoint {parent} does not exist in {self.path}")
+        if isinstance(branch, int):
+            if cur.execute("SELECT 1 FROM branches WHERE id=?", (branch,)).fetchone() is None:
+                raise ValueError(f"branch {branch} does not exist in {self.path}")
+            branch_id = branch
+        else:
+            continued = prow is not None and branch == "auto" and cur.execute(
+                "SELECT 1 FROM checkpoints WHERE parent=? LIMIT 1", (parent,)).fetchone() is None
+            if prow is not None and continued:
+                branch_id = int(prow["branch"])
+            else:
+                cur.execute(
+                    "INSERT INTO branches(parent, created, note) VALUES (?, ?, ?)",
+                    (parent, created, e.get("branch_note", "")),
+                )
+                branch_id = _inserted_id(cur)
+        cur.execute(
+            "INSERT INTO checkpoints(parent, branch, kind, epoch, step, hparams, metrics, "
+            "created, status, note, weights, optim, weights_sha256, optim_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
+            (
+                parent,
+                branch_id,
+                e.get("kind", "train"),
+                float(e.get("epoch", 0.0)),
+                int(e.get("step", 0)),
+                dumps(dict(e.get("hparams") or {})),
+                dumps({k: float(v) for k, v in (e.get("metrics") or {}).items()}),
+                created,
+                e.get("status", "ok"),
+                e.get("note", ""),
+                None if tmp_o is None else "",
+                sha,
+                optim_sha,
+            ),
+        )
+        cid = _inserted_id(cur)
+        wrel = self._free_name("weights", cid)
+        orel = None if tmp_o is None else self._free_name("optim", cid)
+        cur.execute("UPDATE checkpoints SET weights=?, optim=? WHERE id=?", (wrel, orel, cid))
+        for tmp, rel, sub in ((tmp_w, wrel, "weights"), (tmp_o, orel, "optim")):
+            if tmp is not None and rel is not None:
+                final = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
+                link_final(tmp, final)
+                linked.append(final)
+        return cur.execute("SELECT * FROM checkpoints WHERE id=?", (cid,)).fetchone()
 
     def _free_name(self, sub: str, cid: int) -> str:
         """``<sub>/<cid>.safetensors``, or a unique variant when a file (one no row names: the row is

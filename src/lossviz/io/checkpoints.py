@@ -5,7 +5,10 @@
 pickle that would construct arbitrary objects is refused, not executed); ``.safetensors`` through
 ``safetensors``. Common wrappers are unwrapped (``{"state_dict": ...}`` as the reference's
 ``cifar10/main.py`` saves them, ``{"model": ...}``, ``{"net": ...}``, ``{"model_state_dict": ...}``)
-and a ``module.`` prefix (``nn.DataParallel``) is stripped.
+and a ``module.`` prefix (``nn.DataParallel``) is stripped; :func:`strip_prefix` removes the attribute
+prefix under which a wrapper (a LightningModule, a Hugging Face model) stored the model's entries,
+:func:`fill_tied` restores tied entries a file left out, and :func:`check_fits` names the first tensor
+that does not fit a model.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,14 @@ ORDER_KEY = "lossviz.order"
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, name -> tensor on the CPU, in file order."""
+    return normalize_state_dict(load_raw(path), source=str(path))
+
+
+def load_raw(path: str | os.PathLike) -> Any:
+    """What a checkpoint file holds, read without unpickling code: a safetensors file's tensors (in
+    the order :func:`save_state_dict` recorded), or the tensors and plain containers ``torch.load(...,
+    weights_only=True)`` gives (e.g. a Lightning ``.ckpt``'s ``{"state_dict", "epoch", "global_step",
+    "hyper_parameters", ...}``). ``ValueError`` names a file that would need unpickling or is not readable."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
@@ -54,7 +65,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"unknown checkpoint format {suffix or '(no suffix)'!r} for {str(p)!r}: use one of "
             f"{', '.join(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES)}"
         )
-    return normalize_state_dict(raw, source=str(p))
+    return raw
 
 
 def normalize_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -104,15 +115,26 @@ def load_checkpoint_into(
         sd = normalize_state_dict(path_or_state_dict, source="the given state dict")
         source = "the given state dict"
     own = model.state_dict()
-    for name, t in own.items():
-        if name in sd and tuple(sd[name].shape) != tuple(t.shape):
+    check_fits(sd, {k: tuple(v.shape) for k, v in own.items()}, source, strict=strict)
+    with torch.no_grad():
+        model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return model
+
+
+def check_fits(sd: Mapping[str, torch.Tensor], shapes: Mapping[str, Sequence[int]], source: str, *,
+               strict: bool = True) -> None:
+    """Raise ``ValueError`` when the state dict ``sd`` does not fit a model whose entries have
+    ``shapes`` (name -> shape): the first tensor whose shape differs (both shapes), and, when
+    ``strict``, the missing and unexpected names (``num_batches_tracked`` may be missing)."""
+    for name, shape in shapes.items():
+        if name in sd and tuple(sd[name].shape) != tuple(shape):
             raise ValueError(
                 f"checkpoint {source} does not fit the model: {name!r} has shape "
-                f"{list(sd[name].shape)} in the checkpoint but {list(t.shape)} in the model; "
+                f"{list(sd[name].shape)} in the checkpoint but {list(shape)} in the model; "
                 "build the model with the architecture the checkpoint was trained with"
             )
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
+    missing = [k for k in shapes if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in shapes]
     if strict and (missing or unexpected):
         parts = []
         if missing:
@@ -123,9 +145,47 @@ def load_checkpoint_into(
             f"checkpoint {source} does not fit the model: tensors " + " and ".join(parts)
             + "; check the model name/factory, or pass strict=False to load the common tensors"
         )
-    with torch.no_grad():
-        model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return model
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``sd`` with the attribute prefix removed under which a wrapper stored the model's entries
+    ``names`` (a LightningModule's ``self.model`` -> ``"model."``, a Hugging Face ``"base_model."``):
+    the entries under the first prefix ``p`` such that ``p + name`` is in ``sd`` for every required
+    name (``num_batches_tracked`` may be missing). ``sd`` unchanged when it holds the names already or
+    no prefix fits (the fit check then names the difference)."""
+    required = [n for n in names if not n.endswith("num_batches_tracked")]
+    if not required or all(n in sd for n in required):
+        return dict(sd)
+    first = required[0]
+    for key in sd:
+        if not key.endswith("." + first):
+            continue
+        prefix = key[: len(key) - len(first)]
+        if all(prefix + n in sd for n in required):
+            return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return dict(sd)
+
+
+def tied_names(model: nn.Module) -> list[list[str]]:
+    """Groups of state-dict names that share one tensor in ``model``: tied weights, such as a language
+    model's embedding and output layer."""
+    groups: dict[tuple, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if t.numel():
+            groups.setdefault((t.data_ptr(), t.dtype, tuple(t.shape)), []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def fill_tied(sd: Mapping[str, torch.Tensor], groups: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+    """``sd`` with the entries a file left out because they are tied to one it holds (Hugging Face's
+    ``save_pretrained`` drops ``lm_head.weight``, the embedding's twin) taken from that one."""
+    out = dict(sd)
+    for group in groups:
+        held = next((name for name in group if name in out), None)
+        if held is not None:
+            for name in group:
+                out.setdefault(name, out[held])
+    return out
 
 
 def save_state_dict(

@@ -19,7 +19,8 @@ raised into the caller's thread.
 The parts: :mod:`~lossviz.session.project` (opening a project and checking its spec),
 :mod:`~lossviz.session.checkpoints` (training, disturb, interpolate, distances),
 :mod:`~lossviz.session.surfaces` (the surface service), :mod:`~lossviz.session.analysis`
-(projections and Hessians), :mod:`~lossviz.session.connect` (curves between checkpoints).
+(projections and Hessians), :mod:`~lossviz.session.connect` (curves between checkpoints),
+:mod:`~lossviz.session.runs` (logging from any training loop, importing checkpoint folders).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from lossviz.session.analysis import AnalysisOps, Projection
 from lossviz.session.checkpoints import CheckpointOps
 from lossviz.session.connect import ConnectOps
 from lossviz.session.project import SPEC_VERSION, open_project
+from lossviz.session.runs import RunsOps
 
 __all__ = ["SPEC_VERSION", "Projection", "Session"]
 
 _OPENINGS = JobQueue("lossviz-openings")  # Session.opening's worker (one opening at a time)
 
 
-class Session(CheckpointOps, AnalysisOps, ConnectOps):
+class Session(CheckpointOps, AnalysisOps, ConnectOps, RunsOps):
     """A lossviz project: checkpoints, training branches and everything computed on them.
 
     Parameters
@@ -57,7 +59,9 @@ class Session(CheckpointOps, AnalysisOps, ConnectOps):
     data:
         A zoo name (``"spirals"``), a ``Dataset`` (train only), a ``(train, test)`` pair of
         datasets, or an ``(inputs, targets)`` pair of tensors. ``None`` when reopening a project
-        created with a zoo name.
+        created with a zoo name (or without data). ``False``: no data, for a run trained elsewhere
+        (:meth:`log`, :meth:`import_checkpoints`): checkpoints are stored, shown and projected, but
+        not evaluated, and surfaces and training need the project opened again with data.
     loss:
         ``"cross_entropy"``, ``"mse"``, ``"nll"`` or ``fn(outputs, targets) -> mean``.
     metrics:

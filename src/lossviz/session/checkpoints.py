@@ -92,6 +92,7 @@ class CheckpointOps(SessionBase):
         A checkpoint is stored every ``every`` epochs and after the last; ``job.result`` is the
         list of new checkpoints. Bad hyperparameters raise ValueError here, before anything starts.
         """
+        self.require_data("training with lossviz's trainer")
         epochs = check("epochs", epochs, Interval(int, 1, None, whole_floats=True))
         every = check("every", every, Interval(int, 1, None, whole_floats=True))
         start = self._training_start(from_)

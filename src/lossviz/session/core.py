@@ -167,8 +167,24 @@ class SessionBase:
         return ParamSpace(self._factory(), kind)
 
     # ------------------------------------------------------------------ evaluation
+    @property
+    def has_data(self) -> bool:
+        """False for a session opened without data (``data=False``): it stores, shows and projects
+        checkpoints, but cannot evaluate them, compute surfaces or train."""
+        return self._train_set is not None
+
+    def require_data(self, what: str) -> None:
+        """Raise ``ValueError`` saying that ``what`` needs the data this session was opened without."""
+        if self._train_set is None:
+            raise ValueError(
+                f"{what} needs a model factory, data and a loss, and {self.path} was opened without data "
+                "(its checkpoints were logged or imported from another trainer): open it again as "
+                "Session(path, model=<factory>, data=<dataset or (train, test)>, loss=...) to do this"
+            )
+
     def eval_data(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The evaluation tensors per split ("train", and "test" when there is test data)."""
+        self.require_data("evaluating checkpoints")
         if self._eval_cache is None:
             out = {"train": dataset_tensors(self._train_set, self.eval_samples)}
             if self._test_set is not None:
@@ -184,7 +200,10 @@ class SessionBase:
         return self._data_hash
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + user metrics."""
+        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + user metrics
+        (none without data: a disturbed or interpolated checkpoint of such a project has no metrics)."""
+        if not self.has_data:
+            return {}
         out = {}
         for split, (x, y) in self.eval_data().items():
             res = T.evaluate_model(model, x, y, self.loss, self._metrics, device=self.device)

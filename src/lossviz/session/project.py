@@ -124,12 +124,16 @@ def resolve_model(model: Any, model_kwargs: Mapping[str, Any], stored: Mapping[s
 
 def resolve_data(data: Any, data_kwargs: Mapping[str, Any], stored: Mapping[str, Any], path: Path) -> DataSource:
     """``data`` (a zoo name, a Dataset, a ``(train, test)`` pair or ``(inputs, targets)`` tensors;
-    ``None``: the stored zoo name) as a :class:`DataSource` with a non-empty training set."""
+    ``None``: the stored zoo name) as a :class:`DataSource` with a non-empty training set; ``False``
+    (or ``None`` on a project created so): no data, for checkpoints logged or imported from another trainer."""
+    if data is False or (data is None and stored.get("without_data")):
+        return DataSource(None, None, None)
     if data is None:
         if not stored.get("data"):
             raise ValueError(
                 f"{path}: pass data= (a zoo name such as 'spirals', a Dataset, or a (train, test) pair)"
-                + ("; this project was created with a dataset, pass it again" if stored else "")
+                + ("; this project was created with a dataset, pass it again" if stored else
+                   ", or data=False for a project of checkpoints logged or imported from another trainer")
             )
         data = _stored_name(stored["data"], "data", path)
     if isinstance(data, str):
@@ -264,6 +268,7 @@ def project_spec(model: ModelSource, model_kwargs: Mapping[str, Any], data: Data
         "data_kwargs": dict(data_kwargs) if data.name else None,
         "loss": loss if isinstance(loss, str) else None,
         "eval_samples": eval_samples,
+        "without_data": data.train is None,
         "hparams": dict(defaults),
         "architecture": arch,
         "created": time.time(),
@@ -323,7 +328,8 @@ def open_project(
         samples = resolve_eval_samples(eval_samples, stored)
         defaults = resolve_defaults(hparams, stored)
         probe = probe_model(model_source)
-        check_model_takes_data(probe, data_source.train, loss, named_metrics)
+        if data_source.train is not None:
+            check_model_takes_data(probe, data_source.train, loss, named_metrics)
         spec = project_spec(model_source, model_kwargs, data_source, data_kwargs, loss, samples, defaults,
                             architecture(probe))
         if store is None:

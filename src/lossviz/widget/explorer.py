@@ -32,6 +32,7 @@ from lossviz.session import Session
 from lossviz.widget import payloads as P
 from lossviz.widget import views
 from lossviz.widget.follow import JobFollower
+from lossviz.widget.live import StoreWatch
 from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
 from lossviz.widget.protocol import SessionFactory, SessionLike
@@ -126,6 +127,8 @@ class Explorer(anywidget.AnyWidget):
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
         self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
         self._refresh_jobs = Coalescer(self._push_jobs, min(self._throttle, 0.1), self._report)
+        # live: checkpoints another process writes into the project are shown too (lossviz.widget.live)
+        self._live = StoreWatch(self._refresh_table, known=lambda: int(self.checkpoints.get("n", 0)))
         self.options = explorer_options()
         self.on_msg(self._on_frontend_msg)
         self.observe(self._on_clicked, names="clicked")
@@ -178,6 +181,7 @@ class Explorer(anywidget.AnyWidget):
         self._surface_obj = None
         self._surface_job = None
         self._unsubscribe = session.subscribe(self._on_session_event)
+        self._live.watch(session.path)
         path = session.path
         self.project = json_safe({"path": str(path) if path else "", "name": Path(str(path)).name if path else ""})
         if not self.project_root and path:
@@ -193,6 +197,7 @@ class Explorer(anywidget.AnyWidget):
 
     def _let_go(self) -> None:
         """Stop listening to the current session."""
+        self._live.stop()
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
