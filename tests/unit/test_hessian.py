@@ -407,7 +407,8 @@ def test_every_loss_through_every_curvature_tool(name: str) -> None:
     first = H.parameter_groups(model)["0"]
     n0 = sum(space[n].numel for n in first)
     assert blocks["0"].eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(dense[:n0, :n0])[-1]), abs=atol)
-    line = eigen_map(model, (x, y), loss, directions=torch.zeros(space.numel, dtype=F64), grid="0:0:1",
+    # a one-point grid evaluates the centre only; the direction just has to be a valid (non-zero) one
+    line = eigen_map(model, (x, y), loss, directions=torch.ones(space.numel, dtype=F64), grid="0:0:1",
                      tol=1e-10, dtype=F64)
     assert line.values["min_eig"][0] == pytest.approx(float(ev[0]), abs=1e-6 * max(1.0, float(ev.abs().max())))
     assert line.values["max_eig"][0] == pytest.approx(float(ev[-1]), rel=1e-6)
