@@ -208,8 +208,8 @@ def test_bring_your_own(tmp_path, kernel_name):
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # my_models.digits_mlp
     net.load_state_dict(torch.load(root / "digits_mlp.pt", weights_only=True))
     net = net.double().eval()
-    for split, data in zip(("train", "test"), get_data("digits")):
-        xs, ys = zip(*(data[i] for i in range(len(data))))
+    for split, data in zip(("train", "test"), get_data("digits"), strict=True):
+        xs, ys = zip(*(data[i] for i in range(len(data))), strict=True)
         with torch.no_grad():
             want = float(nn.functional.cross_entropy(net(torch.stack(xs).double()), torch.as_tensor(ys)))
         assert surf.values[f"{split}_loss"][4, 4] == pytest.approx(want, rel=1e-4), split
