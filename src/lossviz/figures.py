@@ -367,3 +367,25 @@ def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | N
     with atomic_path(path) as tmp:
         fig.write_html(tmp, include_plotlyjs=True, full_html=True)
     return path, note
+
+
+def axis_labels(method: str, explained_variance_ratio: Sequence[float] | None = None) -> tuple[str, str]:
+    """The two axes' titles of a projection or a surface's plane: ``("PC1: 91.8 %", "PC2: 4.1 %")``
+    when explained variance ratios are known (PCA), else by ``method`` (``"epoch"``/``"branch"`` for the
+    layout, ``"t-SNE 1"`` ..., ``"direction 1"`` ...)."""
+    ratios = [float(r) for r in (explained_variance_ratio or [])]
+    if ratios:
+        return tuple(f"PC{k + 1}: {100 * ratios[k]:.1f} %" if k < len(ratios) else f"PC{k + 1}"
+                     for k in range(2))  # type: ignore[return-value]
+    if method == "layout":
+        return ("epoch", "branch")
+    if method == "tsne":
+        return ("t-SNE 1", "t-SNE 2")
+    return ("direction 1", "direction 2")
+
+
+def surface_axis_labels(surface: Any) -> tuple[str, str]:
+    """The axis titles of a surface: its PCA directions' explained variance when it has them
+    (``meta["explained_variance_ratio"]``), else ``"direction 1"``, ``"direction 2"``."""
+    meta = _field(surface, "meta") or {}
+    return axis_labels("surface", meta.get("explained_variance_ratio"))

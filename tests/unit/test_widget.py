@@ -200,8 +200,9 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def project(self, ids=None, method="layout", surface=None, wait=True):
+    def project(self, ids=None, method="layout", surface=None, wait=True, store=True, outliers="include"):
         self.calls.append(("project", method, surface is not None))
+        self.project_options = {"store": store, "outliers": outliers}
         cks = list(self._cks) if ids is None else [self.checkpoint(i) for i in ids]
 
         def run():

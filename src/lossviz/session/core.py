@@ -77,6 +77,7 @@ class SessionBase:
         self._eval_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._data_hash: str | None = None
         self._init_lock = threading.Lock()
+        self._weight_norms: dict[int, float] = {}  # checkpoint id -> weight norm (AnalysisOps.weight_norm)
 
     def close(self) -> None:
         """Stop the workers after queued jobs and close the index."""

@@ -35,6 +35,7 @@ from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
 from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
+from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
 from lossviz.widget.serializers import to_wire
 from lossviz.widget.throttle import Coalescer
@@ -103,6 +104,19 @@ class Explorer(anywidget.AnyWidget):
     project = t.Dict().tag(sync=True)
     height = t.Int(760).tag(sync=True)
 
+    # ---------------------------------------------------------------- kernel-side view state (issue 14)
+    #: True: outlying and diverged checkpoints are projected too (default: left out, listed in ``outliers``)
+    include_outliers = t.Bool(False).tag(sync=True)
+    #: ids of the checkpoints the last projection left out (lossviz.projection.outlying; diverged ones)
+    outliers = t.List(t.Int()).tag(sync=True)
+    #: checkpoint ids, and branch ids, hidden from the projections (and by the front end from every view)
+    hidden = t.List(t.Int()).tag(sync=True)
+    hidden_branches = t.List(t.Int()).tag(sync=True)
+    #: critical-point markers on the contour (only ever for loss-like metrics)
+    show_critical = t.Bool(True).tag(sync=True)
+    #: errors keyed by the control they belong to (e.g. {"open_project": "..."}); empty when none
+    control_errors = t.Dict().tag(sync=True)
+
     def __init__(self, session: SessionLike, *, throttle: float = 0.25, background: bool = True,
                  project_root: str | os.PathLike | None = None, session_factory: SessionFactory | None = None,
                  surface: Any = None, **kwargs: Any):
@@ -124,6 +138,7 @@ class Explorer(anywidget.AnyWidget):
         self._follow = self._follower.follow
         self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
         self._unsubscribe: Callable[[], None] | None = None
+        self._projections = ProjectionRequests(self._compute_projection, self._show_projection, self._projection_view)
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
         self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
         self._refresh_jobs = Coalescer(self._push_jobs, min(self._throttle, 0.1), self._report)
@@ -135,6 +150,8 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_projection_method, names="projection_method")
         self.observe(self._on_surface_metric, names="surface_metric")
         self.observe(self._on_selection, names="selection")
+        self.observe(self._on_projection_options, names=["include_outliers", "hidden", "hidden_branches"])
+        self.observe(self._on_show_critical, names="show_critical")
         if project_root is not None:
             self.project_root = str(project_root)
         self._attach(session)
@@ -180,6 +197,7 @@ class Explorer(anywidget.AnyWidget):
         self._session = session
         self._surface_obj = None
         self._surface_job = None
+        self._projections.forget()
         self._unsubscribe = session.subscribe(self._on_session_event)
         self._live.watch(session.path)
         path = session.path
@@ -286,20 +304,44 @@ class Explorer(anywidget.AnyWidget):
         self._request_projection(self.projection_method)
 
     def _request_projection(self, method: str, *, asked: bool = False) -> None:
-        """Project the checkpoints by ``method`` in a job; one the user ``asked`` for stays in the jobs panel,
-        a refresh after new checkpoints only while it runs."""
-        if int(self.checkpoints.get("n", 0)) == 0:
+        """Project the table's checkpoints (less the hidden ones) by ``method``: one computation at a time,
+        the newest request wins, known results at once (:mod:`lossviz.widget.projections`). One the user
+        ``asked`` for stays in the jobs panel and is stored in the project; a refresh after new
+        checkpoints is listed only while it runs and stored nowhere."""
+        table = self.checkpoints
+        total = int(table.get("n", 0))
+        if total == 0:
             self.projection = views.empty_projection(method)
             return
         if method == "surface" and self._surface_obj is None:
             raise PayloadError("the 'surface' projection needs a surface: compute one with the Surface button first")
-        kwargs = {"surface": self._surface_obj} if method == "surface" else {}
+        ids = views.visible_ids(table, self.hidden, self.hidden_branches)
+        if not ids:
+            self.projection = {**views.empty_projection(method), "total": total}
+            return
+        self._projections.request(ProjectionRequest(
+            method, tuple(ids), total, self.include_outliers, self._surface_obj if method == "surface" else None,
+            asked))
 
-        def apply(proj: Any) -> None:
-            self.projection = views.projection_view(method, proj)
+    def _projection_view(self) -> tuple:
+        surf = self._surface_obj if self.projection_method == "surface" else None
+        return (self.projection_method, self.include_outliers, None if surf is None else id(surf))
 
-        self._follow(f"the {method} projection", lambda: self._session.project(method=method, wait=False, **kwargs),
-                     apply, slot="projection", transient=not asked)
+    def _compute_projection(self, req: ProjectionRequest, done: Callable[[Any], None]) -> None:
+        kwargs: dict[str, Any] = {"surface": req.surface} if req.method == "surface" else {}
+        result: list[Any] = [None]
+
+        def start() -> Any:
+            return self._session.project(ids=list(req.ids), method=req.method, wait=False, store=req.asked,
+                                         outliers="include" if req.include_outliers else "exclude", **kwargs)
+
+        self._follow(f"the {req.method} projection", start, lambda proj: result.__setitem__(0, proj),
+                     transient=not req.asked, on_end=lambda: done(result[0]))
+
+    def _show_projection(self, req: ProjectionRequest, proj: Any) -> None:
+        payload = views.projection_view(req.method, proj, total=req.total)
+        self.outliers = list(payload["outliers"])
+        self.projection = payload
 
     def _push_surface(self) -> None:
         surf = self._surface_obj
@@ -335,8 +377,10 @@ class Explorer(anywidget.AnyWidget):
                 self._trajectory = (surf, views.trajectory_view(proj.ids, proj.coords))
             self._refresh_surface()
 
+        outliers = "include" if self.include_outliers else "exclude"
         self._follow("the surface's trajectory",
-                     lambda: self._session.project(method="surface", surface=surf, wait=False),
+                     lambda: self._session.project(method="surface", surface=surf, wait=False, store=False,
+                                                   outliers=outliers),
                      apply, slot="trajectory", quiet=True, transient=True)
 
     # ------------------------------------------------------------------ trait observers
@@ -357,6 +401,23 @@ class Explorer(anywidget.AnyWidget):
             self.error = str(exc)
 
     def _on_surface_metric(self, change: Mapping[str, Any]) -> None:
+        if change["old"] != change["new"]:  # another metric has another range: its own colour limits
+            with self.hold_sync():
+                self.vmin = None
+                self.vmax = None
+        self._refresh_surface()
+
+    def _on_projection_options(self, change: Mapping[str, Any]) -> None:
+        try:
+            self._request_projection(self.projection_method)
+        except PayloadError as exc:
+            self.error = str(exc)
+        if change["name"] == "include_outliers" and self._surface_obj is not None:
+            with self._lock:
+                self._trajectory = (None, None)  # the 3-D path is projected again with the new choice
+            self._refresh_surface()
+
+    def _on_show_critical(self, change: Mapping[str, Any]) -> None:
         self._refresh_surface()
 
     def _on_selection(self, change: Mapping[str, Any]) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "stored_trajectory",
     "surface_view",
     "trajectory_view",
+    "visible_ids",
 ]
 
 METRIC_ORDER = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -234,10 +235,30 @@ def empty_projection(method: str) -> dict[str, Any]:
     return {"method": method, "ids": np.zeros(0, np.float32), "coords": np.zeros((0, 2), np.float32), "meta": {}}
 
 
-def projection_view(method: str, projection: Any) -> dict[str, Any]:
-    """The ``projection`` trait: ids and ``(n, 2)`` coordinates as float32, and the method's meta."""
-    return {"method": method, **trajectory_view(field_of(projection, "ids"), field_of(projection, "coords")),
-            "meta": json_safe(field_of(projection, "meta") or {})}
+def projection_view(method: str, projection: Any, *, total: int | None = None) -> dict[str, Any]:
+    """The ``projection`` trait: ids and ``(n, 2)`` coordinates as float32, the method's meta, the
+    ``outliers`` left out (ids, from ``meta["outliers"]``), ``count`` (checkpoints projected plus
+    outliers left out) and ``total`` (checkpoints in the table when it was asked for), and for PCA
+    the axis labels with their explained variance (``labels``, e.g. ``["PC1: 91.8 %", "PC2: 4.1 %"]``)."""
+    from lossviz.figures import axis_labels
+
+    meta = dict(field_of(projection, "meta") or {})
+    outliers = [int(i) for i in meta.pop("outliers", [])]
+    ids = list(field_of(projection, "ids"))
+    count = len(ids) + (0 if method == "layout" else len(outliers))
+    return {"method": method, **trajectory_view(ids, field_of(projection, "coords")),
+            "meta": json_safe(meta), "outliers": outliers, "count": count,
+            "total": count if total is None else int(total),
+            "labels": list(axis_labels(method, meta.get("explained_variance_ratio")))}
+
+
+def visible_ids(table: Mapping[str, Any], hidden: Iterable[int], hidden_branches: Iterable[int]) -> list[int]:
+    """The ids of a checkpoint table's checkpoints that are not hidden, nor on a hidden branch."""
+    ids = np.asarray(table.get("ids", np.zeros(0)), dtype=np.float64)
+    branches = np.asarray(table.get("branches", np.zeros(len(ids))), dtype=np.float64)
+    gone, gone_b = {int(i) for i in hidden}, {int(b) for b in hidden_branches}
+    return [round(i) for i, b in zip(ids.tolist(), branches.tolist(), strict=True)
+            if round(i) not in gone and round(b) not in gone_b]
 
 
 def distances_view(ids: Sequence[int], d: Any) -> dict[str, np.ndarray]:
