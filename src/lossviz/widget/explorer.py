@@ -138,7 +138,8 @@ class Explorer(anywidget.AnyWidget):
         self._follow = self._follower.follow
         self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
         self._unsubscribe: Callable[[], None] | None = None
-        self._projections = ProjectionRequests(self._compute_projection, self._show_projection, self._projection_view)
+        self._projections = ProjectionRequests(self._compute_projection, self._show_projection, self._projection_view,
+                                               show_failed=self._show_no_projection)
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
         self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
         self._refresh_jobs = Coalescer(self._push_jobs, min(self._throttle, 0.1), self._report)
@@ -337,6 +338,12 @@ class Explorer(anywidget.AnyWidget):
 
         self._follow(f"the {req.method} projection", start, lambda proj: result.__setitem__(0, proj),
                      transient=not req.asked, on_end=lambda: done(result[0]))
+
+    def _show_no_projection(self, req: ProjectionRequest) -> None:
+        """A projection of the selected method failed (its words are in ``error``): show none of it."""
+        self.outliers = []
+        self.projection = {**views.empty_projection(req.method), "outliers": [], "count": 0, "total": req.total,
+                           "labels": [], "failed": True}
 
     def _show_projection(self, req: ProjectionRequest, proj: Any) -> None:
         payload = views.projection_view(req.method, proj, total=req.total)

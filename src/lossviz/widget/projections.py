@@ -64,12 +64,16 @@ class ProjectionRequests:
         ``show(request, result)`` puts a result on screen.
     current_view
         The :attr:`ProjectionRequest.view` selected now.
+    show_failed
+        ``show_failed(request)`` when a computation of the view selected failed (so that what is on
+        screen never stays another method's).
     """
 
     def __init__(self, compute: Callable[[ProjectionRequest, Callable[[Any], None]], None],
                  show: Callable[[ProjectionRequest, Any], None], current_view: Callable[[], tuple[Hashable, ...]],
-                 cache_size: int = CACHE_SIZE):
+                 show_failed: Callable[[ProjectionRequest], None] | None = None, cache_size: int = CACHE_SIZE):
         self._compute, self._show, self._current_view = compute, show, current_view
+        self._show_failed = show_failed
         self._lock = threading.RLock()
         self._cache: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
         self._cache_size = cache_size
@@ -112,6 +116,8 @@ class ProjectionRequests:
                     while len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
                 self._offer(req, result)
+            elif self._show_failed is not None:
+                self._offer(req, None)
         finally:
             with self._lock:
                 self._running, nxt, self._waiting = None, self._waiting, None
@@ -123,4 +129,7 @@ class ProjectionRequests:
             if req.view != self._current_view() or req.order < self._shown:
                 return
             self._shown = req.order
-            self._show(req, result)  # under the lock: two results never land out of order
+            if result is None and self._show_failed is not None:
+                self._show_failed(req)
+            else:
+                self._show(req, result)  # under the lock: two results never land out of order

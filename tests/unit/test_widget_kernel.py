@@ -1,0 +1,86 @@
+"""The Explorer's kernel side on a real (tiny) Session, driven without a browser: projections while a job
+trains (one at a time, newest wins, never stale), outlying checkpoints left out, auto surface ranges, critical
+points, the project panel, and a surface next to a training job."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lossviz.session import Session  # noqa: E402
+from lossviz.widget import Explorer  # noqa: E402
+
+DATA = {"n": 120, "n_test": 40}
+
+
+@pytest.fixture
+def session(tmp_path):
+    torch.set_num_threads(1)
+    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs=DATA, device="cpu",
+                hparams={"batch_size": 60, "lr": 0.05})
+    yield s
+    s.close()
+
+
+def test_projection_payloads_during_training_match_the_dropdown_and_never_go_back(session):
+    """30 epochs trained in PCA view: every projection sent says PCA, its count of checkpoints never
+    decreases, the last one has them all, and no PCA result was stored per arriving checkpoint."""
+    session.train(epochs=2).wait(120)
+    w = Explorer(session, throttle=0.02, background=True)
+    sent: list[dict] = []
+    lock = threading.Lock()
+
+    def record(change):
+        with lock:
+            sent.append({"method": change["new"].get("method"), "count": change["new"].get("count"),
+                         "dropdown": w.projection_method, "n": len(change["new"].get("ids", []))})
+
+    try:
+        w.projection_method = "pca"
+        w.wait_idle(60)
+        w.observe(record, names="projection")
+        w.handle({"type": "train", "epochs": 30, "hparams": {"lr": 0.05}})
+        assert w.error == "", w.error
+        session.jobs[-1].wait(300)
+        w.wait_idle(120)
+        total = len(session.checkpoints())
+        assert total == 33
+        assert sent, "no projection was sent while training"
+        assert all(p["method"] == "pca" == p["dropdown"] for p in sent), sent
+        counts = [p["count"] for p in sent]
+        assert counts == sorted(counts) and counts[-1] == total, counts
+        assert all(p["n"] == p["count"] for p in sent)  # nothing is an outlier in a normal run
+        # refreshes after new checkpoints are stored nowhere: only the one the user asked for
+        assert len(session.store.results("projection")) == 1
+        # asking again for what is on screen is answered from the cache, no new job
+        n_jobs = len(session.jobs)
+        w.projection_method = "layout"
+        w.wait_idle(60)
+        w.projection_method = "pca"
+        w.wait_idle(60)
+        assert w.projection["method"] == "pca" and w.projection["count"] == total
+        assert len([j for j in session.jobs[n_jobs:] if j.kind == "project"]) == 1  # only the layout's
+        assert w.projection["labels"][0].startswith("PC1: ") and w.projection["labels"][0].endswith(" %")
+    finally:
+        w.close()
+
+
+def test_switching_method_while_one_computes_shows_only_the_selected_one(session):
+    session.train(epochs=3).wait(120)
+    w = Explorer(session, throttle=0, background=True)
+    try:
+        w.wait_idle(60)
+        seen = []
+        w.observe(lambda ch: seen.append((ch["new"]["method"], w.projection_method)), names="projection")
+        w.projection_method = "pca"
+        w.projection_method = "tsne"
+        w.projection_method = "layout"
+        w.wait_idle(60)
+        assert w.projection["method"] == "layout"
+        assert all(m == d for m, d in seen), seen
+    finally:
+        w.close()
