@@ -84,3 +84,53 @@ def test_switching_method_while_one_computes_shows_only_the_selected_one(session
         assert all(m == d for m, d in seen), seen
     finally:
         w.close()
+
+
+def test_a_diverged_run_is_left_out_of_pca_and_marked(session):
+    """A run at lr 1e6 next to a normal one: by default its checkpoints are outliers, left out of the PCA,
+    whose coordinates of the normal points are sklearn's PCA of those points alone; with the toggle on,
+    the diverged weights dominate (the 100 % / 0 % picture the default avoids)."""
+    from sklearn.decomposition import PCA
+
+    init = session.init()
+    normal = session.train(from_=init.id, epochs=5, lr=0.05).wait(120)
+    session.train(from_=init.id, epochs=3, lr=1e6).wait(120)
+    ids = [c.id for c in session.checkpoints()]
+    bad = session.outliers()
+    assert bad and init.id not in bad and not set(bad) & {c.id for c in normal}
+    norms = {i: session.weight_norm(i) for i in ids}
+    assert all(not np.isfinite(norms[i]) or norms[i] > 1e3 * norms[init.id] or
+               session.checkpoint(i).status == "diverged" for i in bad)
+    w = Explorer(session, throttle=0, background=True)
+    try:
+        w.projection_method = "pca"
+        w.wait_idle(60)
+        p = w.projection
+        assert sorted(p["outliers"]) == sorted(bad) == sorted(w.outliers)
+        assert p["count"] == p["total"] == len(ids)
+        kept = [round(i) for i in np.asarray(p["ids"]).tolist()]
+        assert sorted(kept) == sorted(set(ids) - set(bad))
+        ratio = p["meta"]["explained_variance_ratio"]
+        X = np.stack([session.vector(i).double().numpy() for i in kept])
+        ref = PCA(2).fit(X)
+        got = np.asarray(p["coords"], dtype=np.float64)
+        ref_xy = ref.transform(X)
+        for k in range(2):  # up to the sign of each component
+            sgn = np.sign(got[:, k] @ ref_xy[:, k])
+            np.testing.assert_allclose(sgn * got[:, k], ref_xy[:, k], atol=1e-3 * np.abs(ref_xy).max())
+        np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-4)
+        w.include_outliers = True
+        w.wait_idle(60)
+        assert w.projection["outliers"] == [] and w.projection["count"] == len(ids)
+        assert w.projection["meta"]["explained_variance_ratio"][0] > 0.999999
+        every = np.asarray(w.projection["coords"], dtype=np.float64)
+        normal_rows = np.isin(np.asarray(w.projection["ids"]).round(), kept)
+        spread = np.ptp(every[normal_rows], axis=0).max() / np.ptp(every, axis=0).max()
+        assert spread < 1e-3, spread  # included, the diverged weights squash the normal points into one
+        # hiding a branch and a checkpoint leaves them out of the projection
+        w.include_outliers = False
+        w.hidden = [kept[-1]]
+        w.wait_idle(60)
+        assert kept[-1] not in np.asarray(w.projection["ids"]).tolist()
+    finally:
+        w.close()
