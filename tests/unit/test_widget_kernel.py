@@ -134,3 +134,50 @@ def test_a_diverged_run_is_left_out_of_pca_and_marked(session):
         assert kept[-1] not in np.asarray(w.projection["ids"]).tolist()
     finally:
         w.close()
+
+
+def _bumpy_surface():
+    from lossviz.landscape import Surface
+
+    x = np.linspace(-3, 3, 61)
+    y = np.linspace(-3, 3, 61)
+    X, Y = np.meshgrid(x, y)
+    loss = np.sin(3 * X) * np.sin(3 * Y) + 0.2 * (X**2 + Y**2)  # many minima, saddles and maxima
+    return Surface(x=x, y=y, values={"train_loss": loss, "train_acc": 100 - 10 * loss},
+                   done=np.ones_like(loss, bool), meta={"center": 0})
+
+
+def test_critical_points_only_for_losses_capped_by_prominence_with_a_toggle(session):
+    from lossviz import figures
+    from lossviz.widget import views
+
+    surf = _bumpy_surface()
+    z = surf.values["train_loss"]
+    every = figures.critical_markers(surf.x, surf.y, z)
+    assert len(every) > figures.MAX_CRITICAL_MARKERS
+    # prominence by a plain loop: |z_p - mean of the finite others within 2 steps|
+
+    def loop_prominence(i, j):
+        others = [z[a, b] for a in range(i - 2, i + 3) for b in range(j - 2, j + 3)
+                  if 0 <= a < z.shape[0] and 0 <= b < z.shape[1] and (a, b) != (i, j)]
+        return abs(z[i, j] - sum(others) / len(others))
+
+    shown = views.surface_view(surf, "train_loss")["critical"]
+    assert len(shown) == figures.MAX_CRITICAL_MARKERS
+    proms = [m["prominence"] for m in shown]
+    assert proms == sorted(proms, reverse=True)
+    assert min(proms) >= max(m["prominence"] for m in every if m not in shown) - 1e-12
+    for i, j in [(0, 0), (1, 60), (30, 30), (17, 44), (60, 2)]:  # corners, edges and inside
+        assert figures.prominence(z, i, j) == pytest.approx(loop_prominence(i, j), rel=1e-12)
+    assert views.surface_view(surf, "train_acc")["critical"] == []  # accuracy: not loss-like
+    w = Explorer(session, throttle=0, background=False, surface=surf)
+    try:
+        assert len(w.surface["critical"]) == figures.MAX_CRITICAL_MARKERS
+        w.show_critical = False
+        assert w.surface["critical"] == []
+        w.vmin, w.vmax = 0.1, 0.5
+        w.surface_metric = "train_acc"
+        assert w.vmin is None and w.vmax is None  # another metric: its own colour limits
+        assert w.surface["metric"] == "train_acc"
+    finally:
+        w.close()

@@ -354,7 +354,8 @@ class Explorer(anywidget.AnyWidget):
         surf = self._surface_obj
         if surf is None:
             return
-        payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"))
+        payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"),
+                                     critical=self.show_critical)
         if payload is None:
             return
         complete = payload["done"] == payload["total"]

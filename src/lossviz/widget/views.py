@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lossviz.figures import critical_markers, default_metric
+from lossviz.figures import MAX_CRITICAL_MARKERS, critical_markers, default_metric, is_loss_like, surface_axis_labels
 from lossviz.jsonable import json_safe
 from lossviz.widget.options import FORM_EXTRAS, TRAIN_KEYS
 
@@ -182,13 +182,16 @@ def stored_trajectory(meta: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
 
 
 def surface_view(surface: Any, metric: str, *, job: int | None = None,
-                 trajectory: Mapping[str, np.ndarray] | None = None) -> dict[str, Any] | None:
+                 trajectory: Mapping[str, np.ndarray] | None = None, critical: bool = True) -> dict[str, Any] | None:
     """The ``surface`` trait for a (possibly partial) Surface shown by ``metric`` (the first metric when it
     has no such one), or None when it has no values yet.
 
     ``z`` is NaN where a point is not computed, NaN or infinite (a gap); ``done_mask`` (uint8 on the wire)
     is 1 where a point is computed, so the preview fill can tell "not yet" from "diverged". Critical
-    points and the trajectory are given only for a complete surface.
+    points and the trajectory are given only for a complete surface; critical points only when
+    ``critical`` and the metric is loss-like (:func:`lossviz.figures.is_loss_like`), the
+    :data:`~lossviz.figures.MAX_CRITICAL_MARKERS` most prominent. ``labels``: the axis titles
+    (PCA: ``"PC1: 91.8 %"``).
     """
     values = field_of(surface, "values") or {}
     if not values:
@@ -209,7 +212,9 @@ def surface_view(surface: Any, metric: str, *, job: int | None = None,
         "progress": n_done / total if total else 1.0, "done": n_done, "total": total,
         "done_mask": done.astype(np.uint8),
         "center": meta.get("center"),
-        "critical": json_safe(critical_markers(x, y, z)) if complete else [],
+        "critical": json_safe(critical_markers(x, y, z, MAX_CRITICAL_MARKERS))
+        if complete and critical and is_loss_like(shown) else [],
+        "labels": list(surface_axis_labels(surface)),
         "trajectory": trajectory if complete else None,
         "meta": json_safe({k: v for k, v in meta.items() if k not in ("trajectory", "adaptive")}),
         "job": job,
