@@ -181,3 +181,57 @@ def test_critical_points_only_for_losses_capped_by_prominence_with_a_toggle(sess
         assert w.surface["metric"] == "train_acc"
     finally:
         w.close()
+
+
+def test_auto_ranges_fit_the_trajectory_and_pca_axes_carry_explained_variance(session):
+    from lossviz import figures
+    from lossviz.grid import AUTO_MARGIN, AUTO_SPAN
+
+    run = session.train(epochs=4).wait(120)
+    tip = run[-1].id
+    surf = session.surface(tip, directions="pca", x="auto:7", y="auto:5")
+    coords = np.asarray(surf.meta["trajectory"]["coords"], dtype=np.float64)
+    for axis, col, num in ((surf.x, 0, 7), (surf.y, 1, 5)):
+        lo, hi = min(coords[:, col].min(), 0.0), max(coords[:, col].max(), 0.0)
+        pad = AUTO_MARGIN * (hi - lo)
+        assert len(axis) == num
+        assert axis[0] == pytest.approx(lo - pad) and axis[-1] == pytest.approx(hi + pad)
+    assert surf.x[0] < coords[:, 0].min() and coords[:, 0].max() < surf.x[-1]  # the path is inside the grid
+    ratio = surf.meta["explained_variance_ratio"]
+    want = f"PC1: {100 * ratio[0]:.1f} %"
+    assert figures.surface_axis_labels(surf)[0] == want
+    fig = figures.contour_figure(surf)
+    assert fig.layout.xaxis.title.text == want
+    rnd = session.surface(tip, x="auto:5", y="auto:5")  # random directions: the standard span
+    assert (rnd.x[0], rnd.x[-1]) == AUTO_SPAN and (rnd.y[0], rnd.y[-1]) == AUTO_SPAN
+    # the Explorer: auto by default, separate x and y ranges, labels in the payload
+    w = Explorer(session, throttle=0, background=False)
+    try:
+        assert w.form["range"] == "auto"
+        w.selection = [c.id for c in run]
+        w.handle({"type": "surface", "center": tip, "directions": "pca", "resolution": 5, "y_range": "-2:3"})
+        assert w.error == "", w.error
+        w._surface_job.wait(120)
+        got = w._surface_job.result
+        assert (got.y[0], got.y[-1]) == (-2.0, 3.0) and got.x[0] < 0 < got.x[-1]
+        w._push_surface()
+        assert w.surface["labels"][0].startswith("PC1: ")
+    finally:
+        w.close()
+
+
+def test_compute_surface_auto_axes_fit_the_given_trajectory():
+    import lossviz
+    from lossviz.grid import AUTO_MARGIN, AUTO_SPAN
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    data = (torch.randn(16, 2), torch.randint(0, 2, (16,)))
+    traj = np.array([[-3.0, 0.5], [-1.0, 1.5], [0.0, 0.0]])
+    s = lossviz.surface(model, data, x="auto:5", y="auto:4", trajectory=traj, progress=False)
+    assert s.x[0] == pytest.approx(-3 - AUTO_MARGIN * 3) and s.x[-1] == pytest.approx(AUTO_MARGIN * 3)
+    assert s.y[0] == pytest.approx(-AUTO_MARGIN * 1.5) and s.y[-1] == pytest.approx(1.5 + AUTO_MARGIN * 1.5)
+    r = lossviz.surface(model, data, x="auto:3", progress=False)
+    assert (r.x[0], r.x[-1]) == AUTO_SPAN
+    with pytest.raises(ValueError, match="auto:51"):
+        lossviz.surface(model, data, x="auto:many", progress=False)

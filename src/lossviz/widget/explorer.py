@@ -508,9 +508,12 @@ class Explorer(anywidget.AnyWidget):
         center = P.number(p, "center", int)
         directions = P.choice(P.text(p, "directions", "random"), DIRECTIONS, "directions")
         resolution = P.form_number(p, "resolution", default=21)
-        spec = P.surface_axis_spec(P.text(p, "range", "-1:1"), resolution)
+        both = P.text(p, "range", "auto") if p.get("range") not in (None, "") else "auto"
+        x_spec = P.surface_axis_spec(P.text(p, "x_range") if p.get("x_range") not in (None, "") else both, resolution)
+        y_spec = P.surface_axis_spec(P.text(p, "y_range") if p.get("y_range") not in (None, "") else both, resolution)
+        spec = x_spec if x_spec == y_spec else f"x {x_spec}, y {y_spec}"
         adaptive = P.boolean(p, "adaptive")
-        kwargs: dict[str, Any] = {"directions": directions, "x": spec, "y": spec, "wait": False}
+        kwargs: dict[str, Any] = {"directions": directions, "x": x_spec, "y": y_spec, "wait": False}
         if adaptive:  # refine_surface's default options: a coarse lattice, then rounds where the surface bends
             kwargs["adaptive"] = True
         if directions == "pca":

@@ -31,7 +31,8 @@ PROJECTIONS = ("layout", "pca", "tsne", "surface")
 """Methods of the trajectory plot's projection (``Session.project``)."""
 TRAIN_KEYS = HPARAM_NAMES
 """The hyperparameters a train command may carry (:data:`lossviz.training.HPARAM_NAMES`)."""
-FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21,
+FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "auto", "x_range": "",
+               "y_range": "", "resolution": 21,
                "adaptive": False}
 """Form values that are not hyperparameters, with their first values (kept across clicks)."""
 
@@ -47,6 +48,8 @@ LIMITS = {
     "resolution_max": 401,
 }
 
+RANGE_HINT = ("auto fits the grid to the trajectory in the plane with a margin (PCA, directions to checkpoints); "
+              "random directions get -1:1")
 SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar"
 ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
                  "the grid; the rest interpolated. Saves work from about 30 points a side")
@@ -79,7 +82,12 @@ FIELDS: tuple[dict[str, Any], ...] = (
      "max": LIMITS["interpolation_max"], "group": "interpolate"},
     {"name": "directions", "label": "surface directions", "type": "choice", "choices": list(DIRECTIONS),
      "group": "surface"},
-    {"name": "range", "label": "surface range (min:max)", "type": "range", "group": "surface"},
+    {"name": "range", "label": "surface range (min:max or auto)", "type": "range", "group": "surface",
+     "hint": RANGE_HINT},
+    {"name": "x_range", "label": "x range (min:max or auto; empty: the range above)", "type": "range",
+     "optional": True, "group": "surface", "hint": RANGE_HINT},
+    {"name": "y_range", "label": "y range (min:max or auto; empty: the range above)", "type": "range",
+     "optional": True, "group": "surface", "hint": RANGE_HINT},
     {"name": "resolution", "label": "surface resolution", "type": "int", "min": LIMITS["resolution_min"],
      "max": LIMITS["resolution_max"], "group": "surface"},
     {"name": "adaptive", "label": "adaptive (fewer points)", "type": "bool", "group": "surface", "hint": ADAPTIVE_HINT},
