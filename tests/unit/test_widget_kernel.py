@@ -235,3 +235,34 @@ def test_compute_surface_auto_axes_fit_the_given_trajectory():
     assert (r.x[0], r.x[-1]) == AUTO_SPAN
     with pytest.raises(ValueError, match="auto:51"):
         lossviz.surface(model, data, x="auto:many", progress=False)
+
+
+def test_a_surface_is_computed_while_a_training_job_runs(session):
+    """The surface queue is not the training queue: a surface asked for while a long training job runs
+    finishes while that job is still running."""
+    first = session.train(epochs=1).wait(120)
+    started = threading.Event()
+    unsubscribe = session.subscribe(lambda e: e.get("type") == "checkpoint" and started.set())
+    job = session.train(from_=first[-1].id, epochs=400)
+    try:
+        assert started.wait(60)
+        surf_job = session.surface(first[-1].id, x="-1:1:3", y="-1:1:3", wait=False)
+        surf_job.wait(60)
+        assert surf_job.state == "done", surf_job.error
+        assert job.state == "running"  # the training job was still going
+    finally:
+        unsubscribe()
+        job.cancel()
+        job.wait(60)
+
+
+def test_the_explorer_prewarms_torch_dynamo():
+    """Opening the Explorer starts the import of torch._dynamo that torch's optimizers do at their first step."""
+    import lossviz.training as T
+
+    thread = T.prewarm_optimizers()
+    assert thread is T.prewarm_optimizers()  # once per process
+    thread.join(120)
+    import sys
+
+    assert "torch._dynamo" in sys.modules

@@ -1,8 +1,9 @@
 """Session: a project store + a model factory + data + training + surfaces; the programmatic object.
 
 ``Session("runs/spirals", model="mlp", data="spirals")`` creates or opens a project folder (see
-:mod:`lossviz.store`). Training and surfaces run as :class:`~lossviz.jobs.Job` s on the session's
-worker thread, one at a time; the shorter long work (``disturb``, ``interpolate``, ``project``,
+:mod:`lossviz.store`). Training runs as :class:`~lossviz.jobs.Job` s on the session's worker thread,
+one at a time; surfaces on a worker of their own, one at a time, so a surface is computed while a
+training job runs (and a training job starts while a surface fills); the shorter long work (``disturb``, ``interpolate``, ``project``,
 ``distances`` with ``wait=False``) on a second, *quick* worker, so it never waits behind a training.
 ``subscribe(callback)`` receives events (dicts) from both:
 

@@ -71,6 +71,7 @@ class SessionBase:
         self.spec = project.spec
         self._queue = JobQueue(f"lossviz-jobs-{self.path.name}")
         self._quick = JobQueue(f"lossviz-quick-{self.path.name}")
+        self._surfaces = JobQueue(f"lossviz-surfaces-{self.path.name}")  # surfaces run next to training
         self.jobs = []
         self._subscribers: list[Callable[[dict], None]] = []
         self._sub_lock = threading.Lock()
@@ -82,6 +83,7 @@ class SessionBase:
     def close(self) -> None:
         """Stop the workers after queued jobs and close the index."""
         self._quick.shutdown(wait=True, timeout=60)
+        self._surfaces.shutdown(wait=True, timeout=60)
         self._queue.shutdown(wait=True, timeout=60)
         self.store.close()
 

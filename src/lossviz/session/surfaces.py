@@ -301,7 +301,7 @@ class SurfaceService(SessionBase):
                          self._engine_arguments(kind, normalization, ignore, seed, engine))
         job = self._job("surface", lambda j: self._run_surface(j, run), run.description)
         if not wait:
-            return self._submit(job)
+            return self._surfaces.submit(job)
         return self._wait_for_surface(job, run)
 
     def _plane_trajectory(self, spec: DirectionSpec, c: Checkpoint) -> np.ndarray | None:
@@ -348,10 +348,10 @@ class SurfaceService(SessionBase):
     def _wait_for_surface(self, job: Job, run: SurfaceRun) -> Surface:
         """Run ``job`` here (inside the worker) or on the queue, waiting; Ctrl-C cancels it. A failed
         save (a full disk) is raised as it came: the partial surface was not stored."""
-        if self._queue.in_worker():
+        if self._queue.in_worker() or self._surfaces.in_worker():
             job._run()
         else:
-            self._submit(job)
+            self._surfaces.submit(job)
             try:
                 job.wait()
             except KeyboardInterrupt:

@@ -29,6 +29,7 @@ import traitlets as t
 from lossviz.io.h5 import write_surface
 from lossviz.jsonable import json_safe
 from lossviz.session import Session
+from lossviz.training import prewarm_optimizers
 from lossviz.widget import payloads as P
 from lossviz.widget import views
 from lossviz.widget.follow import JobFollower
@@ -146,6 +147,7 @@ class Explorer(anywidget.AnyWidget):
         # live: checkpoints another process writes into the project are shown too (lossviz.widget.live)
         self._live = StoreWatch(self._refresh_table, known=lambda: int(self.checkpoints.get("n", 0)))
         self.options = explorer_options()
+        prewarm_optimizers()  # the first Train of a fresh kernel must not stall importing torch._dynamo
         self.on_msg(self._on_frontend_msg)
         self.observe(self._on_clicked, names="clicked")
         self.observe(self._on_projection_method, names="projection_method")
