@@ -34,7 +34,7 @@ from lossviz.widget import payloads as P
 from lossviz.widget import views
 from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
-from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
+from lossviz.widget.options import CONTOUR_MODES, CREATE_DEFAULTS, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
 from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
@@ -566,42 +566,81 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_clear_error(self, p: Mapping[str, Any]) -> None:
         self.error = ""
 
-    def _resolve_project_path(self, raw: str) -> Path:
+    def _resolve_project_path(self, raw: str, *, existing: bool = False) -> Path:
+        """A project path from the panel: absolute as given; relative under the project root, unless it
+        already starts with that root (a listed project's path) or, for ``existing``, only the path as
+        given exists (never ``runs/runs/<name>``)."""
         path = Path(os.path.expanduser(raw))
-        if not path.is_absolute():
-            path = Path(self.project_root or ".") / path
-        return path
+        if path.is_absolute():
+            return path
+        root = Path(os.path.expanduser(self.project_root or "."))
+        if root.parts and path.parts[: len(root.parts)] == root.parts and root != Path("."):
+            return path
+        under = root / path
+        if existing and not under.exists() and path.exists():
+            return path
+        return under
+
+    def _control_error(self, control: str, text: str) -> None:
+        """An error shown next to ``control`` (``control_errors``) and in the ``error`` banner."""
+        self.control_errors = {**self.control_errors, control: text}
+        self.error = text
+
+    def _clear_control_error(self, control: str) -> None:
+        if control in self.control_errors:
+            self.control_errors = {k: v for k, v in self.control_errors.items() if k != control}
 
     def _cmd_list_projects(self, p: Mapping[str, Any]) -> None:
+        self._clear_control_error("list_projects")
         root = P.text(p, "root", self.project_root or ".")
         if not Path(os.path.expanduser(root)).is_dir():
-            raise PayloadError(f"project folder {root!r} does not exist: enter an existing folder")
+            self._control_error("list_projects", f"project folder {root!r} does not exist: enter an existing folder")
+            return
         self.project_root = root
         self.projects = json_safe(list(self._session_factory.list_projects(os.path.expanduser(root))))
 
-    def _open(self, path: Path, what: str, done: str, **kwargs: Any) -> None:
-        """Open (or, with ``model``/``data``, create) the project at ``path`` as a job, then show it."""
+    def _open(self, path: Path, what: str, done: str, control: str, **kwargs: Any) -> None:
+        """Open (or, with ``model``/``data``, create) the project at ``path`` as a job, then show it; a
+        failure is shown next to ``control``."""
 
         def apply(session: SessionLike) -> None:
             self._attach(session)
             self.message = done
 
-        self._follow(what, lambda: self._session_factory.opening(str(path), **kwargs), apply)
+        def ended() -> None:  # a failure (of the start or the job) is in ``error`` by now: show it by the control
+            if self.error.startswith(f"{what} failed"):
+                self.control_errors = {**self.control_errors, control: self.error}
+
+        self._follow(what, lambda: self._session_factory.opening(str(path), **kwargs), apply, on_end=ended)
 
     def _cmd_open_project(self, p: Mapping[str, Any]) -> None:
-        path = self._resolve_project_path(P.text(p, "path"))
+        self._clear_control_error("open_project")
+        path = self._resolve_project_path(P.text(p, "path"), existing=True)
         if not path.exists():
-            raise PayloadError(f"project {str(path)!r} does not exist: pick one from the list or create it")
-        self._open(path, f"opening {path}", f"opened {path}")
+            self._control_error("open_project", f"project {str(path)!r} does not exist: pick one from the list or "
+                                "create it")
+            return
+        self._open(path, f"opening {path}", f"opened {path}", "open_project")
 
     def _cmd_create_project(self, p: Mapping[str, Any]) -> None:
-        path = self._resolve_project_path(P.text(p, "path"))
-        if path.exists() and any(path.iterdir()):
-            raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
-        model, data = P.text(p, "model"), P.text(p, "data")
-        hp = P.project_hparams(p.get("hparams"))
-        self._open(path, f"creating {path}", f"created {path} ({model} on {data})",
-                   model=model, data=data, hparams=hp or None)
+        self._clear_control_error("create_project")
+        try:
+            path = self._resolve_project_path(P.text(p, "path"))
+            if path.exists() and any(path.iterdir()):
+                raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
+            model = P.text(p, "model", CREATE_DEFAULTS["model"]) or CREATE_DEFAULTS["model"]
+            data = P.text(p, "data", CREATE_DEFAULTS["data"]) or CREATE_DEFAULTS["data"]
+            root = P.text(p, "data_root", "") if p.get("data_root") not in (None, "") else ""
+            if root and not Path(os.path.expanduser(root)).is_dir():
+                raise PayloadError(f"data root {root!r} is not a folder: enter the folder that holds the data set")
+            hp = P.project_hparams(p.get("hparams"))
+        except PayloadError as exc:
+            self._control_error("create_project", str(exc))
+            return
+        kwargs: dict[str, Any] = {"model": model, "data": data, "hparams": hp or None}
+        if root:
+            kwargs["data_kwargs"] = {"root": os.path.expanduser(root)}
+        self._open(path, f"creating {path}", f"created {path} ({model} on {data})", "create_project", **kwargs)
 
     def _cmd_export_surface(self, p: Mapping[str, Any]) -> None:
         surf = self._surface_obj

@@ -15,6 +15,7 @@ from lossviz.validation import Interval
 
 __all__ = [
     "CONTOUR_MODES",
+    "CREATE_DEFAULTS",
     "DIRECTIONS",
     "FIELDS",
     "FORM_EXTRAS",
@@ -35,6 +36,10 @@ FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "r
                "y_range": "", "resolution": 21,
                "adaptive": False}
 """Form values that are not hyperparameters, with their first values (kept across clicks)."""
+
+CREATE_DEFAULTS = {"model": "mlp", "data": "spirals"}
+"""What the project panel creates when no model or data set is chosen: a zoo model and a data set made
+in memory (no files, no download), so that a first Create works."""
 
 LIMITS = {
     "max_jobs_shown": 20,  # finished jobs listed; running and queued ones are always listed
@@ -103,6 +108,11 @@ def field(name: str) -> dict[str, Any]:
     return next(f for f in FIELDS if f["name"] == name)
 
 
+def _first(name: str, names: list[str]) -> list[str]:
+    """``names`` with ``name`` first (a choice list whose first entry is the default)."""
+    return [name, *[n for n in names if n != name]]
+
+
 def explorer_options() -> dict[str, Any]:
     """The ``options`` trait: every constant the front end needs (choices, form fields, limits)."""
     return {
@@ -110,8 +120,9 @@ def explorer_options() -> dict[str, Any]:
         "directions": list(DIRECTIONS),
         "projections": list(PROJECTIONS),
         "contour_modes": list(CONTOUR_MODES),
-        "models": list(zoo.list_models()),
-        "datasets": list(zoo.list_data()),
+        "models": _first(CREATE_DEFAULTS["model"], zoo.list_models()),
+        "datasets": _first(CREATE_DEFAULTS["data"], zoo.list_data()),
+        "create_defaults": dict(CREATE_DEFAULTS),
         "fields": [dict(f) for f in FIELDS],
         "limits": dict(LIMITS),
     }
