@@ -266,3 +266,33 @@ def test_the_explorer_prewarms_torch_dynamo():
     import sys
 
     assert "torch._dynamo" in sys.modules
+
+
+def test_deleting_a_branch_asks_first_and_removes_only_the_files_lossviz_wrote(session):
+    init = session.init()
+    keep = session.train(from_=init.id, epochs=2, lr=0.05).wait(120)
+    gone = session.train(from_=init.id, epochs=2, lr=0.1).wait(120)
+    branch = gone[0].branch
+    w = Explorer(session, throttle=0, background=False)
+    try:
+        w.handle({"type": "delete", "branch": branch})
+        assert w.confirm_delete["ids"] == [c.id for c in gone] and "cannot be undone" in w.confirm_delete["text"]
+        assert len(session.checkpoints()) == 5  # nothing deleted before the confirmation
+        with pytest.raises(ValueError, match="confirm=True"):
+            session.delete([gone[0].id])
+        # a parent with a child that stays is refused, nothing changes
+        with pytest.raises(ValueError, match="grew from"):
+            session.delete([keep[0].id], confirm=True)
+        # a weight file changed by someone else is not removed with its row
+        stranger = session.store.weights_path(gone[-1].id)
+        stranger.write_bytes(b"not ours")
+        files_before = {p.name for p in (session.path / "weights").iterdir()}
+        w.handle({"type": "delete", "branch": branch, "confirm": True})
+        assert w.error == "", w.error
+        assert [c.id for c in session.checkpoints()] == [init.id] + [c.id for c in keep]
+        left = {p.name for p in (session.path / "weights").iterdir()}
+        assert stranger.name in left and session.store.weights_path(keep[0].id).exists()
+        assert files_before - left == {session.path.joinpath("weights", f"{gone[0].id}.safetensors").name}
+        assert w.confirm_delete == {} and w.checkpoints["n"] == 3
+    finally:
+        w.close()

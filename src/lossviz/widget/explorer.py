@@ -117,6 +117,8 @@ class Explorer(anywidget.AnyWidget):
     show_critical = t.Bool(True).tag(sync=True)
     #: errors keyed by the control they belong to (e.g. {"open_project": "..."}); empty when none
     control_errors = t.Dict().tag(sync=True)
+    #: a delete waiting for the user's confirmation: {"ids": [...], "text": "..."}; empty when none
+    confirm_delete = t.Dict().tag(sync=True)
 
     def __init__(self, session: SessionLike, *, throttle: float = 0.25, background: bool = True,
                  project_root: str | os.PathLike | None = None, session_factory: SessionFactory | None = None,
@@ -267,6 +269,8 @@ class Explorer(anywidget.AnyWidget):
                 self._refresh_table()
             elif kind == "job":
                 self._note_job(event.get("job"))
+            elif kind == "deleted":
+                self._refresh_table()
             elif kind == "surface":  # any surface the session computes is shown, also ones started from Python
                 job = event.get("job")
                 if job is not None:
@@ -560,6 +564,35 @@ class Explorer(anywidget.AnyWidget):
             raise PayloadError(f"distances need 2 to {most} selected checkpoints, {len(ids)} are selected")
         self._request_distances(ids)
 
+    def _cmd_delete(self, p: Mapping[str, Any]) -> None:
+        """``{"ids": [...]}`` or ``{"branch": b}`` (the branch and all that grew from it): without
+        ``"confirm": true`` it only asks (``confirm_delete``); with it, the session deletes them."""
+        table = self.checkpoints
+        if "branch" in p:
+            ids = views.subtree_ids(table, branch=P.number(p, "branch", int))
+        else:
+            ids = P.ids(p, "ids")
+        if not ids:
+            raise PayloadError("there is nothing to delete: give checkpoint ids or a branch that has checkpoints")
+        if not P.boolean(p, "confirm"):
+            self.confirm_delete = {"ids": ids, "text": f"Delete {len(ids)} checkpoint(s) ({views.id_ranges(ids)}) "
+                                   "and their files? This cannot be undone."}
+            return
+        if sorted(self.confirm_delete.get("ids", [])) != sorted(ids):
+            raise PayloadError("confirm the delete you were asked about: send the same ids with confirm true")
+        self.confirm_delete = {}
+        gone = set(self._session.delete(ids, confirm=True))
+        with self.hold_sync():
+            self.selection = [i for i in self.selection if i not in gone]
+            self.hidden = [i for i in self.hidden if i not in gone]
+            if self.clicked in gone:
+                self.clicked = None
+        self._push_checkpoints()
+        self.message = f"deleted {len(gone)} checkpoint(s)"
+
+    def _cmd_cancel_delete(self, p: Mapping[str, Any]) -> None:
+        self.confirm_delete = {}
+
     def _cmd_refresh(self, p: Mapping[str, Any]) -> None:
         self._push_checkpoints()
 
@@ -668,6 +701,8 @@ COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "select": Explorer._cmd_select,
     "distances": Explorer._cmd_distances,
     "refresh": Explorer._cmd_refresh,
+    "delete": Explorer._cmd_delete,
+    "cancel_delete": Explorer._cmd_cancel_delete,
     "clear_error": Explorer._cmd_clear_error,
     "list_projects": Explorer._cmd_list_projects,
     "open_project": Explorer._cmd_open_project,

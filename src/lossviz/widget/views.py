@@ -25,6 +25,7 @@ __all__ = [
     "distances_view",
     "empty_projection",
     "field_of",
+    "id_ranges",
     "form_values",
     "interpolation_curve",
     "job_info",
@@ -32,6 +33,7 @@ __all__ = [
     "metric_names",
     "projection_view",
     "schedule_text",
+    "subtree_ids",
     "stored_trajectory",
     "surface_view",
     "trajectory_view",
@@ -255,6 +257,31 @@ def projection_view(method: str, projection: Any, *, total: int | None = None) -
             "meta": json_safe(meta), "outliers": outliers, "count": count,
             "total": count if total is None else int(total),
             "labels": list(axis_labels(method, meta.get("explained_variance_ratio")))}
+
+
+def subtree_ids(table: Mapping[str, Any], *, branch: int) -> list[int]:
+    """The checkpoints of ``branch`` and every checkpoint that grew from them (by parent links)."""
+    ids = [round(v) for v in np.asarray(table.get("ids", np.zeros(0)), dtype=np.float64).tolist()]
+    parents = np.asarray(table.get("parents", np.zeros(len(ids))), dtype=np.float64).tolist()
+    branches = [round(v) for v in np.asarray(table.get("branches", np.zeros(len(ids))), dtype=np.float64).tolist()]
+    chosen = {i for i, b in zip(ids, branches, strict=True) if b == int(branch)}
+    grew = True
+    while grew:
+        more = {i for i, p in zip(ids, parents, strict=True) if not math.isnan(p) and round(p) in chosen} - chosen
+        chosen |= more
+        grew = bool(more)
+    return sorted(chosen)
+
+
+def id_ranges(ids: Iterable[int]) -> str:
+    """Ids in words, runs collapsed: ``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for i in sorted(set(int(v) for v in ids)):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
 
 
 def visible_ids(table: Mapping[str, Any], hidden: Iterable[int], hidden_branches: Iterable[int]) -> list[int]:
