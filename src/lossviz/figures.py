@@ -90,9 +90,10 @@ def prominence(z: np.ndarray, i: int, j: int | None) -> float:
         ring = np.delete(z[max(0, k - r): k + r + 1], min(k, r))
         centre = z[k]
     else:
-        block = z[max(0, i - r): i + r + 1, max(0, j - r): j + r + 1]  # type: ignore[operator]
-        ring = np.delete(block.ravel(), min(i, r) * block.shape[1] + min(j, r))  # type: ignore[type-var]
-        centre = z[i, j]
+        jj = int(j or 0)
+        block = z[max(0, i - r): i + r + 1, max(0, jj - r): jj + r + 1]
+        ring = np.delete(block.ravel(), min(i, r) * block.shape[1] + min(jj, r))
+        centre = z[i, jj]
     ring = ring[np.isfinite(ring)]
     return float(abs(centre - ring.mean())) if ring.size and np.isfinite(centre) else 0.0
 
@@ -105,7 +106,7 @@ def critical_markers(x: Any, y: Any, z: Any, limit: int | None = None) -> list[d
     from lossviz.critical import critical_points
 
     zz = np.asarray(z, dtype=np.float64)
-    out = []
+    out: list[dict[str, Any]] = []
     for p in critical_points(x, y, z):
         refined = math.isfinite(p.x_refined)
         value = p.value_refined if refined and math.isfinite(p.value_refined) else p.value
@@ -114,7 +115,7 @@ def critical_markers(x: Any, y: Any, z: Any, limit: int | None = None) -> list[d
                     "y": None if py is None else float(py), "value": float(value),
                     "prominence": prominence(zz, p.i, p.j if zz.ndim == 2 else None)})
     if limit is not None:
-        out = sorted(out, key=lambda m: -m["prominence"])[: max(0, int(limit))]
+        out = sorted(out, key=lambda m: -float(m["prominence"]))[: max(0, int(limit))]
     return out
 
 

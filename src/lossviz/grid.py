@@ -195,8 +195,8 @@ def is_auto(spec: object) -> bool:
 
 
 def auto_axis(spec: str, coords: Sequence[float] | np.ndarray | None = None, name: str = "x") -> Axis:
-    """The axis ``"auto"``/``"auto:num"`` stands for: from ``lo = min(coords ∪ {0})`` to
-    ``hi = max(coords ∪ {0})`` widened by ``AUTO_MARGIN · (hi − lo)`` on each side (a zero extent: by
+    """The axis ``"auto"``/``"auto:num"`` stands for: from ``lo = min(min(coords), 0)`` to
+    ``hi = max(max(coords), 0)`` widened by ``AUTO_MARGIN · (hi − lo)`` on each side (a zero extent: by
     ``AUTO_MARGIN`` · the largest |coordinate|, at least 0.5); :data:`AUTO_SPAN` when ``coords`` is
     None or holds no finite value. ``num`` is :data:`AUTO_NUM` unless given."""
     if not is_auto(spec):
@@ -205,7 +205,8 @@ def auto_axis(spec: str, coords: Sequence[float] | np.ndarray | None = None, nam
     try:
         num = int(rest) if rest else AUTO_NUM
     except ValueError:
-        raise ValueError(f"grid spec {name}={spec!r}: the number of points must be an integer, e.g. 'auto:51'") from None
+        raise ValueError(
+            f"grid spec {name}={spec!r}: the number of points must be an integer, e.g. 'auto:51'") from None
     values = np.asarray([] if coords is None else coords, dtype=np.float64).reshape(-1)
     values = values[np.isfinite(values)]
     if values.size == 0:

@@ -286,7 +286,8 @@ def compute_surface(
     :mod:`lossviz.subsample`). ``precision`` (``"float32"``, ``"tf32"``, ``"bf16"``) and
     ``channels_last`` pick the engine's fast paths (see :class:`Evaluator`; recorded in ``meta``).
     ``x``/``y`` ``"auto"`` (or ``"auto:num"``): fitted to ``trajectory`` (``(n, 1 or 2)`` coordinates in
-    the directions' plane; a PCA result given as ``directions`` brings its ``coords``) with a margin, else :data:`lossviz.grid.AUTO_SPAN` (:func:`lossviz.grid.auto_axis`).
+    the directions' plane; a PCA result given as ``directions`` brings its ``coords``) with a margin,
+    else :data:`lossviz.grid.AUTO_SPAN` (:func:`lossviz.grid.auto_axis`).
     ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
     intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
     an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.

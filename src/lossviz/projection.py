@@ -899,7 +899,8 @@ def onto_plane(vectors: Any, center: Any, d1: Any, d2: Any | None = None) -> np.
     return out
 
 
-def outlying(norms: Iterable[float], *, mads: float = OUTLIER_MADS, min_factor: float = OUTLIER_MIN_FACTOR) -> np.ndarray:
+def outlying(norms: Iterable[float], *, mads: float = OUTLIER_MADS,
+             min_factor: float = OUTLIER_MIN_FACTOR) -> np.ndarray:
     """Which weight norms are outliers (a boolean array): a norm that is not finite (or not positive),
     or whose ``ℓ = ln ‖θ‖`` is far from the others' median ``m``:
     ``|ℓ − m| > max(mads · 1.4826 · MAD, ln min_factor)`` with ``MAD = median |ℓ − m|`` over the

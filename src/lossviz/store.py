@@ -751,12 +751,12 @@ class Store:
         doomed: list[tuple[str, str, str | None, int]] = []
         with self.transaction(f"deleting {len(wanted)} checkpoint(s)") as cur:
             marks = ",".join("?" * len(wanted))
-            rows = cur.execute(f"SELECT id, weights, weights_sha256, optim, optim_sha256 FROM checkpoints "  # noqa: S608
+            rows = cur.execute(f"SELECT id, weights, weights_sha256, optim, optim_sha256 FROM checkpoints "
                                f"WHERE id IN ({marks})", wanted).fetchall()
             missing = sorted(set(wanted) - {int(r[0]) for r in rows})
             if missing:
                 raise KeyError(f"no checkpoint {', '.join(map(str, missing))} in {self.path}; nothing was deleted")
-            kids = cur.execute(f"SELECT id, parent FROM checkpoints WHERE parent IN ({marks})", wanted).fetchall()  # noqa: S608
+            kids = cur.execute(f"SELECT id, parent FROM checkpoints WHERE parent IN ({marks})", wanted).fetchall()
             kept_kids = sorted({int(k[0]) for k in kids} - set(wanted))
             if kept_kids:
                 raise ValueError(
@@ -766,7 +766,7 @@ class Store:
                 doomed.append((r[1], "weights", r[2], int(r[0])))
                 if r[3] is not None:
                     doomed.append((r[3], "optim", r[4], int(r[0])))
-            cur.execute(f"DELETE FROM checkpoints WHERE id IN ({marks})", wanted)  # noqa: S608
+            cur.execute(f"DELETE FROM checkpoints WHERE id IN ({marks})", wanted)
         removed = []
         for rel, sub, sha, cid in doomed:
             try:

@@ -19,6 +19,7 @@ Strings ``"step:30:0.1"``, ``"multistep:150,225,275:0.1"`` and ``"cosine:200"`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -48,10 +49,8 @@ def prewarm_optimizers() -> threading.Thread:
     with _prewarm_lock:
         if _prewarm is None:
             def work() -> None:
-                try:
+                with contextlib.suppress(Exception):  # a failed warm-up: the first step imports it
                     import torch._dynamo  # noqa: F401
-                except Exception:  # noqa: BLE001, S110 - a failed warm-up only means the first step imports it
-                    pass
 
             _prewarm = threading.Thread(target=work, name="lossviz-prewarm-optimizers", daemon=True)
             _prewarm.start()

@@ -26,7 +26,7 @@ from torch import nn
 
 from lossviz.direction_spec import DirectionSpec
 from lossviz.jobs import Job
-from lossviz.params import SpaceKind
+from lossviz.params import SpaceKind, space_kind
 from lossviz.session.core import SessionBase
 from lossviz.session.project import callable_name
 from lossviz.store import Checkpoint, spec_key
@@ -314,7 +314,7 @@ class SurfaceService(SessionBase):
         dirs, extra = spec.build(self)
         if spec.source == "pca":
             return np.asarray(extra["trajectory"]["coords"], dtype=np.float64)
-        kind = dirs.kind
+        kind = space_kind(dirs.kind)
         ids = self.trajectory(c.id)
         vecs = torch.stack([self.vector(i, kind) for i in ids])
         d = dirs.vectors

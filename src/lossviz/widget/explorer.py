@@ -568,10 +568,7 @@ class Explorer(anywidget.AnyWidget):
         """``{"ids": [...]}`` or ``{"branch": b}`` (the branch and all that grew from it): without
         ``"confirm": true`` it only asks (``confirm_delete``); with it, the session deletes them."""
         table = self.checkpoints
-        if "branch" in p:
-            ids = views.subtree_ids(table, branch=P.number(p, "branch", int))
-        else:
-            ids = P.ids(p, "ids")
+        ids = views.subtree_ids(table, branch=P.number(p, "branch", int)) if "branch" in p else P.ids(p, "ids")
         if not ids:
             raise PayloadError("there is nothing to delete: give checkpoint ids or a branch that has checkpoints")
         if not P.boolean(p, "confirm"):

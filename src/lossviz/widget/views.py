@@ -25,16 +25,16 @@ __all__ = [
     "distances_view",
     "empty_projection",
     "field_of",
-    "id_ranges",
     "form_values",
+    "id_ranges",
     "interpolation_curve",
     "job_info",
     "jobs_shown",
     "metric_names",
     "projection_view",
     "schedule_text",
-    "subtree_ids",
     "stored_trajectory",
+    "subtree_ids",
     "surface_view",
     "trajectory_view",
     "visible_ids",
@@ -276,7 +276,7 @@ def subtree_ids(table: Mapping[str, Any], *, branch: int) -> list[int]:
 def id_ranges(ids: Iterable[int]) -> str:
     """Ids in words, runs collapsed: ``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
     out: list[str] = []
-    for i in sorted(set(int(v) for v in ids)):
+    for i in sorted({int(v) for v in ids}):
         if out and out[-1].split("-")[-1] == str(i - 1):
             out[-1] = f"{out[-1].split('-')[0]}-{i}"
         else:
