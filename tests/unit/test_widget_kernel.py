@@ -296,3 +296,39 @@ def test_deleting_a_branch_asks_first_and_removes_only_the_files_lossviz_wrote(s
         assert w.confirm_delete == {} and w.checkpoints["n"] == 3
     finally:
         w.close()
+
+
+def test_requests_arriving_while_one_runs_fold_into_the_newest():
+    """A runs; B, C, D arrive meanwhile: only D is computed after A, both shown in order; a known key is
+    answered from the cache; another view's result is never shown; after forget() an old result is dropped."""
+    from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
+
+    started: list[tuple[ProjectionRequest, object]] = []
+    shown: list[tuple[str, tuple]] = []
+    view = ["pca"]
+    reqs = ProjectionRequests(lambda r, done: started.append((r, done)),
+                              lambda r, res: shown.append((r.method, r.ids)),
+                              lambda: (view[0], False, None))
+
+    def req(*ids, method="pca"):
+        return ProjectionRequest(method, tuple(ids), len(ids))
+
+    reqs.request(req(1, 2))
+    for r in (req(1, 2, 3), req(1, 2, 3, 4), req(1, 2, 3, 4, 5)):
+        reqs.request(r)
+    assert [r.ids for r, _ in started] == [(1, 2)]
+    started[0][1]("A")
+    assert [r.ids for r, _ in started] == [(1, 2), (1, 2, 3, 4, 5)]
+    started[1][1]("D")
+    assert shown == [("pca", (1, 2)), ("pca", (1, 2, 3, 4, 5))] and not reqs.busy()
+    reqs.request(req(1, 2))  # known: answered from the cache at once, nothing computed
+    assert len(started) == 2 and shown[-1] == ("pca", (1, 2))
+    view[0] = "tsne"
+    reqs.request(req(9, method="pca"))  # its result arrives after the user switched: not shown
+    started[-1][1]("late")
+    assert shown[-1] == ("pca", (1, 2))
+    view[0] = "pca"
+    reqs.request(req(7, 8))
+    reqs.forget()
+    started[-1][1]("old project")
+    assert shown[-1] == ("pca", (1, 2))

@@ -103,10 +103,12 @@ class ProjectionRequests:
             return self._running is not None or self._waiting is not None
 
     def forget(self) -> None:
-        """Drop the cache and any waiting request (another project is shown)."""
+        """Drop the cache and any waiting request, and never show a result asked for before now
+        (another project is shown)."""
         with self._lock:
             self._cache.clear()
             self._waiting = None
+            self._shown = next(_order)
 
     def _ended(self, req: ProjectionRequest, result: Any) -> None:
         try:
