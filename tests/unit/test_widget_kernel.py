@@ -49,7 +49,7 @@ def test_projection_payloads_during_training_match_the_dropdown_and_never_go_bac
         w.wait_idle(120)
         total = len(session.checkpoints())
         assert total == 33
-        assert sent, "no projection was sent while training"
+        assert len(sent) >= 2, f"{len(sent)} projection(s) sent while training"
         assert all(p["method"] == "pca" == p["dropdown"] for p in sent), sent
         counts = [p["count"] for p in sent]
         assert counts == sorted(counts) and counts[-1] == total, counts
