@@ -1,13 +1,15 @@
 """lossviz.losses: every loss name means one thing in the engine, training, the Hessian and the CLI.
 
 Ground truth: ``torch.nn.functional`` in float64, and the reference's softmax-MSE written out by hand
-(``mean((softmax(z) - onehot(y))^2)``) for ``"mse"`` on class labels.
+(``mean((softmax(z) - onehot(y))^2)``) for ``"mse"`` on class labels; the token losses against
+``F.cross_entropy`` on the flattened (and, for ``causal_lm``, shifted) tokens with ``ignore_index=-100``.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from lossviz.params import ParamSpace
 from lossviz.training import DEFAULT_HPARAMS, evaluate_model, train, validate_hparams
 
 N, D_IN, C = 40, 3, 4
+T = 5  # tokens per sequence of the "tokens" cases (x: (N, T, D_IN), y: (N, T))
 
 
 def _model() -> nn.Module:
@@ -38,6 +41,15 @@ def _softmax_mse_by_hand(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((torch.softmax(z, dim=1) - onehot) ** 2).mean()
 
 
+def _token_ce_reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=-100)
+
+
+def _causal_reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Hugging Face GPT-2's shift: logits of positions 0..T-2 predict the labels of 1..T-1."""
+    return F.cross_entropy(z[:, :-1].flatten(0, 1), y[:, 1:].flatten(), ignore_index=-100)
+
+
 # name -> (targets kind, float64 reference of the batch mean)
 CASES = {
     "cross_entropy": ("labels", F.cross_entropy),
@@ -46,15 +58,28 @@ CASES = {
     "mse": ("floats", F.mse_loss),
     "mse on labels": ("labels", _softmax_mse_by_hand),
     "l1": ("floats", F.l1_loss),
+    "huber": ("floats", F.huber_loss),
+    "bce": ("multilabel", F.binary_cross_entropy_with_logits),
+    "token_cross_entropy": ("tokens", _token_ce_reference),
+    "causal_lm": ("tokens", _causal_reference),
 }
 
 
 def _data(kind: str):
+    """``"tokens"``: (N, T, D_IN) inputs (nn.Linear acts per token) and (N, T) labels, a varying number
+    of them -100 per sequence (so token means differ from sequence means)."""
     g = torch.Generator().manual_seed(1)
+    if kind == "tokens":
+        x = torch.randn(N, T, D_IN, generator=g, dtype=torch.float64)
+        y = torch.randint(0, C, (N, T), generator=g)
+        y[torch.rand(N, T, generator=g) < 0.3] = -100
+        return x, y
     x = torch.randn(N, D_IN, generator=g, dtype=torch.float64)
     if kind == "labels":
         return x, torch.randint(0, C, (N,), generator=g)
-    return x, torch.randn(N, C, generator=g, dtype=torch.float64)
+    if kind == "multilabel":
+        return x, (torch.rand(N, C, generator=g) < 0.4).double()
+    return x, 2 * torch.randn(N, C, generator=g, dtype=torch.float64)  # both Huber branches
 
 
 def _name(case: str) -> str:
@@ -76,18 +101,29 @@ def test_engine_training_and_hessian_give_the_reference_value(case):
         want = float(reference(model(x), y))
     space = ParamSpace(model)
     for strategy in ("loop", "vmap"):
-        ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy=strategy, points_per_call=4)
-        got = ev.evaluate(space.vector(model)[None].repeat(4, 1))["loss"]
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        for batch_size in (None, 7):  # 7: uneven data batches, summed by the engine
+            ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy=strategy, points_per_call=4,
+                           batch_size=batch_size)
+            got = ev.evaluate(space.vector(model)[None].repeat(4, 1))["loss"]
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
     assert evaluate_model(model, x, y, loss=name)["loss"] == pytest.approx(want, rel=1e-13)
     op = HessianOperator(model, (x, y), loss=name, dtype=torch.float64, batch_size=None)
     assert op.loss() == pytest.approx(want, rel=1e-13)
     # one function per name: the engine and the Hessian call the same object
     assert ev.loss.mean is op.loss_fn is resolve_loss(name, y).mean
-    # the per-sample terms average to the batch mean
+    # the per-sample terms average to the batch mean (token losses: each sequence's own mean), and
+    # (sum, count) gives it for any union of batches
     with torch.no_grad():
-        terms = resolve_loss(name, y).per_sample(model(x), y)
-    assert terms.shape == (N,) and float(terms.mean()) == pytest.approx(want, rel=1e-13)
+        z = model(x)
+        terms = resolve_loss(name, y).per_sample(z, y)
+        total, count = resolve_loss(name, y).sum_and_count(z, y)
+    assert terms.shape == (N,) and float(total / count) == pytest.approx(want, rel=1e-13)
+    if kind == "tokens":
+        by_sequence = [float(reference(z[i : i + 1], y[i : i + 1])) for i in range(N)]
+        np.testing.assert_allclose(terms.numpy(), by_sequence, rtol=1e-13)
+        assert float(count) == float((y[:, 1:] if name == "causal_lm" else y).ne(-100).sum())
+    else:
+        assert float(terms.mean()) == pytest.approx(want, rel=1e-13) and float(count) == N
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -127,17 +163,15 @@ def test_the_hessian_of_every_name_is_autograds(case):
 
 
 def _write_case_module(folder: Path, kind: str) -> str:
+    """A module whose ``data()`` is this file's ``_data(kind)`` (its source copied) and ``build()``
+    is ``_model()``."""
     name = f"lvz_loss_case_{kind}_{abs(hash(str(folder)))}"
     (folder / f"{name}.py").write_text(
         "import torch\nfrom torch import nn\n\n"
-        "def build():\n"
-        "    torch.manual_seed(0)\n"
-        f"    return nn.Linear({D_IN}, {C}).double()\n\n"
-        "def data():\n"
-        "    g = torch.Generator().manual_seed(1)\n"
-        f"    x = torch.randn({N}, {D_IN}, generator=g, dtype=torch.float64)\n"
-        + (f"    return x, torch.randint(0, {C}, ({N},), generator=g)\n" if kind == "labels" else
-           f"    return x, torch.randn({N}, {C}, generator=g, dtype=torch.float64)\n")
+        f"N, T, D_IN, C = {N}, {T}, {D_IN}, {C}\n\n"
+        + inspect.getsource(_model) + "\n" + inspect.getsource(_data)
+        + "\ndef build():\n    return _model()\n\n"
+        f"def data():\n    return _data({kind!r})\n"
     )
     return name
 
