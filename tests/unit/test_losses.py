@@ -268,3 +268,102 @@ def test_the_loss_names_need_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "cross_entropy" in done.stdout
+
+
+# ------------------------------------------------------------------------------------ other tasks
+def _metric_values(name: str, metrics, x, y, batch: int):
+    """The engine's table over data batches of ``batch`` samples (sums and counts accumulated)."""
+    from lossviz.losses import batch_totals, finish_totals, metric_table
+
+    model = _model()
+    loss = resolve_loss(name, y)
+    with torch.no_grad():
+        table = metric_table(metrics, loss, model(x[:2]), y[:2])
+        totals = sum(torch.stack(batch_totals(table, model(x[s : s + batch]), y[s : s + batch]))
+                     for s in range(0, len(x), batch))
+    return dict(zip([m.name for m in table], finish_totals(table, totals.numpy()[None])[0], strict=True))
+
+
+def test_accuracy_is_left_out_where_it_means_nothing():
+    """Float targets (regression): "acc" is dropped for mse, l1 and huber, in the engine and in training."""
+    for name in ("mse", "l1", "huber"):
+        x, y = _data("floats")
+        surf_names = Evaluator(_model(), (x, y), loss=name, metrics=("loss", "acc"), dtype=torch.float64).metric_names
+        assert surf_names == ["loss"]
+        assert set(evaluate_model(_model(), x, y, loss=name)) == {"loss"}
+    x, y = _data("labels")
+    assert Evaluator(_model(), (x, y), loss="cross_entropy", dtype=torch.float64).metric_names == ["loss", "acc"]
+
+
+def test_multi_label_accuracy_is_the_share_of_correct_entries():
+    x, y = _data("multilabel")
+    with torch.no_grad():
+        z = _model()(x)
+    want = 100.0 * float(((z > 0) == (y > 0.5)).double().mean())
+    got = _metric_values("bce", ("loss", "acc"), x, y, batch=7)
+    assert got["acc"] == pytest.approx(want, rel=1e-13)
+    assert got["loss"] == pytest.approx(float(F.binary_cross_entropy_with_logits(z, y)), rel=1e-13)
+    ev = Evaluator(_model(), (x, y), loss="bce", dtype=torch.float64, batch_size=7, strategy="loop")
+    assert ev.evaluate_one(ParamSpace(_model()).vector(_model()))["acc"] == pytest.approx(want, rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["token_cross_entropy", "causal_lm"])
+def test_token_accuracy_and_perplexity_count_tokens_over_all_batches(name):
+    """Per-token (next-token for causal_lm) accuracy over the non -100 labels of all the data, and
+    perplexity = exp of the whole data's mean token loss: batches of 7 sequences counting different
+    numbers of tokens, against the whole data at once."""
+    x, y = _data("tokens")
+    with torch.no_grad():
+        z = _model()(x)
+    if name == "causal_lm":
+        z, y_cmp = z[:, :-1], y[:, 1:]
+    else:
+        y_cmp = y
+    keep = y_cmp != -100
+    want_acc = 100.0 * float(((z.argmax(-1) == y_cmp) & keep).sum()) / float(keep.sum())
+    want_loss = float(F.cross_entropy(z.flatten(0, 1), y_cmp.flatten(), ignore_index=-100))
+    got = _metric_values(name, ("loss", "acc", "perplexity"), x, y, batch=7)
+    assert got["acc"] == pytest.approx(want_acc, rel=1e-13)
+    assert got["loss"] == pytest.approx(want_loss, rel=1e-13)
+    assert got["perplexity"] == pytest.approx(float(np.exp(want_loss)), rel=1e-13)
+
+
+def test_losses_read_hugging_face_outputs_and_mapping_batches():
+    """The same name on ``(outputs, y)`` and on ``(ModelOutput, {"labels": y, ...})``; causal_lm falls
+    back on input_ids, and on the outputs' own .loss when no targets are given."""
+    from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutput
+
+    x, y = _data("labels")
+    with torch.no_grad():
+        z = _model()(x)
+    batch = {"x": x, "labels": y}
+    for name in ("cross_entropy", "mse", "nll"):
+        plain = resolve_loss(name, y).mean(z, y)
+        assert float(resolve_loss(name, batch).mean(SequenceClassifierOutput(logits=z), batch)) == float(plain)
+    xt, yt = _data("tokens")
+    with torch.no_grad():
+        zt = _model()(xt)
+    ids = yt.clamp(min=0)
+    ref = _causal_reference(zt, ids)
+    out = CausalLMOutput(logits=zt, loss=torch.tensor(1.25, dtype=torch.float64))
+    assert float(resolve_loss("causal_lm", {"input_ids": ids}).mean(out, {"input_ids": ids})) == pytest.approx(float(ref))
+    assert float(resolve_loss("causal_lm").mean(out, None)) == 1.25  # no labels: the model's own loss
+
+
+def test_missing_labels_non_scalar_losses_and_misused_metrics_are_named_before_any_work():
+    with pytest.raises(ValueError, match=r"loss 'causal_lm' needs labels but the batch has keys \['attention_mask'\]"
+                                         r".*'labels' or 'input_ids'.*outputs.loss"):
+        resolve_loss("causal_lm", {"attention_mask": torch.ones(2, 3)})
+    with pytest.raises(ValueError, match=r"loss 'cross_entropy' needs labels but the batch has keys \['input_ids'\]"):
+        resolve_loss("cross_entropy", {"input_ids": torch.ones(2, 3, dtype=torch.long)})
+    with pytest.raises(ValueError, match=r"needs token labels of shape \(batch, tokens\)"):
+        resolve_loss("token_cross_entropy", torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs integer class labels"):
+        resolve_loss("causal_lm", torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"'perplexity' is exp of a mean negative log-likelihood, but loss='mse'"):
+        resolve_metrics(("loss", "perplexity"), False, "mse")
+    x, y = _data("floats")
+    with pytest.raises(ValueError, match=r"the loss returned \[2, 4\], not a scalar"):  # the 2-sample probe
+        Evaluator(_model(), (x, y), loss=lambda o, t: (o - t) ** 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"returned \[40, 4\], not a scalar"):
+        evaluate_model(_model(), x, y, loss=lambda o, t: (o - t) ** 2)
