@@ -195,7 +195,7 @@ def huber(outputs: Any, targets: Any) -> torch.Tensor:
 
 
 def _bce_terms(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``max(z, 0) − z y + log(1 + e^{−|z|})`` = ``−y log σ(z) − (1 − y) log(1 − σ(z))``, stably."""
+    """``max(z, 0) − z y + log(1 + e^{−|z|})`` = ``−y log sigmoid(z) − (1 − y) log(1 − sigmoid(z))``, stably."""
     import torch
 
     y = y.to(z.dtype)

@@ -260,7 +260,7 @@ class TinyGPT(nn.Module):
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            if name.endswith(("proj.weight", "mlp.2.weight")):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * n_layer))
 
     @staticmethod
