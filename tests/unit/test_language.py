@@ -240,5 +240,10 @@ def test_a_session_trains_the_gpt_and_projects_its_trajectory(tmp_path):
         np.testing.assert_allclose(proj.meta["explained_variance_ratio"], (sv**2 / (sv**2).sum())[:2], rtol=1e-4)
         surf = s.surface(cks[-1].id, directions="pca", x="-1:1:3", y="-1:1:3")
         assert np.isfinite(surf.values["train_loss"]).all() and "train_acc" in surf.values
+        # a branch from epoch 1 with a lower learning rate
+        branch = s.train(from_=cks[1].id, epochs=1, lr=0.001)
+        branch.wait()
+        assert branch.state == "done", branch.error
+        assert len(s.branches()) == 2 and branch.result[-1].hparams["lr"] == pytest.approx(0.001)
     finally:
         s.close()
