@@ -1,11 +1,12 @@
 """Hugging Face models built from a config (lossviz.zoo.hf) with mapping batches ``model(**batch)``.
 
 Ground truth: the models' own ``outputs.loss`` (Hugging Face's shifted next-token loss for GPT-2,
-cross-entropy for BERT), ``F.cross_entropy`` in float64, autograd's gradient and a plain loop over
-points (for vmap).
+cross-entropy for BERT), ``F.cross_entropy`` in float64, autograd's gradient, a plain loop over
+points (for vmap) and scipy's ARPACK on torch.func Hessian-vector products (for the Hessian).
 
-The tests marked ``# engine: mapping batches`` run lossviz's engine, Hessian and Session on datasets of
-dicts; they need the engine to take mapping batches (lossviz.batches' calling rule everywhere).
+The "token pairs" tests run lossviz's engine, Hessian and Session with ``(ids, ids)`` pairs (the model called
+as ``model(ids)``, returning a ModelOutput). The tests marked ``# engine: mapping batches`` run them on
+datasets of dicts; they need the engine to take mapping batches (lossviz.batches' calling rule everywhere).
 """
 
 from __future__ import annotations
@@ -113,6 +114,83 @@ def test_vmap_over_points_agrees_with_the_loop_for_eager_attention(name):
     assert (looped[1] - looped[0]).abs().max() > 1e-3  # the points differ
 
 
+# ------------------------------------------------------------------------------------ engine: token pairs
+def _ids(dataset) -> torch.Tensor:
+    return torch.stack([dataset[i]["input_ids"] for i in range(len(dataset))])
+
+
+def test_gpt2_surface_on_token_pairs_under_vmap_and_the_loop_is_hugging_faces_loss():
+    """(ids, ids) pairs: the model is called as model(ids) and returns a ModelOutput; causal_lm shifts."""
+    model = _gpt2()
+    w = _ids(_windows()[0])
+    kw = dict(x="-1:1:3", loss="causal_lm", metrics=("loss", "acc", "perplexity"), progress=False, points_per_call=3)
+    loop = lossviz.surface(model, (w, w), "random", strategy="loop", **kw)
+    vm = lossviz.surface(model, (w, w), "random", strategy="vmap", **kw)
+    for name in ("train_loss", "train_acc", "train_perplexity"):
+        np.testing.assert_allclose(vm.values[name], loop.values[name], rtol=2e-5, atol=1e-4)
+    assert loop.values["train_loss"][1] == pytest.approx(_hf_loss(model, {"input_ids": w, "labels": w}), rel=1e-5)
+    assert np.allclose(loop.values["train_perplexity"], np.exp(loop.values["train_loss"]), rtol=1e-9)
+
+
+def _tiny_gpt2_top(batch: dict) -> tuple:
+    """A tiny GPT-2 and the top eigenvalue of its loss's Hessian, by an independent method: scipy's
+    ARPACK (eigsh) on Hessian-vector products of torch.func (forward-over-reverse), none of lossviz's
+    solvers."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    from torch.func import grad, jvp
+
+    model = _gpt2(n_embd=8, n_layer=1, n_head=1, n_positions=9, dropout=0.0).double()
+    space = ParamSpace(model)
+    f = functional_loss(model, resolve_loss("causal_lm").mean)
+    theta = space.vector(model).detach()
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        tangent = torch.from_numpy(np.ascontiguousarray(v).reshape(-1)).to(F64)
+        return jvp(grad(lambda t: f(t, batch)), (theta,), (tangent,))[1].numpy()
+
+    op = LinearOperator((space.numel, space.numel), matvec=hvp, dtype=np.float64)
+    return model, float(eigsh(op, k=1, which="LA", tol=1e-12, return_eigenvectors=False)[0])
+
+
+def test_gpt2_hessian_top_eigenvalue_on_token_pairs_is_arpacks():
+    from lossviz import hessian as H
+
+    w = _ids(_windows(6, 8)[0])
+    model, want = _tiny_gpt2_top({"input_ids": w, "labels": w})
+    top = H.top_eigenpairs(model, (w, w), 1, "causal_lm", dtype=F64, tol=1e-10)
+    assert top.eigenvalues[0] == pytest.approx(want, rel=1e-6)
+
+
+def test_a_session_trains_gpt2_on_token_pairs_branches_and_projects(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from lossviz.session import Session
+
+    train, test = _windows()
+    a, b = _ids(train), _ids(test)
+    s = Session(tmp_path / "hf_pairs", model=lambda: get_model("hf_gpt2"), loss="causal_lm",
+                data=(TensorDataset(a, a), TensorDataset(b, b)),
+                hparams={"lr": 0.01, "batch_size": 8, "optimizer": "adam"})
+    try:
+        job = s.train(epochs=2)
+        job.wait()
+        assert job.state == "done", job.error
+        cks = s.checkpoints()
+        assert cks[-1].metrics["train_loss"] < 0.95 * cks[0].metrics["train_loss"]
+        assert cks[-1].metrics["train_loss"] == pytest.approx(
+            _hf_loss(s.model(cks[-1].id), {"input_ids": a, "labels": a}), rel=1e-5)
+        assert "train_acc" in cks[-1].metrics  # next-token accuracy
+        proj = s.project(method="pca")
+        vecs = torch.stack([s.vector(c.id) for c in cks]).double().numpy()
+        sv = np.linalg.svd(vecs - vecs.mean(0), compute_uv=False)
+        np.testing.assert_allclose(proj.meta["explained_variance_ratio"], (sv**2 / (sv**2).sum())[:2], rtol=1e-4)
+        branch = s.train(from_=cks[1].id, epochs=1, lr=0.001)
+        branch.wait()
+        assert branch.state == "done" and len(s.branches()) == 2
+    finally:
+        s.close()
+
+
 # ------------------------------------------------------------------------------------ engine: mapping batches
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_gpt2_interpolation_on_dict_batches_gives_hugging_faces_loss(strategy):
@@ -162,14 +240,10 @@ def test_gpt2_hessian_top_eigenvalue_on_dict_batches():
     # engine: mapping batches (lossviz.hessian's data)
     from lossviz import hessian as H
 
-    model = _gpt2(n_embd=8, n_layer=1, n_head=1, dropout=0.0).double()
     train, _ = _windows(6, 8)
-    batch = _whole(train)
-    space = ParamSpace(model)
-    f = functional_loss(model, resolve_loss("causal_lm").mean)
-    dense = torch.autograd.functional.hessian(lambda t: f(t, batch), space.vector(model).detach())
+    model, want = _tiny_gpt2_top(_whole(train))
     top = H.top_eigenpairs(model, train, 1, "causal_lm", dtype=F64, tol=1e-10)
-    assert top.eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]), rel=1e-6)
+    assert top.eigenvalues[0] == pytest.approx(want, rel=1e-6)
 
 
 def test_a_session_trains_gpt2_on_dict_batches_and_projects_its_trajectory(tmp_path):
