@@ -603,13 +603,14 @@ def metric_table(
     kind = accuracy_kind(loss, outputs, targets)
     names, extra = resolve_metrics(metrics, kind is not None, loss.name)
     fns = dict(extra)
-    table = [Metric("loss", loss.sum_and_count)]
+    loss_total = loss.sum_and_count  # one object: perplexity reuses the loss's totals (batch_totals)
+    table = [Metric("loss", loss_total)]
     for name in names[1:]:
         if name == "acc" and name not in fns:
             assert kind is not None
             table.append(Metric("acc", functools.partial(_accuracy_totals, kind), "percent"))
         elif name == "perplexity" and name not in fns:
-            table.append(Metric("perplexity", loss.sum_and_count, "exp"))
+            table.append(Metric("perplexity", loss_total, "exp"))
         else:
             table.append(Metric(name, functools.partial(_mean_totals, fns[name]), fn=fns[name]))
     return table

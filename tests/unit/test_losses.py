@@ -368,3 +368,27 @@ def test_missing_labels_non_scalar_losses_and_misused_metrics_are_named_before_a
         Evaluator(_model(), (x, y), loss=lambda o, t: (o - t) ** 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"returned \[40, 4\], not a scalar"):
         evaluate_model(_model(), x, y, loss=lambda o, t: (o - t) ** 2)
+
+
+def test_perplexity_reuses_the_losss_totals_also_after_pickling():
+    """batch_totals computes the loss once for "loss" and "perplexity", also in a table that travelled
+    to a worker pickled."""
+    import pickle
+
+    from lossviz.losses import Loss, batch_totals, metric_table
+
+    x, y = _data("tokens")
+    with torch.no_grad():
+        z = _model()(x)
+    loss = resolve_loss("token_cross_entropy", y)
+    calls = []
+
+    def counted(outputs, targets):
+        calls.append(1)
+        return loss.sum_and_count(outputs, targets)
+
+    table = metric_table(("loss", "perplexity"), Loss(loss.name, loss.mean, loss.per_sample, counted), z, y)
+    parts = batch_totals(table, z, y)
+    assert len(calls) == 1 and torch.equal(parts[0], parts[2]) and torch.equal(parts[1], parts[3])
+    shipped = pickle.loads(pickle.dumps(metric_table(("loss", "perplexity"), loss, z, y)))
+    assert shipped[0].total is shipped[1].total
