@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.losses import LossFn, is_class_labels, logits_of, resolve_loss, scalar_value
+from lossviz.losses import LossFn, is_class_labels, logits_of, resolve_loss, scalar_value, shape_hint
 from lossviz.validation import Interval, check
 
 __all__ = [
@@ -278,6 +278,9 @@ def _loss_value(loss: Any, out: torch.Tensor, targets: torch.Tensor, data_name: 
         what = "class labels" if labels else f"targets of shape {list(targets.shape[1:])}"
         hint = (f"use {spelling.loss}cross_entropy or mse for class labels" if labels
                 else f"use {spelling.loss}mse or l1 for float targets shaped like the outputs")
+        tokens = shape_hint(str(name), out, targets)
+        if tokens is not None:
+            hint = tokens.replace("loss=", spelling.loss)
         try:
             shape: Any = list(logits_of(out).shape[1:])
         except TypeError:

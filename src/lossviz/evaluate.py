@@ -57,9 +57,11 @@ from lossviz.losses import (
     MetricSpec,
     batch_totals,
     finish_totals,
+    logits_of,
     metric_table,
     resolve_loss,
     scalar_value,
+    shape_hint,
 )
 from lossviz.params import ParamSpace
 from lossviz.validation import Interval, Options, check
@@ -701,9 +703,11 @@ class Evaluator:
         once, instead of a NaN at every grid point (the named losses give one number)."""
         fns = [("the loss", self.loss.mean)] if self.loss.per_sample is None else []
         fns += [(f"metric {name!r}", fn) for name, fn in extra]
-        if not fns:
-            return
         out = self.model(self.data.inputs[:2])
+        hint = shape_hint(self.loss.name, out, self.data.targets[:2]) if self.loss.per_sample is not None else None
+        if hint is not None:  # a named loss that would fail (or mislead) at every point
+            raise ValueError(f"loss={self.loss.name!r} does not fit outputs of shape "
+                             f"{list(logits_of(out).shape[1:])} per sample: {hint}")
         for what, fn in fns:
             try:
                 value = fn(out, self.data.targets[:2])

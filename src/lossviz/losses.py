@@ -61,6 +61,7 @@ __all__ = [
     "resolve_loss",
     "resolve_metrics",
     "scalar_value",
+    "shape_hint",
     "softmax_mse",
     "token_cross_entropy",
     "wants_accuracy",
@@ -475,6 +476,21 @@ def resolve_loss(loss: str | LossFn | Loss, targets: Any = None) -> Loss:
             "use loss='cross_entropy' for one label per sample"
         )
     return _named(loss, class_labels)
+
+
+def shape_hint(loss_name: str, outputs: Any, targets: Any) -> str | None:
+    """The fix for a named loss that does not fit the outputs' and labels' shapes, where one is
+    known: per-token logits (B, T, V) with (B, T) labels need a token loss."""
+    try:
+        z = logits_of(outputs)
+    except TypeError:
+        return None
+    labels = _labels_or_none(targets)
+    if (loss_name not in TOKEN_LOSSES and labels is not None and is_class_labels(labels) and labels.dim() == 2
+            and z.dim() == 3):
+        return ("for per-token logits (batch, tokens, vocabulary) use loss=token_cross_entropy, "
+                "or loss=causal_lm to predict the next token")
+    return None
 
 
 # ------------------------------------------------------------------------------------ metrics

@@ -12,6 +12,7 @@ datasets of dicts; they need the engine to take mapping batches (lossviz.batches
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -107,9 +108,11 @@ def test_vmap_over_points_agrees_with_the_loop_for_eager_attention(name):
     def logits(p):
         return functional_call(model, p, args=(), kwargs=batch).logits
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         batched = vmap(logits)(stacked)
         looped = torch.stack([logits({k: v[i] for k, v in stacked.items()}) for i in range(3)])
+    assert not [w for w in caught if "batching rule" in str(w.message)]  # eager attention: no per-example fallback
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
     assert (looped[1] - looped[0]).abs().max() > 1e-3  # the points differ
 

@@ -9,6 +9,7 @@ properties (causality: a token changes no logits before it).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -181,7 +182,11 @@ def test_a_gpt_surface_runs_under_vmap_and_the_loop_alike():
     kw = dict(x="-1:1:3", y="-1:1:3", loss="token_cross_entropy", metrics=("loss", "acc", "perplexity"),
               progress=False, batch_size=32, points_per_call=9)
     loop = lossviz.surface(model, (x, y), "random", strategy="loop", **kw)
-    vm = lossviz.surface(model, (x, y), "random", strategy="vmap", **kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vm = lossviz.surface(model, (x, y), "random", strategy="vmap", **kw)
+    assert not [w for w in caught if "batching rule" in str(w.message)]  # manual attention: batched by vmap
+    assert vm.meta["strategy"] == "vmap" and loop.meta["strategy"] == "loop"
     for name in ("train_loss", "train_acc", "train_perplexity"):
         assert np.isfinite(loop.values[name]).all()
         np.testing.assert_allclose(vm.values[name], loop.values[name], rtol=2e-5, atol=1e-4)
@@ -247,3 +252,21 @@ def test_a_session_trains_the_gpt_and_projects_its_trajectory(tmp_path):
         assert len(s.branches()) == 2 and branch.result[-1].hparams["lr"] == pytest.approx(0.001)
     finally:
         s.close()
+
+
+def test_cross_entropy_on_token_logits_names_the_token_losses_before_any_work():
+    """F.cross_entropy reads (B, T, V) as (B, classes=T, V): the probe refuses it and names the fix."""
+    model = _small_gpt()
+    x, y = _pairs()
+    with pytest.raises(ValueError, match=r"per-token logits \(batch, tokens, vocabulary\) use "
+                                         r"loss=token_cross_entropy"):
+        lossviz.surface(model, (x, y), "random", x="-1:1:3", loss="cross_entropy", progress=False)
+
+
+def test_the_cli_probe_names_the_token_losses_in_its_spelling():
+    from lossviz.data import CLI_SPELLING, probe_model_data
+
+    x, y = _pairs()
+    with pytest.raises(ValueError, match=r"use --loss token_cross_entropy, or --loss causal_lm"):
+        probe_model_data(_small_gpt(), (x, y), "cross_entropy", spelling=CLI_SPELLING)
+    probe_model_data(_small_gpt(), (x, y), "token_cross_entropy", spelling=CLI_SPELLING)  # fits

@@ -9,9 +9,10 @@ Sized to run in seconds on a CPU and to fit the tinytext corpus (:mod:`lossviz.z
   ``model(**{"input_ids", "attention_mask", "labels"})``; ``.logits`` (B, num_labels), loss
   ``"cross_entropy"`` on ``batch["labels"]``.
 
-Both use ``attn_implementation="eager"`` by default (plain matmuls and softmax, which
-``torch.vmap`` batches; pass ``"sdpa"`` to compare). ``transformers`` is the ``hf`` extra
-(``pip install lossviz[hf]``).
+Both use ``attn_implementation="eager"`` by default: plain matmuls and softmax, which ``torch.vmap``
+batches. ``"sdpa"`` runs under vmap too, but through torch's per-example fallback (no batching rule for the
+CPU attention kernel in torch 2.14: a "performance drop" warning and a loop inside the vmapped call).
+``transformers`` is the ``hf`` extra (``pip install lossviz[hf]``).
 """
 
 from __future__ import annotations
