@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.losses import LossFn, is_class_labels, resolve_loss, scalar_value
+from lossviz.losses import LossFn, is_class_labels, logits_of, resolve_loss, scalar_value, shape_hint
 from lossviz.validation import Interval, check
 
 __all__ = [
@@ -242,8 +242,12 @@ def _forward(model: nn.Module, x: torch.Tensor, model_name: str, data_name: str,
         ) from None
 
 
-def _check_classes(out: torch.Tensor, targets: torch.Tensor, model_name: str, data_name: str,
+def _check_classes(out: Any, targets: torch.Tensor, model_name: str, data_name: str,
                    spelling: Spelling) -> None:
+    try:
+        out = logits_of(out)  # a tensor, or a Hugging Face ModelOutput's .logits
+    except TypeError:
+        return  # outputs only the user's loss reads: it is probed on them next
     if is_class_labels(targets) and out.dim() == 2:
         n_classes = int(targets.max()) + 1
         if out.shape[1] < n_classes:
@@ -251,6 +255,14 @@ def _check_classes(out: torch.Tensor, targets: torch.Tensor, model_name: str, da
                 f"{model_name} has {out.shape[1]} outputs but {data_name} has labels up to "
                 f"{n_classes - 1}; pass {spelling.model_kwargs} with num_classes/out_features={n_classes}"
             )
+
+
+def _beside(out: Any, targets: torch.Tensor) -> torch.Tensor:
+    """``targets`` on the device of the outputs (a tensor or a ModelOutput's logits), if known."""
+    try:
+        return targets.to(logits_of(out).device)
+    except TypeError:  # outputs only the user's loss reads
+        return targets
 
 
 def _loss_value(loss: Any, out: torch.Tensor, targets: torch.Tensor, data_name: str, spelling: Spelling):
@@ -261,13 +273,20 @@ def _loss_value(loss: Any, out: torch.Tensor, targets: torch.Tensor, data_name: 
         fn = resolve_loss(loss, targets).mean
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # e.g. "targets ... are broadcast"
-            return fn(out, targets.to(out.device))
+            return fn(out, _beside(out, targets))
     except Exception as e:  # noqa: BLE001 - the loss does not fit these outputs and targets
         what = "class labels" if labels else f"targets of shape {list(targets.shape[1:])}"
         hint = (f"use {spelling.loss}cross_entropy or mse for class labels" if labels
                 else f"use {spelling.loss}mse or l1 for float targets shaped like the outputs")
+        tokens = shape_hint(str(name), out, targets)
+        if tokens is not None:
+            hint = tokens.replace("loss=", spelling.loss)
+        try:
+            shape: Any = list(logits_of(out).shape[1:])
+        except TypeError:
+            shape = type(out).__name__
         raise ValueError(
-            f"{spelling.loss}{name} cannot compare outputs of shape {list(out.shape[1:])} per sample with the "
+            f"{spelling.loss}{name} cannot compare outputs of shape {shape} per sample with the "
             f"{what} of {data_name} ({_first_line(e)}); {hint}"
         ) from None
 
@@ -306,7 +325,7 @@ def probe_model_data(
     for name, fn in (metrics or {}).items():
         try:
             with torch.no_grad():
-                value = fn(out, targets.to(out.device))
+                value = fn(out, _beside(out, targets))
         except Exception:  # noqa: BLE001 - a failing metric is reported where it is evaluated
             continue
         scalar_value(value, f"metric {name!r}")

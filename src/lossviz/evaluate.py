@@ -52,13 +52,16 @@ from torch.func import functional_call, vmap
 
 from lossviz.data import EvalData, as_eval_data
 from lossviz.losses import (
-    Loss,
     LossFn,
+    Metric,
     MetricSpec,
+    batch_totals,
+    finish_totals,
+    logits_of,
+    metric_table,
     resolve_loss,
-    resolve_metrics,
     scalar_value,
-    wants_accuracy,
+    shape_hint,
 )
 from lossviz.params import ParamSpace
 from lossviz.validation import Interval, Options, check
@@ -80,15 +83,15 @@ PRECISIONS = ("float32", "tf32", "bf16")
 
 # ---------------------------------------------------------------------------------------- sums
 class _Summed(nn.Module):
-    """``forward(batches)`` -> per-metric sums over all batches: [Σ loss·n, Σ correct, Σ extra·n]
-    (a named loss's sum is that of its per-sample terms)."""
+    """``forward(batches)`` -> per-metric sums and counts over all batches, ``[s_0, c_0, s_1, c_1, ...]``
+    (:func:`lossviz.losses.batch_totals`: a sample loss sums its per-sample terms and counts
+    samples, a token loss sums token terms and counts tokens; the values are
+    :func:`lossviz.losses.finish_totals` of these)."""
 
     def __init__(
         self,
         model: nn.Module,
-        loss: Loss,
-        with_acc: bool,
-        extra: list[tuple[str, LossFn]],
+        table: list[Metric],
         sum_dtype: torch.dtype = torch.float64,
         autocast: tuple[str, torch.dtype] | None = None,
     ):
@@ -96,9 +99,7 @@ class _Summed(nn.Module):
         self.model = model
         self.sum_dtype = sum_dtype
         self.autocast = autocast  # (device type, dtype) for the forward passes, or None
-        self.loss = loss
-        self.with_acc = with_acc
-        self.extra = extra
+        self.table = table
 
     def forward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         sums: list[torch.Tensor] | None = None
@@ -109,15 +110,7 @@ class _Summed(nn.Module):
                 with torch.autocast(device_type=self.autocast[0], dtype=self.autocast[1]):
                     out = self.model(x)
                 out = out.float()
-            n = y.shape[0]
-            if self.loss.per_sample is not None:
-                parts = [self.loss.per_sample(out, y).sum()]
-            else:
-                parts = [self.loss.mean(out, y) * n]
-            if self.with_acc:
-                parts.append((out.argmax(-1) == y).sum().to(out.dtype))
-            parts.extend(fn(out, y) * n for _, fn in self.extra)
-            parts = [p.reshape(()).to(self.sum_dtype) for p in parts]  # accumulate in float64
+            parts = [p.to(self.sum_dtype) for p in batch_totals(self.table, out, y)]  # accumulate in float64
             sums = parts if sums is None else [a + b for a, b in zip(sums, parts, strict=True)]
         assert sums is not None
         return torch.stack(sums)
@@ -332,7 +325,8 @@ class Evaluator:
         labels is the reference's softmax-MSE) or a callable ``loss(outputs, targets)`` returning
         the batch mean (:func:`lossviz.losses.resolve_loss`).
     metrics:
-        ``"loss"``, ``"acc"`` (percent; only when targets are integer labels) and extra callables
+        ``"loss"``, ``"acc"`` (percent; where an accuracy is defined: :func:`lossviz.losses.accuracy_kind`),
+        ``"perplexity"`` (exp of the mean loss over all the data) and extra callables
         ``fn(outputs, targets) -> batch mean`` (or ``(name, fn)`` pairs, or a ``{name: fn}`` mapping).
     strategy:
         ``"auto"`` (measure and keep the fastest), ``"vmap"`` or ``"loop"``.
@@ -412,15 +406,14 @@ class Evaluator:
         self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
         with intra_op_threads(1):  # two samples: no use for more threads, and a loaded machine slows them
             self._bytes_per_sample, probe_out = self._probe()
-        classification = isinstance(probe_out, torch.Tensor) and wants_accuracy(probe_out, self.data.targets)
-        self.metric_names, extra = resolve_metrics(metrics, classification)
+        self.metric_table = metric_table(metrics, self.loss, probe_out, self.data.targets[:2])
+        self.metric_names = [m.name for m in self.metric_table]
+        extra = [(m.name, m.fn) for m in self.metric_table if m.fn is not None]
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         autocast = (self.device.type, torch.bfloat16) if precision == "bf16" else None
         if autocast is not None:
             _autocast_convs(self.model, self.device.type)
-        self._summed = _Summed(
-            self.model, self.loss, "acc" in self.metric_names, extra, sum_dtype, autocast
-        ).eval()
+        self._summed = _Summed(self.model, self.metric_table, sum_dtype, autocast).eval()
         with intra_op_threads(1):
             self._check_scalar_outputs(extra)
 
@@ -639,10 +632,7 @@ class Evaluator:
         return torch.stack(results)  # type: ignore[arg-type]
 
     def _store(self, sums: torch.Tensor, idx: np.ndarray, out: np.ndarray, done: np.ndarray) -> None:
-        vals = sums.detach().to("cpu", torch.float64).numpy() / self.n_samples
-        if "acc" in self.metric_names:
-            vals[:, self.metric_names.index("acc")] *= 100.0
-        out[idx] = vals
+        out[idx] = finish_totals(self.metric_table, sums.detach().to("cpu", torch.float64).numpy())
         done[idx] = True
 
     def _store_loop(self, results, idx: np.ndarray, out: np.ndarray, done: np.ndarray) -> None:
@@ -713,9 +703,11 @@ class Evaluator:
         once, instead of a NaN at every grid point (the named losses give one number)."""
         fns = [("the loss", self.loss.mean)] if self.loss.per_sample is None else []
         fns += [(f"metric {name!r}", fn) for name, fn in extra]
-        if not fns:
-            return
         out = self.model(self.data.inputs[:2])
+        hint = shape_hint(self.loss.name, out, self.data.targets[:2]) if self.loss.per_sample is not None else None
+        if hint is not None:  # a named loss that would fail (or mislead) at every point
+            raise ValueError(f"loss={self.loss.name!r} does not fit outputs of shape "
+                             f"{list(logits_of(out).shape[1:])} per sample: {hint}")
         for what, fn in fns:
             try:
                 value = fn(out, self.data.targets[:2])

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from lossviz.data import dataset_tensors
-from lossviz.losses import LossFn, resolve_loss, scalar_value, wants_accuracy
+from lossviz.losses import LossFn, batch_totals, finish_totals, metric_table, resolve_loss, scalar_value
 from lossviz.validation import Boolean, Constraint, Interval, Options, check
 
 _prewarm_lock = threading.Lock()
@@ -240,33 +240,38 @@ def evaluate_model(
     batch_size: int = 4096,
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """Mean loss (and accuracy in percent for class labels, and user metrics) of ``model`` in eval
-    mode over ``(inputs, targets)``: ``sum_b n_b · mean_b / N``. NaN and ±inf are kept."""
-    loss_fn = resolve_loss(loss).mean
+    """Mean loss (and accuracy in percent where one is defined, and user metrics) of ``model`` in eval
+    mode over ``(inputs, targets)``: ``Σ_b s_b / Σ_b c_b`` of each metric's batch sums and counts
+    (:func:`lossviz.losses.metric_table`: samples, or counted tokens for a token loss). NaN and ±inf
+    are kept."""
+    resolved = resolve_loss(loss)
     was_training = model.training
     model.eval()
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu")
     )
     n = len(inputs)
-    sums: dict[str, float] = {}
+    table = None
+    totals: torch.Tensor | None = None
     try:
         for start in range(0, n, batch_size):
             x = inputs[start : start + batch_size].to(device)
             y = targets[start : start + batch_size].to(device)
             out = model(x)
-            w = len(x)
-            vals = {"loss": float(scalar_value(loss_fn(out, y)))}
-            if wants_accuracy(out, y):
-                vals["acc"] = 100.0 * float((out.argmax(1) == y).float().mean())
-            for name, fn in (metrics or {}).items():
-                vals[name] = float(scalar_value(fn(out, y), f"metric {name!r}"))
-            for k, v in vals.items():
-                sums[k] = sums.get(k, 0.0) + w * v
+            if table is None:
+                table = metric_table(("loss", "acc", *(metrics or {}).items()), resolved, out, y)
+                scalar_value(resolved.mean(out, y))
+                for m in table:
+                    if m.fn is not None:
+                        scalar_value(m.fn(out, y), f"metric {m.name!r}")
+            parts = torch.stack([p.to(torch.float64) for p in batch_totals(table, out, y)])
+            totals = parts if totals is None else totals + parts
     finally:
         model.train(was_training)
-    out = {k: v / n for k, v in sums.items()} if n else {}
-    return out  # NaN and ±inf stay as they are (a diverged loss is stored as such)
+    if table is None or totals is None:
+        return {}
+    values = finish_totals(table, totals.cpu().numpy()[None])[0]
+    return {m.name: float(v) for m, v in zip(table, values, strict=True)}  # NaN and ±inf stay as they are
 
 
 # ------------------------------------------------------------------------------ the loop

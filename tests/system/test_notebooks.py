@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["quickstart", "li_workflows", "optimizers", "sharpness", "bring_your_own"]
+NAMES = ["quickstart", "li_workflows", "optimizers", "sharpness", "bring_your_own", "language_model"]
 CELL_TIMEOUT_S = 300
 LI_DATASETS = {"xcoordinates", "ycoordinates", "train_loss", "train_acc", "test_loss", "test_acc", "dir_file"}
 TIMES: dict[str, float] = {}
@@ -220,6 +220,34 @@ def test_bring_your_own(tmp_path, kernel_name):
         assert final.metrics["train_loss"] < 0.05 and "train_mae" in final.metrics
     finally:
         s.close()
+
+
+@pytest.mark.timeout(600)
+def test_language_model(tmp_path, kernel_name):
+    nb = execute("language_model", tmp_path, kernel_name)
+    check_common(nb)
+    text = text_of(nb)
+    m = re.search(r"train loss ([\d.]+) -> ([\d.]+), test next-token accuracy ([\d.]+)% -> ([\d.]+)% "
+                  r"\(chance: ([\d.]+)%\)", text)
+    assert m, text
+    loss0, loss1, _, acc1, chance = map(float, m.groups())
+    assert loss1 < 0.8 * loss0 and acc1 > 2 * chance  # it learned the corpus
+    m = re.search(r"centre: loss ([\d.]+), perplexity ([\d.]+) \(exp of the loss: ([\d.]+)\)", text)
+    assert m, text
+    loss, ppl, exp_loss = map(float, m.groups())
+    assert ppl == pytest.approx(np.exp(loss), rel=1e-3) and ppl == pytest.approx(exp_loss, rel=1e-6)
+    m = re.search(r"perplexity at α = 1: ([\d.]+) \(the surface's centre: ([\d.]+)\)", text)
+    assert m and float(m.group(1)) == pytest.approx(float(m.group(2)), rel=1e-4), text  # the same weights
+    m = re.search(r"λ1 = ([-\d.]+) \(converged", text)
+    assert m and float(m.group(1)) > 0, text
+    s = open_session(tmp_path / "runs" / "language_model")
+    try:
+        cks = s.checkpoints()
+        assert len(cks) >= 4 and "train_acc" in cks[-1].metrics
+        assert any(r["complete"] for r in s.surfaces())  # the PCA surface is stored
+    finally:
+        s.close()
+    assert TIMES["language_model"] < 120  # ~60 s on two loaded cores with LOSSVIZ_FAST=1
 
 
 def open_session_regression(path: Path):

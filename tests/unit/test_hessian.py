@@ -365,15 +365,24 @@ def test_hutch_plus_plus_beats_hutchinson_on_outliers() -> None:
 
 # ------------------------------------------------------------------------------------ every loss
 def _loss_case(name: str):
-    """A tiny float64 MLP and data for the loss ``name`` (``"mse_labels"``: the reference's softmax-MSE)."""
+    """A tiny float64 MLP and data for the loss ``name`` (``"mse_labels"``: the reference's softmax-MSE;
+    the token losses: 6 sequences of 5 tokens, the MLP acting per token, some labels -100; ``"bce"``:
+    0/1 multi-label targets)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 3)).double()
     g = torch.Generator().manual_seed(1)
+    if name in ("token_cross_entropy", "causal_lm"):
+        x = torch.randn(6, 5, 2, generator=g, dtype=F64)
+        y = torch.randint(0, 3, (6, 5), generator=g)
+        y[torch.rand(6, 5, generator=g) < 0.25] = -100
+        return model, (x, y), name
     x = torch.randn(30, 2, generator=g, dtype=F64)
     if name in ("cross_entropy", "ce", "nll", "mse_labels"):
         y = torch.randint(0, 3, (30,), generator=g)
+    elif name == "bce":
+        y = (torch.rand(30, 3, generator=g) < 0.5).to(F64)
     else:
-        y = torch.randn(30, 3, generator=g, dtype=F64)
+        y = 2 * torch.randn(30, 3, generator=g, dtype=F64)  # "huber": both of its branches
     return model, (x, y), ("mse" if name == "mse_labels" else name)
 
 

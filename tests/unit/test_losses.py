@@ -1,13 +1,15 @@
 """lossviz.losses: every loss name means one thing in the engine, training, the Hessian and the CLI.
 
 Ground truth: ``torch.nn.functional`` in float64, and the reference's softmax-MSE written out by hand
-(``mean((softmax(z) - onehot(y))^2)``) for ``"mse"`` on class labels.
+(``mean((softmax(z) - onehot(y))^2)``) for ``"mse"`` on class labels; the token losses against
+``F.cross_entropy`` on the flattened (and, for ``causal_lm``, shifted) tokens with ``ignore_index=-100``.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from lossviz.params import ParamSpace
 from lossviz.training import DEFAULT_HPARAMS, evaluate_model, train, validate_hparams
 
 N, D_IN, C = 40, 3, 4
+T = 5  # tokens per sequence of the "tokens" cases (x: (N, T, D_IN), y: (N, T))
 
 
 def _model() -> nn.Module:
@@ -38,6 +41,15 @@ def _softmax_mse_by_hand(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((torch.softmax(z, dim=1) - onehot) ** 2).mean()
 
 
+def _token_ce_reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=-100)
+
+
+def _causal_reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Hugging Face GPT-2's shift: logits of positions 0..T-2 predict the labels of 1..T-1."""
+    return F.cross_entropy(z[:, :-1].flatten(0, 1), y[:, 1:].flatten(), ignore_index=-100)
+
+
 # name -> (targets kind, float64 reference of the batch mean)
 CASES = {
     "cross_entropy": ("labels", F.cross_entropy),
@@ -46,15 +58,28 @@ CASES = {
     "mse": ("floats", F.mse_loss),
     "mse on labels": ("labels", _softmax_mse_by_hand),
     "l1": ("floats", F.l1_loss),
+    "huber": ("floats", F.huber_loss),
+    "bce": ("multilabel", F.binary_cross_entropy_with_logits),
+    "token_cross_entropy": ("tokens", _token_ce_reference),
+    "causal_lm": ("tokens", _causal_reference),
 }
 
 
 def _data(kind: str):
+    """``"tokens"``: (N, T, D_IN) inputs (nn.Linear acts per token) and (N, T) labels, a varying number
+    of them -100 per sequence (so token means differ from sequence means)."""
     g = torch.Generator().manual_seed(1)
+    if kind == "tokens":
+        x = torch.randn(N, T, D_IN, generator=g, dtype=torch.float64)
+        y = torch.randint(0, C, (N, T), generator=g)
+        y[torch.rand(N, T, generator=g) < 0.3] = -100
+        return x, y
     x = torch.randn(N, D_IN, generator=g, dtype=torch.float64)
     if kind == "labels":
         return x, torch.randint(0, C, (N,), generator=g)
-    return x, torch.randn(N, C, generator=g, dtype=torch.float64)
+    if kind == "multilabel":
+        return x, (torch.rand(N, C, generator=g) < 0.4).double()
+    return x, 2 * torch.randn(N, C, generator=g, dtype=torch.float64)  # both Huber branches
 
 
 def _name(case: str) -> str:
@@ -76,18 +101,29 @@ def test_engine_training_and_hessian_give_the_reference_value(case):
         want = float(reference(model(x), y))
     space = ParamSpace(model)
     for strategy in ("loop", "vmap"):
-        ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy=strategy, points_per_call=4)
-        got = ev.evaluate(space.vector(model)[None].repeat(4, 1))["loss"]
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        for batch_size in (None, 7):  # 7: uneven data batches, summed by the engine
+            ev = Evaluator(model, (x, y), loss=name, dtype=torch.float64, strategy=strategy, points_per_call=4,
+                           batch_size=batch_size)
+            got = ev.evaluate(space.vector(model)[None].repeat(4, 1))["loss"]
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
     assert evaluate_model(model, x, y, loss=name)["loss"] == pytest.approx(want, rel=1e-13)
     op = HessianOperator(model, (x, y), loss=name, dtype=torch.float64, batch_size=None)
     assert op.loss() == pytest.approx(want, rel=1e-13)
     # one function per name: the engine and the Hessian call the same object
     assert ev.loss.mean is op.loss_fn is resolve_loss(name, y).mean
-    # the per-sample terms average to the batch mean
+    # the per-sample terms average to the batch mean (token losses: each sequence's own mean), and
+    # (sum, count) gives it for any union of batches
     with torch.no_grad():
-        terms = resolve_loss(name, y).per_sample(model(x), y)
-    assert terms.shape == (N,) and float(terms.mean()) == pytest.approx(want, rel=1e-13)
+        z = model(x)
+        terms = resolve_loss(name, y).per_sample(z, y)
+        total, count = resolve_loss(name, y).sum_and_count(z, y)
+    assert terms.shape == (N,) and float(total / count) == pytest.approx(want, rel=1e-13)
+    if kind == "tokens":
+        by_sequence = [float(reference(z[i : i + 1], y[i : i + 1])) for i in range(N)]
+        np.testing.assert_allclose(terms.numpy(), by_sequence, rtol=1e-13)
+        assert float(count) == float((y[:, 1:] if name == "causal_lm" else y).ne(-100).sum())
+    else:
+        assert float(terms.mean()) == pytest.approx(want, rel=1e-13) and float(count) == N
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -127,17 +163,15 @@ def test_the_hessian_of_every_name_is_autograds(case):
 
 
 def _write_case_module(folder: Path, kind: str) -> str:
+    """A module whose ``data()`` is this file's ``_data(kind)`` (its source copied) and ``build()``
+    is ``_model()``."""
     name = f"lvz_loss_case_{kind}_{abs(hash(str(folder)))}"
     (folder / f"{name}.py").write_text(
         "import torch\nfrom torch import nn\n\n"
-        "def build():\n"
-        "    torch.manual_seed(0)\n"
-        f"    return nn.Linear({D_IN}, {C}).double()\n\n"
-        "def data():\n"
-        "    g = torch.Generator().manual_seed(1)\n"
-        f"    x = torch.randn({N}, {D_IN}, generator=g, dtype=torch.float64)\n"
-        + (f"    return x, torch.randint(0, {C}, ({N},), generator=g)\n" if kind == "labels" else
-           f"    return x, torch.randn({N}, {C}, generator=g, dtype=torch.float64)\n")
+        f"N, T, D_IN, C = {N}, {T}, {D_IN}, {C}\n\n"
+        + inspect.getsource(_model) + "\n" + inspect.getsource(_data)
+        + "\ndef build():\n    return _model()\n\n"
+        f"def data():\n    return _data({kind!r})\n"
     )
     return name
 
@@ -234,3 +268,127 @@ def test_the_loss_names_need_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "cross_entropy" in done.stdout
+
+
+# ------------------------------------------------------------------------------------ other tasks
+def _metric_values(name: str, metrics, x, y, batch: int):
+    """The engine's table over data batches of ``batch`` samples (sums and counts accumulated)."""
+    from lossviz.losses import batch_totals, finish_totals, metric_table
+
+    model = _model()
+    loss = resolve_loss(name, y)
+    with torch.no_grad():
+        table = metric_table(metrics, loss, model(x[:2]), y[:2])
+        totals = sum(torch.stack(batch_totals(table, model(x[s : s + batch]), y[s : s + batch]))
+                     for s in range(0, len(x), batch))
+    return dict(zip([m.name for m in table], finish_totals(table, totals.numpy()[None])[0], strict=True))
+
+
+def test_accuracy_is_left_out_where_it_means_nothing():
+    """Float targets (regression): "acc" is dropped for mse, l1 and huber, in the engine and in training."""
+    for name in ("mse", "l1", "huber"):
+        x, y = _data("floats")
+        surf_names = Evaluator(_model(), (x, y), loss=name, metrics=("loss", "acc"), dtype=torch.float64).metric_names
+        assert surf_names == ["loss"]
+        assert set(evaluate_model(_model(), x, y, loss=name)) == {"loss"}
+    x, y = _data("labels")
+    assert Evaluator(_model(), (x, y), loss="cross_entropy", dtype=torch.float64).metric_names == ["loss", "acc"]
+
+
+def test_multi_label_accuracy_is_the_share_of_correct_entries():
+    x, y = _data("multilabel")
+    with torch.no_grad():
+        z = _model()(x)
+    want = 100.0 * float(((z > 0) == (y > 0.5)).double().mean())
+    got = _metric_values("bce", ("loss", "acc"), x, y, batch=7)
+    assert got["acc"] == pytest.approx(want, rel=1e-13)
+    assert got["loss"] == pytest.approx(float(F.binary_cross_entropy_with_logits(z, y)), rel=1e-13)
+    ev = Evaluator(_model(), (x, y), loss="bce", dtype=torch.float64, batch_size=7, strategy="loop")
+    assert ev.evaluate_one(ParamSpace(_model()).vector(_model()))["acc"] == pytest.approx(want, rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["token_cross_entropy", "causal_lm"])
+def test_token_accuracy_and_perplexity_count_tokens_over_all_batches(name):
+    """Per-token (next-token for causal_lm) accuracy over the non -100 labels of all the data, and
+    perplexity = exp of the whole data's mean token loss: batches of 7 sequences counting different
+    numbers of tokens, against the whole data at once."""
+    x, y = _data("tokens")
+    with torch.no_grad():
+        z = _model()(x)
+    if name == "causal_lm":
+        z, y_cmp = z[:, :-1], y[:, 1:]
+    else:
+        y_cmp = y
+    keep = y_cmp != -100
+    want_acc = 100.0 * float(((z.argmax(-1) == y_cmp) & keep).sum()) / float(keep.sum())
+    want_loss = float(F.cross_entropy(z.flatten(0, 1), y_cmp.flatten(), ignore_index=-100))
+    got = _metric_values(name, ("loss", "acc", "perplexity"), x, y, batch=7)
+    assert got["acc"] == pytest.approx(want_acc, rel=1e-13)
+    assert got["loss"] == pytest.approx(want_loss, rel=1e-13)
+    assert got["perplexity"] == pytest.approx(float(np.exp(want_loss)), rel=1e-13)
+
+
+def test_losses_read_hugging_face_outputs_and_mapping_batches():
+    """The same name on ``(outputs, y)`` and on ``(ModelOutput, {"labels": y, ...})``; causal_lm falls
+    back on input_ids, and on the outputs' own .loss when no targets are given."""
+    from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutput
+
+    x, y = _data("labels")
+    with torch.no_grad():
+        z = _model()(x)
+    batch = {"x": x, "labels": y}
+    for name in ("cross_entropy", "mse", "nll"):
+        plain = resolve_loss(name, y).mean(z, y)
+        assert float(resolve_loss(name, batch).mean(SequenceClassifierOutput(logits=z), batch)) == float(plain)
+    xt, yt = _data("tokens")
+    with torch.no_grad():
+        zt = _model()(xt)
+    ids = yt.clamp(min=0)
+    ref = _causal_reference(zt, ids)
+    out = CausalLMOutput(logits=zt, loss=torch.tensor(1.25, dtype=torch.float64))
+    by_ids = {"input_ids": ids}
+    assert float(resolve_loss("causal_lm", by_ids).mean(out, by_ids)) == pytest.approx(float(ref), rel=1e-13)
+    assert float(resolve_loss("causal_lm").mean(out, None)) == 1.25  # no labels: the model's own loss
+
+
+def test_missing_labels_non_scalar_losses_and_misused_metrics_are_named_before_any_work():
+    with pytest.raises(ValueError, match=r"loss 'causal_lm' needs labels but the batch has keys \['attention_mask'\]"
+                                         r".*'labels' or 'input_ids'.*outputs.loss"):
+        resolve_loss("causal_lm", {"attention_mask": torch.ones(2, 3)})
+    with pytest.raises(ValueError, match=r"loss 'cross_entropy' needs labels but the batch has keys \['input_ids'\]"):
+        resolve_loss("cross_entropy", {"input_ids": torch.ones(2, 3, dtype=torch.long)})
+    with pytest.raises(ValueError, match=r"needs token labels of shape \(batch, tokens\)"):
+        resolve_loss("token_cross_entropy", torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs integer class labels"):
+        resolve_loss("causal_lm", torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"'perplexity' is exp of a mean negative log-likelihood, but loss='mse'"):
+        resolve_metrics(("loss", "perplexity"), False, "mse")
+    x, y = _data("floats")
+    with pytest.raises(ValueError, match=r"the loss returned \[2, 4\], not a scalar"):  # the 2-sample probe
+        Evaluator(_model(), (x, y), loss=lambda o, t: (o - t) ** 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"returned \[40, 4\], not a scalar"):
+        evaluate_model(_model(), x, y, loss=lambda o, t: (o - t) ** 2)
+
+
+def test_perplexity_reuses_the_losss_totals_also_after_pickling():
+    """batch_totals computes the loss once for "loss" and "perplexity", also in a table that travelled
+    to a worker pickled."""
+    import pickle
+
+    from lossviz.losses import Loss, batch_totals, metric_table
+
+    x, y = _data("tokens")
+    with torch.no_grad():
+        z = _model()(x)
+    loss = resolve_loss("token_cross_entropy", y)
+    calls = []
+
+    def counted(outputs, targets):
+        calls.append(1)
+        return loss.sum_and_count(outputs, targets)
+
+    table = metric_table(("loss", "perplexity"), Loss(loss.name, loss.mean, loss.per_sample, counted), z, y)
+    parts = batch_totals(table, z, y)
+    assert len(calls) == 1 and torch.equal(parts[0], parts[2]) and torch.equal(parts[1], parts[3])
+    shipped = pickle.loads(pickle.dumps(metric_table(("loss", "perplexity"), loss, z, y)))
+    assert shipped[0].total is shipped[1].total

@@ -55,8 +55,18 @@ FORWARD_CASES = [
 ]
 
 
+# token models: (name, kwargs, (batch, tokens), outputs' last dimension); their own tests in
+# tests/unit/test_language.py (TinyGPT) and tests/unit/test_hf_models.py (Hugging Face)
+TOKEN_FORWARD_CASES = [
+    ("gpt", {}, (2, 32), 27),
+    ("gpt", {"n_layer": 1, "d_model": 16, "n_head": 2, "block_size": 8, "vocab_size": 5}, (3, 8), 5),
+    ("hf_gpt2", {}, (2, 20), 27),
+    ("hf_bert", {}, (2, 20), 3),
+]
+
+
 def test_every_registered_model_has_a_forward_case():
-    assert {name for name, *_ in FORWARD_CASES} >= set(list_models())
+    assert {name for name, *_ in FORWARD_CASES + TOKEN_FORWARD_CASES} >= set(list_models())
     assert list_models() == sorted(MODELS)
 
 
@@ -74,6 +84,20 @@ def test_model_builds_and_runs(name, kwargs, shape, n_out):
     if name not in ("resnet56_noshort", "resnet110_noshort"):
         with torch.no_grad():
             assert not torch.equal(model(x + 1.0), out)
+
+
+@pytest.mark.parametrize("name,kwargs,shape,n_out", TOKEN_FORWARD_CASES, ids=lambda v: str(v)[:24])
+def test_token_model_builds_and_runs(name, kwargs, shape, n_out):
+    from lossviz.losses import logits_of
+
+    torch.manual_seed(0)
+    model = get_model(name, **kwargs).eval()
+    ids = torch.randint(0, kwargs.get("vocab_size", 27), shape)
+    with torch.no_grad():
+        out = logits_of(model(input_ids=ids))
+        other = logits_of(model(input_ids=(ids + 1) % kwargs.get("vocab_size", 27)))
+    assert out.shape == ((shape[0], n_out) if name == "hf_bert" else (*shape, n_out))
+    assert torch.isfinite(out).all() and not torch.equal(out, other)
 
 
 def test_mlp_matches_manual_forward():
@@ -202,7 +226,7 @@ def test_user_factory_and_errors(tmp_path, monkeypatch):
 
 
 def test_spirals_shapes_determinism_and_geometry():
-    assert list_data() == ["cifar10", "digits", "fakedata", "mnist", "spirals"]
+    assert list_data() == ["cifar10", "digits", "fakedata", "mnist", "spirals", "tinytext", "tinytext_kinds"]
     train, test = get_data("spirals", n=300, n_test=90, k=3)
     X, y = train.tensors
     assert X.shape == (300, 2) and X.dtype == torch.float32

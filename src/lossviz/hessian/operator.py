@@ -150,7 +150,8 @@ class HessianOperator:
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype
         evaluation = as_eval_data(data).to(self.device, dtype)
-        self.loss_fn = resolve_loss(loss, evaluation.targets).mean
+        resolved = resolve_loss(loss, evaluation.targets)
+        self.loss_fn = resolved.mean
         x, y = evaluation.inputs, evaluation.targets
         self.n_samples = len(evaluation)
         self.buffers = {
@@ -165,6 +166,9 @@ class HessianOperator:
             batch_size = None if self._graph is not None else self._batch_within(x, y, graph_memory)
         bs = self.n_samples if batch_size is None else min(int(batch_size), self.n_samples)
         self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
+        # each batch's weight in the mean: its samples, or its counted tokens for a token loss
+        counts = [resolved.count(b[1]) for b in self.batches]
+        self._weights = [c / max(1, sum(counts)) for c in counts]
         self.n_matvecs = 0
 
     def _batch_within(self, x: torch.Tensor, y: torch.Tensor, budget: int) -> int:
@@ -233,12 +237,13 @@ class HessianOperator:
         theta = self.center if theta is None else theta.to(self.device, self.dtype)
         total = 0.0
         with torch.no_grad(), eval_mode(self.model):
-            for batch in self.batches:
-                total += float(self._loss_at(theta, batch)) * batch[0].shape[0]
-        return total / self.n_samples
+            for batch, weight in zip(self.batches, self._weights, strict=True):
+                total += float(self._loss_at(theta, batch)) * weight
+        return total
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` summed over data batches with weights ``n_b / N``."""
+        """``H v`` summed over data batches with weights ``n_b / N`` (``n_b``: the batch's samples, or its
+        counted tokens for a token loss, :meth:`lossviz.losses.Loss.count`)."""
         v = v.to(self.device, self.dtype)
         if v.shape != self.center.shape:
             raise ValueError(f"v has shape {tuple(v.shape)}, the space has ({self.dim},)")
@@ -249,9 +254,9 @@ class HessianOperator:
             leaf, g = self._graph
             return self._backward(leaf, g, v, keep=True)
         out = torch.zeros_like(self.center)
-        for batch in self.batches:
+        for batch, weight in zip(self.batches, self._weights, strict=True):
             (leaf, g), _ = self._gradient_graph(batch)
-            out.add_(self._backward(leaf, g, v, keep=False), alpha=batch[0].shape[0] / self.n_samples)
+            out.add_(self._backward(leaf, g, v, keep=False), alpha=weight)
         return out
 
     __call__ = matvec

@@ -239,12 +239,28 @@ def _fakedata(
     )
 
 
+def _tinytext(root=None, **kw) -> tuple[Dataset, Dataset]:
+    """The generated text corpus as next-token windows (:func:`lossviz.zoo.language.tinytext`)."""
+    from lossviz.zoo.language import tinytext
+
+    return tinytext(root, **kw)
+
+
+def _tinytext_kinds(root=None, **kw) -> tuple[Dataset, Dataset]:
+    """Padded corpus sentences labelled by kind (:func:`lossviz.zoo.language.tinytext_kinds`)."""
+    from lossviz.zoo.language import tinytext_kinds
+
+    return tinytext_kinds(root, **kw)
+
+
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
     "spirals": _spirals,
     "digits": _digits,
     "mnist": _mnist,
     "cifar10": _cifar10,
     "fakedata": _fakedata,
+    "tinytext": _tinytext,
+    "tinytext_kinds": _tinytext_kinds,
 }
 """Data set loaders by name; ``get_data(name, root, **kw)`` calls ``DATASETS[name](root, **kw)``."""
 
@@ -260,7 +276,8 @@ def get_data(name: str, root: str | os.PathLike | None = None, **kwargs) -> tupl
     ``root`` is the folder of file-based data sets (``mnist``, ``cifar10``). ``kwargs`` go to the
     loader: ``spirals``: ``n, n_test, k, noise, turns, seed``; ``digits``: ``flat, test_fraction,
     seed``; ``mnist``: ``normalize``; ``cifar10``: ``normalize, verify, augment``; ``fakedata``: ``size,
-    test_size, image_size, num_classes, seed``.
+    test_size, image_size, num_classes, seed``; ``tinytext``: ``n_sentences, block_size, test_fraction,
+    seed, form`` ("pairs" or "dict"); ``tinytext_kinds``: ``n, n_test, length, seed``.
     """
     key = str(name).lower()
     if key not in DATASETS:

@@ -5,6 +5,9 @@ implementation (``tomgoldstein/loss-landscape``, ``cifar10/models/resnet.py``) l
 names, so the reference's state dicts load into ours; ``"densenet121"`` is the reference's CIFAR
 DenseNet-121 (``cifar10/models/densenet.py``; torchvision's ImageNet one is ``"torchvision:densenet121"``).
 ``"cnn12"`` ... ``"cnn96"``, ``"cnn48x2"``, ``"cnn48x3"`` are the width-k CNNs (:class:`WidthCNN`).
+``"gpt"`` is a small GPT for the tinytext corpus (:class:`lossviz.zoo.language.TinyGPT`: token ids in,
+logits (B, T, V) out); ``"hf_gpt2"`` and ``"hf_bert"`` are Hugging Face models built from a config
+(:mod:`lossviz.zoo.hf`, random weights).
 ``"torchvision:<name>"`` builds any torchvision
 model (never with pretrained weights: nothing is downloaded) and ``"package.module:factory"`` calls a
 user's own factory.
@@ -427,6 +430,22 @@ def _width_cnn(width: int, repeats: int = 1) -> Callable[..., nn.Module]:
     return build
 
 
+def _gpt(**kw) -> nn.Module:
+    from lossviz.zoo.language import TinyGPT
+
+    return TinyGPT(**kw)
+
+
+def _hf(name: str) -> Callable[..., nn.Module]:
+    def build(**kw) -> nn.Module:
+        from lossviz.zoo import hf
+
+        return getattr(hf, name)(**kw)
+
+    build.__doc__ = f"lossviz.zoo.hf.{name} (needs transformers)."
+    return build
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "lenet": _lenet,
@@ -444,6 +463,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     **{f"cnn{k}": _width_cnn(k) for k in (12, 24, 36, 48, 96)},
     "cnn48x2": _width_cnn(48, 2),
     "cnn48x3": _width_cnn(48, 3),
+    "gpt": _gpt,
+    "hf_gpt2": _hf("hf_gpt2"),
+    "hf_bert": _hf("hf_bert"),
 }
 """Model builders by name; ``get_model(name, **kwargs)`` calls ``MODELS[name](**kwargs)``."""
 
