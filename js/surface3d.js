@@ -9,6 +9,9 @@ import { PLOT_CONFIG, emptyNote } from "./plots.js";
 
 /** @import { Ctx, View } from "./types" */
 
+/** Largest side the 3-D (WebGL) surface draws; a bigger grid is decimated. */
+const MAX_3D_SIDE = 101;
+
 /** The 3-D view in its cell.
  * @param {HTMLElement} container @param {Ctx} ctx @returns {View} */
 export function createSurface3d(container, ctx) {
@@ -35,19 +38,22 @@ export function createSurface3d(container, ctx) {
     if (key === lastKey) return;
     lastKey = key;
     const v = s.view;
-    const shown = displayValues(surf, v.log);
+    const shown = displayValues(surf, v.log, MAX_3D_SIDE);
     const [lo, hi] = colourLimits(surf.z.data, { log: v.log, vmin: v.vmin, vmax: v.vmax });
     const z = rows(shown);
-    const { x: xs, y: ys } = surf;
+    const xs = Array.from(shown.x), ys = Array.from(shown.y);
     /** @param {number} x @param {number} y */
     const lift = (x, y) => bilinear(xs, ys, shown.data, x, y);
     const traces = [{
-      type: "surface", x: surf.x, y: surf.y, z, cmin: lo, cmax: hi, colorscale: "Viridis", showscale: false, opacity: 0.95,
+      type: "surface", x: xs, y: ys, z, cmin: lo, cmax: hi, colorscale: "Viridis", showscale: false, opacity: 0.95,
       contours: { z: { show: true, usecolormap: true, project: { z: true }, width: 1 } }, name: surf.metric,
       hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>",
     }, ...trajectoryTraces(surf, s, lift)];
-    const scene = { xaxis: { title: { text: "d1" } }, yaxis: { title: { text: "d2" } },
-      zaxis: { title: { text: v.log ? `log10 ${surf.metric}` : surf.metric } }, aspectmode: "manual", aspectratio: { x: 1, y: 1, z: 0.7 } };
+    // few, short z ticks: plotly's default crowds the short z axis until the labels overlap
+    const tick = { nticks: 5, tickfont: { size: 9 } };
+    const scene = { xaxis: { title: { text: "d1" }, ...tick }, yaxis: { title: { text: "d2" }, ...tick },
+      zaxis: { title: { text: v.log ? `log10 ${surf.metric}` : surf.metric }, ...tick, nticks: 4, tickformat: ".3~g" },
+      aspectmode: "manual", aspectratio: { x: 1, y: 1, z: 0.7 } };
     Plotly.react(plot, traces, { ...frame, title: { ...title, text: `3-D ${surf.metric}` }, scene }, PLOT_CONFIG);
     container.dataset.state = surf.progress < 1 ? "filling" : "complete";
   }
