@@ -21,7 +21,7 @@ export const CRITICAL_STYLE = {
 
 /** Largest side drawn: a bigger grid is drawn every k-th row and column (the title says so), which keeps a
  * redraw of a 401 x 401 grid well under the 200 ms a browser frame may take. */
-export const MAX_DRAWN_SIDE = 151;
+export const MAX_DRAWN_SIDE = 121;
 
 /** Values as drawn: while incomplete, cells not computed yet are preview-filled (computed NaN cells, i.e.
  * diverged points, stay gaps: `surface.doneMask`), log10 when asked; a grid with a side over `maxSide` is
@@ -58,8 +58,8 @@ export function surfaceTitle(surface) {
  * @param {Surface} surface @param {State} state @param {((x: number, y: number) => number) | null} [lift]
  * @returns {object[]} */
 export function trajectoryTraces(surface, state, lift = null) {
-  const t = surface.trajectory;
-  if (!t || !t.ids.length) return [];
+  const t = surface.trajectory ?? { ids: [], x: [], y: [] };
+  if (!t.ids.length && !lift) return [];
   const table = state.table;
   /** @type {{ids: number[], xs: number[], ys: number[], rows: number[]}} */
   const pts = { ids: [], xs: [], ys: [], rows: [] };
@@ -75,11 +75,22 @@ export function trajectoryTraces(surface, state, lift = null) {
   /** @type {object[]} */
   const out = [];
   if (lift) {
+    // three traces whatever the branches (one NaN-separated line, coloured per vertex): plotly replots a
+    // WebGL scene from scratch when its number of traces changes, which costs a second in software GL
+    /** @type {number[]} */
+    const lx = [];
+    /** @type {number[]} */
+    const ly = [];
+    /** @type {string[]} */
+    const lc = [];
     for (const l of lines) {
-      const z = l.x.map((xv, i) => lift(xv, l.y[i]));
-      out.push({ type: "scatter3d", mode: "lines", x: l.x, y: l.y, z, line: { color: many ? "#fff" : branchColor(l.branch), width: 5 },
-        hoverinfo: "skip", name: `branch ${l.branch}` });
+      const c = many ? "#fff" : branchColor(l.branch);
+      for (let i = 0; i < l.x.length; i++) { lx.push(l.x[i]); ly.push(l.y[i]); lc.push(c); }
+      lx.push(NaN); ly.push(NaN); lc.push(c);
     }
+    const lz = lx.map((xv, i) => (Number.isFinite(xv) ? lift(xv, ly[i]) : NaN));
+    out.push({ type: "scatter3d", mode: "lines", x: lx, y: ly, z: lz, line: { color: lc, width: 5 }, connectgaps: false,
+      hoverinfo: "skip", name: "branches" });
     const z = pts.xs.map((xv, i) => lift(xv, pts.ys[i]));
     out.push({ type: "scatter3d", mode: "markers", x: pts.xs, y: pts.ys, z, customdata: pts.ids, name: "trajectory",
       marker: { size: 2.5, color: pts.rows.map((r) => branchColor(table.branches[r])), line: { color: "#fff", width: 0.5 } },

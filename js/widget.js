@@ -268,6 +268,8 @@ function render({ model, el: root }) {
   let later = 0;
   /** @type {Partial<Record<Part, number>>} */
   const drawnAt = {};
+  /** @type {[Part, number, number][]} */
+  const timings = []; // the last redraws and their milliseconds (for tests and the benchmark)
   /** @param {Iterable<Part>} names */
   function schedule(names) {
     for (const n of names) dirty.add(n);
@@ -288,8 +290,11 @@ function render({ model, el: root }) {
         drawnAt[n] = now;
       }
       dirty.delete(n);
+      const t0 = performance.now();
       try {
         renderers[n]();
+        timings.push([n, Math.round(performance.now() - t0), Math.round(t0)]);
+        if (timings.length > 100) timings.shift();
       } catch (err) {
         console.error(`lossviz: drawing ${n} failed`, err);
         errorText.textContent = `drawing ${n} failed: ${err instanceof Error ? err.message : String(err)}`;
@@ -321,7 +326,7 @@ function render({ model, el: root }) {
     for (const v of Object.values(views)) if (v.el && v.el._fullLayout) Plotly.Plots.resize(v.el);
   });
   resize.observe(box);
-  box.__lossviz = { ctx, views, branch, model, viewsPanel, panelTabs };
+  box.__lossviz = { ctx, views, branch, model, viewsPanel, panelTabs, timings };
 
   return () => {
     resize.disconnect();
