@@ -22,6 +22,8 @@ export const CRITICAL_STYLE = {
 /** Largest side drawn: a bigger grid is drawn every k-th row and column (the title says so), which keeps a
  * redraw of a 401 x 401 grid well under the 200 ms a browser frame may take. */
 export const MAX_DRAWN_SIDE = 121;
+/** ... and while it fills (redrawn several times a second), at most this many per side. */
+export const MAX_FILLING_SIDE = 81;
 
 /** Values as drawn: while incomplete, cells not computed yet are preview-filled (computed NaN cells, i.e.
  * diverged points, stay gaps: `surface.doneMask`), log10 when asked; a grid with a side over `maxSide` is
@@ -135,7 +137,7 @@ export function createContour(container, ctx) {
       return;
     }
     const v = s.view;
-    const shown = displayValues(surf, v.log, MAX_DRAWN_SIDE);
+    const shown = displayValues(surf, v.log, surf.progress < 1 ? MAX_FILLING_SIDE : MAX_DRAWN_SIDE);
     const [lo, hi] = colourLimits(surf.z.data, { log: v.log, vmin: v.vmin, vmax: v.vmax });
     const z = rows(shown);
     const cbTitle = v.log ? `log10 ${surf.metric}` : surf.metric;

@@ -235,7 +235,10 @@ export function createScatter(container, ctx) {
     // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
     // every point when the selection overlay appears), unless the user zoomed or panned.
     if (pending && pending.method === method) { userView = true; }
-    const ranges = pending && pending.method === method ? [pending.x, pending.y] : userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
+    // the user's zoom is kept by giving plotly its ranges again (uirevision keeps only plotly's own GUI edits)
+    const shownBox = userView ? plotBox() : null;
+    const ranges = pending && pending.method === method ? [pending.x, pending.y]
+      : shownBox ? [shownBox.xr, shownBox.yr] : userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
     if (pending && pending.method === method) pending = null;
     const layout = {
       margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
