@@ -58,6 +58,7 @@ export function createBranchPanel(container, ctx) {
       input.addEventListener("change", () => markEdited(f.name));
       const note = el("div", { class: "lv-field-error" });
       const label = labelled(f.label, input, note);
+      /** @type {HTMLElement} */ (label.firstChild).title = f.hint ? `${f.label}: ${f.hint}` : f.label;  // shown whole on hover
       label.className = `lv-field lv-group-${f.group}`;
       label.dataset.field = f.name;
       controls.set(f.name, { spec: f, input, note, label });
@@ -173,7 +174,7 @@ export function createBranchPanel(container, ctx) {
     const id = s.clicked;
     const r = id === null || id === undefined ? undefined : t.index.get(id);
     if (r === undefined) {
-      header.innerHTML = "<b>no checkpoint open</b> — click a point in the trajectory; Train with nothing open starts from the project's first checkpoint";
+      header.innerHTML = "<b>no checkpoint open</b>: click a point (Train starts from the first checkpoint)";
     } else {
       const loss = t.metrics.train_loss ? ` · train loss ${fmt(t.metrics.train_loss[r])}` : "";
       header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · epoch ${fmt(t.epochs[r])}${loss}`;

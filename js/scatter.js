@@ -60,7 +60,7 @@ export function scatterPoints(table, projection) {
   return pts;
 }
 
-/** Line segments per branch: parent -> the branch's points in epoch order (NaN-separated for plotly).
+/** Line segments per branch (by branch number): parent -> the branch's points in epoch order.
  * @param {Checkpoints} table @param {Points} pts @returns {{branch: number, x: number[], y: number[]}[]} */
 export function branchLines(table, pts) {
   const byId = new Map(pts.ids.map((id, k) => [id, k]));
@@ -85,7 +85,7 @@ export function branchLines(table, pts) {
     for (const k of ks) { x.push(pts.xs[k]); y.push(pts.ys[k]); }
     lines.push({ branch: b, x, y });
   }
-  return lines;
+  return lines.sort((p, q) => p.branch - q.branch);
 }
 
 /** [min, max] of the finite values widened by 6 % on each side (±0.5 around a single value).
