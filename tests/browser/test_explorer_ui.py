@@ -417,17 +417,17 @@ def working_session(page):
 
     # 2. type a learning rate while a training run's checkpoints arrive; then Train runs at it
     first = k["ids"][-1]
-    page.fill(f"{EXPLORER} .lv-form input[name=epochs]", "6")
+    page.fill(f"{EXPLORER} .lv-form input[name=epochs]", "30")
     page.click(f"{EXPLORER} button.lv-train")
     page.wait_for_selector(f"{EXPLORER} .lv-job[data-state=running]", timeout=60_000)
-    n_before = kernel(page)["n_checkpoints"]
     lr = page.locator(f"{EXPLORER} .lv-form input[name=lr]")
     lr.click()
     lr.fill("")
-    for ch in "0.0":
-        page.keyboard.type(ch)
-    wait_for(lambda: kernel(page)["table_n"] >= n_before + 2, timeout=120, what="checkpoints arriving while typing")
+    page.keyboard.type("0.0")
+    n_typing = kernel(page)["table_n"]
+    wait_for(lambda: kernel(page)["table_n"] >= n_typing + 2, timeout=120, what="checkpoints arriving while typing")
     page.keyboard.type("37")
+    assert any(j["kind"] == "train" and j["state"] == "running" for j in kernel(page)["jobs"]), "typed while it ran"
     wait_for(lambda: any(j["kind"] == "train" and j["state"] == "done" for j in kernel(page)["jobs"]), timeout=180,
              what="the first run done")
     assert lr.input_value() == "0.037"
@@ -442,6 +442,12 @@ def working_session(page):
     assert lr.input_value() == "0.037"  # and still there after it
 
     # 3. a large surface fills without long tasks; Cancel takes effect within 2 s
+    last = kernel(page)["ids"][-1]
+    box = page.evaluate("""(id) => { const L = document.querySelector('.lossviz-explorer').__lossviz;
+        const r = L.views.scatter.el.getBoundingClientRect(); const p = L.views.scatter.pixelOf(id);
+        return [r.left + p[0], r.top + p[1]]; }""", last)
+    page.mouse.click(*box)
+    wait_for(lambda: kernel(page)["form"].get("checkpoint") == last, what="the last checkpoint opened")
     page.evaluate(LONGTASKS_START)
     page.fill(f"{EXPLORER} .lv-form input[name=resolution]", "201")
     page.click(f"{EXPLORER} button.lv-surface")
