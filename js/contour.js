@@ -144,7 +144,8 @@ export function createContour(container, ctx) {
     const common = { x: Array.from(shown.x), y: Array.from(shown.y), z, zmin: lo, zmax: hi, zauto: false, colorscale: "Viridis",
       colorbar: { title: { text: cbTitle, side: "right" }, thickness: 10 }, hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>", name: surf.metric };
     let trace;
-    if (v.mode === "heatmap") {
+    // a big grid still filling is drawn as a heatmap (no contour paths to trace on every redraw)
+    if (v.mode === "heatmap" || (surf.progress < 1 && surf.total > MAX_FILLING_SIDE * MAX_FILLING_SIDE)) {
       trace = { type: "heatmap", ...common };
     } else {
       trace = { type: "contour", ...common, autocontour: false, contours: { ...contourLevels(lo, hi, v.levels, limits), coloring: v.mode === "lines" ? "lines" : "fill", showlines: true },

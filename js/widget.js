@@ -282,7 +282,9 @@ function render({ model, el: root }) {
     const now = performance.now();
     let heavyDrawn = false;
     let wait = Infinity;
-    for (const n of [...dirty]) {
+    // a heavy view is drawn alone in its frame (the light ones wait for the next)
+    const heavyDue = [...dirty].find((n) => HEAVY_PARTS.includes(n) && (drawnAt[n] ?? -Infinity) + HEAVY_INTERVAL_MS <= now);
+    for (const n of heavyDue ? [heavyDue] : [...dirty]) {
       if (HEAVY_PARTS.includes(n)) {
         const due = (drawnAt[n] ?? -Infinity) + HEAVY_INTERVAL_MS - now;
         if (heavyDrawn || due > 0) { wait = Math.min(wait, Math.max(due, 16)); continue; }

@@ -47,8 +47,9 @@ def wait_for(fn, timeout=60.0, interval=0.1, what="condition"):
 LONGTASKS_START = """() => {
   window.__longtasks = [];
   window.__lt = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) window.__longtasks.push(e.duration);
+    for (const e of list.getEntries()) { window.__longtasks.push(e.duration); window.__longAt.push([Math.round(e.startTime), Math.round(e.duration)]); }
   });
+  window.__longAt = [];
   window.__lt.observe({ type: "longtask", buffered: false });
 }"""
 NEXT_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
@@ -461,8 +462,9 @@ def working_session(page):
     wait_for(lambda: any(j["kind"] == "surface" and j["state"] == "cancelled" for j in kernel(page)["jobs"]),
              timeout=30, interval=0.05, what="the surface job cancelled")
     cancel_s = time.time() - t0
+    timings = page.evaluate(f"() => document.querySelector('{EXPLORER}').__lossviz.timings.slice(-80)")
     print(f"201x201 fill: longest task {max(tasks, default=0):.0f} ms ({len(tasks)} long tasks); "
-          f"cancel {cancel_s:.2f} s")
+          f"cancel {cancel_s:.2f} s; redraws (ms): {timings}; long tasks at: {page.evaluate('() => window.__longAt')}")
     shot(page, "ui-lab-big-grid-cancelled")
     assert max(tasks, default=0) < LONGTASK_LIMIT_MS, tasks
     assert cancel_s < 2.0, cancel_s
