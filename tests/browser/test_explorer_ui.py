@@ -47,7 +47,10 @@ def wait_for(fn, timeout=60.0, interval=0.1, what="condition"):
 LONGTASKS_START = """() => {
   window.__longtasks = [];
   window.__lt = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) { window.__longtasks.push(e.duration); window.__longAt.push([Math.round(e.startTime), Math.round(e.duration)]); }
+    for (const e of list.getEntries()) {
+      window.__longtasks.push(e.duration);
+      window.__longAt.push([Math.round(e.startTime), Math.round(e.duration)]);
+    }
   });
   window.__longAt = [];
   window.__lt.observe({ type: "longtask", buffered: false });
@@ -272,9 +275,8 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
     print(f"once complete: longest task {max(done_tasks[len(tasks):], default=0):.0f} ms (the one 3-D draw)")
     elapsed = time.time() - t0
     timings = page.evaluate("() => document.querySelector('.lossviz-explorer').__lossviz.timings")
-    print(f"401x401 fill: {len(tasks)} long tasks, longest {max(tasks, default=0):.0f} ms, in {elapsed:.1f} s; "
-          f"redraws (ms): {[t for t in timings if t[0] in ('contour', 'surface3d')]}")
-    assert max(tasks, default=0) < LONGTASK_LIMIT_MS, tasks
+    print(f"401x401 fill: {len(tasks)} long tasks, longest {max(tasks, default=0):.0f} ms, in {elapsed:.1f} s")
+    assert max(tasks, default=0) < LONGTASK_LIMIT_MS, (tasks, [t for t in timings if t[0] in ("contour", "surface3d")])
     drawn = page.get_attribute(".lv-cell-contour", "data-drawn")
     assert drawn == "101x101", drawn  # every 4th point of 401
     assert "drawn every 4th point" in page.text_content(".lv-contour-plot .gtitle")
@@ -462,11 +464,11 @@ def working_session(page):
     wait_for(lambda: any(j["kind"] == "surface" and j["state"] == "cancelled" for j in kernel(page)["jobs"]),
              timeout=30, interval=0.05, what="the surface job cancelled")
     cancel_s = time.time() - t0
-    timings = page.evaluate(f"() => document.querySelector('{EXPLORER}').__lossviz.timings.slice(-80)")
-    print(f"201x201 fill: longest task {max(tasks, default=0):.0f} ms ({len(tasks)} long tasks); "
-          f"cancel {cancel_s:.2f} s; redraws (ms): {timings}; long tasks at: {page.evaluate('() => window.__longAt')}")
+    print(f"201x201 fill: longest task {max(tasks, default=0):.0f} ms ({len(tasks)} long tasks); cancel {cancel_s:.2f} s")
     shot(page, "ui-lab-big-grid-cancelled")
-    assert max(tasks, default=0) < LONGTASK_LIMIT_MS, tasks
+    # on failure: when each long task began, and the Explorer's redraws [part, ms, start]
+    timings = page.evaluate(f"() => document.querySelector('{EXPLORER}').__lossviz.timings.slice(-80)")
+    assert max(tasks, default=0) < LONGTASK_LIMIT_MS, (page.evaluate("() => window.__longAt"), timings)
     assert cancel_s < 2.0, cancel_s
 
     # 4. restart the kernel: the old widget says "re-run the cell"

@@ -42,3 +42,22 @@ def test_bad_figures_are_refused_in_words(bad, words):
 
 def test_checked_figures_names_unnamed_ones():
     assert checked_figures([{"data": []}])[0] == {"name": "view 1", "data": [], "layout": {}}
+
+
+def test_the_export_html_command_writes_the_page_and_sends_it(tmp_path):
+    from lossviz.widget.explorer import Explorer
+    from unit.test_widget import FakeSession
+
+    fake = FakeSession(tmp_path / "proj")
+    w = Explorer(fake, throttle=0, background=False)
+    sent = []
+    w.send = lambda content, buffers=None: sent.append((content, buffers))
+    w.handle({"type": "export_html", "figures": [FIG], "title": "demo"})
+    assert w.error == ""
+    pages = list((tmp_path / "proj" / "exports").glob("views_*.html"))
+    assert len(pages) == 1 and "<title>demo</title>" in pages[0].read_text()
+    assert sent[0][0] == {"type": "download", "filename": pages[0].name, "mime": "text/html"}
+    assert bytes(sent[0][1][0]) == pages[0].read_bytes()
+    w.handle({"type": "export_html", "figures": "everything"})
+    assert "list of 1 to 12" in w.error
+    w.close()
