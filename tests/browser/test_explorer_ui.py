@@ -464,7 +464,8 @@ def working_session(page):
     wait_for(lambda: any(j["kind"] == "surface" and j["state"] == "cancelled" for j in kernel(page)["jobs"]),
              timeout=30, interval=0.05, what="the surface job cancelled")
     cancel_s = time.time() - t0
-    print(f"201x201 fill: longest task {max(tasks, default=0):.0f} ms ({len(tasks)} long tasks); cancel {cancel_s:.2f} s")
+    print(f"201x201 fill: longest task {max(tasks, default=0):.0f} ms ({len(tasks)} long tasks); "
+          f"cancel {cancel_s:.2f} s")
     shot(page, "ui-lab-big-grid-cancelled")
     # on failure: when each long task began, and the Explorer's redraws [part, ms, start]
     timings = page.evaluate(f"() => document.querySelector('{EXPLORER}').__lossviz.timings.slice(-80)")
