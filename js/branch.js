@@ -187,6 +187,7 @@ export function createBranchPanel(container, ctx) {
   /** @typedef {{row: HTMLDivElement, title: HTMLSpanElement, fill: HTMLDivElement, msg: HTMLSpanElement, cancel: HTMLButtonElement}} JobParts */
   /** @type {Map<number, JobParts>} */
   const jobRows = new Map();
+  const noJobs = el("span", { class: "lv-muted", text: "no jobs yet: Train, Disturb, Interpolate and Surface run here" });
   /** @param {number} id @returns {JobParts} */
   function jobRow(id) {
     let parts = jobRows.get(id);
@@ -220,6 +221,7 @@ export function createBranchPanel(container, ctx) {
     });
     // re-append only when the order changed, so rows (and a button under the pointer) stay in the DOM
     const current = [...jobsBox.children];
+    if (!rows.length) { if (!current.length || current[0] !== noJobs) jobsBox.replaceChildren(noJobs); return; }
     if (current.length !== rows.length || rows.some((r, i) => current[i] !== r)) jobsBox.replaceChildren(...rows);
   }
 
