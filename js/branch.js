@@ -2,7 +2,7 @@
 // Branch panel: the clicked checkpoint's hyperparameters in a form (edited fields marked), Train / Disturb /
 // Interpolate / Surface, the jobs with progress bars and Cancel, and distances between selected checkpoints.
 // The form's fields are the kernel's (options.fields): until it sends them the form is empty.
-import { trainFieldNames, parseFields, displayValue, isEdited, surfaceMessage } from "./form.js";
+import { trainFieldNames, parseFields, displayValue, isEdited, surfaceMessage, formUpdates, opensAnother } from "./form.js";
 import { fmt } from "./codecs.js";
 import { button, el, labelled, markInvalid, setOptions } from "./dom.js";
 
@@ -33,8 +33,7 @@ export function createBranchPanel(container, ctx) {
   const buttons = el("div", { class: "lv-buttons" });
   const jobsBox = el("div", { class: "lv-jobs" });
   const distBox = el("div", { class: "lv-distances" });
-  container.append(header, form, buttons, el("div", { class: "lv-subtitle", text: "jobs" }), jobsBox,
-    el("div", { class: "lv-subtitle", text: "distances between selected" }), distBox);
+  container.append(header, form, buttons);  // the jobs and distances go in the panel's tabs (widget.js)
 
   /** @type {readonly FieldSpec[]} */
   let fields = [];
@@ -45,10 +44,10 @@ export function createBranchPanel(container, ctx) {
   let original = {};
 
   /** (Re)build the form's controls when the kernel's fields change.
-   * @param {readonly FieldSpec[]} specs */
+   * @param {readonly FieldSpec[]} specs @returns {boolean} true when the controls were (re)built */
   function buildForm(specs) {
     const key = JSON.stringify(specs);
-    if (key === builtFrom) return;
+    if (key === builtFrom) return false;
     builtFrom = key;
     fields = specs;
     controls.clear();
@@ -59,11 +58,13 @@ export function createBranchPanel(container, ctx) {
       input.addEventListener("change", () => markEdited(f.name));
       const note = el("div", { class: "lv-field-error" });
       const label = labelled(f.label, input, note);
+      /** @type {HTMLElement} */ (label.firstChild).title = f.hint ? `${f.label}: ${f.hint}` : f.label;  // shown whole on hover
       label.className = `lv-field lv-group-${f.group}`;
       label.dataset.field = f.name;
       controls.set(f.name, { spec: f, input, note, label });
     }
     form.replaceChildren(...Array.from(controls.values(), (c) => c.label));
+    return true;
   }
 
   /** @param {string} name */
@@ -137,26 +138,43 @@ export function createBranchPanel(container, ctx) {
     ctx.send(surfaceMessage(v, ctx.state.clicked, ctx.state.selection));
   }, "compute a loss surface around the open checkpoint");
   action("cancel", "Cancel", () => ctx.send({ type: "cancel" }), "cancel every running job");
+  action("reset", "Reset", () => renderForm({ reset: true }), "put the open checkpoint's values back into every field");
 
-  function renderForm() {
+  /** @type {Record<string, unknown> | null} */
+  let loaded = null;  // the kernel's form last loaded into the controls
+  /** Show a value from the kernel in a field's control.
+   * @param {Control} c @param {unknown} v */
+  function show({ spec: f, input: i }, v) {
+    const value = displayValue(f, v);
+    if (i instanceof HTMLInputElement && i.type === "checkbox") i.checked = Boolean(value);
+    else if (i instanceof HTMLSelectElement) {
+      setOptions(i, f.choices ?? []);
+      if (value && !Array.from(i.options).some((o) => o.value === value)) i.append(el("option", { value: String(value), text: String(value) }));
+      i.value = String(value);
+    } else i.value = String(value);
+  }
+
+  /** Redraw the form. The user's edits are never overwritten: the controls are filled afresh only when
+   * another checkpoint is opened or Reset is pressed (`reset`); a new form from the kernel for the same
+   * checkpoint writes only the fields the user has not edited.
+   * @param {{reset?: boolean}} [opts] */
+  function renderForm({ reset = false } = {}) {
     const s = ctx.state;
-    buildForm(s.options.fields ?? []);
-    original = { ...s.form };
-    for (const { spec: f, input: i } of controls.values()) {
-      const value = displayValue(f, s.form[f.name]);
-      if (i instanceof HTMLInputElement && i.type === "checkbox") i.checked = Boolean(value);
-      else if (i instanceof HTMLSelectElement) {
-        setOptions(i, f.choices ?? []);
-        if (value && !Array.from(i.options).some((o) => o.value === value)) i.append(el("option", { value: String(value), text: String(value) }));
-        i.value = String(value);
-      } else i.value = String(value);
-      markEdited(f.name);
-    }
+    const rebuilt = buildForm(s.options.fields ?? []);
+    const next = s.form ?? {};
+    const reload = reset || rebuilt || opensAnother(loaded, next);
+    const rawValues = Object.fromEntries(Array.from(controls.keys(), (n) => [n, raw(n)]));
+    const updates = formUpdates(fields, rawValues, loaded ?? {}, next, reload);
+    for (const [name, v] of Object.entries(updates)) show(/** @type {Control} */ (controls.get(name)), v);
+    loaded = { ...next };
+    original = loaded;
+    for (const name of controls.keys()) markEdited(name);
+    form.dataset.checkpoint = String(next.checkpoint ?? "");
     const t = s.table;
     const id = s.clicked;
     const r = id === null || id === undefined ? undefined : t.index.get(id);
     if (r === undefined) {
-      header.innerHTML = "<b>no checkpoint open</b> — click a point in the trajectory; Train with nothing open starts from the project's first checkpoint";
+      header.innerHTML = "<b>no checkpoint open</b>: click a point (Train starts from the first checkpoint)";
     } else {
       const loss = t.metrics.train_loss ? ` · train loss ${fmt(t.metrics.train_loss[r])}` : "";
       header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · epoch ${fmt(t.epochs[r])}${loss}`;
@@ -169,6 +187,7 @@ export function createBranchPanel(container, ctx) {
   /** @typedef {{row: HTMLDivElement, title: HTMLSpanElement, fill: HTMLDivElement, msg: HTMLSpanElement, cancel: HTMLButtonElement}} JobParts */
   /** @type {Map<number, JobParts>} */
   const jobRows = new Map();
+  const noJobs = el("span", { class: "lv-muted", text: "no jobs yet: Train, Disturb, Interpolate and Surface run here" });
   /** @param {number} id @returns {JobParts} */
   function jobRow(id) {
     let parts = jobRows.get(id);
@@ -202,6 +221,7 @@ export function createBranchPanel(container, ctx) {
     });
     // re-append only when the order changed, so rows (and a button under the pointer) stay in the DOM
     const current = [...jobsBox.children];
+    if (!rows.length) { if (!current.length || current[0] !== noJobs) jobsBox.replaceChildren(noJobs); return; }
     if (current.length !== rows.length || rows.some((r, i) => current[i] !== r)) jobsBox.replaceChildren(...rows);
   }
 
@@ -217,5 +237,5 @@ export function createBranchPanel(container, ctx) {
     distBox.replaceChildren(el("table", { class: "lv-dist-table" }, head, ...body));
   }
 
-  return { renderForm, renderJobs, renderDistances, controls };
+  return { renderForm, renderJobs, renderDistances, controls, jobsBox, distBox };
 }

@@ -90,3 +90,38 @@ export function download(filename, mime, data) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
+
+/** Tabs: a bar of buttons, one shown body at a time; `show(name)` switches (the bar's buttons do too).
+ * @param {string} cls @param {[string, string, HTMLElement][]} entries  [name, caption, body]
+ * @returns {{el: HTMLDivElement, show(name: string): void}} */
+export function tabs(cls, entries) {
+  const bar = el("div", { class: "lv-tabbar", role: "tablist" });
+  const bodies = el("div", { class: "lv-tabbodies" });
+  /** @param {string} name */
+  const show = (name) => {
+    for (const b of bar.children) b.classList.toggle("lv-tab-on", /** @type {HTMLElement} */ (b).dataset.tab === name);
+    for (const b of bodies.children) /** @type {HTMLElement} */ (b).hidden = /** @type {HTMLElement} */ (b).dataset.tab !== name;
+  };
+  for (const [name, caption, body] of entries) {
+    const b = button(`lv-tab lv-tab-${name}`, caption, undefined, () => show(name));
+    b.dataset.tab = name;
+    b.setAttribute("role", "tab");
+    bar.append(b);
+    const wrap = el("div", { class: `lv-tabbody lv-tabbody-${name}`, role: "tabpanel" }, body);
+    wrap.dataset.tab = name;
+    bodies.append(wrap);
+  }
+  if (entries.length) show(entries[0][0]);
+  return { el: el("div", { class: `lv-tabs ${cls}` }, bar, bodies), show };
+}
+
+/** True when a keydown inside the widget must not reach JupyterLab, which would take plain keys in a focused
+ * select or input (`r`, `m`, `y`, `a`, `b`, `d d`, ...) as notebook shortcuts. Escape, Shift/Ctrl/Cmd+Enter
+ * (run the cell) and Ctrl/Cmd+S (save) still reach the notebook.
+ * @param {{key: string, shiftKey?: boolean, ctrlKey?: boolean, metaKey?: boolean}} e @returns {boolean} */
+export function keepsKey(e) {
+  if (e.key === "Escape") return false;
+  if (e.key === "Enter" && (e.shiftKey || e.ctrlKey || e.metaKey)) return false;
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") return false;
+  return true;
+}

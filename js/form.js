@@ -104,3 +104,28 @@ export function isEdited(spec, raw, original) {
   if (a.error || b.error) return true;
   return a.value !== b.value;
 }
+
+/** Which fields a new `form` from the kernel may write, and with what, so that the user's edits are never
+ * overwritten: everything when the form is loaded afresh (`reload`: another checkpoint opened, a Reset, the
+ * first fill); otherwise only the fields the user has not edited (their shown text still reads the value last
+ * loaded) and whose value changed. Returns {name: value to show}.
+ * @param {readonly FieldSpec[]} fields @param {Record<string, unknown>} raw  what the controls hold now
+ * @param {Record<string, unknown>} loaded  the form last loaded into them
+ * @param {Record<string, unknown>} next  the kernel's form now @param {boolean} reload
+ * @returns {Record<string, unknown>} */
+export function formUpdates(fields, raw, loaded, next, reload) {
+  /** @type {Record<string, unknown>} */
+  const out = {};
+  for (const f of fields) {
+    if (reload) { out[f.name] = next[f.name]; continue; }
+    if (isEdited(f, raw[f.name], loaded[f.name])) continue;  // the user's edit stays
+    if (displayValue(f, next[f.name]) !== displayValue(f, loaded[f.name])) out[f.name] = next[f.name];
+  }
+  return out;
+}
+
+/** True when a new kernel form replaces every field: the first fill, or another checkpoint opened.
+ * @param {Record<string, unknown> | null} loaded @param {Record<string, unknown>} next @returns {boolean} */
+export function opensAnother(loaded, next) {
+  return loaded === null || (loaded.checkpoint ?? null) !== (next.checkpoint ?? null);
+}

@@ -100,3 +100,19 @@ export function colourLimits(values, { log = false, vmin = null, vmax = null } =
   if (hi < lo) [lo, hi] = [hi, lo];
   return [lo, hi];
 }
+
+/** Every `stride`-th row and column of a (ny, nx) grid, the last row and column always kept, with the smallest
+ * stride that leaves at most `maxSide` per side: {z, x, y, stride}.
+ * @param {ArrayLike<number>} z @param {number} nx @param {number} ny @param {ArrayLike<number>} xs
+ * @param {ArrayLike<number>} ys @param {number} maxSide
+ * @returns {{z: Float32Array, x: number[], y: number[], stride: number}} */
+export function decimateGrid(z, nx, ny, xs, ys, maxSide) {
+  const stride = Math.max(1, Math.ceil((Math.max(nx, ny) - 1) / Math.max(1, maxSide - 1)));
+  /** @param {number} n */
+  const picks = (n) => { const p = []; for (let i = 0; i < n; i += stride) p.push(i); if (p[p.length - 1] !== n - 1) p.push(n - 1); return p; };
+  const cols = picks(nx), rowsPicked = picks(ny);
+  const out = new Float32Array(cols.length * rowsPicked.length);
+  let k = 0;
+  for (const i of rowsPicked) for (const j of cols) out[k++] = z[i * nx + j];
+  return { z: out, x: cols.map((j) => xs[j]), y: rowsPicked.map((i) => ys[i]), stride };
+}

@@ -20,6 +20,32 @@ import { el, plotIn, svg } from "./dom.js";
  * @typedef {{l: number, t: number, w: number, h: number, xr: number[], yr: number[]}} PlotBox */
 
 const GL_THRESHOLD = 4000; // above this many points, draw with WebGL (scattergl)
+const DOUBLE_CLICK_MS = 250; // a click opens a checkpoint this long after it, unless it was a double click's first
+const LEGEND_MAX = 12; // branches named in the legend (then "+ N more")
+
+/** The layout view's lane ticks: each lane (a whole y) named by the branch drawn in it, so lanes read as
+ * the branches' own numbers (not 0..n-1).
+ * @param {Checkpoints} table @param {Points} pts @returns {{tickvals: number[], ticktext: string[]} | {dtick: number}} */
+export function laneTicks(table, pts) {
+  /** @type {Map<number, number>} */
+  const lanes = new Map();
+  for (let k = 0; k < pts.ids.length; k++) {
+    const lane = Math.round(pts.ys[k]);
+    if (!lanes.has(lane)) lanes.set(lane, Math.round(table.branches[pts.rows[k]]));
+  }
+  if (!lanes.size || lanes.size > 40) return { dtick: 1 };
+  const vals = [...lanes.keys()].sort((a, b) => a - b);
+  return { tickvals: vals, ticktext: vals.map((v) => String(lanes.get(v))) };
+}
+
+/** The branches of the table, in order, with their checkpoint counts.
+ * @param {Checkpoints} table @returns {[number, number][]} */
+export function branchCounts(table) {
+  /** @type {Map<number, number>} */
+  const n = new Map();
+  for (let r = 0; r < table.n; r++) { const b = Math.round(table.branches[r]); n.set(b, (n.get(b) ?? 0) + 1); }
+  return [...n.entries()].sort((a, b) => a[0] - b[0]);
+}
 
 /** Points of the scatter: rows of the table that the projection placed, in projection order.
  * @param {Checkpoints} table @param {Projection} projection @returns {Points} */
@@ -34,7 +60,7 @@ export function scatterPoints(table, projection) {
   return pts;
 }
 
-/** Line segments per branch: parent -> the branch's points in epoch order (NaN-separated for plotly).
+/** Line segments per branch (by branch number): parent -> the branch's points in epoch order.
  * @param {Checkpoints} table @param {Points} pts @returns {{branch: number, x: number[], y: number[]}[]} */
 export function branchLines(table, pts) {
   const byId = new Map(pts.ids.map((id, k) => [id, k]));
@@ -59,7 +85,7 @@ export function branchLines(table, pts) {
     for (const k of ks) { x.push(pts.xs[k]); y.push(pts.ys[k]); }
     lines.push({ branch: b, x, y });
   }
-  return lines;
+  return lines.sort((p, q) => p.branch - q.branch);
 }
 
 /** [min, max] of the finite values widened by 6 % on each side (±0.5 around a single value).
@@ -75,7 +101,7 @@ export function paddedRange(values) {
 /** @param {Projection} projection @returns {[string, string]} */
 function axisTitles(projection) {
   const m = projection.method;
-  if (m === "layout") return ["epoch", "branch"];
+  if (m === "layout") return ["epoch", "branch (lane)"];
   if (m === "pca") {
     const r = /** @type {unknown[] | undefined} */ (projection.meta?.explained_variance_ratio);
     /** @param {unknown} v */
@@ -116,7 +142,8 @@ export function hoverCardHtml(table, row) {
 
 /** The trajectory view in its cell, with its gestures.
  * @param {HTMLElement} container @param {Ctx} ctx
- * @returns {View & {pixelOf(id: number): Pixel | null}} */
+ * @returns {View & {pixelOf(id: number): Pixel | null, renderLegend(box: HTMLElement): void,
+ *   viewRanges(): {method: string, x: number[], y: number[]} | null, restoreRanges(r: {method: string, x: number[], y: number[]}): void}} */
 export function createScatter(container, ctx) {
   const { Plotly } = ctx;
   container.classList.add("lv-scatter");
@@ -135,6 +162,10 @@ export function createScatter(container, ctx) {
   /** @type {string | null} */
   let method = null;
   let userView = false; // the user zoomed or panned: keep their ranges
+  /** @type {{method: string, x: number[], y: number[]} | null} */
+  let pending = null; // a saved view's zoom, applied once its projection is drawn
+  /** @type {ReturnType<typeof setTimeout> | 0} */
+  let clickTimer = 0; // a click opens a point after the double-click window (a double click resets the view)
 
   /** @returns {PlotBox | null} */
   function plotBox() {
@@ -203,13 +234,18 @@ export function createScatter(container, ctx) {
     method = s.projection.method;
     // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
     // every point when the selection overlay appears), unless the user zoomed or panned.
-    const ranges = userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
+    if (pending && pending.method === method) { userView = true; }
+    // the user's zoom is kept by giving plotly its ranges again (uirevision keeps only plotly's own GUI edits)
+    const shownBox = userView ? plotBox() : null;
+    const ranges = pending && pending.method === method ? [pending.x, pending.y]
+      : shownBox ? [shownBox.xr, shownBox.yr] : userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
+    if (pending && pending.method === method) pending = null;
     const layout = {
       margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
       title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected`, font: { size: 12 }, x: 0.02 },
       xaxis: { title: { text: xt }, zeroline: false, ...(ranges && { range: ranges[0] }) },
       yaxis: { title: { text: yt }, zeroline: false, ...(ranges && { range: ranges[1] }),
-        ...(s.projection.method === "layout" && { dtick: 1 }) }, // branch lanes are whole numbers
+        ...(s.projection.method === "layout" && laneTicks(t, pts)) }, // lanes named by their branch
       uirevision: s.projection.method, plot_bgcolor: "#fafafa",
     };
     Plotly.react(plot, traces, layout, { displayModeBar: false, scrollZoom: false, responsive: true });
@@ -248,6 +284,7 @@ export function createScatter(container, ctx) {
     e.preventDefault();
     e.stopPropagation();
     card.hidden = true;
+    if (e.detail >= 2) { clearTimeout(clickTimer); clickTimer = 0; } // the second press of a double click
     const g = gestureFor(e);
     gesture = { ...g, box, start: [x, y], last: [x, y], path: [[x, y]], moved: false };
     overlay.setAttribute("class", `lv-overlay lv-${g.gesture} ${g.mode === "remove" ? "lv-remove" : ""}`);
@@ -294,9 +331,12 @@ export function createScatter(container, ctx) {
     e.stopPropagation();
     if (g.gesture === "pan") return;
     const { px, py } = pixelPoints(g.box);
-    if (!g.moved) { // a click: open the nearest checkpoint
+    if (!g.moved) { // a click: open the nearest checkpoint, unless a second click makes it a double click
       const k = nearestPoint(px, py, g.start[0], g.start[1], BRUSH_RADIUS_PX);
-      if (k >= 0) ctx.click(pts.ids[k]);
+      clearTimeout(clickTimer);
+      if (e.detail >= 2) { clickTimer = 0; return; }
+      const id = pts.ids[k];
+      if (k >= 0) clickTimer = setTimeout(() => { clickTimer = 0; ctx.click(id); }, DOUBLE_CLICK_MS);
       return;
     }
     const hits = g.gesture === "lasso" ? lassoHits(px, py, g.path) : brushHits(px, py, g.path, BRUSH_RADIUS_PX);
@@ -351,9 +391,35 @@ export function createScatter(container, ctx) {
   plot.addEventListener("mouseleave", () => { card.hidden = true; });
   plot.addEventListener("dblclick", onDblClick, true);
 
+  /** The branch colour legend (swatch and number per branch, the first LEGEND_MAX) in `box`.
+   * @param {HTMLElement} box */
+  function renderLegend(box) {
+    const counts = branchCounts(ctx.state.table);
+    const items = counts.slice(0, LEGEND_MAX).map(([b, n]) => {
+      const item = el("span", { class: "lv-legend-item", title: `branch ${b}: ${n} checkpoint(s)` },
+        el("span", { class: "lv-swatch" }), el("span", { text: `branch ${b}` }));
+      /** @type {HTMLElement} */ (item.firstChild).style.background = branchColor(b);
+      item.dataset.branch = String(b);
+      return item;
+    });
+    if (counts.length > LEGEND_MAX) items.push(el("span", { class: "lv-muted", text: `+ ${counts.length - LEGEND_MAX} more` }));
+    box.replaceChildren(el("span", { class: "lv-muted", text: "colours:" }), ...items);
+  }
+
   return {
     el: plot,
     render,
+    renderLegend,
+    /** The zoom the user set (null when the view follows the data). */
+    viewRanges() {
+      const box = plotBox();
+      return userView && box && method ? { method, x: box.xr, y: box.yr } : null;
+    },
+    /** Show a saved zoom (now, or once its projection is drawn). @param {{method: string, x: number[], y: number[]}} r */
+    restoreRanges(r) {
+      pending = { method: r.method, x: r.x.slice(), y: r.y.slice() };
+      if (drawn && method === r.method) render();
+    },
     /** Pixel position (relative to the plot element) of a checkpoint, for tests and the benchmark.
      * @param {number} id @returns {Pixel | null} */
     pixelOf(id) {
@@ -362,6 +428,6 @@ export function createScatter(container, ctx) {
       if (!box || k < 0) return null;
       return [toPixel(pts.xs[k], box.xr, box.l, box.w), toPixel(pts.ys[k], box.yr, box.t, box.h, true)];
     },
-    destroy() { window.removeEventListener("mousemove", onMove, true); window.removeEventListener("mouseup", onUp, true); Plotly.purge(plot); },
+    destroy() { clearTimeout(clickTimer); window.removeEventListener("mousemove", onMove, true); window.removeEventListener("mouseup", onUp, true); Plotly.purge(plot); },
   };
 }

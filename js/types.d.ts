@@ -88,6 +88,8 @@ export interface AnyModel<T = Traits> {
   send(content: object): void;
   on(event: "msg:custom", callback: (msg: unknown, buffers: DataView<ArrayBuffer>[]) => void): void;
   on(event: `change:${string & keyof T}`, callback: () => void): void;
+  // ipywidgets' model events: the widget manager marks the comm dead on a kernel restart; the kernel closed it
+  on(event: "comm_live_update" | "comm:close", callback: () => void): void;
   off(event: string, callback: (...args: never[]) => void): void;
 }
 

@@ -12,7 +12,8 @@ import { createSurface3d } from "./surface3d.js";
 import { createMetrics, createLines } from "./curves.js";
 import { createBranchPanel } from "./branch.js";
 import { createProjectPanel } from "./project.js";
-import { button, download, el, labelled, markInvalid, select, setOptions } from "./dom.js";
+import { button, download, el, keepsKey, labelled, markInvalid, select, setOptions, tabs } from "./dom.js";
+import { createViewsPanel } from "./snapshot.js";
 
 /** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
 
@@ -44,12 +45,12 @@ function readState(model) {
 }
 
 /** @typedef {"scatter" | "metrics" | "contour" | "surface3d" | "lines" | "form" | "jobs" | "distances" | "project"
- *   | "toolbar" | "banner" | "colorBy"} Part */
+ *   | "toolbar" | "banner" | "colorBy" | "legend"} Part */
 
 /** Which parts redraw when a trait changes.
  * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
-  checkpoints: ["scatter", "metrics", "form", "colorBy"],
+  checkpoints: ["scatter", "metrics", "form", "colorBy", "legend"],
   projection: ["scatter", "toolbar"],
   selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
   clicked: ["scatter", "form"],
@@ -73,6 +74,11 @@ const DEPENDS = {
   project: ["project"],
 };
 
+/** The views whose redraw is costly (big grids, WebGL): at most one per frame, and each at most this often.
+ * @type {readonly Part[]} */
+const HEAVY_PARTS = ["contour", "surface3d"];
+const HEAVY_INTERVAL_MS = 400;
+
 /** @param {RenderProps} props */
 function render({ model, el: root }) {
   let localError = "";
@@ -80,7 +86,14 @@ function render({ model, el: root }) {
   const ctx = {
     Plotly,
     state: readState(model),
-    send(msg) { localError = ""; model.send(msg); },
+    send(msg) {
+      if (dead) return;
+      localError = "";
+      const type = /** @type {{type?: string}} */ (msg).type ?? "";
+      if (["train", "disturb", "interpolate", "surface", "cancel"].includes(type)) panelTabs.show("jobs");
+      if (type === "distances") panelTabs.show("distances");
+      try { model.send(msg); } catch (err) { console.error("lossviz: sending to the kernel failed", err); markDead(); }
+    },
     setSelection(ids) {
       if (sameIds(ids, ctx.state.selection)) return;
       model.set("selection", ids);
@@ -119,8 +132,10 @@ function render({ model, el: root }) {
     if (target) Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
   });
   const h5Btn = button("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
+  const htmlBtn = button("lv-html", "HTML", "a standalone interactive HTML page of the current views (opens with no kernel)",
+    () => viewsPanel.exportHtml());
   const toolbar = el("div", { class: "lv-toolbar" }, labelled("projection", projSel), labelled("colour", colorSel),
-    selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn);
+    selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn, htmlBtn);
   projSel.addEventListener("change", () => { model.set("projection_method", projSel.value); model.save_changes(); });
   colorSel.addEventListener("change", () => { model.set("color_by", colorSel.value); model.save_changes(); });
 
@@ -168,20 +183,41 @@ function render({ model, el: root }) {
   const scatterCell = cell("lv-cell-scatter"), metricsCell = cell("lv-cell-metrics");
   const contourCell = cell("lv-cell-contour"), surfaceCell = cell("lv-cell-3d"), linesCell = cell("lv-cell-lines");
   const branchCell = el("div", { class: "lv-panel lv-panel-branch" }), projectCell = el("div", { class: "lv-panel lv-panel-project" });
-  const left = el("div", { class: "lv-col lv-col-left" }, scatterCell, metricsCell);
-  const middle = el("div", { class: "lv-col lv-col-middle" }, viewOpts, contourCell, surfaceCell, linesCell);
-  const right = el("div", { class: "lv-col lv-col-right" },
-    el("details", { class: "lv-details", open: "" }, el("summary", { text: "branch" }), branchCell),
-    el("details", { class: "lv-details" }, el("summary", { text: "projects" }), projectCell));
-  box.append(toolbar, banner, el("div", { class: "lv-main" }, left, middle, right));
+  const legend = el("div", { class: "lv-legend", "aria-label": "branch colours" });
+  const left = el("div", { class: "lv-col lv-col-left" }, legend, scatterCell, metricsCell);
+  const middle = el("div", { class: "lv-col lv-col-middle" }, viewOpts, el("div", { class: "lv-surface-views" }, contourCell, surfaceCell), linesCell);
+  const branch = createBranchPanel(branchCell, ctx);
+  const project = createProjectPanel(projectCell, ctx);
+  const viewsCell = el("div", { class: "lv-panel lv-panel-views" });
+  // the branch form and its buttons stay in view; jobs, distances, projects and saved views are tabs below,
+  // each a bounded, scrolling box
+  const panelTabs = tabs("lv-panel-tabs", [["jobs", "jobs", branch.jobsBox], ["distances", "distances", branch.distBox],
+    ["projects", "projects", projectCell], ["views", "saved views", viewsCell]]);
+  const right = el("div", { class: "lv-col lv-col-right" }, branchCell, panelTabs.el);
+  // a dead widget (kernel restarted, widget closed) says so over everything and takes no actions
+  let dead = false;
+  const deadBox = el("div", { class: "lv-dead", role: "alert" }, el("div", { class: "lv-dead-card" },
+    el("b", { text: "This Explorer is disconnected from its kernel" }),
+    el("span", { text: "The kernel restarted or the widget was closed: re-run the cell to get a live Explorer." })));
+  deadBox.hidden = true;
+  function markDead() {
+    if (dead) return;
+    dead = true;
+    deadBox.hidden = false;
+    box.classList.add("lv-is-dead");
+    box.dataset.dead = "true";
+  }
+  box.append(toolbar, banner, el("div", { class: "lv-main" }, left, middle, right), deadBox);
   root.append(box);
+  // keys typed into the widget stay in it: JupyterLab (which listens for keydown bubbling to the document)
+  // would take `r`, `m`, `y`, `a`, `b`, `d d` ... in a focused select or input as notebook shortcuts
+  box.addEventListener("keydown", (e) => { if (keepsKey(e)) e.stopPropagation(); });
 
   const views = {
     scatter: createScatter(scatterCell, ctx), metrics: createMetrics(metricsCell, ctx), contour: createContour(contourCell, ctx),
     surface3d: createSurface3d(surfaceCell, ctx), lines: createLines(linesCell, ctx),
   };
-  const branch = createBranchPanel(branchCell, ctx);
-  const project = createProjectPanel(projectCell, ctx);
+  const viewsPanel = createViewsPanel(viewsCell, ctx, model, views);
 
   function renderToolbar() {
     const s = ctx.state;
@@ -219,33 +255,55 @@ function render({ model, el: root }) {
     scatter: () => views.scatter.render(), metrics: () => views.metrics.render(), contour: () => views.contour.render(),
     surface3d: () => views.surface3d.render(), lines: () => views.lines.render(), form: () => branch.renderForm(),
     jobs: () => branch.renderJobs(), distances: () => branch.renderDistances(), project: () => project.render(),
-    toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar,
+    toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar, legend: () => views.scatter.renderLegend(legend),
   };
 
   // ------------------------------------------------------------------ batching of redraws
+  // Changes are coalesced into one redraw per animation frame. The heavy views (contour, 3-D) redraw at most
+  // every HEAVY_INTERVAL_MS and one per frame, so a big grid filling never holds the page for long.
   /** @type {Set<Part>} */
   const dirty = new Set();
+  let frame = 0;
   /** @type {ReturnType<typeof setTimeout> | 0} */
-  let timer = 0;
+  let later = 0;
+  /** @type {Partial<Record<Part, number>>} */
+  const drawnAt = {};
+  /** @type {[Part, number, number][]} */
+  const timings = []; // the last redraws and their milliseconds (for tests and the benchmark)
   /** @param {Iterable<Part>} names */
   function schedule(names) {
     for (const n of names) dirty.add(n);
-    if (!timer) timer = setTimeout(flush, 0);
+    if (!frame && !later) frame = requestAnimationFrame(flush);
   }
   function flush() {
-    timer = 0;
+    frame = 0;
+    later = 0;
     ctx.state = readState(model);
-    const names = [...dirty];
-    dirty.clear();
-    for (const n of names) {
+    const now = performance.now();
+    let heavyDrawn = false;
+    let wait = Infinity;
+    // a heavy view is drawn alone in its frame (the light ones wait for the next)
+    const heavyDue = [...dirty].find((n) => HEAVY_PARTS.includes(n) && (drawnAt[n] ?? -Infinity) + HEAVY_INTERVAL_MS <= now);
+    for (const n of heavyDue ? [heavyDue] : [...dirty]) {
+      if (HEAVY_PARTS.includes(n)) {
+        const due = (drawnAt[n] ?? -Infinity) + HEAVY_INTERVAL_MS - now;
+        if (heavyDrawn || due > 0) { wait = Math.min(wait, Math.max(due, 16)); continue; }
+        heavyDrawn = true;
+        drawnAt[n] = now;
+      }
+      dirty.delete(n);
+      const t0 = performance.now();
       try {
         renderers[n]();
+        timings.push([n, Math.round(performance.now() - t0), Math.round(t0)]);
+        if (timings.length > 100) timings.shift();
       } catch (err) {
         console.error(`lossviz: drawing ${n} failed`, err);
         errorText.textContent = `drawing ${n} failed: ${err instanceof Error ? err.message : String(err)}`;
         errorBox.hidden = false;
       }
     }
+    if (dirty.size) later = setTimeout(() => { later = 0; frame = requestAnimationFrame(flush); }, Number.isFinite(wait) ? wait : 16);
   }
   /** @type {[`change:${keyof Traits}`, () => void][]} */
   const handlers = [];
@@ -260,6 +318,9 @@ function render({ model, el: root }) {
     if (m && m.type === "download" && buffers && buffers.length) download(String(m.filename), String(m.mime), buffers[0]);
   };
   model.on("msg:custom", onMsg);
+  // the kernel restarted (the widget manager marks every model's comm dead) or closed the widget
+  model.on("comm_live_update", markDead);
+  model.on("comm:close", markDead);
 
   // first draw once the element is in the page (plotly needs its size)
   schedule(/** @type {Part[]} */ (Object.keys(renderers)));
@@ -267,12 +328,16 @@ function render({ model, el: root }) {
     for (const v of Object.values(views)) if (v.el && v.el._fullLayout) Plotly.Plots.resize(v.el);
   });
   resize.observe(box);
-  box.__lossviz = { ctx, views, branch, model };
+  box.__lossviz = { ctx, views, branch, model, viewsPanel, panelTabs, timings };
 
   return () => {
     resize.disconnect();
     for (const [ev, fn] of handlers) model.off(ev, fn);
     model.off("msg:custom", onMsg);
+    model.off("comm_live_update", markDead);
+    model.off("comm:close", markDead);
+    cancelAnimationFrame(frame);
+    clearTimeout(later);
     for (const v of Object.values(views)) v.destroy();
   };
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fieldNamed, parseField, parseFields, isEdited, surfaceMessage, trainFieldNames } from "../form.js";
+import { fieldNamed, parseField, parseFields, isEdited, surfaceMessage, trainFieldNames, formUpdates, opensAnother } from "../form.js";
 import { FIELDS, OPTIONS } from "./fixtures.js";
 
 const spec = (name) => fieldNamed(FIELDS, name);
@@ -58,4 +58,21 @@ test("the fields come from the kernel: Train sends the train group but epochs; u
   assert.deepEqual(parseFields([], { lr: "0.1" }), { values: {}, errors: {} }); // before the kernel sends options
   assert.match(parseField(spec("n"), "1001").error, /at most 1000/);
   assert.deepEqual(spec("optimizer").choices, OPTIONS.optimizers); // a choice's values are the kernel's list
+});
+
+test("a new kernel form never overwrites an edited field; another checkpoint or a reset replaces all", () => {
+  const loaded = { checkpoint: 3, lr: 0.1, momentum: 0.9, epochs: 1 };
+  const fields = ["lr", "momentum", "epochs"].map(spec);
+  // the user typed lr 0.05; the kernel's form for the same checkpoint now says momentum 0.5, lr 0.2
+  const raw = { lr: "0.05", momentum: "0.9", epochs: "1" };
+  const next = { checkpoint: 3, lr: 0.2, momentum: 0.5, epochs: 1 };
+  assert.deepEqual(formUpdates(fields, raw, loaded, next, false), { momentum: 0.5 });
+  // the same form again (checkpoints arrive): nothing is written
+  assert.deepEqual(formUpdates(fields, raw, loaded, loaded, false), {});
+  // reload (another checkpoint opened, Reset): every field from the kernel
+  assert.deepEqual(formUpdates(fields, raw, loaded, next, true), { lr: 0.2, momentum: 0.5, epochs: 1 });
+  assert.equal(opensAnother(null, next), true);
+  assert.equal(opensAnother(loaded, next), false);
+  assert.equal(opensAnother(loaded, { ...next, checkpoint: 4 }), true);
+  assert.equal(opensAnother({ checkpoint: null }, { checkpoint: null }), false);
 });

@@ -39,6 +39,7 @@ from lossviz.widget.payloads import PayloadError
 from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
 from lossviz.widget.serializers import to_wire
+from lossviz.widget.standalone import checked_figures, standalone_html
 from lossviz.widget.throttle import Coalescer
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -685,6 +686,19 @@ class Explorer(anywidget.AnyWidget):
         self.send({"type": "download", "filename": path.name, "mime": "application/x-hdf5"}, [data])
         self.message = f"surface written to {path} ({len(data)} bytes)"
 
+    # ------------------------------------------------------------------ front-end exports (js/snapshot.js)
+    def _cmd_export_html(self, p: Mapping[str, Any]) -> None:
+        """The views the front end drew, as one standalone HTML page (plotly.js inlined): written to the
+        project's ``exports/`` folder and sent back as a download."""
+        figures = checked_figures(p.get("figures"))
+        page = standalone_html(figures, P.text(p, "title", "lossviz views"))
+        path = Path(str(self._session.path or ".")) / "exports" / f"views_{time.strftime('%Y%m%d-%H%M%S')}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = page.encode()
+        path.write_bytes(data)
+        self.send({"type": "download", "filename": path.name, "mime": "text/html"}, [data])
+        self.message = f"views written to {path} ({len(data)} bytes, opens with no kernel)"
+
 
 COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "train": Explorer._cmd_train,
@@ -705,5 +719,6 @@ COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "open_project": Explorer._cmd_open_project,
     "create_project": Explorer._cmd_create_project,
     "export_surface": Explorer._cmd_export_surface,
+    "export_html": Explorer._cmd_export_html,
 }
 """Front-end message types and their handlers."""
