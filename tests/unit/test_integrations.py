@@ -108,7 +108,11 @@ def test_hf_trainer_callback_logs_every_n_steps_with_the_logged_values(tmp_path)
             a, b = s.store.load_state_dict(c.id), s.store.load_state_dict(logged.id)
             assert all(torch.equal(a[k], b[k]) for k in a)
             assert c.metrics["loss"] == pytest.approx(logged.metrics["loss"])
-        # training_args.bin is a pickled TrainingArguments: skipped, so the hparams are trainer_state.json's
-        assert imported[0].hparams["batch_size"] == 16 and "lr" not in imported[0].hparams
+        # training_args.bin is a pickled TrainingArguments: skipped, so the hparams are trainer_state.json's,
+        # the lr the scheduled rate the Trainer logged at that step (linear decay from 0.05)
+        assert imported[0].hparams["batch_size"] == 16
+        for c, logged in zip(imported, made[1:], strict=True):
+            assert c.hparams["lr"] == pytest.approx(logged.metrics["learning_rate"])
+            assert c.hparams["lr"] < 0.05
     with pytest.raises(ValueError, match="every_n_steps or every_n_epochs"):
         LossvizCallback(tmp_path / "x")
