@@ -1,0 +1,178 @@
+"""Batches of any structure and streamed data through the engine, against a plain float64 loop."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import lossviz
+from lossviz.batches import call_model, targets_of
+from lossviz.evaluate import Evaluator, forget_plans
+from lossviz.params import ParamSpace
+
+
+# ---------------------------------------------------------------------------------------- models and data
+class DictNet(nn.Module):
+    """Called as ``model(**batch)``: takes ``features`` and ``mask`` (and ignores ``labels``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, features, mask, labels=None):
+        return self.lin(features * mask[:, None])
+
+
+class PairNet(nn.Module):
+    """Called as ``model(a, b)`` on a tuple of two inputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.a = nn.Linear(3, 2)
+        self.b = nn.Linear(2, 2)
+
+    def forward(self, a, b):
+        return self.a(a) + self.b(b)
+
+
+class Branchy(nn.Module):
+    """Data-dependent python control flow: vmap cannot run it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        out = self.lin(x)
+        if out.sum() > 0:
+            return out * 2
+        return out
+
+
+class DictSamples(Dataset):
+    def __init__(self, n=24):
+        g = torch.Generator().manual_seed(3)
+        self.features = torch.randn(n, 4, generator=g)
+        self.mask = (torch.rand(n, generator=g) > 0.2).float()
+        self.labels = torch.randint(0, 3, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"features": self.features[i], "mask": self.mask[i], "labels": self.labels[i]}
+
+
+def dict_loss(outputs, batch):
+    return F.cross_entropy(outputs, batch["labels"])
+
+
+def pair_data(n=20):
+    g = torch.Generator().manual_seed(4)
+    return (torch.randn(n, 3, generator=g), torch.randn(n, 2, generator=g)), torch.randint(0, 2, (n,), generator=g)
+
+
+def reference(model, batches, loss, surface, forward=None):
+    """The plain loop in float64: every grid point's mean loss, Σ_b n_b ℓ_b / N."""
+    m = copy.deepcopy(model).double().eval()
+    space = ParamSpace(m, "weights")
+    center = space.vector(m).double()
+    dirs = surface.directions.stacked().double()
+    batches = [lossviz.batches.to_device(b, None, torch.float64) for b in batches]
+    coords = surface.coords()
+    out = np.empty(len(coords))
+    for k, c in enumerate(coords):
+        space.load_into(m, center + torch.as_tensor(c) @ dirs)
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for b in batches:
+                size = lossviz.batches.batch_size(b)
+                total += float(loss(call_model(m, b, forward), targets_of(b))) * size
+                n += size
+        out[k] = total / n
+    return out.reshape(surface.shape)
+
+
+def surface(model, data, **kw):
+    kw.setdefault("x", "-1:1:3")
+    kw.setdefault("y", "-1:1:3")
+    return lossviz.surface(model, data, progress=False, dtype=torch.float64, seed=0, **kw)
+
+
+# ---------------------------------------------------------------------------------------- any structure
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_dataset_of_dicts_matches_the_loop(strategy):
+    ds = DictSamples()
+    s = surface(DictNet(), ds, loss=dict_loss, metrics=("loss",), strategy=strategy)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    np.testing.assert_allclose(s.values["train_loss"], reference(DictNet(), [batch], dict_loss, s), rtol=1e-10)
+    assert s.meta["strategy"] == strategy and "fallback" not in s.meta
+
+
+def test_list_and_loader_of_dict_batches_match_the_loop():
+    ds = DictSamples()
+    loader = DataLoader(ds, batch_size=7)
+    batches = list(loader)
+    for data in (batches, loader):
+        s = surface(DictNet(), data, loss=dict_loss, metrics=("loss",), strategy="vmap", points_per_call=4)
+        np.testing.assert_allclose(s.values["train_loss"], reference(DictNet(), batches, dict_loss, s), rtol=1e-10)
+        assert s.meta["n_samples"] == {"train": len(ds)}
+
+
+def test_tuple_inputs_are_unpacked_not_stacked():
+    (a, b), y = pair_data()
+    for data in (((a, b), y), [((a[:10], b[:10]), y[:10]), ((a[10:], b[10:]), y[10:])]):
+        with np_no_warnings():
+            s = surface(PairNet(), data, loss="cross_entropy", metrics=("loss", "acc"))
+        assert np.isfinite(s.values["train_loss"]).all()
+        ref = reference(PairNet(), [((a, b), y)], F.cross_entropy, s)
+        np.testing.assert_allclose(s.values["train_loss"], ref, rtol=1e-10)
+
+
+def test_forward_hook_overrides_the_calling_rule():
+    ds = DictSamples()
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    data = {"x": batch["features"], "y": batch["labels"]}
+
+    def forward(model, b):
+        return model.lin(b["x"])
+
+    def loss(out, b):
+        return F.cross_entropy(out, b["y"])
+
+    s = surface(DictNet(), data, loss=loss, metrics=("loss",), forward=forward)
+    np.testing.assert_allclose(s.values["train_loss"], reference(DictNet(), [data], loss, s, forward), rtol=1e-10)
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "auto"])
+def test_data_dependent_control_flow_falls_back_to_the_loop(strategy):
+    forget_plans()
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
+    s = surface(Branchy(), (x, y), metrics=("loss",), strategy=strategy, x="-1:1:5", y="-1:1:5")
+    assert "vmap" in s.meta["fallback"] and "loop" in s.meta["fallback"]
+    np.testing.assert_allclose(s.values["train_loss"], reference(Branchy(), [(x, y)], F.cross_entropy, s),
+                               rtol=1e-10)
+
+
+class np_no_warnings:
+    """No RuntimeWarning (a NaN point) may be raised inside."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
