@@ -246,13 +246,13 @@ class BatchStream:
             )
         check_fixed_order(source)
         self.source, self.max_batches, self.max_samples = source, max_batches, max_samples
+        self.n_samples: int | None = None
+        self.device: Any = None
+        self.dtype: torch.dtype | None = None
         first = next(iter(self), None)
         if first is None:
             raise ValueError("the data yielded no batches; give it some data")
         self.first = first
-        self.n_samples: int | None = None
-        self.device: Any = None
-        self.dtype: torch.dtype | None = None
 
     def __iter__(self) -> Iterator[Any]:
         for batch in _limited(self.source, self.max_batches, self.max_samples):

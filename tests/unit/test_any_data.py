@@ -176,3 +176,107 @@ class np_no_warnings:
 
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------------------- streaming
+class CountingBatches:
+    """A re-iterable of fixed batches that counts how often each batch is read."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.reads = [0] * len(batches)
+
+    def __iter__(self):
+        for i, b in enumerate(self.batches):
+            self.reads[i] += 1
+            yield b
+
+
+def image_batches(n_batches=6, size=8):
+    g = torch.Generator().manual_seed(6)
+    return [(torch.randn(size, 5, generator=g), torch.randint(0, 3, (size,), generator=g)) for _ in range(n_batches)]
+
+
+def mlp():
+    torch.manual_seed(7)
+    return nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_streamed_data_equals_in_memory_and_reads_each_batch_once_per_chunk(strategy):
+    batches = image_batches()
+    counting = CountingBatches(batches)
+    kw = dict(metrics=("loss", "acc"), strategy=strategy, chunk_size=4, x="-1:1:3", y="-1:1:3")
+    streamed = surface(mlp(), counting, data_memory=0, **kw)
+    in_memory = surface(mlp(), batches, **kw)
+    assert streamed.meta["streamed"] == ["train"] and in_memory.meta["streamed"] == []
+    for name in ("train_loss", "train_acc"):
+        np.testing.assert_allclose(streamed.values[name], in_memory.values[name], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(streamed.values["train_loss"], reference(mlp(), batches, F.cross_entropy, streamed),
+                               rtol=1e-10)
+    n_chunks = -(-9 // 4)
+    assert counting.reads[1:] == [n_chunks] * (len(batches) - 1)  # every batch once per chunk
+    assert counting.reads[0] <= n_chunks + 2  # (+ the first batch, read to decide and to probe)
+    assert streamed.meta["n_samples"] == {"train": 48}
+
+
+def test_streaming_picks_its_plan_on_the_first_batch_and_agrees():
+    forget_plans()
+    batches = image_batches(4)
+    streamed = surface(mlp(), CountingBatches(batches), data_memory=0, metrics=("loss",), x="-1:1:4", y="-1:1:4")
+    ref = reference(mlp(), batches, F.cross_entropy, streamed)
+    np.testing.assert_allclose(streamed.values["train_loss"], ref, rtol=1e-10)
+    assert streamed.meta["strategy"] in ("loop", "vmap")
+
+
+def test_max_batches_and_max_samples_take_a_fixed_first_part():
+    batches = image_batches()
+    loader_like = CountingBatches(batches)
+    s = surface(mlp(), loader_like, data_memory=0, max_batches=2, metrics=("loss",), strategy="loop")
+    np.testing.assert_allclose(s.values["train_loss"], reference(mlp(), batches[:2], F.cross_entropy, s), rtol=1e-10)
+    s = surface(mlp(), loader_like, data_memory=0, max_samples=12, metrics=("loss",), strategy="loop")
+    cut = [batches[0], (batches[1][0][:4], batches[1][1][:4])]
+    np.testing.assert_allclose(s.values["train_loss"], reference(mlp(), cut, F.cross_entropy, s), rtol=1e-10)
+    assert s.meta["n_samples"] == {"train": 12}
+
+
+def test_a_shuffling_loader_is_refused_before_any_work():
+    x, y = image_batches(1, 16)[0]
+    calls = []
+    model = mlp()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    loader = DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, shuffle=True)
+    with pytest.raises(ValueError, match=r"shuffles.*shuffle=False"):
+        surface(model, loader)
+    assert calls == []
+
+
+def test_a_one_shot_iterator_cannot_be_streamed():
+    batches = image_batches()
+    with pytest.raises(TypeError, match="read only once"):
+        surface(mlp(), iter(batches), data_memory=0)
+    s = surface(mlp(), iter(batches), metrics=("loss",))  # fits in memory: read once, held
+    np.testing.assert_allclose(s.values["train_loss"], reference(mlp(), batches, F.cross_entropy, s), rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_a_batch_the_model_cannot_take_names_its_structure_and_forward():
+    ds = DictSamples()
+    with pytest.raises(ValueError, match=r"cannot take a batch.*features: float64\[2, 4\].*model\(\*\*batch\).*forward="):
+        Evaluator(PairNet(), ds, loss=dict_loss, dtype=torch.float64)
+
+
+def test_a_loss_needing_labels_the_batch_lacks_is_named():
+    ds = DictSamples()
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    del batch["labels"]
+    with pytest.raises(ValueError, match=r"reads 'labels' from the batch.*\['features', 'mask'\]"):
+        surface(DictNet(), batch, loss=dict_loss)
+
+
+def test_a_non_scalar_loss_and_a_named_loss_on_dict_batches_are_refused():
+    ds = DictSamples()
+    with pytest.raises(ValueError, match="not a scalar"):
+        surface(DictNet(), ds, loss=lambda out, b: F.cross_entropy(out, b["labels"], reduction="none"))
+    with pytest.raises(ValueError, match=r"cross_entropy.*callable loss\(outputs"):
+        surface(DictNet(), ds, loss="cross_entropy")
