@@ -576,11 +576,8 @@ class Evaluator:
                 "yields the same batches at every pass (no shuffling, no random augmentation)"
             )
         self.stream.n_samples = self.n_samples = seen
-        vals = sums.numpy() / seen
-        if "acc" in self.metric_names:
-            vals[:, self.metric_names.index("acc")] *= 100.0
-        vals[failed] = np.nan
-        out[:] = vals
+        ok = np.flatnonzero(~failed)
+        self._store(sums[torch.as_tensor(ok, dtype=torch.long)], ok, out, np.zeros(pts.shape[0], dtype=bool))
         return self._as_dict(out)
 
     def _stream_pass(self, pts: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, np.ndarray, int]:

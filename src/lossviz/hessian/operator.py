@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from lossviz.batches import Forward, call_model, targets_of
+from lossviz.batches import Forward, call_model, slice_batch, targets_of
+from lossviz.batches import batch_size as samples_in
 from lossviz.data import as_eval_data, eval_mode
 from lossviz.losses import LossFn, resolve_loss
 from lossviz.params import ParamSpace
@@ -150,8 +151,9 @@ class HessianOperator:
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype
         evaluation = as_eval_data(data).to(self.device, dtype)
-        self.loss_fn = resolve_loss(loss, evaluation.targets).mean
-        x, y = evaluation.inputs, evaluation.targets
+        targets = evaluation.targets
+        self.loss_fn = resolve_loss(loss, targets if isinstance(targets, torch.Tensor) else None).mean
+        whole = evaluation.batch  # any structure (lossviz.batches)
         self.n_samples = len(evaluation)
         self.buffers = {
             name: (b.detach().to(self.device, dtype) if b.is_floating_point() else b.detach().to(self.device))
@@ -161,16 +163,16 @@ class HessianOperator:
         self.center = self._point(params, model)
         self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
         if batch_size == "auto":  # every sample at once, unless its graph outgrows the budget on the way
-            self._graph, _ = self._gradient_graph((x, y), budget=graph_memory)
-            batch_size = None if self._graph is not None else self._batch_within(x, y, graph_memory)
+            self._graph, _ = self._gradient_graph(whole, budget=graph_memory)
+            batch_size = None if self._graph is not None else self._batch_within(whole, graph_memory)
         bs = self.n_samples if batch_size is None else min(int(batch_size), self.n_samples)
-        self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
+        self.batches = evaluation.split(bs)
         self.n_matvecs = 0
 
-    def _batch_within(self, x: torch.Tensor, y: torch.Tensor, budget: int) -> int:
+    def _batch_within(self, whole: Any, budget: int) -> int:
         """The most samples whose gradient graph fits in ``budget`` bytes (measured on 32 samples)."""
         probe = min(self.n_samples, 32)
-        _, saved = self._gradient_graph((x[:probe], y[:probe]))
+        _, saved = self._gradient_graph(slice_batch(whole, 0, probe))
         return max(1, int(budget * probe // max(saved, 1)))
 
     def _point(self, params: torch.Tensor | None, model: nn.Module) -> torch.Tensor:
@@ -234,7 +236,7 @@ class HessianOperator:
         total = 0.0
         with torch.no_grad(), eval_mode(self.model):
             for batch in self.batches:
-                total += float(self._loss_at(theta, batch)) * batch[0].shape[0]
+                total += float(self._loss_at(theta, batch)) * samples_in(batch)
         return total / self.n_samples
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -251,7 +253,7 @@ class HessianOperator:
         out = torch.zeros_like(self.center)
         for batch in self.batches:
             (leaf, g), _ = self._gradient_graph(batch)
-            out.add_(self._backward(leaf, g, v, keep=False), alpha=batch[0].shape[0] / self.n_samples)
+            out.add_(self._backward(leaf, g, v, keep=False), alpha=samples_in(batch) / self.n_samples)
         return out
 
     __call__ = matvec
