@@ -42,6 +42,7 @@ __all__ = [
     "map_tensors",
     "model_inputs",
     "slice_batch",
+    "take_samples",
     "targets_of",
     "tensors_of",
     "to_device",
@@ -136,6 +137,11 @@ def to_device(batch: Any, device: Any = None, dtype: torch.dtype | None = None) 
 def slice_batch(batch: Any, start: int, stop: int) -> Any:
     """Samples ``start:stop`` of every tensor with a sample dimension (0-d tensors are kept)."""
     return map_tensors(lambda t: t[start:stop] if t.dim() > 0 else t, batch)
+
+
+def take_samples(batch: Any, index: torch.Tensor) -> Any:
+    """The samples ``index`` (an index tensor) of every tensor with a sample dimension."""
+    return map_tensors(lambda t: t[index] if t.dim() > 0 else t, batch)
 
 
 def concat_batches(batches: Sequence[Any]) -> Any:

@@ -417,7 +417,10 @@ class Evaluator:
         self.stream: BatchStream | None = (
             source.to(self.device, dtype) if isinstance(source, BatchStream) else None
         )
-        self.data = EvalData.of(self.stream.first) if self.stream is not None else source.to(self.device, dtype)
+        self.data: EvalData = (
+            EvalData.of(self.stream.first) if self.stream is not None
+            else source.to(self.device, dtype) if isinstance(source, EvalData) else EvalData.of(source)
+        )
         self.fallback: str | None = None  # why vmap was not used where it was tried
         self.precision = precision
         inputs = self.data.inputs
@@ -602,7 +605,7 @@ class Evaluator:
 
     @torch.no_grad()
     def _stream_vmap(self, pts: torch.Tensor, batch: Any) -> torch.Tensor:
-        self._cur = [batch]
+        self._cur: list[Any] | None = [batch]
         try:
             return self._vmapped(pts).to("cpu", torch.float64)
         finally:
@@ -732,7 +735,7 @@ class Evaluator:
     @torch.no_grad()
     def _eval_vmap(self, pts: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Sums (K, M) for the rows of ``pts`` in one vmapped call."""
-        self._cur: list[Any] | None = self._batches(batch_size)
+        self._cur = self._batches(batch_size)
         try:
             return self._vmapped(pts)
         finally:

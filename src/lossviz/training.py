@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.batches import Forward, call_model, map_tensors, targets_of, to_device
+from lossviz.batches import Forward, call_model, take_samples, targets_of, to_device
 from lossviz.batches import batch_size as batch_size_of
 from lossviz.data import EvalData, as_eval_data
 from lossviz.losses import LossFn, resolve_loss, scalar_value, wants_accuracy
@@ -269,7 +269,7 @@ def _batches(dataset, perm: torch.Tensor, batch_size: int, held: EvalData | None
     for start in range(0, len(perm), batch_size):
         idx = perm[start : start + batch_size]
         if held is not None:
-            yield map_tensors(lambda t, idx=idx: t[idx] if t.dim() > 0 else t, held.batch)
+            yield take_samples(held.batch, idx)
         else:
             yield torch.utils.data.default_collate([dataset[int(i)] for i in idx])
 

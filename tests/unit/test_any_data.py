@@ -262,7 +262,8 @@ def test_a_one_shot_iterator_cannot_be_streamed():
 # ---------------------------------------------------------------------------------------- bad input
 def test_a_batch_the_model_cannot_take_names_its_structure_and_forward():
     ds = DictSamples()
-    with pytest.raises(ValueError, match=r"cannot take a batch.*features: float64\[2, 4\].*model\(\*\*batch\).*forward="):
+    pattern = r"cannot take a batch.*features: float64\[2, 4\].*model\(\*\*batch\).*forward="
+    with pytest.raises(ValueError, match=pattern):
         Evaluator(PairNet(), ds, loss=dict_loss, dtype=torch.float64)
 
 
