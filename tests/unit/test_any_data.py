@@ -281,3 +281,29 @@ def test_a_non_scalar_loss_and_a_named_loss_on_dict_batches_are_refused():
         surface(DictNet(), ds, loss=lambda out, b: F.cross_entropy(out, b["labels"], reduction="none"))
     with pytest.raises(ValueError, match=r"cross_entropy.*callable loss\(outputs"):
         surface(DictNet(), ds, loss="cross_entropy")
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+def test_cli_forward_hook_is_imported_and_used(tmp_path, capsys, monkeypatch):
+    from lossviz.cli import main
+    from lossviz.io.h5 import read_surface
+    from lossviz.zoo import get_data, get_model
+
+    (tmp_path / "lvz_hook_mod.py").write_text("def forward(model, batch):\n    return 3 * model(batch[0])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    model = get_model("mlp")
+    torch.save(model.state_dict(), tmp_path / "a.pt")
+    out = tmp_path / "s.h5"
+    args = ["surface", "--model-file", tmp_path / "a.pt", "--dataset", "spirals", "--data-kwargs", '{"n": 60}',
+            "--x=-1:1:3", "--dtype", "float64", "--no-progress", "--out", out, "--forward", "lvz_hook_mod:forward"]
+    assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+    got = read_surface(out)
+    train, _ = get_data("spirals", n=60)
+    x, y = train.tensors
+    with torch.no_grad():
+        center = float(F.cross_entropy(3 * model.double()(x.double()), y))
+    assert got.values["train_loss"][1] == pytest.approx(center, rel=1e-10)
+    bad = args[:-1] + ["lvz_no_such_mod:forward"]
+    assert main([str(a) for a in bad]) == 2
+    assert "cannot import module 'lvz_no_such_mod'" in capsys.readouterr().err
