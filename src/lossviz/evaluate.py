@@ -657,9 +657,9 @@ class Evaluator:
 
     def _choose_channels_last(self, trial: _Trial) -> None:
         """CPU ``channels_last="auto"`` under the loop plan: time single points in both memory
-        formats (the median of :data:`_MIN_SAMPLES` each, the results kept) and keep channels-last
-        if it is 5% faster. It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to
-        35%, and under vmap it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans
+        formats (the median of :data:`_MIN_SAMPLES` each, channels-last after one untimed call; the
+        results kept) and keep channels-last if it is 5% faster. It helped LeNet, ResNet-20 and
+        VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans
         are not measured."""
         self._measure_channels_last = False
         plan = self.plan
@@ -669,10 +669,13 @@ class Evaluator:
         plain = trial.median(plan)
         if trial.base_time is None:  # a pinned loop: no plan search before
             trial.start_budget(plan)
-        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES, plain)):
+        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES + 1, plain)):
             return
         try:
             self._set_channels_last(True)
+            # one untimed call first (its result kept): the first call in a new memory format
+            # allocates and picks kernels, and timing it made the choice flip from run to run
+            self._timed(plan, trial.take(1), trial.pts, trial.out, trial.done)
             fast = statistics.median(
                 self._timed(plan, trial.take(1), trial.pts, trial.out, trial.done) for _ in range(_MIN_SAMPLES)
             )
