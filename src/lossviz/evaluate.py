@@ -659,8 +659,8 @@ class Evaluator:
         """CPU ``channels_last="auto"`` under the loop plan: time single points in both memory
         formats (the median of :data:`_MIN_SAMPLES` each, channels-last after one untimed call; the
         results kept) and keep channels-last if it is 5% faster. It helped LeNet, ResNet-20 and
-        VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans
-        are not measured."""
+        VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap it does not pay
+        (``benchmarks/channels_last_cpu.py``), so vmap plans are not measured."""
         self._measure_channels_last = False
         plan = self.plan
         assert plan is not None, "the loop plan is chosen before its memory format"
