@@ -304,6 +304,6 @@ def test_cli_forward_hook_is_imported_and_used(tmp_path, capsys, monkeypatch):
     with torch.no_grad():
         center = float(F.cross_entropy(3 * model.double()(x.double()), y))
     assert got.values["train_loss"][1] == pytest.approx(center, rel=1e-10)
-    bad = args[:-1] + ["lvz_no_such_mod:forward"]
+    bad = [*args[:-1], "lvz_no_such_mod:forward"]
     assert main([str(a) for a in bad]) == 2
     assert "cannot import module 'lvz_no_such_mod'" in capsys.readouterr().err
