@@ -307,3 +307,72 @@ def test_cli_forward_hook_is_imported_and_used(tmp_path, capsys, monkeypatch):
     bad = [*args[:-1], "lvz_no_such_mod:forward"]
     assert main([str(a) for a in bad]) == 2
     assert "cannot import module 'lvz_no_such_mod'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- vmap on transformer blocks
+class TinyLM(nn.Module):
+    """Embeddings, one pre-LayerNorm attention block with GELU MLP and dropout, called as
+    ``model(input_ids=..., labels=...)`` on dict batches."""
+
+    def __init__(self, vocab=11, d=8, heads=2):
+        super().__init__()
+        torch.manual_seed(8)
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(16, d)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d), nn.Dropout(0.1))
+        self.head = nn.Linear(d, vocab)
+        self.heads = heads
+
+    def forward(self, input_ids, labels=None):
+        b, t = input_ids.shape
+        h = self.tok(input_ids) + self.pos(torch.arange(t, device=input_ids.device))
+        q, k, v = self.qkv(self.ln1(h)).reshape(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.1 if self.training else 0.0)
+        h = h + self.proj(a.transpose(1, 2).reshape(b, t, -1))
+        h = h + self.mlp(self.ln2(h))
+        return self.head(h)
+
+
+def next_token_loss(logits, batch):
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1))
+
+
+class Counting(nn.Module):
+    """Writes its last mean output into a buffer in place: vmap cannot write a point's (batched)
+    value into a tensor all points share."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(9)
+        self.lin = nn.Linear(3, 2)
+        self.register_buffer("last", torch.zeros(()))
+
+    def forward(self, x):
+        out = self.lin(x)
+        self.last.copy_(out.detach().mean())
+        return out
+
+
+def test_vmap_on_a_transformer_block_agrees_with_the_loop_in_float32():
+    g = torch.Generator().manual_seed(10)
+    ids = torch.randint(0, 11, (12, 9), generator=g)
+    data = [{"input_ids": ids[i : i + 4], "labels": ids[i : i + 4]} for i in range(0, 12, 4)]
+    kw = dict(loss=next_token_loss, metrics=("loss",), x="-1:1:4", y="-1:1:4", progress=False, seed=0)
+    vm = lossviz.surface(TinyLM(), data, strategy="vmap", points_per_call=8, **kw)
+    lo = lossviz.surface(TinyLM(), data, strategy="loop", **kw)
+    assert vm.meta["strategy"] == "vmap" and "fallback" not in vm.meta
+    np.testing.assert_allclose(vm.values["train_loss"], lo.values["train_loss"], rtol=2e-5)
+    ref = reference(TinyLM(), data, next_token_loss, surface(TinyLM(), data, loss=next_token_loss, metrics=("loss",),
+                                                            x="-1:1:4", y="-1:1:4"))
+    np.testing.assert_allclose(vm.values["train_loss"], ref, rtol=1e-4)
+
+
+def test_an_in_place_buffer_update_falls_back_to_the_loop():
+    g = torch.Generator().manual_seed(11)
+    x, y = torch.randn(8, 3, generator=g), torch.randint(0, 2, (8,), generator=g)
+    s = surface(Counting(), (x, y), metrics=("loss",), strategy="vmap")
+    assert "vmap cannot run this model" in s.meta["fallback"]
+    np.testing.assert_allclose(s.values["train_loss"], reference(Counting(), [(x, y)], F.cross_entropy, s),
+                               rtol=1e-10)
