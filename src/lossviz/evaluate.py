@@ -335,7 +335,16 @@ class Evaluator:
         Any ``nn.Module`` mapping an input batch to outputs; it is copied (never modified), moved to
         ``device`` and cast to ``dtype``, and evaluated in ``eval()`` mode.
     data:
-        Anything :func:`as_eval_data` accepts; held as tensors on ``device``.
+        Batches of any structure (:mod:`lossviz.batches`): anything :func:`lossviz.data.as_eval_data`
+        accepts, held on ``device``; or a DataLoader or re-iterable of batches, streamed batch by
+        batch when it holds more than ``data_memory`` bytes (:func:`lossviz.data.eval_source`: each
+        :meth:`evaluate` call reads every batch once, for all its points; ``max_batches`` keeps the
+        first batches; a shuffling DataLoader is refused).
+    forward:
+        ``forward(model, batch) -> outputs``, overriding the calling rule of
+        :func:`lossviz.batches.call_model`; the loss and metrics get ``(outputs, targets_of(batch))``.
+        Where vmap cannot run the model (data-dependent control flow, in-place writes into shared
+        buffers, an op without a batching rule) the loop evaluates it and :attr:`fallback` says why.
     kind:
         ``"weights"`` (parameters; buffers such as BN running statistics shared by all points) or
         ``"states"`` (the float state dict; BN running statistics are part of each point).

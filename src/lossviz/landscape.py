@@ -342,7 +342,8 @@ def compute_surface(
     finally:
         if executor is None:
             meta.update(_strategy_meta(first))
-            meta["n_samples"] = {s: ev.n_samples for s, ev in local.items()}
+            meta["n_samples"] = {s: ev.stream.n_samples if ev.stream is not None else ev.n_samples
+                                 for s, ev in local.items()}
         release_evaluators(spec)
     if errors:
         meta["errors"] = errors[:20]
@@ -401,7 +402,7 @@ def _surface_meta(
         "y": grid.y.spec if grid.y is not None else None,
         "split": split,
         "splits": list(datasets),
-        "n_samples": {s: first.n_samples if isinstance(d, BatchStream) else len(d) for s, d in datasets.items()},
+        "n_samples": {s: None if isinstance(d, BatchStream) else len(d) for s, d in datasets.items()},
         "streamed": [s for s, d in datasets.items() if isinstance(d, BatchStream)],
         "loss": first.loss_name,
         "metrics": names,
