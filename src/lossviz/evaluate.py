@@ -60,6 +60,7 @@ from lossviz.data import (
     label_targets,
     loss_call_error,
 )
+from lossviz.jobs import JobCancelled
 from lossviz.losses import (
     Loss,
     LossFn,
@@ -431,6 +432,7 @@ class Evaluator:
             else source.to(self.device, dtype) if isinstance(source, EvalData) else EvalData.of(source)
         )
         self.fallback: str | None = None  # why vmap was not used where it was tried
+        self.cancel: threading.Event | None = None  # set: a streamed pass stops before its next batch
         self.precision = precision
         inputs = self.data.inputs
         input_ndim = inputs.dim() if isinstance(inputs, torch.Tensor) and self.stream is None else 0
@@ -600,6 +602,8 @@ class Evaluator:
         failed = np.zeros(n, dtype=bool)
         seen = 0
         for batch in self.stream:
+            if self.cancel is not None and self.cancel.is_set():
+                raise JobCancelled(f"cancelled after {seen} streamed samples")
             seen += batch_size(batch)
             if plan.strategy == "vmap":
                 for start in range(0, n, plan.points_per_call):

@@ -35,6 +35,7 @@ from lossviz.directions import DirectionSet, target_direction
 from lossviz.evaluate import Evaluator, evaluation_threads
 from lossviz.executors import DeviceExecutor, relax_malloc_trim, run_chunks, worker_count
 from lossviz.grid import Axis, SurfaceGrid
+from lossviz.jobs import JobCancelled
 from lossviz.params import ParamSpace
 
 Callback = Callable[["Surface", int, int], Any]
@@ -323,6 +324,8 @@ def compute_surface(
     )
     # built here once: validates model and data early, names the metrics, and is reused in-process
     local = evaluators_for(spec)
+    for ev in local.values():  # a streamed pass checks it before every batch
+        ev.cancel = cancel
     names = [f"{s}_{m}" for s, ev in local.items() for m in ev.metric_names]
     values, done = _initial_values(grid, names, ds, resume)
     first = next(iter(local.values()))
@@ -465,6 +468,9 @@ def _evaluate_chunks(
             idx = chunks[i]
             try:
                 result = fut.result()
+            except JobCancelled:  # stopped inside a streamed pass: the chunk stays NaN, not done
+                bar.update(len(idx))
+                continue
             except Exception as exc:  # noqa: BLE001 - a model may raise anything: the chunk stays NaN, not done
                 errors.append(f"{type(exc).__name__}: {exc}")
                 warnings.warn(

@@ -376,3 +376,26 @@ def test_an_in_place_buffer_update_falls_back_to_the_loop():
     assert "vmap cannot run this model" in s.meta["fallback"]
     np.testing.assert_allclose(s.values["train_loss"], reference(Counting(), [(x, y)], F.cross_entropy, s),
                                rtol=1e-10)
+
+
+def test_cancel_stops_a_streamed_pass_before_its_next_batch():
+    import threading
+
+    batches = image_batches(6)
+    cancel = threading.Event()
+
+    class CancelOnSecondPass(CountingBatches):
+        def __iter__(self):
+            for i, b in enumerate(super().__iter__()):
+                if self.reads[0] >= 4 and i == 2:  # the second chunk's pass (after 2 reads to decide and probe)
+                    cancel.set()
+                yield b
+
+    data = CancelOnSecondPass(batches)
+    s = surface(mlp(), data, data_memory=0, metrics=("loss",), strategy="loop", chunk_size=4, cancel=cancel)
+    assert s.meta["cancelled"] and "errors" not in s.meta
+    assert s.n_done == 4  # the first chunk only
+    assert data.reads[3:] == [1, 1, 1]  # batches past the cancel were never read again
+    ref = reference(mlp(), batches, F.cross_entropy, s).ravel()
+    done = s.done.ravel()
+    np.testing.assert_allclose(s.values["train_loss"].ravel()[done], ref[done], rtol=1e-10)
