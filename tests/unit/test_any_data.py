@@ -399,3 +399,29 @@ def test_cancel_stops_a_streamed_pass_before_its_next_batch():
     ref = reference(mlp(), batches, F.cross_entropy, s).ravel()
     done = s.done.ravel()
     np.testing.assert_allclose(s.values["train_loss"].ravel()[done], ref[done], rtol=1e-10)
+
+
+def test_a_hugging_face_model_on_batch_encodings_vmap_and_loop_agree():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=32, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    batches = [transformers.BatchEncoding({
+        "input_ids": torch.randint(0, 50, (4, 10), generator=g),
+        "attention_mask": torch.ones(4, 10, dtype=torch.long),
+        "labels": torch.randint(0, 3, (4,), generator=g),
+    }) for _ in range(3)]
+
+    def hf_loss(out, batch):
+        return out.loss
+
+    kw = dict(loss=hf_loss, metrics=("loss",), x="-1:1:3", y="-1:1:3", progress=False)
+    vm = lossviz.surface(model, batches, strategy="vmap", **kw)
+    lo = lossviz.surface(model, DataLoader(batches, batch_size=None), strategy="loop", **kw)
+    assert vm.meta["strategy"] == "vmap" and "fallback" not in vm.meta
+    np.testing.assert_allclose(vm.values["train_loss"], lo.values["train_loss"], rtol=2e-5)
+    with torch.no_grad():
+        center = np.mean([float(model(**b).loss) for b in batches])  # equal batches: the plain mean
+    assert vm.values["train_loss"][1, 1] == pytest.approx(center, rel=1e-5)
