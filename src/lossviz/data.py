@@ -110,6 +110,13 @@ class EvalData:
     def __len__(self) -> int:
         return self.n
 
+    def __iter__(self) -> Iterator[Any]:
+        """``inputs, targets = data`` for an ``(inputs, targets, ...)`` batch (a TypeError for others)."""
+        if not is_pair(self.batch):
+            raise TypeError(f"EvalData of a {describe_batch(self.batch)} batch is no (inputs, targets) pair: "
+                            "use its .batch")
+        return iter(self.batch)
+
     def __repr__(self) -> str:
         return f"EvalData({describe_batch(self.batch)})"
 
@@ -334,6 +341,8 @@ def check_max(max_samples: int | None) -> int | None:
 def _is_batch_source(data: Any) -> bool:
     """A DataLoader, a list of batches (:func:`_is_batch_list`), or an iterable that is no Dataset,
     tensor, array or mapping."""
+    if isinstance(data, (EvalData, BatchStream)):
+        return False
     if isinstance(data, torch.utils.data.DataLoader) or _is_batch_list(data):
         return True
     return (isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, np.ndarray, Mapping, str, tuple, list))
