@@ -869,7 +869,7 @@ class Evaluator:
             if self.loss.per_sample is not None and isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
                 value = self.loss.per_sample(out, y).sum() / batch_size(batch)
             else:
-                value = scalar_value(self.loss.mean(out, y), f"the loss {self.loss.name!r}")
+                value = scalar_value(self.loss.mean(out, y), "the loss")
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001 - the loss cannot take these outputs and targets
