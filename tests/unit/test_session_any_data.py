@@ -106,3 +106,22 @@ def test_evaluate_model_takes_dict_data():
     res = evaluate_model(model, batch, None, dict_loss, batch_size=5)
     with torch.no_grad():
         assert res["loss"] == pytest.approx(float(F.cross_entropy(model(ds.x), ds.y)), rel=1e-6)
+
+
+def test_training_on_dicts_with_a_forward_hook_equals_training_on_pairs():
+    from lossviz.training import train
+
+    ds = DictSamples()
+    from lossviz.training import DEFAULT_HPARAMS
+
+    h = {**DEFAULT_HPARAMS, "batch_size": 8, "lr": 0.3, "seed": 4}
+    torch.manual_seed(0)
+    a = DictNet()
+    b = DictNet()
+    b.load_state_dict(a.state_dict())
+    start = a.lin.weight.detach().clone()
+    train(a, ds, hparams=h, epochs=2, loss=dict_loss, forward=lambda m, batch: m.lin(batch["features"]))
+    train(b, (ds.x, ds.y), hparams=h, epochs=2, loss="cross_entropy")
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
+    assert (a.lin.weight - start).abs().max() > 1e-3  # it trained
