@@ -545,7 +545,10 @@ class Evaluator:
             self._measure_channels_last = False
             _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
         assert self.plan is not None
+        planned = self.plan
         self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
+        if self.plan != planned:  # vmap could not run the model: remember the loop
+            _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
         return self._as_dict(out)
 
     def _stream_plan(self, pts: torch.Tensor, total: int | None) -> Plan:
@@ -799,7 +802,8 @@ class Evaluator:
         self, plan: Plan, pts: torch.Tensor, idx: np.ndarray, out: np.ndarray, done: np.ndarray
     ) -> None:
         """Evaluate rows ``idx``: vmapped calls of ``plan.points_per_call`` points (a failed call is
-        retried point by point) or a loop; points that fail stay NaN."""
+        retried point by point; when the loop evaluates points vmap could not, the loop takes over
+        for good: :attr:`fallback`) or a loop; points that fail stay NaN."""
         step = plan.points_per_call if plan.strategy == "vmap" else _LOOP_BLOCK
         for start in range(0, len(idx), step):
             block = idx[start : start + step]
@@ -809,6 +813,11 @@ class Evaluator:
                     continue
                 except Exception as exc:  # noqa: BLE001 - retried one point at a time below
                     self._vmap_failed(exc)
+                results = self._eval_loop(pts[block], plan.batch_size)
+                self._store_loop(results, block, out, done)
+                if not all(isinstance(r, Exception) for r in results):  # vmap, not the model, failed
+                    plan = self.plan = Plan("loop", 1, plan.batch_size)
+                continue
             self._store_loop(self._eval_loop(pts[block], plan.batch_size), block, out, done)
 
     def _note_error(self, exc: Exception) -> None:

@@ -160,6 +160,7 @@ def test_data_dependent_control_flow_falls_back_to_the_loop(strategy):
     x, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
     s = surface(Branchy(), (x, y), metrics=("loss",), strategy=strategy, x="-1:1:5", y="-1:1:5")
     assert "vmap" in s.meta["fallback"] and "loop" in s.meta["fallback"]
+    assert s.meta["strategy"] == "loop"  # tried once, then the loop for good
     np.testing.assert_allclose(s.values["train_loss"], reference(Branchy(), [(x, y)], F.cross_entropy, s),
                                rtol=1e-10)
 
