@@ -246,7 +246,7 @@ class BatchStream:
     probing and planning); the sample count is known after a pass (:attr:`n_samples`)."""
 
     def __init__(self, source: Iterable[Any], max_batches: int | None = None, max_samples: int | None = None):
-        if iter(source) is source:
+        if isinstance(source, Iterator):  # (a generator, iter(...)): one pass only
             raise TypeError(
                 f"the data ({type(source).__name__}) can be read only once, but a surface reads it again for "
                 "every chunk of points: give a DataLoader, a list of batches or another re-iterable"
