@@ -132,7 +132,7 @@ export function createBranchPanel(container, ctx) {
   }, "interpolate n points between the two selected checkpoints");
   action("surface", "Surface", () => {
     if (!needClicked("Surface")) return;
-    const v = collect(["directions", "range", "resolution", "adaptive"]);
+    const v = collect(["directions", "range", "x_range", "y_range", "resolution", "adaptive"]);
     if (!v) return;
     ctx.send(surfaceMessage(v, ctx.state.clicked, ctx.state.selection));
   }, "compute a loss surface around the open checkpoint");

@@ -6,7 +6,7 @@
  * @typedef {object} FieldSpec
  * @property {string} name  the hyperparameter or message key
  * @property {string} label  what the form shows, and the subject of its error messages
- * @property {"float" | "int" | "text" | "bool" | "choice" | "range"} type  range: a "min:max" text, min < max
+ * @property {"float" | "int" | "text" | "bool" | "choice" | "range"} type  range: a "min:max" text, min < max, or "auto"
  * @property {string} group  "train", "disturb", "interpolate" or "surface"
  * @property {number} [min]
  * @property {number} [max]
@@ -37,6 +37,8 @@ export function surfaceMessage(values, center, selection) {
   /** @type {Record<string, unknown>} */
   const msg = { type: "surface", center, directions: values.directions, range: values.range, resolution: values.resolution };
   if (values.directions === "pca") msg.checkpoints = [...selection];
+  if (values.x_range) msg.x_range = values.x_range; // empty: the range above
+  if (values.y_range) msg.y_range = values.y_range;
   if (values.adaptive === true) msg.adaptive = true;
   return msg;
 }
@@ -52,6 +54,7 @@ export function parseField(spec, raw) {
   }
   if (spec.type === "choice" || spec.type === "text") return { value: String(text) };
   if (spec.type === "range") {
+    if (String(text).toLowerCase() === "auto") return { value: "auto" }; // fitted to the trajectory by the kernel
     const m = /^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*$/.exec(String(text));
     const lo = m ? Number(m[1]) : NaN, hi = m ? Number(m[2]) : NaN;
     if (!Number.isFinite(lo) || !Number.isFinite(hi)) return { error: `${spec.label} "${text}" is not min:max, e.g. -1:1` };

@@ -132,6 +132,12 @@ def _figure_2d(surface: Any, kind: str, metric: str, opts: Any, proj):
             ax.set_zlim(top=opts.zlim)
     if proj is not None and kind != "surface":
         ax.plot(proj[0], proj[1], marker=".")
+    if (getattr(surface, "meta", None) or {}).get("explained_variance_ratio"):  # PCA axes: "PC1: 91.8 %"
+        from lossviz.figures import surface_axis_labels
+
+        xt, yt = surface_axis_labels(surface)
+        ax.set_xlabel(xt)
+        ax.set_ylabel(yt)
     ax.set_title(metric)
     return fig
 

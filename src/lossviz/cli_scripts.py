@@ -9,7 +9,7 @@
   (``proj_xcoord``, ``proj_ycoord``) and drawn to ``<proj_file>.pdf`` / ``.png``.
 * ``vtp``: :func:`lossviz.io.vtp.h5_to_vtp` (``--zmax``, ``--log``, ``--interp``).
 * ``hessian``: ``min_eig`` / ``max_eig`` of the loss Hessian at every grid point
-  (:func:`lossviz.hessian.extreme_eigenvalues`), into the surface file the reference names (its other
+  (:func:`lossviz.hessian.eigen_map`), into the surface file the reference names (its other
   metrics kept), resumable like ``surface``.
 """
 
@@ -172,19 +172,6 @@ def add_hessian_parser(sub: Any) -> argparse.ArgumentParser:
     return h
 
 
-def _eigen_at(run: Any, point: Any, args: Any) -> tuple[float, float]:
-    """``(λ_min, λ_max)`` of the loss Hessian at ``point`` of ``run``'s space."""
-    import copy
-
-    from lossviz.hessian import extreme_eigenvalues
-
-    model = copy.deepcopy(run.model)
-    run.space.load_into(model, point)
-    return extreme_eigenvalues(model, run.data, args.loss, tol=args.tol, max_iter=args.max_iter, seed=args.seed,
-                               dtype=run.common["dtype"], device=run.common["device"],
-                               batch_size=args.batch_size or 256)
-
-
 def cmd_hessian(args) -> int:
     from lossviz.cli import CLIError, prepare_run
 
@@ -209,10 +196,10 @@ def cmd_hessian(args) -> int:
 
 
 def _eigen_surface(args: Any, run: Any):
-    """Every unfinished point's eigenvalues into ``run.out`` (its other metrics kept), flushed as ``surface``."""
-    import torch
-
+    """Every unfinished point's eigenvalues into ``run.out`` (its other metrics kept), by
+    :func:`lossviz.hessian.eigen_map`, flushed every ``--flush-every`` seconds and on SIGTERM/SIGINT."""
     from lossviz.cli_resume import PartialWriter
+    from lossviz.hessian import EIGEN_NAMES, eigen_map
     from lossviz.io.h5 import read_surface, write_surface
     from lossviz.landscape import Surface
 
@@ -228,26 +215,18 @@ def _eigen_surface(args: Any, run: Any):
 
             raise CLIError(f"--out {str(run.out)!r} holds a surface on another grid; choose another --out")
         values = {k: np.array(v) for k, v in old.values.items()}
-    for name in ("min_eig", "max_eig"):
-        values.setdefault(name, np.full(shape, np.nan))
-    surface = Surface(grid.x.values, grid.y.values if grid.y else None, values,
-                      np.isfinite(values["min_eig"]) & np.isfinite(values["max_eig"]), run.directions,
-                      {**run.meta, "hessian": {"tol": args.tol, "max_iter": args.max_iter, "loss": args.loss}})
-    coords = grid.coords()
-    vectors = run.directions.stacked().to(run.center.dtype)
+    others = [np.isfinite(v) for k, v in values.items() if k not in EIGEN_NAMES]
+    base = Surface(grid.x.values, grid.y.values if grid.y else None, values,
+                   np.logical_and.reduce(others) if others else np.ones(shape, dtype=bool), run.directions,
+                   {**run.meta, "hessian": {"tol": args.tol, "max_iter": args.max_iter, "loss": args.loss}})
 
     def write(s) -> None:
         write_surface(run.out, s, dir_file=run.dir_name)
 
     writer = PartialWriter(write, args.flush_every)
-    todo = np.flatnonzero(~surface.done.ravel())
     with writer.on_signals():
-        for k in todo:
-            point = run.center + torch.as_tensor(coords[k], dtype=vectors.dtype) @ vectors
-            lo, hi = _eigen_at(run, point, args)
-            surface.values["min_eig"].reshape(-1)[k] = lo
-            surface.values["max_eig"].reshape(-1)[k] = hi
-            surface.done.reshape(-1)[k] = True
-            writer(surface, int(surface.done.sum()), surface.done.size)
+        surface = eigen_map(run.model, run.data, args.loss, directions=run.directions, grid=base, tol=args.tol,
+                            max_iter=args.max_iter, seed=args.seed, batch_size=args.batch_size or 256,
+                            dtype=run.common["dtype"], device=run.common["device"], callback=writer)
     write(surface)
     return surface

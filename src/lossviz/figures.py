@@ -66,19 +66,56 @@ def axis_text(values: Any) -> str:
     return Axis(float(v[0]), float(v[-1]), len(v)).spec
 
 
-def critical_markers(x: Any, y: Any, z: Any) -> list[dict[str, Any]]:
+LOSS_LIKE_WORDS = ("loss", "error", "nll", "perplexity")
+"""A metric whose name contains one of these (``train_loss``, ``test_error``) is loss-like: lower is
+better and its critical points mean something; accuracies and the like get none."""
+MAX_CRITICAL_MARKERS = 12
+"""The views show at most this many critical points, the most prominent first."""
+PROMINENCE_RADIUS = 2
+"""A critical point's prominence is measured against the grid points within this many steps."""
+
+
+def is_loss_like(metric: str) -> bool:
+    """Whether ``metric`` is loss-like (:data:`LOSS_LIKE_WORDS`): critical points are shown for it."""
+    name = str(metric).lower()
+    return any(w in name for w in LOSS_LIKE_WORDS)
+
+
+def prominence(z: np.ndarray, i: int, j: int | None) -> float:
+    """How much a grid point stands out: ``|z_p − mean(z_q)|`` over the finite points ``q ≠ p`` within
+    :data:`PROMINENCE_RADIUS` grid steps (Chebyshev distance); 0 when it has no finite neighbour."""
+    r = PROMINENCE_RADIUS
+    if z.ndim == 1:
+        k = i if j is None else j
+        ring = np.delete(z[max(0, k - r): k + r + 1], min(k, r))
+        centre = z[k]
+    else:
+        jj = int(j or 0)
+        block = z[max(0, i - r): i + r + 1, max(0, jj - r): jj + r + 1]
+        ring = np.delete(block.ravel(), min(i, r) * block.shape[1] + min(jj, r))
+        centre = z[i, jj]
+    ring = ring[np.isfinite(ring)]
+    return float(abs(centre - ring.mean())) if ring.size and np.isfinite(centre) else 0.0
+
+
+def critical_markers(x: Any, y: Any, z: Any, limit: int | None = None) -> list[dict[str, Any]]:
     """Critical points of the grid ``z[i, j] = f(x[j], y[i])`` (``y`` None: a line) as markers
-    ``{"kind", "x", "y", "value"}`` (JSON-able floats): the refined position and value where the
-    quadratic fit succeeded, else the grid node's. Non-finite points are left out of the search."""
+    ``{"kind", "x", "y", "value", "prominence"}`` (JSON-able floats): the refined position and value
+    where the quadratic fit succeeded, else the grid node's. Non-finite points are left out of the
+    search. ``limit``: the ``limit`` most prominent (:func:`prominence`), in that order."""
     from lossviz.critical import critical_points
 
-    out = []
+    zz = np.asarray(z, dtype=np.float64)
+    out: list[dict[str, Any]] = []
     for p in critical_points(x, y, z):
         refined = math.isfinite(p.x_refined)
         value = p.value_refined if refined and math.isfinite(p.value_refined) else p.value
         py = (p.y_refined if refined else p.y) if y is not None else None
         out.append({"kind": p.kind, "x": float(p.x_refined if refined else p.x),
-                    "y": None if py is None else float(py), "value": float(value)})
+                    "y": None if py is None else float(py), "value": float(value),
+                    "prominence": prominence(zz, p.i, p.j if zz.ndim == 2 else None)})
+    if limit is not None:
+        out = sorted(out, key=lambda m: -float(m["prominence"]))[: max(0, int(limit))]
     return out
 
 
@@ -150,14 +187,16 @@ def contour_figure(surface: Any, metric: str | None = None, *, mode: str = "fill
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="centre",
                              marker=dict(symbol="star", size=14, color="#e31a1c")))
     if critical is not False:
-        points = critical if not isinstance(critical, bool) else critical_markers(x, y, z)
+        points = critical if not isinstance(critical, bool) else (
+            critical_markers(x, y, z, MAX_CRITICAL_MARKERS) if is_loss_like(metric) else [])
         for kind, (symbol, color) in CRITICAL_STYLE.items():
             pts = [p for p in points if _field(p, "kind") == kind]
             if pts:
                 fig.add_trace(go.Scatter(x=[_field(p, "x") for p in pts], y=[_field(p, "y") for p in pts],
                                          mode="markers",
                                          name=kind, marker=dict(symbol=symbol, size=10, color=color)))
-    fig.update_layout(xaxis_title="direction 1", yaxis_title="direction 2", title=f"{metric} around checkpoint "
+    xt, yt = surface_axis_labels(surface)
+    fig.update_layout(xaxis_title=xt, yaxis_title=yt, title=f"{metric} around checkpoint "
                       f"{(_field(surface, 'meta') or {}).get('center', '?')}", showlegend=False)
     return fig
 
@@ -194,7 +233,8 @@ def surface3d_figure(
         fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=lifted, mode="lines+markers", customdata=ids,
                                    name="trajectory", line=dict(color="#222", width=4),
                                    marker=dict(size=3, color="#222")))
-    fig.update_layout(scene=dict(xaxis_title="d1", yaxis_title="d2", zaxis_title=f"log10 {metric}" if log else metric),
+    xt, yt = surface_axis_labels(surface)
+    fig.update_layout(scene=dict(xaxis_title=xt, yaxis_title=yt, zaxis_title=f"log10 {metric}" if log else metric),
                       title=f"3-D {metric}", showlegend=False)
     return fig
 
@@ -330,10 +370,11 @@ def surface_figure(surface: Any, metric: str | None = None, title: str | None = 
         fig.add_trace(trace, row=1, col=1)
     for trace in surface3d_figure(surface, metric).data:
         fig.add_trace(trace, row=1, col=2)
-    fig.update_xaxes(title_text="direction 1", row=1, col=1)
-    fig.update_yaxes(title_text="direction 2", row=1, col=1)
+    xt, yt = surface_axis_labels(surface)
+    fig.update_xaxes(title_text=xt, row=1, col=1)
+    fig.update_yaxes(title_text=yt, row=1, col=1)
     fig.update_layout(title=title, width=1200, height=560, showlegend=False,
-                      scene={"xaxis_title": "direction 1", "yaxis_title": "direction 2", "zaxis_title": metric})
+                      scene={"xaxis_title": xt, "yaxis_title": yt, "zaxis_title": metric})
     return fig
 
 
@@ -367,3 +408,25 @@ def write_figure(fig: go.Figure, path: str | os.PathLike) -> tuple[Path, str | N
     with atomic_path(path) as tmp:
         fig.write_html(tmp, include_plotlyjs=True, full_html=True)
     return path, note
+
+
+def axis_labels(method: str, explained_variance_ratio: Sequence[float] | None = None) -> tuple[str, str]:
+    """The two axes' titles of a projection or a surface's plane: ``("PC1: 91.8 %", "PC2: 4.1 %")``
+    when explained variance ratios are known (PCA), else by ``method`` (``"epoch"``/``"branch"`` for the
+    layout, ``"t-SNE 1"`` ..., ``"direction 1"`` ...)."""
+    ratios = [float(r) for r in (explained_variance_ratio or [])]
+    if ratios:
+        return tuple(f"PC{k + 1}: {100 * ratios[k]:.1f} %" if k < len(ratios) else f"PC{k + 1}"
+                     for k in range(2))  # type: ignore[return-value]
+    if method == "layout":
+        return ("epoch", "branch")
+    if method == "tsne":
+        return ("t-SNE 1", "t-SNE 2")
+    return ("direction 1", "direction 2")
+
+
+def surface_axis_labels(surface: Any) -> tuple[str, str]:
+    """The axis titles of a surface: its PCA directions' explained variance when it has them
+    (``meta["explained_variance_ratio"]``), else ``"direction 1"``, ``"direction 2"``."""
+    meta = _field(surface, "meta") or {}
+    return axis_labels("surface", meta.get("explained_variance_ratio"))

@@ -4,6 +4,10 @@ An axis is written ``"min:max:num"`` (``"-1:1:51"`` is 51 points from -1 to 1, b
 in ``tomgoldstein/loss-landscape``'s ``--x``/``--y`` flags. A 2D grid's values are laid out
 ``values[i, j] = f(x[j], y[i])`` (row = y, column = x), the reference's ``meshgrid(x, y)`` order, and
 its flat index is ``k = i * nx + j``.
+
+``"auto"`` (or ``"auto:num"``) fits an axis to the trajectory shown in the plane (:func:`auto_axis`):
+its extent and the centre (0), widened by :data:`AUTO_MARGIN` of that extent on each side; without a
+trajectory (random or Hessian directions) the span is :data:`AUTO_SPAN`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from typing import Union
 
 import numpy as np
 
+AUTO_MARGIN = 0.25
+"""``"auto"`` axes: the margin on each side, as a fraction of the trajectory's extent."""
+AUTO_SPAN = (-1.0, 1.0)
+"""``"auto"`` axes without a trajectory (random, filter-normalized directions): Li et al.'s span."""
+AUTO_NUM = 21
+"""``"auto"``'s number of points when not given (``"auto:51"`` gives 51)."""
 MAX_POINTS = 250_000
 """Largest grid accepted (a 500x500 grid); ask for a coarser grid or evaluate tiles separately."""
 
@@ -177,3 +187,44 @@ def coarse_to_fine_order(shape: tuple[int, ...]) -> np.ndarray:
     out = np.concatenate(order)
     assert out.size == size
     return out
+
+
+def is_auto(spec: object) -> bool:
+    """Whether an axis spec is ``"auto"`` or ``"auto:num"``."""
+    return isinstance(spec, str) and (spec.strip() == "auto" or spec.strip().startswith("auto:"))
+
+
+def auto_axis(spec: str, coords: Sequence[float] | np.ndarray | None = None, name: str = "x") -> Axis:
+    """The axis ``"auto"``/``"auto:num"`` stands for: from ``lo = min(min(coords), 0)`` to
+    ``hi = max(max(coords), 0)`` widened by ``AUTO_MARGIN · (hi − lo)`` on each side (a zero extent: by
+    ``AUTO_MARGIN`` · the largest |coordinate|, at least 0.5); :data:`AUTO_SPAN` when ``coords`` is
+    None or holds no finite value. ``num`` is :data:`AUTO_NUM` unless given."""
+    if not is_auto(spec):
+        raise ValueError(f"grid spec {name}={spec!r} is not 'auto' or 'auto:num'")
+    rest = spec.strip()[len("auto"):].lstrip(":")
+    try:
+        num = int(rest) if rest else AUTO_NUM
+    except ValueError:
+        raise ValueError(
+            f"grid spec {name}={spec!r}: the number of points must be an integer, e.g. 'auto:51'") from None
+    values = np.asarray([] if coords is None else coords, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return parse_axis((AUTO_SPAN[0], AUTO_SPAN[1], num), name)
+    lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    pad = AUTO_MARGIN * (hi - lo) if hi > lo else max(0.5, AUTO_MARGIN * float(np.abs(values).max()))
+    return parse_axis((lo - pad, hi + pad, num), name)
+
+
+def resolve_axes(x: AxisLike | None, y: AxisLike | None,
+                 coords: np.ndarray | None = None) -> tuple[AxisLike | None, AxisLike | None]:
+    """``x`` and ``y`` with ``"auto"`` replaced by :func:`auto_axis` of the trajectory's plane
+    coordinates ``coords`` (n, 1 or 2): column 0 for x, 1 for y; None: :data:`AUTO_SPAN`."""
+    c = None if coords is None else np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+
+    def column(k: int) -> np.ndarray | None:
+        return None if c is None or c.shape[1] <= k else c[:, k]
+
+    rx = auto_axis(x, column(0), "x") if is_auto(x) else x  # type: ignore[arg-type]
+    ry = auto_axis(y, column(1), "y") if is_auto(y) else y  # type: ignore[arg-type]
+    return rx, ry

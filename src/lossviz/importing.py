@@ -277,7 +277,8 @@ def _lightning_epoch(raw: Mapping[str, Any]) -> float | None:
 def read_hf_folder(folder: Path) -> Read:
     """What a Hugging Face ``checkpoint-N/`` folder says: the step and epoch of ``trainer_state.json``,
     the metrics logged at that step (``loss``, ``eval_*``, ``learning_rate``, ...) and hparams from it
-    and from ``training_args.json`` (or a ``training_args.bin`` readable with ``weights_only=True``)."""
+    (``lr``: the rate last logged at or before the step) and from ``training_args.json`` (or a
+    ``training_args.bin`` readable with ``weights_only=True``), which win where both say."""
     state = _json_file(folder / "trainer_state.json")
     args = _json_file(folder / "training_args.json") or _plain_training_args(folder / "training_args.bin")
     step = state.get("global_step")
@@ -288,8 +289,20 @@ def read_hf_folder(folder: Path) -> Read:
             metrics.update({str(k): float(v) for k, v in entry.items() if _is_number(v) and k not in _NOT_METRICS
                             and not str(k).endswith(RUN_STATISTICS)})
     given = {k: state[k] for k in ("train_batch_size", "num_train_epochs", "max_steps") if k in state}
+    scheduled = _logged_rate(state.get("log_history") or [], step)
+    if scheduled is not None:
+        given["learning_rate"] = scheduled  # the rate in force at this step, where the arguments do not say
     given.update({k: v for k, v in args.items() if k in HF_ARGS})
     return Read(_number(epoch, float), _number(step, int), trainer_hparams(given), metrics)
+
+
+def _logged_rate(history: list, step: Any) -> float | None:
+    """The last ``learning_rate`` of ``trainer_state.json``'s log at or before ``step`` (the Trainer's
+    default ``training_args.bin`` is a pickle, never read, so this is often the only rate it leaves)."""
+    rates = [(e["step"], float(e["learning_rate"])) for e in history
+             if isinstance(e, Mapping) and _is_number(e.get("learning_rate")) and _is_number(e.get("step"))
+             and (not _is_number(step) or e["step"] <= step)]
+    return max(rates)[1] if rates else None
 
 
 def _json_file(path: Path) -> dict:

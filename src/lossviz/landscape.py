@@ -34,7 +34,7 @@ from lossviz.direction_spec import DirectionSpec
 from lossviz.directions import DirectionSet, target_direction
 from lossviz.evaluate import Evaluator, evaluation_threads
 from lossviz.executors import DeviceExecutor, relax_malloc_trim, run_chunks, worker_count
-from lossviz.grid import Axis, SurfaceGrid
+from lossviz.grid import Axis, SurfaceGrid, resolve_axes
 from lossviz.jobs import JobCancelled
 from lossviz.params import ParamSpace
 
@@ -273,6 +273,7 @@ def compute_surface(
     forward: Forward | None = None,
     data_memory: int | None = DATA_MEMORY,
     only: np.ndarray | None = None,
+    trajectory: Any = None,
 ) -> Surface:
     """Metrics of ``model`` on the grid ``θ₀ + x·d₁ (+ y·d₂)`` around its own point ``θ₀``.
 
@@ -289,6 +290,9 @@ def compute_surface(
     those points alone, the others stay NaN and not done (used by :mod:`lossviz.refine` and
     :mod:`lossviz.subsample`). ``precision`` (``"float32"``, ``"tf32"``, ``"bf16"``) and
     ``channels_last`` pick the engine's fast paths (see :class:`Evaluator`; recorded in ``meta``).
+    ``x``/``y`` ``"auto"`` (or ``"auto:num"``): fitted to ``trajectory`` (``(n, 1 or 2)`` coordinates in
+    the directions' plane; a PCA result given as ``directions`` brings its ``coords``) with a margin,
+    else :data:`lossviz.grid.AUTO_SPAN` (:func:`lossviz.grid.auto_axis`).
     ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
     intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
     an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.
@@ -300,6 +304,9 @@ def compute_surface(
     each batch once; it must yield the same batches in the same order each time (a shuffling
     DataLoader is refused). ``max_batches``/``max_samples`` take its first batches/samples.
     """
+    if trajectory is None and getattr(directions, "coords", None) is not None:  # a PCA result: its trajectory
+        trajectory = directions.coords
+    x, y = resolve_axes(x, y, None if trajectory is None else np.asarray(trajectory, dtype=np.float64))
     grid = SurfaceGrid.from_specs(x, y)
     datasets = _eval_datasets(model, data, test_data, split, max_samples, max_batches, data_memory)
     space = ParamSpace(model, kind)

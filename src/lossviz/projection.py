@@ -59,7 +59,8 @@ import numpy as np
 
 from lossviz.validation import Interval, Options, check
 
-__all__ = ["PCAResult", "branch_lanes", "default_perplexity", "layout", "onto_plane", "pca_gram", "tsne"]
+__all__ = ["OUTLIER_MADS", "OUTLIER_MIN_FACTOR", "PCAResult", "branch_lanes", "default_perplexity", "layout",
+           "onto_plane", "outlying", "pca_gram", "tsne"]
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 PCA_METHODS = ("auto", "gram", "randomized")
@@ -70,6 +71,11 @@ DEFAULT_TOL = 1e-6
 DEFAULT_MAX_PASSES = 30
 FAST_PASS_FACTOR = 100  # randomized: float32 passes while the estimated error exceeds this × tol
 SUB_BLOCK_BYTES = 4 * 2**20  # randomized: columns of a block are processed in slabs this big (cache)
+OUTLIER_MADS = 8.0
+"""A checkpoint whose log weight norm is more than this many (scaled) MADs from the median is an outlier."""
+OUTLIER_MIN_FACTOR = 10.0
+"""... and only when its norm is also at least this factor away from the median norm (ordinary
+training changes the norm by less; a diverged run by many orders of magnitude)."""
 
 
 # ------------------------------------------------------------------------------------ PCA result
@@ -890,4 +896,23 @@ def onto_plane(vectors: Any, center: Any, d1: Any, d2: Any | None = None) -> np.
         if v.shape[0] != c.shape[0]:
             raise ValueError(f"vector {i} has {v.shape[0]} entries, the center {c.shape[0]}")
         out[i] = np.linalg.solve(r, q.T @ (v.astype(np.float64) - c))
+    return out
+
+
+def outlying(norms: Iterable[float], *, mads: float = OUTLIER_MADS,
+             min_factor: float = OUTLIER_MIN_FACTOR) -> np.ndarray:
+    """Which weight norms are outliers (a boolean array): a norm that is not finite (or not positive),
+    or whose ``ℓ = ln ‖θ‖`` is far from the others' median ``m``:
+    ``|ℓ − m| > max(mads · 1.4826 · MAD, ln min_factor)`` with ``MAD = median |ℓ − m|`` over the
+    finite norms (1.4826·MAD estimates a standard deviation robustly, whatever the outliers are)."""
+    n = np.asarray(list(norms), dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(n)
+    finite = np.isfinite(logs)
+    out = ~finite
+    if finite.sum() >= 2:
+        med = float(np.median(logs[finite]))
+        mad = float(np.median(np.abs(logs[finite] - med)))
+        limit = max(mads * 1.4826 * mad, float(np.log(min_factor)))
+        out |= finite & (np.abs(np.where(finite, logs, med) - med) > limit)
     return out

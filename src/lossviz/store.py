@@ -734,6 +734,50 @@ class Store:
             )
         return found
 
+    def delete_checkpoints(self, ids: Sequence[int]) -> list[str]:
+        """Remove checkpoints ``ids`` from the index and the files lossviz wrote for them.
+
+        Refused (ValueError, nothing changed) when an id is unknown or a checkpoint has a child that
+        is not deleted with it (delete the subtree from there). The rows go in one write transaction;
+        after the commit each file a row named is removed only if it lies in its own sub-folder
+        (:meth:`stored_path`) and its sha256 is the one recorded when lossviz wrote it: a file changed
+        or put there by someone else stays, and so does one whose hash was never recorded. A process
+        killed between the commit and the removal leaves files no row names (never a row without its
+        file). Results computed on the checkpoints stay (their keys name the ids). Returns the removed
+        paths, relative to the project."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return []
+        doomed: list[tuple[str, str, str | None, int]] = []
+        with self.transaction(f"deleting {len(wanted)} checkpoint(s)") as cur:
+            marks = ",".join("?" * len(wanted))
+            rows = cur.execute(f"SELECT id, weights, weights_sha256, optim, optim_sha256 FROM checkpoints "
+                               f"WHERE id IN ({marks})", wanted).fetchall()
+            missing = sorted(set(wanted) - {int(r[0]) for r in rows})
+            if missing:
+                raise KeyError(f"no checkpoint {', '.join(map(str, missing))} in {self.path}; nothing was deleted")
+            kids = cur.execute(f"SELECT id, parent FROM checkpoints WHERE parent IN ({marks})", wanted).fetchall()
+            kept_kids = sorted({int(k[0]) for k in kids} - set(wanted))
+            if kept_kids:
+                raise ValueError(
+                    f"checkpoint(s) {', '.join(map(str, kept_kids))} grew from the ones to delete: delete them too "
+                    "(the whole subtree), or keep their parents; nothing was deleted")
+            for r in rows:
+                doomed.append((r[1], "weights", r[2], int(r[0])))
+                if r[3] is not None:
+                    doomed.append((r[3], "optim", r[4], int(r[0])))
+            cur.execute(f"DELETE FROM checkpoints WHERE id IN ({marks})", wanted)
+        removed = []
+        for rel, sub, sha, cid in doomed:
+            try:
+                path = self.stored_path(rel, sub, f"checkpoint {cid}'s {sub}")
+                if sha is not None and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+                    path.unlink()
+                    removed.append(rel)
+            except (OSError, ValueError):  # a path that leads elsewhere, a file in use: left where it is
+                continue
+        return removed
+
     def checkpoints(self, branch: int | None = None) -> list[Checkpoint]:
         if branch is None:
             rows = self._read("SELECT * FROM checkpoints ORDER BY id")

@@ -19,6 +19,7 @@ Strings ``"step:30:0.1"``, ``"multistep:150,225,275:0.1"`` and ``"cosine:200"`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -34,6 +35,28 @@ from lossviz.batches import batch_size as batch_size_of
 from lossviz.data import EvalData, as_eval_data
 from lossviz.losses import LossFn, resolve_loss, scalar_value, wants_accuracy
 from lossviz.validation import Boolean, Constraint, Interval, Options, check
+
+_prewarm_lock = threading.Lock()
+_prewarm: threading.Thread | None = None
+
+
+def prewarm_optimizers() -> threading.Thread:
+    """Import ``torch._dynamo`` in a daemon thread, once per process, and return that thread.
+
+    torch's optimizers import it at their first ``step()`` (several seconds), so the first training
+    job of a fresh kernel would stall there; the Explorer starts this when it opens. A step that comes
+    while the import runs waits for it (Python's import lock), never imports twice.
+    """
+    global _prewarm
+    with _prewarm_lock:
+        if _prewarm is None:
+            def work() -> None:
+                with contextlib.suppress(Exception):  # a failed warm-up: the first step imports it
+                    import torch._dynamo  # noqa: F401
+
+            _prewarm = threading.Thread(target=work, name="lossviz-prewarm-optimizers", daemon=True)
+            _prewarm.start()
+        return _prewarm
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 HPARAM_NAMES = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "seed")

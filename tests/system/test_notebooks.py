@@ -199,8 +199,21 @@ def test_bring_your_own(tmp_path, kernel_name):
         assert {"xdirection", "ydirection"} <= set(f) and len(f["xdirection"]) == 4  # 2 Linear layers
     surf = read_surface(root / "digits_surface.h5")
     assert surf.shape == (9, 9) and surf.complete
-    # the center is the trained checkpoint: its loss is the grid's minimum on this small grid of a convex-ish bowl
-    assert surf.values["train_loss"][4, 4] == pytest.approx(np.nanmin(surf.values["train_loss"]), rel=0.05)
+    # the centre is the saved checkpoint: its train and test losses equal a plain float64 loop over the data
+    import torch
+    from torch import nn
+
+    from lossviz.zoo import get_data
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # my_models.digits_mlp
+    net.load_state_dict(torch.load(root / "digits_mlp.pt", weights_only=True))
+    net = net.double().eval()
+    for split, data in zip(("train", "test"), get_data("digits"), strict=True):
+        xs, ys = zip(*(data[i] for i in range(len(data))), strict=True)
+        with torch.no_grad():
+            want = float(nn.functional.cross_entropy(net(torch.stack(xs).double()), torch.as_tensor(ys)))
+        assert surf.values[f"{split}_loss"][4, 4] == pytest.approx(want, rel=1e-4), split
+    assert np.nanmax(surf.values["train_loss"]) > surf.values["train_loss"][4, 4]  # the grid leaves the centre
     s = open_session_regression(root / "regression")
     try:
         final = s.checkpoints()[-1]

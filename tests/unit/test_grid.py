@@ -229,3 +229,22 @@ def test_a_known_line_order():
 def test_an_empty_grid_has_an_empty_order():
     assert coarse_to_fine_order((0,)).size == 0
     assert coarse_to_fine_order((0, 5)).size == 0
+
+
+def test_auto_axis_fits_the_coordinates_and_the_centre_with_a_margin():
+    from lossviz.grid import AUTO_MARGIN, AUTO_NUM, AUTO_SPAN, auto_axis, is_auto, resolve_axes
+
+    a = auto_axis("auto:11", [2.0, 5.0, 3.0])  # the centre (0) is always inside
+    assert (a.min, a.max, a.num) == (pytest.approx(-AUTO_MARGIN * 5), pytest.approx(5 + AUTO_MARGIN * 5), 11)
+    b = auto_axis("auto", [-22.0, 5.0])
+    assert b.num == AUTO_NUM and b.min == pytest.approx(-22 - AUTO_MARGIN * 27)
+    assert b.max == pytest.approx(5 + AUTO_MARGIN * 27)
+    assert (auto_axis("auto").min, auto_axis("auto").max) == AUTO_SPAN
+    assert (auto_axis("auto", [np.nan]).min, auto_axis("auto", [np.nan]).max) == AUTO_SPAN
+    z = auto_axis("auto", [0.0, 0.0])  # a path that never leaves the centre: a span around it
+    assert z.min < 0 < z.max
+    assert is_auto("auto:5") and is_auto("auto") and not is_auto("-1:1:5") and not is_auto(None)
+    x, y = resolve_axes("auto:3", "-1:1:5", np.array([[1.0, 9.0], [2.0, 9.0]]))
+    assert y == "-1:1:5" and x.max == pytest.approx(2 + AUTO_MARGIN * 2)
+    with pytest.raises(ValueError, match="integer"):
+        auto_axis("auto:x")

@@ -96,14 +96,16 @@ def test_hf_trainer_folder_training_args_never_unpickled(tmp_path, session):
         save_state_dict(ck / "model.safetensors", sds[i])
         (ck / "trainer_state.json").write_text(json.dumps({
             "global_step": step, "epoch": step / 4, "train_batch_size": 16,
-            "log_history": [{"step": s, "loss": 1.0 / s, "learning_rate": 0.01, "epoch": s / 4}
+            "log_history": [{"step": s, "loss": 1.0 / s, "learning_rate": 0.01 / s, "epoch": s / 4}
                             for s in (2, 4, 6, 8)]}))
         (ck / "training_args.bin").write_bytes(pickle.dumps(_Marker(str(marker))))
         torch.save({"state": {}}, ck / "optimizer.pt")  # the Trainer's side files are no checkpoints
     cks = session.import_checkpoints(out).checkpoints
     assert not marker.exists()
     assert [(c.epoch, c.step) for c in cks] == [(1, 4), (2, 8)]
-    assert cks[0].metrics == {"loss": 0.25, "learning_rate": 0.01} and cks[1].hparams["batch_size"] == 16
+    assert cks[0].metrics == {"loss": 0.25, "learning_rate": 0.0025} and cks[1].hparams["batch_size"] == 16
+    # the pickled arguments are never read: the rate in force at each step is the last one logged
+    assert [c.hparams["lr"] for c in cks] == [pytest.approx(0.0025), pytest.approx(0.00125)]
     assert same(session.store.load_state_dict(cks[1].id), sds[1])
 
 

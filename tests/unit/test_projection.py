@@ -339,3 +339,25 @@ def test_onto_plane_recovers_coefficients() -> None:
         onto_plane(v, center, d1, 2 * d1)
     with pytest.raises(ValueError, match="same parameter space"):
         onto_plane(v, center[:5], d1, d2)
+
+
+def test_outlying_norms_by_a_plain_loop():
+    """lossviz.projection.outlying against the rule written out: ln-norm farther from the median than
+    max(k * 1.4826 * MAD, ln 10); non-finite and non-positive norms always."""
+    import math
+    import statistics
+
+    from lossviz.projection import OUTLIER_MADS, OUTLIER_MIN_FACTOR, outlying
+
+    rng = np.random.default_rng(3)
+    norms = [*np.exp(rng.normal(2.0, 0.05, 40)), 1e17, float("inf"), float("nan"), 0.0, 55.0, 7.0]
+    logs = [math.log(v) for v in norms if math.isfinite(v) and v > 0]
+    med = statistics.median(logs)
+    mad = statistics.median([abs(v - med) for v in logs])
+    limit = max(OUTLIER_MADS * 1.4826 * mad, math.log(OUTLIER_MIN_FACTOR))
+    want = [not (math.isfinite(v) and v > 0) or abs(math.log(v) - med) > limit for v in norms]
+    got = outlying(norms).tolist()
+    assert got == want
+    assert got[-6:] == [True, True, True, True, False, False]  # 55 is 7x e^2: ordinary; 1e17 is not
+    assert not any(got[:40])
+    assert outlying([3.0, 3.0, 3.0]).tolist() == [False] * 3 and outlying([]).size == 0

@@ -200,8 +200,9 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
-    def project(self, ids=None, method="layout", surface=None, wait=True):
+    def project(self, ids=None, method="layout", surface=None, wait=True, store=True, outliers="include"):
         self.calls.append(("project", method, surface is not None))
+        self.project_options = {"store": store, "outliers": outliers}
         cks = list(self._cks) if ids is None else [self.checkpoint(i) for i in ids]
 
         def run():
@@ -421,7 +422,7 @@ def test_clicking_fills_the_form_with_the_checkpoints_hyperparameters(widget, fa
     assert f["checkpoint"] == 3
     assert f["lr"] == pytest.approx(0.2) and f["optimizer"] == "sgd" and f["batch_size"] == 64
     assert f["schedule"] == "step:30:0.5"
-    assert f["epochs"] == 1 and f["magnitude"] == 0.1 and f["range"] == "-1:1" and f["resolution"] == 21
+    assert f["epochs"] == 1 and f["magnitude"] == 0.1 and f["range"] == "auto" and f["resolution"] == 21
     widget.set_state({"clicked": 99})
     assert "99" in widget.error
 
@@ -634,13 +635,19 @@ def test_project_panel_commands(tmp_path, fake):
         str(tmp_path / "new"),
         {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}},
     )
+    w.handle({"type": "create_project", "path": "new2"})  # the defaults: the zoo's mlp on spirals
+    assert made[-1] == (str(tmp_path / "new2"), {"model": "mlp", "data": "spirals", "hparams": None})
+    w.handle({"type": "create_project", "path": "new3", "model": "lenet", "data": "mnist", "data_root": str(tmp_path)})
+    assert made[-1][1]["data_kwargs"] == {"root": str(tmp_path)}
+    w.handle({"type": "create_project", "path": "new4", "data_root": str(tmp_path / "nowhere")})
+    assert "not a folder" in w.control_errors["create_project"] and made[-1][0].endswith("new3")
     w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
     assert "already exists" not in w.error  # empty folder "a" may be created into
     (tmp_path / "a" / "x").write_text("")
     w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
     assert "already exists" in w.error
     w.handle({"type": "open_project", "path": "missing"})
-    assert "does not exist" in w.error
+    assert "does not exist" in w.error and "does not exist" in w.control_errors["open_project"]
     w.close()
 
 
@@ -923,3 +930,33 @@ def test_trajectory_metrics_and_line_figures(fake):
     lf = figures.line_figure(s1, curves=[{"name": "a → b", "x": [0, 1], "metrics": {"train_loss": [1.0, 2.0]}}])
     np.testing.assert_allclose(np.asarray(lf.data[0].y), x**2)
     assert lf.data[1].name == "a → b"
+
+
+def test_open_with_a_relative_root_never_looks_in_root_slash_root(tmp_path, fake, monkeypatch):
+    """The list gives paths that start with the root ("runs/a"): opening one opens runs/a, not runs/runs/a;
+    a bare name opens it under the root."""
+    made = []
+
+    class Factory:
+        list_projects = staticmethod(FakeSession.list_projects)
+
+        @staticmethod
+        def opening(path, **kw):
+            made.append(path)
+            return FakeJob.running("open", lambda: FakeSession(path))
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    w = Explorer(fake, throttle=0, background=False, session_factory=Factory, project_root="runs")
+    try:
+        w.handle({"type": "list_projects"})
+        listed = w.projects[0]["path"]
+        assert listed == str(Path("runs") / "a")
+        w.handle({"type": "open_project", "path": listed})
+        assert w.error == "" and made[-1] == str(Path("runs") / "a")
+        w.project_root = "runs"
+        w.handle({"type": "open_project", "path": "a"})
+        assert made[-1] == str(Path("runs") / "a")
+        assert w.control_errors == {}
+    finally:
+        w.close()

@@ -27,7 +27,9 @@ def test_options_carry_every_shared_constant_from_its_home():
     assert opts["optimizers"] == list(training.OPTIMIZERS)
     assert opts["contour_modes"] == list(figures.CONTOUR_MODES)
     assert opts["directions"] == list(DIRECTIONS) and opts["projections"] == list(PROJECTIONS)
-    assert opts["models"] == list(zoo.list_models()) and opts["datasets"] == list(zoo.list_data())
+    assert sorted(opts["models"]) == sorted(zoo.list_models()) and sorted(opts["datasets"]) == sorted(zoo.list_data())
+    defaults = opts["create_defaults"]
+    assert [opts["models"][0], opts["datasets"][0]] == [defaults["model"], defaults["data"]]
     assert set(CONTRACT_LIMITS) <= set(opts["limits"]) and opts["limits"] == LIMITS
     json.dumps(opts, allow_nan=False)  # plain JSON
 

@@ -138,8 +138,10 @@ def eigen_map(
     ``(x, y)`` pair of specs. ``directions``: anything :func:`lossviz.landscape.resolve_directions`
     takes (``"random"`` with ``normalization``/``ignore``/``seed``, a DirectionSet, vectors) over the
     ``"weights"`` space. ``executor``: as for :func:`lossviz.landscape.compute_surface` (chunks of
-    ``chunk_size`` points). ``tol``/``max_iter``/``seed``: the Lanczos run at each point (Li et al.
-    use a relative tolerance of 1e-3 too); ``batch_size``/``dtype``/``device``: the operator's.
+    ``chunk_size`` points); where ``grid`` is a surface that already holds ``min_eig``/``max_eig``, its
+    finite points are kept and only the others computed (a resumed job). ``tol``/``max_iter``/``seed``:
+    the Lanczos run at each point (Li et al. use a relative tolerance of 1e-3 too);
+    ``batch_size``/``dtype``/``device``: the operator's.
     ``callback(surface, n_done, n_total)`` after every chunk; ``cancel`` stops between chunks (the
     rest NaN, not done).
     """
@@ -162,13 +164,14 @@ def eigen_map(
                      {"tol": tol, "max_iter": max_iter, "seed": 0 if seed is None else int(seed),
                       "batch_size": batch_size, "dtype": dtype, "device": device})
     values = {k: np.array(v, dtype=np.float64, copy=True) for k, v in (base.values if base is not None else {}).items()}
-    values.update({n: np.full(shape_grid.shape, np.nan) for n in EIGEN_NAMES})
-    done = np.zeros(shape_grid.shape, dtype=bool)
+    if not all(n in values for n in EIGEN_NAMES):
+        values.update({n: np.full(shape_grid.shape, np.nan) for n in EIGEN_NAMES})
+    done = np.logical_and.reduce([np.isfinite(values[n]) for n in EIGEN_NAMES])  # a resumed map keeps its points
     meta = {**(base.meta if base is not None else {}),
             "eigen": {"tol": tol, "max_iter": max_iter, "loss": resolve_loss(loss).name, "dtype": str(dtype)}}
     out = Surface(shape_grid.x.values, shape_grid.y.values if shape_grid.y is not None else None, values, done, ds,
                   meta)
-    order = shape_grid.order()
+    order = np.asarray([k for k in shape_grid.order() if not done.reshape(-1)[k]], dtype=np.int64)
     chunks = [order[i : i + chunk_size] for i in range(0, len(order), max(1, int(chunk_size)))]
     coords = shape_grid.coords()
     for i, fut in run_chunks(eigen_chunk, spec, [coords[idx] for idx in chunks], executor, cancel=cancel):

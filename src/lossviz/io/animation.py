@@ -365,13 +365,19 @@ def animate_surface_paths(
     path: str | os.PathLike, surface: Any, paths: Any = None, metric: str | None = None, **kwargs: Any
 ) -> Path:
     """:func:`animate_paths` over a Surface's metric (default ``train_loss``). ``paths=None`` uses the
-    trajectory the surface carries (``surface.meta["trajectory"]["coords"]``, as PCA surfaces have)."""
+    trajectory the surface carries (``surface.meta["trajectory"]["coords"]``, as PCA surfaces have). The
+    axes are labelled by :func:`lossviz.figures.surface_axis_labels` (PCA: with explained variance)."""
     x, y, z = surface_arrays(surface, metric)
     if paths is None:
         traj = (getattr(surface, "meta", None) or {}).get("trajectory")
         if not traj or "coords" not in traj:
             raise ValueError("this surface carries no trajectory: pass paths=(n, 2) coordinates in its plane")
         paths = np.asarray(traj["coords"], dtype=np.float64)
+    from lossviz.figures import surface_axis_labels
+
+    xlabel, ylabel = surface_axis_labels(surface)  # "PC1: 91.8 %" for PCA directions
+    kwargs.setdefault("xlabel", xlabel)
+    kwargs.setdefault("ylabel", ylabel)
     return animate_paths(path, x, y, z, paths, **kwargs)
 
 

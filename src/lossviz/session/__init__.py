@@ -1,17 +1,19 @@
 """Session: a project store + a model factory + data + training + surfaces; the programmatic object.
 
 ``Session("runs/spirals", model="mlp", data="spirals")`` creates or opens a project folder (see
-:mod:`lossviz.store`). Training and surfaces run as :class:`~lossviz.jobs.Job` s on the session's
-worker thread, one at a time; the shorter long work (``disturb``, ``interpolate``, ``project``,
-``distances`` with ``wait=False``) on a second, *quick* worker, so it never waits behind a training.
-``subscribe(callback)`` receives events (dicts) from both:
+:mod:`lossviz.store`). Training runs as :class:`~lossviz.jobs.Job` s on the session's worker
+thread, one at a time; surfaces on a worker of their own, one at a time, so a surface is computed
+while a training job runs (and a training job starts while a surface fills); the shorter long work
+(``disturb``, ``interpolate``, ``project``, ``distances`` with ``wait=False``) on a *quick* worker,
+so it never waits behind a training. ``subscribe(callback)`` receives events (dicts) from all:
 
 * ``{"type": "checkpoint", "checkpoint": Checkpoint}`` when a checkpoint is stored,
 * ``{"type": "job", "job": Job, "state", "progress", "message"}`` when a job's state or progress
   changes (``job`` is the live object; the other keys are a snapshot taken at the event),
 * ``{"type": "surface", "job": Job, "surface": Surface}`` after every evaluated chunk of a surface
   (after every refinement round of an adaptive one),
-* ``{"type": "error", "message": str}`` when a job fails (an exception, a diverged run).
+* ``{"type": "error", "message": str}`` when a job fails (an exception, a diverged run),
+* ``{"type": "deleted", "ids": [...]}`` when checkpoints are deleted (``Session.delete``).
 
 A failing job ends ``"failed"`` with the reason in ``job.error``; what it did is stored; nothing is
 raised into the caller's thread.

@@ -41,27 +41,65 @@ class AnalysisOps(SurfaceService):
 
     # ------------------------------------------------------------------ projections
     def project(self, ids: Iterable[Any] | None = None, method: str = "layout", surface: Any = None, *,
-                wait: bool = True) -> Projection | Job:
+                wait: bool = True, store: bool = True, outliers: str = "include") -> Projection | Job:
         """2D coordinates of checkpoints ``ids`` (all by default) by ``method``: "layout" (epoch x
         branch lane), "pca" (exact, Gram matrix streamed from disk), "tsne", "surface" (least
         squares in ``surface``'s plane). ``wait=False``: a job on the quick queue whose result is
-        the :class:`Projection`, with progress per checkpoint read."""
+        the :class:`Projection`, with progress per checkpoint read.
+
+        ``store``: a PCA or t-SNE result is stored in the project (found again by its ids); ``False``
+        computes it without storing (a view refreshed after each new checkpoint). ``outliers``:
+        ``"include"`` projects every checkpoint; ``"exclude"`` leaves out of PCA, t-SNE and the
+        surface's plane the diverged ones and those whose weight norm is an outlier
+        (:func:`lossviz.projection.outlying`), listed in ``meta["outliers"]`` (the layout keeps them:
+        it does not depend on the weights)."""
         if method not in PROJECTION_METHODS:
             raise ValueError(f"projection method {method!r} is unknown: use layout, pca, tsne or surface")
+        if outliers not in ("include", "exclude"):
+            raise ValueError(f"outliers={outliers!r} is unknown: use 'include' or 'exclude'")
         ckpts = self.store.checkpoints() if ids is None else [self.checkpoint(i) for i in ids]
         if method != "layout" and not ckpts:
             raise ValueError("no checkpoints to project; train first or pass ids=[...]")
         if method == "surface" and surface is None:
             raise ValueError("method='surface' needs surface= (a Surface from session.surface)")
-        return self._quick_work("project", f"{method} projection of {len(ckpts)} checkpoints",
-                                lambda job: self._projection(ckpts, method, surface, job), wait)
 
-    def _projection(self, ckpts: list[Checkpoint], method: str, surface: Any, job: Job | None) -> Projection:
+        def work(job: Job | None) -> Projection:
+            flagged = self.outliers([c.id for c in ckpts]) if outliers == "exclude" else []
+            kept = ckpts if method == "layout" else [c for c in ckpts if c.id not in set(flagged)]
+            if method != "layout" and not kept:
+                raise ValueError(f"every one of the {len(ckpts)} checkpoints is an outlier: nothing to project; "
+                                 "pass outliers='include'")
+            proj = self._projection(kept, method, surface, job, store)
+            if outliers == "exclude":
+                proj.meta = {**proj.meta, "outliers": flagged}
+            return proj
+
+        return self._quick_work("project", f"{method} projection of {len(ckpts)} checkpoints", work, wait)
+
+    def weight_norm(self, id: Any) -> float:
+        """``‖θ‖₂`` of checkpoint ``id``'s weights (float64; inf or NaN when they are not finite),
+        remembered per checkpoint (a checkpoint's weights never change)."""
+        cid = self.checkpoint(id).id
+        if cid not in self._weight_norms:
+            self._weight_norms[cid] = float(torch.linalg.vector_norm(self.vector(cid).double()))
+        return self._weight_norms[cid]
+
+    def outliers(self, ids: Iterable[Any] | None = None) -> list[int]:
+        """The checkpoints among ``ids`` (all by default) that views leave out: diverged ones and those
+        whose weight norm is an outlier by :func:`lossviz.projection.outlying`."""
+        from lossviz import projection as P
+
+        ckpts = self.store.checkpoints() if ids is None else [self.checkpoint(i) for i in ids]
+        far = P.outlying([self.weight_norm(c.id) for c in ckpts])
+        return [c.id for c, bad in zip(ckpts, far, strict=True) if bad or c.status == "diverged"]
+
+    def _projection(self, ckpts: list[Checkpoint], method: str, surface: Any, job: Job | None,
+                    store: bool = True) -> Projection:
         if method == "layout":
             return self._layout(ckpts)
         if method == "surface":
             return self._onto_surface([c.id for c in ckpts], surface, job)
-        return self._embedding([c.id for c in ckpts], method, job)
+        return self._embedding([c.id for c in ckpts], method, job, store)
 
     def _layout(self, ckpts: list[Checkpoint]) -> Projection:
         from lossviz import projection as P
@@ -78,7 +116,7 @@ class AnalysisOps(SurfaceService):
             yield self.vector(cid, kind)
         step(job, len(ids), len(ids), "checkpoints read")
 
-    def _embedding(self, id_list: list[int], method: str, job: Job | None) -> Projection:
+    def _embedding(self, id_list: list[int], method: str, job: Job | None, store: bool = True) -> Projection:
         """PCA or t-SNE coordinates, stored under the ids and found again."""
         from lossviz import projection as P
 
@@ -101,8 +139,9 @@ class AnalysisOps(SurfaceService):
         else:
             coords = np.asarray(P.tsne(factory), dtype=np.float64)
             info = {}
-        self.store.put_result(key, "projection", {"method": method, "ids": id_list},
-                              meta={"coords": coords.tolist(), "info": info})
+        if store:
+            self.store.put_result(key, "projection", {"method": method, "ids": id_list},
+                                  meta={"coords": coords.tolist(), "info": info})
         return Projection(id_list, coords, method, info)
 
     def _onto_surface(self, id_list: list[int], surface: Any, job: Job | None) -> Projection:

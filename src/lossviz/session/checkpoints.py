@@ -17,7 +17,7 @@ import torch
 from lossviz import training as T
 from lossviz.jobs import Job
 from lossviz.params import ParamSpace, SpaceKind
-from lossviz.session.core import SessionBase, step
+from lossviz.session.core import SessionBase, id_of, step
 from lossviz.store import Checkpoint
 from lossviz.validation import Interval, check
 
@@ -67,6 +67,22 @@ class CheckpointOps(SessionBase):
         if start.status != "ok":
             raise ValueError(f"checkpoint {start.id} is {start.status!r} ({start.note}); train from an earlier one")
         return start
+
+    def delete(self, ids: Iterable[Any], *, confirm: bool = False) -> list[int]:
+        """Delete checkpoints ``ids`` and the files lossviz wrote for them (:meth:`Store.delete_checkpoints`:
+        a checkpoint whose children are not deleted with it is refused, and so is a file lossviz did not
+        write). ``confirm=True`` is required (it cannot be undone); refused while a training job is queued
+        or running. Emits ``{"type": "deleted", "ids": [...]}``; returns the ids deleted."""
+        if confirm is not True:
+            raise ValueError("deleting checkpoints cannot be undone: pass confirm=True")
+        id_list = sorted({id_of(i) for i in ids})
+        if any(j.kind == "train" and j.state in ("queued", "running") for j in self.jobs):
+            raise ValueError("a training job is queued or running: wait for it or cancel it, then delete")
+        self.store.delete_checkpoints(id_list)
+        for i in id_list:
+            self._weight_norms.pop(i, None)
+        self._emit({"type": "deleted", "ids": id_list})
+        return id_list
 
     def train(
         self,

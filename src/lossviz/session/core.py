@@ -73,16 +73,19 @@ class SessionBase:
         self.spec = project.spec
         self._queue = JobQueue(f"lossviz-jobs-{self.path.name}")
         self._quick = JobQueue(f"lossviz-quick-{self.path.name}")
+        self._surfaces = JobQueue(f"lossviz-surfaces-{self.path.name}")  # surfaces run next to training
         self.jobs = []
         self._subscribers: list[Callable[[dict], None]] = []
         self._sub_lock = threading.Lock()
         self._eval_cache: dict[str, EvalData] | None = None
         self._data_hash: str | None = None
         self._init_lock = threading.Lock()
+        self._weight_norms: dict[int, float] = {}  # checkpoint id -> weight norm (AnalysisOps.weight_norm)
 
     def close(self) -> None:
         """Stop the workers after queued jobs and close the index."""
         self._quick.shutdown(wait=True, timeout=60)
+        self._surfaces.shutdown(wait=True, timeout=60)
         self._queue.shutdown(wait=True, timeout=60)
         self.store.close()
 

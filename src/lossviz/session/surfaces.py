@@ -26,7 +26,7 @@ from torch import nn
 
 from lossviz.direction_spec import DirectionSpec
 from lossviz.jobs import Job
-from lossviz.params import SpaceKind
+from lossviz.params import SpaceKind, space_kind
 from lossviz.session.core import SessionBase
 from lossviz.session.project import callable_name
 from lossviz.store import Checkpoint, spec_key
@@ -259,21 +259,32 @@ class SurfaceService(SessionBase):
         the round running. An adaptive surface is not resumed: a stored partial one (cancelled,
         killed) is computed again from scratch.
 
+        ``x``/``y`` ``"auto"`` (or ``"auto:num"``) fit the axis to the trajectory in the surface's plane
+        (:func:`lossviz.grid.auto_axis`: its extent and the centre, with a margin): for ``"pca"``
+        directions the fitted trajectory, for directions to checkpoints or given vectors the center's
+        lineage projected into the plane; random and Hessian directions get
+        :data:`lossviz.grid.AUTO_SPAN`. The stored key holds the resolved axes.
+
         ``save_every_s``: while computing, the partial surface is saved at most every
         ``save_every_s`` seconds (0: after every chunk), and always at the end, on cancel and on
         failure; a killed process resumes from the last partial saved.
         """
-        from lossviz.grid import SurfaceGrid
+        from lossviz.grid import SurfaceGrid, is_auto, resolve_axes
 
         c = self.checkpoint(center)
-        grid = SurfaceGrid.from_specs(x, y)
+        if not (is_auto(x) or is_auto(y)):
+            SurfaceGrid.from_specs(x, y)  # a malformed spec is refused before anything else
         if kind not in ("weights", "states"):
             raise ValueError(f"kind must be 'weights' or 'states', got {kind!r}")
         refine_options = _adaptive_options(adaptive)
         every_s = _save_interval(save_every_s)
         _check_engine(engine)
-        spec_of_directions = DirectionSpec.parse(directions, grid.ndim, normalization=normalization, ignore=ignore,
-                                                 seed=seed, kind=kind, checkpoints=checkpoints, center=c)
+        spec_of_directions = DirectionSpec.parse(directions, 1 if y is None else 2, normalization=normalization,
+                                                 ignore=ignore, seed=seed, kind=kind, checkpoints=checkpoints,
+                                                 center=c)
+        if is_auto(x) or is_auto(y):
+            x, y = resolve_axes(x, y, self._plane_trajectory(spec_of_directions, c))
+        grid = SurfaceGrid.from_specs(x, y)
         spec = self._surface_spec(c, grid, refine_options, engine, spec_of_directions.key(self))
         key = spec_key(spec)
         found = self.store.find_result(key)
@@ -290,8 +301,24 @@ class SurfaceService(SessionBase):
                          self._engine_arguments(kind, normalization, ignore, seed, engine))
         job = self._job("surface", lambda j: self._run_surface(j, run), run.description)
         if not wait:
-            return self._submit(job)
+            return self._surfaces.submit(job)
         return self._wait_for_surface(job, run)
+
+    def _plane_trajectory(self, spec: DirectionSpec, c: Checkpoint) -> np.ndarray | None:
+        """The coordinates ``"auto"`` axes are fitted to: PCA directions' trajectory, or the center's
+        lineage projected into the plane of given directions; None for random and Hessian ones."""
+        from lossviz import projection as P
+
+        if spec.source in ("random", "hessian"):
+            return None
+        dirs, extra = spec.build(self)
+        if spec.source == "pca":
+            return np.asarray(extra["trajectory"]["coords"], dtype=np.float64)
+        kind = space_kind(dirs.kind)
+        ids = self.trajectory(c.id)
+        vecs = torch.stack([self.vector(i, kind) for i in ids])
+        d = dirs.vectors
+        return np.asarray(P.onto_plane(vecs, self.vector(c.id, kind), d[0], d[1] if len(d) > 1 else None))
 
     def _surface_spec(self, c: Checkpoint, grid: SurfaceGrid, refine_options: dict | None,
                       engine: Mapping[str, Any], directions_key: dict) -> dict:
@@ -324,10 +351,10 @@ class SurfaceService(SessionBase):
     def _wait_for_surface(self, job: Job, run: SurfaceRun) -> Surface:
         """Run ``job`` here (inside the worker) or on the queue, waiting; Ctrl-C cancels it. A failed
         save (a full disk) is raised as it came: the partial surface was not stored."""
-        if self._queue.in_worker():
+        if self._queue.in_worker() or self._surfaces.in_worker():
             job._run()
         else:
-            self._submit(job)
+            self._surfaces.submit(job)
             try:
                 job.wait()
             except KeyboardInterrupt:

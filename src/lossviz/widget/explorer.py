@@ -29,12 +29,14 @@ import traitlets as t
 from lossviz.io.h5 import write_surface
 from lossviz.jsonable import json_safe
 from lossviz.session import Session
+from lossviz.training import prewarm_optimizers
 from lossviz.widget import payloads as P
 from lossviz.widget import views
 from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
-from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
+from lossviz.widget.options import CONTOUR_MODES, CREATE_DEFAULTS, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
+from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
 from lossviz.widget.serializers import to_wire
 from lossviz.widget.throttle import Coalescer
@@ -103,6 +105,21 @@ class Explorer(anywidget.AnyWidget):
     project = t.Dict().tag(sync=True)
     height = t.Int(760).tag(sync=True)
 
+    # ---------------------------------------------------------------- kernel-side view state (issue 14)
+    #: True: outlying and diverged checkpoints are projected too (default: left out, listed in ``outliers``)
+    include_outliers = t.Bool(False).tag(sync=True)
+    #: ids of the checkpoints the last projection left out (lossviz.projection.outlying; diverged ones)
+    outliers = t.List(t.Int()).tag(sync=True)
+    #: checkpoint ids, and branch ids, hidden from the projections (and by the front end from every view)
+    hidden = t.List(t.Int()).tag(sync=True)
+    hidden_branches = t.List(t.Int()).tag(sync=True)
+    #: critical-point markers on the contour (only ever for loss-like metrics)
+    show_critical = t.Bool(True).tag(sync=True)
+    #: errors keyed by the control they belong to (e.g. {"open_project": "..."}); empty when none
+    control_errors = t.Dict().tag(sync=True)
+    #: a delete waiting for the user's confirmation: {"ids": [...], "text": "..."}; empty when none
+    confirm_delete = t.Dict().tag(sync=True)
+
     def __init__(self, session: SessionLike, *, throttle: float = 0.25, background: bool = True,
                  project_root: str | os.PathLike | None = None, session_factory: SessionFactory | None = None,
                  surface: Any = None, **kwargs: Any):
@@ -124,17 +141,22 @@ class Explorer(anywidget.AnyWidget):
         self._follow = self._follower.follow
         self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
         self._unsubscribe: Callable[[], None] | None = None
+        self._projections = ProjectionRequests(self._compute_projection, self._show_projection, self._projection_view,
+                                               show_failed=self._show_no_projection)
         self._refresh_table = Coalescer(self._push_checkpoints, self._throttle, self._report)
         self._refresh_surface = Coalescer(self._push_surface, self._throttle, self._report)
         self._refresh_jobs = Coalescer(self._push_jobs, min(self._throttle, 0.1), self._report)
         # live: checkpoints another process writes into the project are shown too (lossviz.widget.live)
         self._live = StoreWatch(self._refresh_table, known=lambda: int(self.checkpoints.get("n", 0)))
         self.options = explorer_options()
+        prewarm_optimizers()  # the first Train of a fresh kernel must not stall importing torch._dynamo
         self.on_msg(self._on_frontend_msg)
         self.observe(self._on_clicked, names="clicked")
         self.observe(self._on_projection_method, names="projection_method")
         self.observe(self._on_surface_metric, names="surface_metric")
         self.observe(self._on_selection, names="selection")
+        self.observe(self._on_projection_options, names=["include_outliers", "hidden", "hidden_branches"])
+        self.observe(self._on_show_critical, names="show_critical")
         if project_root is not None:
             self.project_root = str(project_root)
         self._attach(session)
@@ -180,6 +202,7 @@ class Explorer(anywidget.AnyWidget):
         self._session = session
         self._surface_obj = None
         self._surface_job = None
+        self._projections.forget()
         self._unsubscribe = session.subscribe(self._on_session_event)
         self._live.watch(session.path)
         path = session.path
@@ -246,6 +269,8 @@ class Explorer(anywidget.AnyWidget):
                 self._refresh_table()
             elif kind == "job":
                 self._note_job(event.get("job"))
+            elif kind == "deleted":
+                self._refresh_table()
             elif kind == "surface":  # any surface the session computes is shown, also ones started from Python
                 job = event.get("job")
                 if job is not None:
@@ -286,26 +311,57 @@ class Explorer(anywidget.AnyWidget):
         self._request_projection(self.projection_method)
 
     def _request_projection(self, method: str, *, asked: bool = False) -> None:
-        """Project the checkpoints by ``method`` in a job; one the user ``asked`` for stays in the jobs panel,
-        a refresh after new checkpoints only while it runs."""
-        if int(self.checkpoints.get("n", 0)) == 0:
+        """Project the table's checkpoints (less the hidden ones) by ``method``: one computation at a time,
+        the newest request wins, known results at once (:mod:`lossviz.widget.projections`). One the user
+        ``asked`` for stays in the jobs panel and is stored in the project; a refresh after new
+        checkpoints is listed only while it runs and stored nowhere."""
+        table = self.checkpoints
+        total = int(table.get("n", 0))
+        if total == 0:
             self.projection = views.empty_projection(method)
             return
         if method == "surface" and self._surface_obj is None:
             raise PayloadError("the 'surface' projection needs a surface: compute one with the Surface button first")
-        kwargs = {"surface": self._surface_obj} if method == "surface" else {}
+        ids = views.visible_ids(table, self.hidden, self.hidden_branches)
+        if not ids:
+            self.projection = {**views.empty_projection(method), "total": total}
+            return
+        self._projections.request(ProjectionRequest(
+            method, tuple(ids), total, self.include_outliers, self._surface_obj if method == "surface" else None,
+            asked))
 
-        def apply(proj: Any) -> None:
-            self.projection = views.projection_view(method, proj)
+    def _projection_view(self) -> tuple:
+        surf = self._surface_obj if self.projection_method == "surface" else None
+        return (self.projection_method, self.include_outliers, None if surf is None else id(surf))
 
-        self._follow(f"the {method} projection", lambda: self._session.project(method=method, wait=False, **kwargs),
-                     apply, slot="projection", transient=not asked)
+    def _compute_projection(self, req: ProjectionRequest, done: Callable[[Any], None]) -> None:
+        kwargs: dict[str, Any] = {"surface": req.surface} if req.method == "surface" else {}
+        result: list[Any] = [None]
+
+        def start() -> Any:
+            return self._session.project(ids=list(req.ids), method=req.method, wait=False, store=req.asked,
+                                         outliers="include" if req.include_outliers else "exclude", **kwargs)
+
+        self._follow(f"the {req.method} projection", start, lambda proj: result.__setitem__(0, proj),
+                     transient=not req.asked, on_end=lambda: done(result[0]))
+
+    def _show_no_projection(self, req: ProjectionRequest) -> None:
+        """A projection of the selected method failed (its words are in ``error``): show none of it."""
+        self.outliers = []
+        self.projection = {**views.empty_projection(req.method), "outliers": [], "count": 0, "total": req.total,
+                           "labels": [], "failed": True}
+
+    def _show_projection(self, req: ProjectionRequest, proj: Any) -> None:
+        payload = views.projection_view(req.method, proj, total=req.total)
+        self.outliers = list(payload["outliers"])
+        self.projection = payload
 
     def _push_surface(self) -> None:
         surf = self._surface_obj
         if surf is None:
             return
-        payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"))
+        payload = views.surface_view(surf, self.surface_metric, job=views.field_of(self._surface_job, "id"),
+                                     critical=self.show_critical)
         if payload is None:
             return
         complete = payload["done"] == payload["total"]
@@ -335,8 +391,10 @@ class Explorer(anywidget.AnyWidget):
                 self._trajectory = (surf, views.trajectory_view(proj.ids, proj.coords))
             self._refresh_surface()
 
+        outliers = "include" if self.include_outliers else "exclude"
         self._follow("the surface's trajectory",
-                     lambda: self._session.project(method="surface", surface=surf, wait=False),
+                     lambda: self._session.project(method="surface", surface=surf, wait=False, store=False,
+                                                   outliers=outliers),
                      apply, slot="trajectory", quiet=True, transient=True)
 
     # ------------------------------------------------------------------ trait observers
@@ -357,6 +415,23 @@ class Explorer(anywidget.AnyWidget):
             self.error = str(exc)
 
     def _on_surface_metric(self, change: Mapping[str, Any]) -> None:
+        if change["old"] != change["new"]:  # another metric has another range: its own colour limits
+            with self.hold_sync():
+                self.vmin = None
+                self.vmax = None
+        self._refresh_surface()
+
+    def _on_projection_options(self, change: Mapping[str, Any]) -> None:
+        try:
+            self._request_projection(self.projection_method)
+        except PayloadError as exc:
+            self.error = str(exc)
+        if change["name"] == "include_outliers" and self._surface_obj is not None:
+            with self._lock:
+                self._trajectory = (None, None)  # the 3-D path is projected again with the new choice
+            self._refresh_surface()
+
+    def _on_show_critical(self, change: Mapping[str, Any]) -> None:
         self._refresh_surface()
 
     def _on_selection(self, change: Mapping[str, Any]) -> None:
@@ -439,9 +514,12 @@ class Explorer(anywidget.AnyWidget):
         center = P.number(p, "center", int)
         directions = P.choice(P.text(p, "directions", "random"), DIRECTIONS, "directions")
         resolution = P.form_number(p, "resolution", default=21)
-        spec = P.surface_axis_spec(P.text(p, "range", "-1:1"), resolution)
+        both = P.text(p, "range", "auto") if p.get("range") not in (None, "") else "auto"
+        x_spec = P.surface_axis_spec(P.text(p, "x_range") if p.get("x_range") not in (None, "") else both, resolution)
+        y_spec = P.surface_axis_spec(P.text(p, "y_range") if p.get("y_range") not in (None, "") else both, resolution)
+        spec = x_spec if x_spec == y_spec else f"x {x_spec}, y {y_spec}"
         adaptive = P.boolean(p, "adaptive")
-        kwargs: dict[str, Any] = {"directions": directions, "x": spec, "y": spec, "wait": False}
+        kwargs: dict[str, Any] = {"directions": directions, "x": x_spec, "y": y_spec, "wait": False}
         if adaptive:  # refine_surface's default options: a coarse lattice, then rounds where the surface bends
             kwargs["adaptive"] = True
         if directions == "pca":
@@ -486,48 +564,113 @@ class Explorer(anywidget.AnyWidget):
             raise PayloadError(f"distances need 2 to {most} selected checkpoints, {len(ids)} are selected")
         self._request_distances(ids)
 
+    def _cmd_delete(self, p: Mapping[str, Any]) -> None:
+        """``{"ids": [...]}`` or ``{"branch": b}`` (the branch and all that grew from it): without
+        ``"confirm": true`` it only asks (``confirm_delete``); with it, the session deletes them."""
+        table = self.checkpoints
+        ids = views.subtree_ids(table, branch=P.number(p, "branch", int)) if "branch" in p else P.ids(p, "ids")
+        if not ids:
+            raise PayloadError("there is nothing to delete: give checkpoint ids or a branch that has checkpoints")
+        if not P.boolean(p, "confirm"):
+            self.confirm_delete = {"ids": ids, "text": f"Delete {len(ids)} checkpoint(s) ({views.id_ranges(ids)}) "
+                                   "and their files? This cannot be undone."}
+            return
+        if sorted(self.confirm_delete.get("ids", [])) != sorted(ids):
+            raise PayloadError("confirm the delete you were asked about: send the same ids with confirm true")
+        self.confirm_delete = {}
+        gone = set(self._session.delete(ids, confirm=True))
+        with self.hold_sync():
+            self.selection = [i for i in self.selection if i not in gone]
+            self.hidden = [i for i in self.hidden if i not in gone]
+            if self.clicked in gone:
+                self.clicked = None
+        self._push_checkpoints()
+        self.message = f"deleted {len(gone)} checkpoint(s)"
+
+    def _cmd_cancel_delete(self, p: Mapping[str, Any]) -> None:
+        self.confirm_delete = {}
+
     def _cmd_refresh(self, p: Mapping[str, Any]) -> None:
         self._push_checkpoints()
 
     def _cmd_clear_error(self, p: Mapping[str, Any]) -> None:
         self.error = ""
 
-    def _resolve_project_path(self, raw: str) -> Path:
+    def _resolve_project_path(self, raw: str, *, existing: bool = False) -> Path:
+        """A project path from the panel: absolute as given; relative under the project root, unless it
+        already starts with that root (a listed project's path) or, for ``existing``, only the path as
+        given exists (never ``runs/runs/<name>``)."""
         path = Path(os.path.expanduser(raw))
-        if not path.is_absolute():
-            path = Path(self.project_root or ".") / path
-        return path
+        if path.is_absolute():
+            return path
+        root = Path(os.path.expanduser(self.project_root or "."))
+        if root.parts and path.parts[: len(root.parts)] == root.parts and root != Path("."):
+            return path
+        under = root / path
+        if existing and not under.exists() and path.exists():
+            return path
+        return under
+
+    def _control_error(self, control: str, text: str) -> None:
+        """An error shown next to ``control`` (``control_errors``) and in the ``error`` banner."""
+        self.control_errors = {**self.control_errors, control: text}
+        self.error = text
+
+    def _clear_control_error(self, control: str) -> None:
+        if control in self.control_errors:
+            self.control_errors = {k: v for k, v in self.control_errors.items() if k != control}
 
     def _cmd_list_projects(self, p: Mapping[str, Any]) -> None:
+        self._clear_control_error("list_projects")
         root = P.text(p, "root", self.project_root or ".")
         if not Path(os.path.expanduser(root)).is_dir():
-            raise PayloadError(f"project folder {root!r} does not exist: enter an existing folder")
+            self._control_error("list_projects", f"project folder {root!r} does not exist: enter an existing folder")
+            return
         self.project_root = root
         self.projects = json_safe(list(self._session_factory.list_projects(os.path.expanduser(root))))
 
-    def _open(self, path: Path, what: str, done: str, **kwargs: Any) -> None:
-        """Open (or, with ``model``/``data``, create) the project at ``path`` as a job, then show it."""
+    def _open(self, path: Path, what: str, done: str, control: str, **kwargs: Any) -> None:
+        """Open (or, with ``model``/``data``, create) the project at ``path`` as a job, then show it; a
+        failure is shown next to ``control``."""
 
         def apply(session: SessionLike) -> None:
             self._attach(session)
             self.message = done
 
-        self._follow(what, lambda: self._session_factory.opening(str(path), **kwargs), apply)
+        def ended() -> None:  # a failure (of the start or the job) is in ``error`` by now: show it by the control
+            if self.error.startswith(f"{what} failed"):
+                self.control_errors = {**self.control_errors, control: self.error}
+
+        self._follow(what, lambda: self._session_factory.opening(str(path), **kwargs), apply, on_end=ended)
 
     def _cmd_open_project(self, p: Mapping[str, Any]) -> None:
-        path = self._resolve_project_path(P.text(p, "path"))
+        self._clear_control_error("open_project")
+        path = self._resolve_project_path(P.text(p, "path"), existing=True)
         if not path.exists():
-            raise PayloadError(f"project {str(path)!r} does not exist: pick one from the list or create it")
-        self._open(path, f"opening {path}", f"opened {path}")
+            self._control_error("open_project", f"project {str(path)!r} does not exist: pick one from the list or "
+                                "create it")
+            return
+        self._open(path, f"opening {path}", f"opened {path}", "open_project")
 
     def _cmd_create_project(self, p: Mapping[str, Any]) -> None:
-        path = self._resolve_project_path(P.text(p, "path"))
-        if path.exists() and any(path.iterdir()):
-            raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
-        model, data = P.text(p, "model"), P.text(p, "data")
-        hp = P.project_hparams(p.get("hparams"))
-        self._open(path, f"creating {path}", f"created {path} ({model} on {data})",
-                   model=model, data=data, hparams=hp or None)
+        self._clear_control_error("create_project")
+        try:
+            path = self._resolve_project_path(P.text(p, "path"))
+            if path.exists() and any(path.iterdir()):
+                raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
+            model = P.text(p, "model", CREATE_DEFAULTS["model"]) or CREATE_DEFAULTS["model"]
+            data = P.text(p, "data", CREATE_DEFAULTS["data"]) or CREATE_DEFAULTS["data"]
+            root = P.text(p, "data_root", "") if p.get("data_root") not in (None, "") else ""
+            if root and not Path(os.path.expanduser(root)).is_dir():
+                raise PayloadError(f"data root {root!r} is not a folder: enter the folder that holds the data set")
+            hp = P.project_hparams(p.get("hparams"))
+        except PayloadError as exc:
+            self._control_error("create_project", str(exc))
+            return
+        kwargs: dict[str, Any] = {"model": model, "data": data, "hparams": hp or None}
+        if root:
+            kwargs["data_kwargs"] = {"root": os.path.expanduser(root)}
+        self._open(path, f"creating {path}", f"created {path} ({model} on {data})", "create_project", **kwargs)
 
     def _cmd_export_surface(self, p: Mapping[str, Any]) -> None:
         surf = self._surface_obj
@@ -555,6 +698,8 @@ COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "select": Explorer._cmd_select,
     "distances": Explorer._cmd_distances,
     "refresh": Explorer._cmd_refresh,
+    "delete": Explorer._cmd_delete,
+    "cancel_delete": Explorer._cmd_cancel_delete,
     "clear_error": Explorer._cmd_clear_error,
     "list_projects": Explorer._cmd_list_projects,
     "open_project": Explorer._cmd_open_project,

@@ -28,6 +28,7 @@ class _Followed:
     what: str
     slot: str | None = None
     quiet: bool = False
+    on_end: Callable[[], None] | None = None
     settled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -54,18 +55,22 @@ class JobFollower:
         self._transient: set[int] = set()  # jobs that refresh a view: listed only until they end well
 
     def follow(self, what: str, start: Callable[[], JobLike], apply: Callable[[Any], None], *,
-               slot: str | None = None, quiet: bool = False, transient: bool = False) -> None:
+               slot: str | None = None, quiet: bool = False, transient: bool = False,
+               on_end: Callable[[], None] | None = None) -> None:
         """Start a job with ``start()`` and apply its result when it ends. A failure, of the start or of
         the job, goes to ``on_error`` unless ``quiet``; a job started later in the same ``slot``
         supersedes this one (its result is not applied, and it is cancelled if it has not started).
-        ``transient``: the job only refreshes a view (see :meth:`transient`)."""
+        ``transient``: the job only refreshes a view (see :meth:`transient`). ``on_end()`` is called
+        once whatever happens (after ``apply``; also when the start fails)."""
         try:
             job = start()
         except Exception as exc:  # noqa: BLE001 - a failed start is reported in words, never raised into the kernel
             if not quiet:
                 self._on_error(f"{what} failed: {exc}")
+            if on_end is not None:
+                on_end()
             return
-        followed = _Followed(job, apply, what, slot, quiet)
+        followed = _Followed(job, apply, what, slot, quiet, on_end)
         with self._lock:
             earlier = self._pending.get(self._latest.get(slot, -1)) if slot is not None else None
             self._pending[job.id] = followed
@@ -133,5 +138,10 @@ class JobFollower:
             if not followed.quiet:
                 self._on_error(f"{followed.what} failed: {exc}")
         finally:
+            if followed.on_end is not None:  # before settled: what it starts is pending when waiters wake
+                try:
+                    followed.on_end()
+                except Exception as exc:  # noqa: BLE001 - the waiter thread must not die
+                    self._on_error(f"{followed.what} failed: {exc}")
             followed.settled.set()
             self._on_job(job)

@@ -15,6 +15,7 @@ from lossviz.validation import Interval
 
 __all__ = [
     "CONTOUR_MODES",
+    "CREATE_DEFAULTS",
     "DIRECTIONS",
     "FIELDS",
     "FORM_EXTRAS",
@@ -31,9 +32,14 @@ PROJECTIONS = ("layout", "pca", "tsne", "surface")
 """Methods of the trajectory plot's projection (``Session.project``)."""
 TRAIN_KEYS = HPARAM_NAMES
 """The hyperparameters a train command may carry (:data:`lossviz.training.HPARAM_NAMES`)."""
-FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "-1:1", "resolution": 21,
+FORM_EXTRAS = {"epochs": 1, "magnitude": 0.1, "n": 5, "directions": "random", "range": "auto", "x_range": "",
+               "y_range": "", "resolution": 21,
                "adaptive": False}
 """Form values that are not hyperparameters, with their first values (kept across clicks)."""
+
+CREATE_DEFAULTS = {"model": "mlp", "data": "spirals"}
+"""What the project panel creates when no model or data set is chosen: a zoo model and a data set made
+in memory (no files, no download), so that a first Create works."""
 
 LIMITS = {
     "max_jobs_shown": 20,  # finished jobs listed; running and queued ones are always listed
@@ -47,6 +53,8 @@ LIMITS = {
     "resolution_max": 401,
 }
 
+RANGE_HINT = ("auto fits the grid to the trajectory in the plane with a margin (PCA, directions to checkpoints); "
+              "random directions get -1:1")
 SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar"
 ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
                  "the grid; the rest interpolated. Saves work from about 30 points a side")
@@ -79,7 +87,12 @@ FIELDS: tuple[dict[str, Any], ...] = (
      "max": LIMITS["interpolation_max"], "group": "interpolate"},
     {"name": "directions", "label": "surface directions", "type": "choice", "choices": list(DIRECTIONS),
      "group": "surface"},
-    {"name": "range", "label": "surface range (min:max)", "type": "range", "group": "surface"},
+    {"name": "range", "label": "surface range (min:max or auto)", "type": "range", "group": "surface",
+     "hint": RANGE_HINT},
+    {"name": "x_range", "label": "x range (min:max or auto; empty: the range above)", "type": "range",
+     "optional": True, "group": "surface", "hint": RANGE_HINT},
+    {"name": "y_range", "label": "y range (min:max or auto; empty: the range above)", "type": "range",
+     "optional": True, "group": "surface", "hint": RANGE_HINT},
     {"name": "resolution", "label": "surface resolution", "type": "int", "min": LIMITS["resolution_min"],
      "max": LIMITS["resolution_max"], "group": "surface"},
     {"name": "adaptive", "label": "adaptive (fewer points)", "type": "bool", "group": "surface", "hint": ADAPTIVE_HINT},
@@ -95,6 +108,11 @@ def field(name: str) -> dict[str, Any]:
     return next(f for f in FIELDS if f["name"] == name)
 
 
+def _first(name: str, names: list[str]) -> list[str]:
+    """``names`` with ``name`` first (a choice list whose first entry is the default)."""
+    return [name, *[n for n in names if n != name]]
+
+
 def explorer_options() -> dict[str, Any]:
     """The ``options`` trait: every constant the front end needs (choices, form fields, limits)."""
     return {
@@ -102,8 +120,9 @@ def explorer_options() -> dict[str, Any]:
         "directions": list(DIRECTIONS),
         "projections": list(PROJECTIONS),
         "contour_modes": list(CONTOUR_MODES),
-        "models": list(zoo.list_models()),
-        "datasets": list(zoo.list_data()),
+        "models": _first(CREATE_DEFAULTS["model"], zoo.list_models()),
+        "datasets": _first(CREATE_DEFAULTS["data"], zoo.list_data()),
+        "create_defaults": dict(CREATE_DEFAULTS),
         "fields": [dict(f) for f in FIELDS],
         "limits": dict(LIMITS),
     }

@@ -166,10 +166,13 @@ def project_hparams(raw: Any) -> dict[str, Any]:
 
 
 def surface_axis_spec(range_text: str, resolution: int) -> str:
-    """``"-1:1"`` and 21 -> ``"-1:1:21"`` (Li's axis syntax), checking min < max."""
+    """``"-1:1"`` and 21 -> ``"-1:1:21"`` (Li's axis syntax), checking min < max; ``"auto"`` (or empty)
+    and 21 -> ``"auto:21"`` (fitted to the trajectory, :func:`lossviz.grid.auto_axis`)."""
+    if str(range_text).strip() in ("", "auto"):
+        return f"auto:{int(resolution)}"
     parts = str(range_text).split(":")
     if len(parts) != 2:
-        raise PayloadError(f"range {range_text!r} is not min:max, e.g. -1:1")
+        raise PayloadError(f"range {range_text!r} is not min:max (e.g. -1:1) or auto")
     try:
         lo, hi = float(parts[0]), float(parts[1])
     except ValueError:

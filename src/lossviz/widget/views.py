@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lossviz.figures import critical_markers, default_metric
+from lossviz.figures import MAX_CRITICAL_MARKERS, critical_markers, default_metric, is_loss_like, surface_axis_labels
 from lossviz.jsonable import json_safe
 from lossviz.widget.options import FORM_EXTRAS, TRAIN_KEYS
 
@@ -26,6 +26,7 @@ __all__ = [
     "empty_projection",
     "field_of",
     "form_values",
+    "id_ranges",
     "interpolation_curve",
     "job_info",
     "jobs_shown",
@@ -33,8 +34,10 @@ __all__ = [
     "projection_view",
     "schedule_text",
     "stored_trajectory",
+    "subtree_ids",
     "surface_view",
     "trajectory_view",
+    "visible_ids",
 ]
 
 METRIC_ORDER = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -181,13 +184,16 @@ def stored_trajectory(meta: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
 
 
 def surface_view(surface: Any, metric: str, *, job: int | None = None,
-                 trajectory: Mapping[str, np.ndarray] | None = None) -> dict[str, Any] | None:
+                 trajectory: Mapping[str, np.ndarray] | None = None, critical: bool = True) -> dict[str, Any] | None:
     """The ``surface`` trait for a (possibly partial) Surface shown by ``metric`` (the first metric when it
     has no such one), or None when it has no values yet.
 
     ``z`` is NaN where a point is not computed, NaN or infinite (a gap); ``done_mask`` (uint8 on the wire)
     is 1 where a point is computed, so the preview fill can tell "not yet" from "diverged". Critical
-    points and the trajectory are given only for a complete surface.
+    points and the trajectory are given only for a complete surface; critical points only when
+    ``critical`` and the metric is loss-like (:func:`lossviz.figures.is_loss_like`), the
+    :data:`~lossviz.figures.MAX_CRITICAL_MARKERS` most prominent. ``labels``: the axis titles
+    (PCA: ``"PC1: 91.8 %"``).
     """
     values = field_of(surface, "values") or {}
     if not values:
@@ -208,7 +214,9 @@ def surface_view(surface: Any, metric: str, *, job: int | None = None,
         "progress": n_done / total if total else 1.0, "done": n_done, "total": total,
         "done_mask": done.astype(np.uint8),
         "center": meta.get("center"),
-        "critical": json_safe(critical_markers(x, y, z)) if complete else [],
+        "critical": json_safe(critical_markers(x, y, z, MAX_CRITICAL_MARKERS))
+        if complete and critical and is_loss_like(shown) else [],
+        "labels": list(surface_axis_labels(surface)),
         "trajectory": trajectory if complete else None,
         "meta": json_safe({k: v for k, v in meta.items() if k not in ("trajectory", "adaptive")}),
         "job": job,
@@ -234,10 +242,55 @@ def empty_projection(method: str) -> dict[str, Any]:
     return {"method": method, "ids": np.zeros(0, np.float32), "coords": np.zeros((0, 2), np.float32), "meta": {}}
 
 
-def projection_view(method: str, projection: Any) -> dict[str, Any]:
-    """The ``projection`` trait: ids and ``(n, 2)`` coordinates as float32, and the method's meta."""
-    return {"method": method, **trajectory_view(field_of(projection, "ids"), field_of(projection, "coords")),
-            "meta": json_safe(field_of(projection, "meta") or {})}
+def projection_view(method: str, projection: Any, *, total: int | None = None) -> dict[str, Any]:
+    """The ``projection`` trait: ids and ``(n, 2)`` coordinates as float32, the method's meta, the
+    ``outliers`` left out (ids, from ``meta["outliers"]``), ``count`` (checkpoints projected plus
+    outliers left out) and ``total`` (checkpoints in the table when it was asked for), and for PCA
+    the axis labels with their explained variance (``labels``, e.g. ``["PC1: 91.8 %", "PC2: 4.1 %"]``)."""
+    from lossviz.figures import axis_labels
+
+    meta = dict(field_of(projection, "meta") or {})
+    outliers = [int(i) for i in meta.pop("outliers", [])]
+    ids = list(field_of(projection, "ids"))
+    count = len(ids) + (0 if method == "layout" else len(outliers))
+    return {"method": method, **trajectory_view(ids, field_of(projection, "coords")),
+            "meta": json_safe(meta), "outliers": outliers, "count": count,
+            "total": count if total is None else int(total),
+            "labels": list(axis_labels(method, meta.get("explained_variance_ratio")))}
+
+
+def subtree_ids(table: Mapping[str, Any], *, branch: int) -> list[int]:
+    """The checkpoints of ``branch`` and every checkpoint that grew from them (by parent links)."""
+    ids = [round(v) for v in np.asarray(table.get("ids", np.zeros(0)), dtype=np.float64).tolist()]
+    parents = np.asarray(table.get("parents", np.zeros(len(ids))), dtype=np.float64).tolist()
+    branches = [round(v) for v in np.asarray(table.get("branches", np.zeros(len(ids))), dtype=np.float64).tolist()]
+    chosen = {i for i, b in zip(ids, branches, strict=True) if b == int(branch)}
+    grew = True
+    while grew:
+        more = {i for i, p in zip(ids, parents, strict=True) if not math.isnan(p) and round(p) in chosen} - chosen
+        chosen |= more
+        grew = bool(more)
+    return sorted(chosen)
+
+
+def id_ranges(ids: Iterable[int]) -> str:
+    """Ids in words, runs collapsed: ``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for i in sorted({int(v) for v in ids}):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
+
+
+def visible_ids(table: Mapping[str, Any], hidden: Iterable[int], hidden_branches: Iterable[int]) -> list[int]:
+    """The ids of a checkpoint table's checkpoints that are not hidden, nor on a hidden branch."""
+    ids = np.asarray(table.get("ids", np.zeros(0)), dtype=np.float64)
+    branches = np.asarray(table.get("branches", np.zeros(len(ids))), dtype=np.float64)
+    gone, gone_b = {int(i) for i in hidden}, {int(b) for b in hidden_branches}
+    return [round(i) for i, b in zip(ids.tolist(), branches.tolist(), strict=True)
+            if round(i) not in gone and round(b) not in gone_b]
 
 
 def distances_view(ids: Sequence[int], d: Any) -> dict[str, np.ndarray]:
