@@ -37,10 +37,12 @@ __all__ = [
     "batch_size",
     "call_model",
     "concat_batches",
+    "describe_batch",
     "is_pair",
     "map_tensors",
     "model_inputs",
     "slice_batch",
+    "take_samples",
     "targets_of",
     "tensors_of",
     "to_device",
@@ -137,6 +139,11 @@ def slice_batch(batch: Any, start: int, stop: int) -> Any:
     return map_tensors(lambda t: t[start:stop] if t.dim() > 0 else t, batch)
 
 
+def take_samples(batch: Any, index: torch.Tensor) -> Any:
+    """The samples ``index`` (an index tensor) of every tensor with a sample dimension."""
+    return map_tensors(lambda t: t[index] if t.dim() > 0 else t, batch)
+
+
 def concat_batches(batches: Sequence[Any]) -> Any:
     """One batch of the samples of ``batches`` (all of one structure), concatenated along dim 0."""
     import torch
@@ -148,3 +155,18 @@ def concat_batches(batches: Sequence[Any]) -> Any:
         raise ValueError("the batches differ in structure; every batch must hold the same tensors")
     merged = iter([torch.cat(list(parts)) for parts in zip(*columns, strict=True)])
     return map_tensors(lambda _t: next(merged), batches[0])
+
+
+def describe_batch(batch: Any, depth: int = 0) -> str:
+    """The structure of ``batch`` for messages: ``dict(input_ids: int64[2, 16], labels: int64[2])``."""
+    if _is_tensor(batch):
+        return f"{str(batch.dtype).replace('torch.', '')}{list(batch.shape)}"
+    if depth > 3:
+        return "..."
+    if isinstance(batch, Mapping):
+        inner = ", ".join(f"{k}: {describe_batch(v, depth + 1)}" for k, v in list(batch.items())[:8])
+        return f"{type(batch).__name__}({inner})"
+    if isinstance(batch, (tuple, list)):
+        inner = ", ".join(describe_batch(v, depth + 1) for v in batch[:8])
+        return f"{type(batch).__name__}({inner})"
+    return type(batch).__name__

@@ -202,6 +202,9 @@ def add_surface_arguments(s: argparse.ArgumentParser) -> None:
     g.add_argument(*flags("--batch-size"), type=int, default=None,
                    help="data batch size: pins the engine's plan (default: measured against the plain loop)")
     g.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N samples only")
+    g.add_argument("--forward", default=None, metavar="MODULE:FUNCTION",
+                   help="forward(model, batch) -> outputs: how to call the model on a batch (default: model(x), "
+                        "model(*x) for a tuple, model(**batch) for a dict; see lossviz.batches)")
     g.add_argument(*flags("--loss"), default="cross_entropy", type=loss_name, choices=_loss_names(),
                    help="a name of lossviz.losses.LOSS_NAMES (default cross_entropy; the reference's "
                         "crossentropy is cross_entropy); mse on class labels is the reference's MSE of softmax "
@@ -377,9 +380,22 @@ def _load_splits(args, data_kwargs: dict) -> tuple[Any, Any]:
     return out[0], (out[1] if len(out) > 1 else None)
 
 
+def _forward_hook(spec: str | None):
+    """The ``--forward`` hook imported from ``package.module:function`` (None: the calling rule)."""
+    if spec is None:
+        return None
+    from lossviz.zoo.factory import import_factory
+
+    try:
+        return import_factory(spec, "--forward", "the model's outputs")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
 def _data_part(data, n_parts: int, index: int, max_samples: int | None):
     """Part ``index`` of ``n_parts`` contiguous parts of ``data`` (``dataloader.load_dataset``'s
     ``data_split`` / ``split_idx``), then its first ``max_samples``."""
+    from lossviz.batches import slice_batch
     from lossviz.data import EvalData
 
     n = len(data)
@@ -387,7 +403,7 @@ def _data_part(data, n_parts: int, index: int, max_samples: int | None):
     hi = hi if max_samples is None else min(hi, lo + max_samples)
     if hi <= lo:
         raise CLIError(f"--data-split {n_parts}: part {index} of {n} samples is empty; use fewer parts")
-    return EvalData(data.inputs[lo:hi], data.targets[lo:hi])
+    return EvalData.of(slice_batch(data.batch, lo, hi))
 
 
 def _rule(flag: str | None) -> str | None:
@@ -612,13 +628,15 @@ def prepare_run(args, executor=None) -> SimpleNamespace:
     model = _build_model(args, model_kwargs, args.model_file)
     from lossviz.data import CLI_SPELLING, probe_model_data
 
+    forward = _forward_hook(args.forward)
     for part, part_name in ((data, args.dataset), (test_data, args.dataset + " (test split)")):
         if part is not None:  # a model/data/loss mismatch is named before any work
-            probe_model_data(model, part, args.loss, model_name=args.model, data_name=part_name, spelling=CLI_SPELLING)
+            probe_model_data(model, part, args.loss, model_name=args.model, data_name=part_name, spelling=CLI_SPELLING,
+                             forward=forward)
     model_b = _build_model(args, model_kwargs, args.model_file2) if args.model_file2 else None
 
     common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,
-                  strategy=args.strategy, threads=args.threads, loss=args.loss)
+                  strategy=args.strategy, threads=args.threads, loss=args.loss, forward=forward)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     source = args.dir_file or (dir_out if dir_out is not None and Path(dir_out).is_file() else None)

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.batches import Forward
+from lossviz.batches import Forward, call_model, take_samples
+from lossviz.batches import batch_size as samples_in
 from lossviz.data import as_eval_data
 from lossviz.evaluate import Evaluator
 from lossviz.hessian.operator import functional_loss
@@ -197,7 +198,9 @@ def fit_curve(
                          .detach().clone().to(dev, dtype))
     train = as_eval_data(data).to(dev, dtype)
     worker = copy.deepcopy(model).to(dev, dtype).train()
-    loss_at = functional_loss(worker, resolve_loss(loss, train.targets).mean, forward)
+    targets = train.targets
+    loss_at = functional_loss(worker, resolve_loss(loss, targets if isinstance(targets, torch.Tensor) else None).mean,
+                              forward)
     ends = (w0[None], w1[None])
     opt = torch.optim.SGD([bends], lr=lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(int(seed))
@@ -212,7 +215,7 @@ def fit_curve(
             idx = order[i : i + batch_size]
             t = torch.rand(1, generator=gen, dtype=torch.float64).to(dev, dtype)
             point = (start.weights(t) @ torch.cat([ends[0], bends, ends[1]]))[0]
-            value = loss_at(point, (train.inputs[idx], train.targets[idx]))
+            value = loss_at(point, take_samples(train.batch, idx))
             opt.zero_grad()
             value.backward()
             opt.step()
@@ -248,11 +251,11 @@ def update_bn(model: nn.Module, data: Any, batch_size: int = 256) -> nn.Module:
         m.reset_running_stats()
     model.train()
     try:
-        for i in range(0, len(evaluation), batch_size):
-            x = evaluation.inputs[i : i + batch_size]
+        for i, batch in zip(range(0, len(evaluation), batch_size), evaluation.split(batch_size), strict=True):
+            b = samples_in(batch)
             for m in norms:
-                m.momentum = x.shape[0] / (i + x.shape[0])
-            model(x)
+                m.momentum = b / (i + b)
+            call_model(model, batch)
     finally:
         for m, mom in zip(norms, momenta, strict=True):
             m.momentum = mom

@@ -50,7 +50,16 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from lossviz.data import EvalData, as_eval_data
+from lossviz.batches import Forward, batch_size, call_model, describe_batch, is_pair, slice_batch, targets_of
+from lossviz.data import (
+    DATA_MEMORY,
+    BatchStream,
+    EvalData,
+    eval_source,
+    forward_checked,
+    loss_call_error,
+)
+from lossviz.jobs import JobCancelled
 from lossviz.losses import (
     LossFn,
     Metric,
@@ -94,23 +103,25 @@ class _Summed(nn.Module):
         table: list[Metric],
         sum_dtype: torch.dtype = torch.float64,
         autocast: tuple[str, torch.dtype] | None = None,
+        forward: Forward | None = None,
     ):
         super().__init__()
         self.model = model
+        self.hook = forward
         self.sum_dtype = sum_dtype
         self.autocast = autocast  # (device type, dtype) for the forward passes, or None
         self.table = table
 
-    def forward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def forward(self, batches: list[Any]) -> torch.Tensor:
         sums: list[torch.Tensor] | None = None
-        for x, y in batches:
+        for batch in batches:
             if self.autocast is None:
-                out = self.model(x)
+                out = call_model(self.model, batch, self.hook)
             else:  # forward in low precision; the loss and its reductions in float32 and up
                 with torch.autocast(device_type=self.autocast[0], dtype=self.autocast[1]):
-                    out = self.model(x)
-                out = out.float()
-            parts = [p.to(self.sum_dtype) for p in batch_totals(self.table, out, y)]  # accumulate in float64
+                    out = call_model(self.model, batch, self.hook)
+                out = out.float() if isinstance(out, torch.Tensor) else out
+            parts = [p.to(self.sum_dtype) for p in batch_totals(self.table, out, targets_of(batch))]  # in float64
             sums = parts if sums is None else [a + b for a, b in zip(sums, parts, strict=True)]
         assert sums is not None
         return torch.stack(sums)
@@ -316,7 +327,16 @@ class Evaluator:
         Any ``nn.Module`` mapping an input batch to outputs; it is copied (never modified), moved to
         ``device`` and cast to ``dtype``, and evaluated in ``eval()`` mode.
     data:
-        Anything :func:`as_eval_data` accepts; held as tensors on ``device``.
+        Batches of any structure (:mod:`lossviz.batches`): anything :func:`lossviz.data.as_eval_data`
+        accepts, held on ``device``; or a DataLoader or re-iterable of batches, streamed batch by
+        batch when it holds more than ``data_memory`` bytes (:func:`lossviz.data.eval_source`: each
+        :meth:`evaluate` call reads every batch once, for all its points; ``max_batches`` keeps the
+        first batches; a shuffling DataLoader is refused).
+    forward:
+        ``forward(model, batch) -> outputs``, overriding the calling rule of
+        :func:`lossviz.batches.call_model`; the loss and metrics get ``(outputs, targets_of(batch))``.
+        Where vmap cannot run the model (data-dependent control flow, in-place writes into shared
+        buffers, an op without a batching rule) the loop evaluates it and :attr:`fallback` says why.
     kind:
         ``"weights"`` (parameters; buffers such as BN running statistics shared by all points) or
         ``"states"`` (the float state dict; BN running statistics are part of each point).
@@ -368,6 +388,9 @@ class Evaluator:
         precision: str = "float32",
         channels_last: str | bool = "auto",
         threads: int | None = None,
+        forward: Forward | None = None,
+        data_memory: int | None = DATA_MEMORY,
+        max_batches: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -388,34 +411,48 @@ class Evaluator:
         self.center = self.space.vector(model, dtype=dtype).to(self.device)
 
         self.model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
-        self.data = as_eval_data(data).to(self.device, dtype)
+        if forward is not None and not callable(forward):
+            raise TypeError(f"forward must be a callable forward(model, batch) -> outputs, got {forward!r}")
+        self.forward = forward
+        source = eval_source(data, max_batches=max_batches, memory=data_memory)
+        # streamed data: read batch by batch at each pass (a chunk of points per batch), else in memory
+        self.stream: BatchStream | None = (
+            source.to(self.device, dtype) if isinstance(source, BatchStream) else None
+        )
+        self.data: EvalData = (
+            EvalData.of(self.stream.first) if self.stream is not None
+            else source.to(self.device, dtype) if isinstance(source, EvalData) else EvalData.of(source)
+        )
+        self.fallback: str | None = None  # why vmap was not used where it was tried
+        self.cancel: threading.Event | None = None  # set: a streamed pass stops before its next batch
         self.precision = precision
-        resolved = _resolve_channels_last(channels_last, self.model, self.device, self.data.inputs.dim())
+        inputs = self.data.inputs
+        input_ndim = inputs.dim() if isinstance(inputs, torch.Tensor) and self.stream is None else 0
+        resolved = _resolve_channels_last(channels_last, self.model, self.device, input_ndim)
         # CPU "auto": decided with the strategy, in float32 only (a float64 surface is a reference:
         # the same numbers run after run, not a format picked by a timing)
         self._measure_channels_last = resolved is None and dtype == torch.float32
         self.channels_last = bool(resolved)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-            self.data = EvalData(
-                self.data.inputs.contiguous(memory_format=torch.channels_last), self.data.targets
-            )
-        self.n_samples = len(self.data)
-        self.loss = resolve_loss(loss, self.data.targets)
+            self.data = _inputs_in_format(self.data, torch.channels_last)
+        self.n_samples = len(self.data)  # (streamed: of the first batch until a pass counted them)
+        targets = self.data.targets
+        self.loss = resolve_loss(loss, targets if isinstance(targets, torch.Tensor) else None)
         self.loss_name = self.loss.name
         self._budget = memory_budget if memory_budget is not None else _memory_budget(self.device)
         with intra_op_threads(1):  # two samples: no use for more threads, and a loaded machine slows them
             self._bytes_per_sample, probe_out = self._probe()
-        self.metric_table = metric_table(metrics, self.loss, probe_out, self.data.targets[:2])
+        self.metric_table = metric_table(metrics, self.loss, probe_out, targets_of(slice_batch(self.data.batch, 0, 2)))
         self.metric_names = [m.name for m in self.metric_table]
         extra = [(m.name, m.fn) for m in self.metric_table if m.fn is not None]
         sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         autocast = (self.device.type, torch.bfloat16) if precision == "bf16" else None
         if autocast is not None:
             _autocast_convs(self.model, self.device.type)
-        self._summed = _Summed(self.model, self.metric_table, sum_dtype, autocast).eval()
+        self._summed = _Summed(self.model, self.metric_table, sum_dtype, autocast, forward).eval()
         with intra_op_threads(1):
-            self._check_scalar_outputs(extra)
+            self._check_scalar_outputs(extra, probe_out)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -440,9 +477,9 @@ class Evaluator:
         self._shapes = [e.shape for e in self.space.entries]
         self._targets = list(self.space.tensors_of(self.model).values())
         self._plan_key = (
-            architecture_signature(self.model), self.space.numel, kind, tuple(self.data.inputs.shape),
-            str(self.data.inputs.dtype), tuple(self.data.targets.shape), str(self.data.targets.dtype),
-            str(self.device), str(dtype), precision, channels_last, self.loss_name, tuple(self.metric_names),
+            architecture_signature(self.model), self.space.numel, kind, describe_batch(self.data.batch),
+            self.stream is not None, _hook_name(forward), str(self.device), str(dtype), precision, channels_last,
+            self.loss_name, tuple(self.metric_names),
             strategy, points_per_call, batch_size, memory_budget, threads, self.threads,
         )
 
@@ -483,6 +520,8 @@ class Evaluator:
         done = np.zeros(n, dtype=bool)
         if n == 0:
             return self._as_dict(out)
+        if self.stream is not None:
+            return self._evaluate_stream(pts, total, out)
         if self.plan is None and not self._reuse_plan():
             if self.strategy == "auto" and n < _MIN_POINTS_TO_MEASURE:
                 self._run_plan(self._loop_plans()[0], pts, np.arange(n), out, done)
@@ -495,8 +534,107 @@ class Evaluator:
             self._measure_channels_last = False
             _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
         assert self.plan is not None
+        planned = self.plan
         self._run_plan(self.plan, pts, np.flatnonzero(~done), out, done)
+        if self.plan != planned:  # vmap could not run the model: remember the loop
+            _remember_plan(self._plan_key, _KnownPlan(self.plan, self.channels_last, dict(self.timings), self.threads))
         return self._as_dict(out)
+
+    def _stream_plan(self, pts: torch.Tensor, total: int | None) -> Plan:
+        """The plan for streamed data: strategy and K chosen as for data in memory, measured on the
+        first batch alone (its measured results are discarded: they are not over all the data)."""
+        if self._reuse_plan():
+            assert self.plan is not None
+            return self.plan
+        n = pts.shape[0]
+        if self.strategy == "auto" and n < _MIN_POINTS_TO_MEASURE:
+            return self._loop_plans()[0]
+        pinned = self.batch_size
+        self.batch_size = self.n_samples  # the stream's own batches: only strategy and K are chosen
+        try:
+            m = len(self.metric_names)
+            plan = self._choose_plan(_Trial(self, pts, np.full((n, m), np.nan), np.zeros(n, dtype=bool), total))
+        finally:
+            self.batch_size = pinned
+        self.plan_source = "measured" if self.strategy == "auto" else "pinned"
+        _remember_plan(self._plan_key, _KnownPlan(plan, self.channels_last, dict(self.timings), self.threads))
+        return plan
+
+    def _evaluate_stream(self, pts: torch.Tensor, total: int | None, out: np.ndarray) -> dict[str, np.ndarray]:
+        """One pass over the streamed batches for all rows of ``pts``: every batch is read once and
+        evaluated at every point (vmapped calls of K points, or a loop), its sums accumulated per
+        point in float64; a point that fails is NaN. A vmapped call that fails makes the pass start
+        again with the loop (:attr:`fallback` says why). The pass must see as many samples as the
+        first did (the same data in the same order)."""
+        assert self.stream is not None
+        if self.plan is None:
+            self.plan = self._stream_plan(pts, total)
+        try:
+            sums, failed, seen = self._stream_pass(pts, self.plan)
+        except _VmapFailed as failure:
+            self._vmap_failed(failure.exc)
+            self.plan = Plan("loop", 1, self.plan.batch_size)
+            sums, failed, seen = self._stream_pass(pts, self.plan)
+        known = self.stream.n_samples
+        if known is not None and seen != known:
+            raise ValueError(
+                f"the data yielded {seen} samples in this pass but {known} in the first: give data that "
+                "yields the same batches at every pass (no shuffling, no random augmentation)"
+            )
+        self.stream.n_samples = self.n_samples = seen
+        ok = np.flatnonzero(~failed)
+        self._store(sums[torch.as_tensor(ok, dtype=torch.long)], ok, out, np.zeros(pts.shape[0], dtype=bool))
+        return self._as_dict(out)
+
+    def _stream_pass(self, pts: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, np.ndarray, int]:
+        """(sums (K, M) float64, failed points, samples seen) of one pass over the stream."""
+        assert self.stream is not None
+        n = pts.shape[0]
+        sums = torch.zeros(n, len(self.metric_names), dtype=torch.float64)
+        failed = np.zeros(n, dtype=bool)
+        seen = 0
+        for batch in self.stream:
+            if self.cancel is not None and self.cancel.is_set():
+                raise JobCancelled(f"cancelled after {seen} streamed samples")
+            seen += batch_size(batch)
+            if plan.strategy == "vmap":
+                for start in range(0, n, plan.points_per_call):
+                    block = slice(start, start + plan.points_per_call)
+                    try:
+                        sums[block] += self._stream_vmap(pts[block], batch)
+                    except Exception as exc:
+                        raise _VmapFailed(exc) from exc
+            else:
+                self._stream_loop(pts, batch, sums, failed)
+        return sums, failed, seen
+
+    @torch.no_grad()
+    def _stream_vmap(self, pts: torch.Tensor, batch: Any) -> torch.Tensor:
+        self._cur: list[Any] | None = [batch]
+        try:
+            return self._vmapped(pts).to("cpu", torch.float64)
+        finally:
+            self._cur = None
+
+    @torch.no_grad()
+    def _stream_loop(self, pts: torch.Tensor, batch: Any, sums: torch.Tensor, failed: np.ndarray) -> None:
+        for i, p in enumerate(pts):
+            if failed[i]:
+                continue
+            try:
+                sums[i] += self._call_inplace(p, [batch]).to("cpu", torch.float64)
+            except Exception as exc:  # noqa: BLE001 - this point becomes NaN
+                failed[i] = True
+                self._note_error(exc)
+
+    def _vmap_failed(self, exc: Exception) -> None:
+        """Record why vmap could not run the model (:attr:`fallback`; the loop takes over)."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if self.fallback is None:
+            self.fallback = (f"vmap cannot run this model ({type(exc).__name__}: {text[:300]}); "
+                             "the points were evaluated one after another (loop)")
+        if len(self.errors) < 100:
+            self.errors.append(f"vmap call failed, evaluating with the loop: {type(exc).__name__}: {exc}")
 
     def _reuse_plan(self) -> bool:
         """Take this process's remembered plan for the same model, data shape, device and options."""
@@ -518,16 +656,16 @@ class Evaluator:
         """Hold the conv weights and the inputs in channels-last (``on``) or contiguous format."""
         fmt = torch.channels_last if on else torch.contiguous_format
         self.model.to(memory_format=fmt)  # parameters keep their identity (``.data`` is swapped)
-        self.data = EvalData(self.data.inputs.contiguous(memory_format=fmt), self.data.targets)
+        self.data = _inputs_in_format(self.data, fmt)
         self._targets = list(self.space.tensors_of(self.model).values())
         self.channels_last = on
 
     def _choose_channels_last(self, trial: _Trial) -> None:
         """CPU ``channels_last="auto"`` under the loop plan: time single points in both memory
-        formats (the median of :data:`_MIN_SAMPLES` each, the results kept) and keep channels-last
-        if it is 5% faster. It helped LeNet, ResNet-20 and VGG-9 by 15-30% and a small CNN by -8% to
-        35%, and under vmap it does not pay (``benchmarks/channels_last_cpu.py``), so vmap plans
-        are not measured."""
+        formats (the median of :data:`_MIN_SAMPLES` each, channels-last after one untimed call; the
+        results kept) and keep channels-last if it is 5% faster. It helped LeNet, ResNet-20 and
+        VGG-9 by 15-30% and a small CNN by -8% to 35%, and under vmap it does not pay
+        (``benchmarks/channels_last_cpu.py``), so vmap plans are not measured."""
         self._measure_channels_last = False
         plan = self.plan
         assert plan is not None, "the loop plan is chosen before its memory format"
@@ -536,10 +674,13 @@ class Evaluator:
         plain = trial.median(plan)
         if trial.base_time is None:  # a pinned loop: no plan search before
             trial.start_budget(plan)
-        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES, plain)):
+        if not (math.isfinite(plain) and trial.fits(_MIN_SAMPLES + 1, plain)):
             return
         try:
             self._set_channels_last(True)
+            # one untimed call first (its result kept): the first call in a new memory format
+            # allocates and picks kernels, and timing it made the choice flip from run to run
+            self._timed(plan, trial.take(1), trial.pts, trial.out, trial.done)
             fast = statistics.median(
                 self._timed(plan, trial.take(1), trial.pts, trial.out, trial.done) for _ in range(_MIN_SAMPLES)
             )
@@ -575,9 +716,8 @@ class Evaluator:
             )
         return pts.to(device=self.device, dtype=self.dtype)
 
-    def _batches(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.data.inputs, self.data.targets
-        return list(zip(x.split(batch_size), y.split(batch_size), strict=True))
+    def _batches(self, batch_size: int) -> list[Any]:
+        return self.data.split(batch_size)
 
     def _split(self, vec: torch.Tensor) -> list[torch.Tensor]:
         """The space's tensors of ``vec`` (views), in order; works under vmap."""
@@ -603,7 +743,7 @@ class Evaluator:
     @torch.no_grad()
     def _eval_vmap(self, pts: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Sums (K, M) for the rows of ``pts`` in one vmapped call."""
-        self._cur: list[tuple[torch.Tensor, torch.Tensor]] | None = self._batches(batch_size)
+        self._cur = self._batches(batch_size)
         try:
             return self._vmapped(pts)
         finally:
@@ -648,7 +788,8 @@ class Evaluator:
         self, plan: Plan, pts: torch.Tensor, idx: np.ndarray, out: np.ndarray, done: np.ndarray
     ) -> None:
         """Evaluate rows ``idx``: vmapped calls of ``plan.points_per_call`` points (a failed call is
-        retried point by point) or a loop; points that fail stay NaN."""
+        retried point by point; when the loop evaluates points vmap could not, the loop takes over
+        for good: :attr:`fallback`) or a loop; points that fail stay NaN."""
         step = plan.points_per_call if plan.strategy == "vmap" else _LOOP_BLOCK
         for start in range(0, len(idx), step):
             block = idx[start : start + step]
@@ -657,8 +798,12 @@ class Evaluator:
                     self._store(self._eval_vmap(pts[block], plan.batch_size), block, out, done)
                     continue
                 except Exception as exc:  # noqa: BLE001 - retried one point at a time below
-                    if len(self.errors) < 100:
-                        self.errors.append(f"vmap call failed, retrying point by point: {exc}")
+                    self._vmap_failed(exc)
+                results = self._eval_loop(pts[block], plan.batch_size)
+                self._store_loop(results, block, out, done)
+                if not all(isinstance(r, Exception) for r in results):  # vmap, not the model, failed
+                    plan = self.plan = Plan("loop", 1, plan.batch_size)
+                continue
             self._store_loop(self._eval_loop(pts[block], plan.batch_size), block, out, done)
 
     def _note_error(self, exc: Exception) -> None:
@@ -684,12 +829,7 @@ class Evaluator:
 
         handles = [m.register_forward_hook(hook) for m in self.model.modules()]
         try:
-            output = self.model(self.data.inputs[:2])
-        except Exception as exc:
-            raise ValueError(
-                f"the model cannot run on the evaluation inputs of shape "
-                f"{tuple(self.data.inputs.shape[1:])} per sample: {type(exc).__name__}: {exc}"
-            ) from exc
+            output = self._probe_forward()
         finally:
             for h in handles:
                 h.remove()
@@ -697,23 +837,56 @@ class Evaluator:
         # functional ops (activations, residual sums, the loss) add to the module outputs
         return int(per_sample * 3) + 1, output
 
+    def _probe_forward(self) -> Any:
+        """The model on the first 2 samples by the calling rule; a ValueError naming the batch's
+        structure and the fix (``forward=``) when it cannot take them."""
+        inputs = self.data.inputs
+        if isinstance(inputs, torch.Tensor) and self.forward is None:
+            try:
+                return self.model(inputs[:2])
+            except Exception as exc:
+                raise ValueError(
+                    f"the model cannot run on the evaluation inputs of shape "
+                    f"{tuple(inputs.shape[1:])} per sample: {type(exc).__name__}: {exc}"
+                ) from exc
+        return forward_checked(self.model, slice_batch(self.data.batch, 0, 2), self.forward)
+
     @torch.no_grad()
-    def _check_scalar_outputs(self, extra: list[tuple[str, LossFn]]) -> None:
-        """A loss or metric returning more than one number is a programming error: named here,
-        once, instead of a NaN at every grid point (the named losses give one number)."""
-        fns = [("the loss", self.loss.mean)] if self.loss.per_sample is None else []
-        fns += [(f"metric {name!r}", fn) for name, fn in extra]
-        out = self.model(self.data.inputs[:2])
-        hint = shape_hint(self.loss.name, out, self.data.targets[:2]) if self.loss.per_sample is not None else None
+    def _check_scalar_outputs(self, extra: list[tuple[str, LossFn]], out: Any) -> None:
+        """The loss on the first 2 samples at the model's own point, before any work: a loss that
+        fails there (e.g. reads ``batch["labels"]`` the batch lacks, or a named loss given a dict
+        batch) or returns more than one number raises a ValueError naming the problem, instead of a
+        NaN at every grid point. A metric returning more than one number is named too (a metric
+        that fails is reported per point)."""
+        batch = slice_batch(self.data.batch, 0, 2)
+        y = targets_of(batch)
+        hint = shape_hint(self.loss.name, out, y) if self.loss.per_sample is not None else None
         if hint is not None:  # a named loss that would fail (or mislead) at every point
             raise ValueError(f"loss={self.loss.name!r} does not fit outputs of shape "
                              f"{list(logits_of(out).shape[1:])} per sample: {hint}")
-        for what, fn in fns:
+        try:
+            if self.loss.per_sample is not None and isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
+                value = self.loss.per_sample(out, y).sum() / batch_size(batch)
+            else:
+                value = scalar_value(self.loss.mean(out, y), "the loss")
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loss cannot take these outputs and targets
+            clear = loss_call_error(exc, batch, f"the loss {self.loss.name!r}")
+            if clear is not None:
+                raise clear from None
+            raise ValueError(
+                f"the loss {self.loss.name!r} cannot take the model's outputs ({_describe(out)}) and the "
+                f"targets {describe_batch(y)} ({type(exc).__name__}: {exc}): give loss=a callable "
+                "loss(outputs, targets_or_batch) returning the batch mean (a mapping batch is passed whole)"
+            ) from None
+        del value
+        for name, fn in extra:
             try:
-                value = fn(out, self.data.targets[:2])
+                value = fn(out, y)
             except Exception:  # noqa: BLE001 - a failing point is reported per point
                 continue
-            scalar_value(value, what)
+            scalar_value(value, f"metric {name!r}")
 
     def _max_samples_at_once(self) -> int:
         return max(1, self._budget // self._bytes_per_sample)
@@ -865,6 +1038,8 @@ class Evaluator:
 
     def _measure_failed(self, label: str, exc: Exception) -> None:
         self.timings[label] = math.inf
+        if label.startswith("vmap") and self.fallback is None:
+            self._vmap_failed(exc)
         if len(self.errors) < 100:
             self.errors.append(f"{label} failed while measuring: {type(exc).__name__}: {exc}")
 
@@ -891,6 +1066,33 @@ class Evaluator:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _inputs_in_format(data: EvalData, fmt: torch.memory_format) -> EvalData:
+    """``data`` with its (4-D tensor) inputs in memory format ``fmt``."""
+    b = data.batch
+    if is_pair(b):
+        return EvalData.of(type(b)([b[0].contiguous(memory_format=fmt), *b[1:]]))
+    return EvalData.of(b.contiguous(memory_format=fmt))
+
+
+class _VmapFailed(Exception):
+    """A vmapped call failed (``exc``): the model cannot run under vmap."""
+
+    def __init__(self, exc: Exception):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _describe(out: Any) -> str:
+    return describe_batch(out) if not isinstance(out, torch.Tensor) else f"shape {list(out.shape)}"
+
+
+def _hook_name(forward: Forward | None) -> str | None:
+    """A ``forward`` hook's name for the plan key (the same hook: the same plan)."""
+    if forward is None:
+        return None
+    return f"{getattr(forward, '__module__', '')}.{getattr(forward, '__qualname__', type(forward).__qualname__)}"
 
 
 # ---------------------------------------------------------------------------------------- measuring

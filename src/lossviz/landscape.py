@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.data import EvalData, as_eval_data
+from lossviz.batches import Forward
+from lossviz.data import DATA_MEMORY, BatchStream, EvalData, eval_source
 from lossviz.direction_spec import DirectionSpec
 from lossviz.directions import DirectionSet, target_direction
 from lossviz.evaluate import Evaluator, evaluation_threads
 from lossviz.executors import DeviceExecutor, relax_malloc_trim, run_chunks, worker_count
 from lossviz.grid import Axis, SurfaceGrid, resolve_axes
+from lossviz.jobs import JobCancelled
 from lossviz.params import ParamSpace
 
 Callback = Callable[["Surface", int, int], Any]
@@ -104,7 +106,7 @@ class EvalSpec:
 
     token: str
     model: nn.Module
-    datasets: dict[str, EvalData]
+    datasets: dict[str, EvalData | BatchStream]
     center: torch.Tensor
     directions: torch.Tensor
     evaluator_kwargs: dict[str, Any]
@@ -267,6 +269,9 @@ def compute_surface(
     threads: int | None = None,
     chunk_size: int | None = None,
     max_samples: int | None = None,
+    max_batches: int | None = None,
+    forward: Forward | None = None,
+    data_memory: int | None = DATA_MEMORY,
     only: np.ndarray | None = None,
     trajectory: Any = None,
 ) -> Surface:
@@ -291,12 +296,19 @@ def compute_surface(
     ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
     intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
     an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.
+
+    ``data`` is a batch of any structure or anything that yields batches (see :mod:`lossviz.batches`
+    for how the model is called on one: ``model(x)``, ``model(*x)``, ``model(**batch)``, or the
+    ``forward(model, batch)`` hook). A DataLoader or re-iterable of batches holding more than
+    ``data_memory`` bytes (:data:`~lossviz.data.DATA_MEMORY`) is streamed: every chunk of points reads
+    each batch once; it must yield the same batches in the same order each time (a shuffling
+    DataLoader is refused). ``max_batches``/``max_samples`` take its first batches/samples.
     """
     if trajectory is None and getattr(directions, "coords", None) is not None:  # a PCA result: its trajectory
         trajectory = directions.coords
     x, y = resolve_axes(x, y, None if trajectory is None else np.asarray(trajectory, dtype=np.float64))
     grid = SurfaceGrid.from_specs(x, y)
-    datasets = _eval_datasets(model, data, test_data, split, max_samples)
+    datasets = _eval_datasets(model, data, test_data, split, max_samples, max_batches, data_memory)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     ds = resolve_directions(
@@ -307,7 +319,7 @@ def compute_surface(
         kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype,
         precision=precision, channels_last=channels_last,
         strategy=strategy, points_per_call=points_per_call, batch_size=batch_size,
-        threads=_worker_threads(executor, device, threads),
+        threads=_worker_threads(executor, device, threads), forward=forward,
     )
     spec = EvalSpec(
         token=uuid.uuid4().hex,
@@ -319,6 +331,8 @@ def compute_surface(
     )
     # built here once: validates model and data early, names the metrics, and is reused in-process
     local = evaluators_for(spec)
+    for ev in local.values():  # a streamed pass checks it before every batch
+        ev.cancel = cancel
     names = [f"{s}_{m}" for s, ev in local.items() for m in ev.metric_names]
     values, done = _initial_values(grid, names, ds, resume)
     first = next(iter(local.values()))
@@ -338,6 +352,8 @@ def compute_surface(
     finally:
         if executor is None:
             meta.update(_strategy_meta(first))
+            meta["n_samples"] = {s: ev.stream.n_samples if ev.stream is not None else ev.n_samples
+                                 for s, ev in local.items()}
         release_evaluators(spec)
     if errors:
         meta["errors"] = errors[:20]
@@ -348,18 +364,23 @@ def compute_surface(
 
 
 def _eval_datasets(
-    model: nn.Module, data: Any, test_data: Any, split: str, max_samples: int | None
-) -> dict[str, EvalData]:
-    """The evaluation data per split name (``split``, and ``"test"`` with ``test_data``)."""
+    model: nn.Module, data: Any, test_data: Any, split: str, max_samples: int | None,
+    max_batches: int | None = None, data_memory: int | None = DATA_MEMORY,
+) -> dict[str, EvalData | BatchStream]:
+    """The evaluation data per split name (``split``, and ``"test"`` with ``test_data``): in memory,
+    or streamed when it is given as batches that outgrow ``data_memory`` (see :func:`eval_source`)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not split or not isinstance(split, str):
         raise ValueError(f"split must be a non-empty name such as 'train', got {split!r}")
-    datasets = {split: as_eval_data(data, max_samples)}
+    def source(part: Any) -> EvalData | BatchStream:
+        return eval_source(part, max_samples, max_batches=max_batches, memory=data_memory)
+
+    datasets = {split: source(data)}
     if test_data is not None:
         if split == "test":
             raise ValueError("split='test' clashes with test_data: name the main split otherwise")
-        datasets["test"] = as_eval_data(test_data, max_samples)
+        datasets["test"] = source(test_data)
     return datasets
 
 
@@ -375,7 +396,8 @@ def _initial_values(
 
 
 def _surface_meta(
-    grid: SurfaceGrid, ds: DirectionSet, space: ParamSpace, datasets: dict[str, EvalData], first: Evaluator,
+    grid: SurfaceGrid, ds: DirectionSet, space: ParamSpace, datasets: dict[str, EvalData | BatchStream],
+    first: Evaluator,
     *, split: str, names: list[str], dtype: torch.dtype, precision: str, model_name: str,
 ) -> dict[str, Any]:
     """What a surface records about how it was computed."""
@@ -390,7 +412,8 @@ def _surface_meta(
         "y": grid.y.spec if grid.y is not None else None,
         "split": split,
         "splits": list(datasets),
-        "n_samples": {s: len(d) for s, d in datasets.items()},
+        "n_samples": {s: None if isinstance(d, BatchStream) else len(d) for s, d in datasets.items()},
+        "streamed": [s for s, d in datasets.items() if isinstance(d, BatchStream)],
         "loss": first.loss_name,
         "metrics": names,
         "dtype": str(dtype).replace("torch.", ""),
@@ -413,6 +436,7 @@ def _strategy_meta(first: Evaluator) -> dict[str, Any]:
         "points_per_call": first.points_per_call_used,
         "batch_size": first.batch_size_used,
         "channels_last": first.channels_last,
+        **({"fallback": first.fallback} if first.fallback else {}),
     }
 
 
@@ -451,6 +475,9 @@ def _evaluate_chunks(
             idx = chunks[i]
             try:
                 result = fut.result()
+            except JobCancelled:  # stopped inside a streamed pass: the chunk stays NaN, not done
+                bar.update(len(idx))
+                continue
             except Exception as exc:  # noqa: BLE001 - a model may raise anything: the chunk stays NaN, not done
                 errors.append(f"{type(exc).__name__}: {exc}")
                 warnings.warn(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lossviz.batches import take_samples
 from lossviz.data import EvalData, as_eval_data
 from lossviz.grid import SurfaceGrid
 from lossviz.landscape import Surface, compute_surface
@@ -129,7 +130,7 @@ def subsampled_surface(
         if not active.any() or (cancel is not None and cancel.is_set()):
             break
         idx = perm[lo:hi]
-        block = EvalData(full.inputs[idx], full.targets[idx])
+        block = EvalData.of(take_samples(full.batch, idx))
         surf = compute_surface(model, block, directions, x=grid.x, y=grid.y, only=active, progress=False,
                                loss=sample_loss, metrics=("loss", "acc", ("loss_sq", loss_sq)), split=split,
                                **kwargs)

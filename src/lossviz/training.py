@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossviz.data import dataset_tensors
+from lossviz.batches import Forward, call_model, take_samples, targets_of, to_device
+from lossviz.data import EvalData, as_eval_data
 from lossviz.losses import LossFn, batch_totals, finish_totals, metric_table, resolve_loss, scalar_value
 from lossviz.validation import Boolean, Constraint, Interval, Options, check
 
@@ -233,31 +234,34 @@ def epoch_seed(seed: int, epoch: float) -> int:
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
+    inputs: Any,
+    targets: torch.Tensor | None = None,
     loss: str | LossFn = "cross_entropy",
     metrics: Mapping[str, LossFn] | None = None,
     batch_size: int = 4096,
     device: torch.device | str | None = None,
+    forward: Forward | None = None,
 ) -> dict[str, float]:
     """Mean loss (and accuracy in percent where one is defined, and user metrics) of ``model`` in eval
-    mode over ``(inputs, targets)``: ``Σ_b s_b / Σ_b c_b`` of each metric's batch sums and counts
+    mode over ``(inputs, targets)``, or over ``inputs`` alone as data of any structure (an
+    :class:`~lossviz.data.EvalData` or anything :func:`~lossviz.data.as_eval_data` takes, with
+    ``targets=None``): ``Σ_b s_b / Σ_b c_b`` of each metric's batch sums and counts
     (:func:`lossviz.losses.metric_table`: samples, or counted tokens for a token loss). NaN and ±inf
     are kept."""
+    data = as_eval_data(inputs if targets is None else (inputs, targets))
     resolved = resolve_loss(loss)
     was_training = model.training
     model.eval()
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu")
     )
-    n = len(inputs)
     table = None
     totals: torch.Tensor | None = None
     try:
-        for start in range(0, n, batch_size):
-            x = inputs[start : start + batch_size].to(device)
-            y = targets[start : start + batch_size].to(device)
-            out = model(x)
+        for part in data.split(batch_size):
+            part = to_device(part, device)
+            out = call_model(model, part, forward)
+            y = targets_of(part)
             if table is None:
                 table = metric_table(("loss", "acc", *(metrics or {}).items()), resolved, out, y)
                 scalar_value(resolved.mean(out, y))
@@ -285,14 +289,25 @@ class TrainOutcome:
     step: int
 
 
-def _batches(dataset, perm: torch.Tensor, batch_size: int, tensors=None):
+def _batches(dataset, perm: torch.Tensor, batch_size: int, held: EvalData | None = None):
+    """Batches of the samples ``perm`` in order: rows of the data held in memory, or the
+    dataset's samples collated (any structure)."""
     for start in range(0, len(perm), batch_size):
         idx = perm[start : start + batch_size]
-        if tensors is not None:
-            yield tensors[0][idx], tensors[1][idx]
+        if held is not None:
+            yield take_samples(held.batch, idx)
         else:
-            batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx])
-            yield batch[0], batch[1]
+            yield torch.utils.data.default_collate([dataset[int(i)] for i in idx])
+
+
+def _held_in_memory(train_data: Any) -> EvalData | None:
+    """The training data as one batch in memory when it is given as tensors (a pair, a
+    TensorDataset, a mapping of tensors, an EvalData), else None (a Dataset: read by sample)."""
+    if isinstance(train_data, (EvalData, torch.utils.data.TensorDataset, Mapping)) or (
+        isinstance(train_data, tuple) and len(train_data) == 2
+    ):
+        return as_eval_data(train_data)
+    return None
 
 
 def train(
@@ -311,13 +326,16 @@ def train(
     cancel: threading.Event | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     device: torch.device | str | None = None,
+    forward: Forward | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place for ``epochs`` epochs after ``start_epoch`` completed ones.
 
     Every ``every`` epochs (and after the last) ``on_checkpoint(model=, optimizer=, epoch=, step=,
     metrics=evaluate(model), status="ok", note="")`` is called. A non-finite loss stops the run: one
     checkpoint with ``status="diverged"`` (no optimizer) is reported and the outcome says why; no
-    exception leaves the loop for it. ``cancel`` is checked before every step.
+    exception leaves the loop for it. ``cancel`` is checked before every step. Batches may have any
+    structure (:mod:`lossviz.batches`): the model is called by its calling rule or ``forward``,
+    the loss as ``loss(outputs, targets_of(batch))``.
     """
     h = validate_hparams(hparams)
     epochs = check("epochs", epochs, Interval(int, 1, None, whole_floats=True))
@@ -333,12 +351,8 @@ def train(
     if optim_state is not None:
         optimizer.load_state_dict(dict(optim_state))
         _apply_hparams(optimizer, h)
-    tensors = None
-    if isinstance(train_data, torch.utils.data.TensorDataset) or (
-        isinstance(train_data, tuple) and len(train_data) == 2
-    ):
-        tensors = dataset_tensors(train_data)
-    n = len(tensors[0]) if tensors is not None else len(train_data)
+    held = _held_in_memory(train_data)
+    n = len(held) if held is not None else len(train_data)
     if n == 0:
         raise ValueError("the training data is empty")
     bs = h["batch_size"]
@@ -374,12 +388,12 @@ def train(
         model.train()
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed ^ 0x5DEECE66D)
-            for b, (x, y) in enumerate(_batches(train_data, perm, bs, tensors)):
+            for b, batch in enumerate(_batches(train_data, perm, bs, held)):
                 if cancel is not None and cancel.is_set():
                     return TrainOutcome("cancelled", "cancelled by the user", epoch0 + b / n_batches, step)
-                x, y = x.to(device), y.to(device)
+                batch = to_device(batch, device)
                 optimizer.zero_grad(set_to_none=True)
-                value = scalar_value(loss_fn(model(x), y))
+                value = scalar_value(loss_fn(call_model(model, batch, forward), targets_of(batch)))
                 lv = float(value.detach())
                 if not math.isfinite(lv):
                     at = epoch0 + b / n_batches

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from lossviz.batches import Forward, call_model, targets_of
+from lossviz.batches import Forward, call_model, slice_batch, targets_of
 from lossviz.data import as_eval_data, eval_mode
 from lossviz.losses import LossFn, resolve_loss
 from lossviz.params import ParamSpace
@@ -150,9 +150,10 @@ class HessianOperator:
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype
         evaluation = as_eval_data(data).to(self.device, dtype)
-        resolved = resolve_loss(loss, evaluation.targets)
+        targets = evaluation.targets
+        resolved = resolve_loss(loss, targets if isinstance(targets, torch.Tensor) else None)
         self.loss_fn = resolved.mean
-        x, y = evaluation.inputs, evaluation.targets
+        whole = evaluation.batch  # any structure (lossviz.batches)
         self.n_samples = len(evaluation)
         self.buffers = {
             name: (b.detach().to(self.device, dtype) if b.is_floating_point() else b.detach().to(self.device))
@@ -162,19 +163,19 @@ class HessianOperator:
         self.center = self._point(params, model)
         self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
         if batch_size == "auto":  # every sample at once, unless its graph outgrows the budget on the way
-            self._graph, _ = self._gradient_graph((x, y), budget=graph_memory)
-            batch_size = None if self._graph is not None else self._batch_within(x, y, graph_memory)
+            self._graph, _ = self._gradient_graph(whole, budget=graph_memory)
+            batch_size = None if self._graph is not None else self._batch_within(whole, graph_memory)
         bs = self.n_samples if batch_size is None else min(int(batch_size), self.n_samples)
-        self.batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, self.n_samples, bs)]
+        self.batches = evaluation.split(bs)
         # each batch's weight in the mean: its samples, or its counted tokens for a token loss
-        counts = [resolved.count(b[1]) for b in self.batches]
+        counts = [resolved.count(targets_of(b)) for b in self.batches]
         self._weights = [c / max(1, sum(counts)) for c in counts]
         self.n_matvecs = 0
 
-    def _batch_within(self, x: torch.Tensor, y: torch.Tensor, budget: int) -> int:
+    def _batch_within(self, whole: Any, budget: int) -> int:
         """The most samples whose gradient graph fits in ``budget`` bytes (measured on 32 samples)."""
         probe = min(self.n_samples, 32)
-        _, saved = self._gradient_graph((x[:probe], y[:probe]))
+        _, saved = self._gradient_graph(slice_batch(whole, 0, probe))
         return max(1, int(budget * probe // max(saved, 1)))
 
     def _point(self, params: torch.Tensor | None, model: nn.Module) -> torch.Tensor:

@@ -72,6 +72,12 @@ class Session(CheckpointOps, AnalysisOps, ConnectOps, RunsOps):
         Evaluate checkpoints and surfaces on the first ``eval_samples`` samples of each split.
     hparams:
         Default hyperparameters of the project (see :data:`lossviz.training.DEFAULT_HPARAMS`).
+    forward:
+        How the model is called on a batch, ``forward(model, batch) -> outputs``, for training,
+        evaluation, surfaces and the Hessian alike (default: the calling rule of
+        :mod:`lossviz.batches`). A ``"package.module:function"`` string is imported and stored in the
+        project's spec (a callable is not stored; a project stored with a path is reopened only with
+        ``forward=`` given again: lossviz never imports code a project folder names).
     """
 
     def __init__(
@@ -87,10 +93,11 @@ class Session(CheckpointOps, AnalysisOps, ConnectOps, RunsOps):
         device: str | torch.device | None = None,
         eval_samples: int | None = None,
         hparams: Mapping[str, Any] | None = None,
+        forward: Callable[[nn.Module, Any], Any] | str | None = None,
     ):
         self._attach(open_project(
             path, model, data, loss, metrics, model_kwargs=model_kwargs, data_kwargs=data_kwargs,
-            device=device, eval_samples=eval_samples, hparams=hparams,
+            device=device, eval_samples=eval_samples, hparams=hparams, forward=forward,
         ))
 
     @classmethod

@@ -177,6 +177,8 @@ class AnalysisOps(SurfaceService):
         spec: dict[str, Any] = {"type": "hessian", "center": c.id, "k": k, "trace": bool(trace),
                                 "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
                                 "data": self.data_fingerprint()}
+        if self.forward is not None:
+            spec["forward"] = callable_name(self.forward)
         if density:  # only when asked: earlier results keep their keys
             spec["density"] = density_steps
         if layers:
@@ -207,7 +209,7 @@ class AnalysisOps(SurfaceService):
 
         parts = ["eigenpairs", *(["trace"] if spec["trace"] else []), *(["density"] if "density" in spec else []),
                  *(["layers"] if spec.get("layers") else [])]
-        op = H.HessianOperator(self.model(c.id), self.eval_data()["train"], self.loss)
+        op = H.HessianOperator(self.model(c.id), self.eval_data()["train"], self.loss, forward=self.forward)
         step(job, 0, len(parts), "curvature parts")
         r = H.top_eigenpairs(op, k=spec["k"])
         out: dict[str, Any] = {"checkpoint": c.id, "eigenvalues": [float(v) for v in r.eigenvalues],

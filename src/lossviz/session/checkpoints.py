@@ -144,7 +144,7 @@ class CheckpointOps(SessionBase):
             model, self._train_set, hparams=h, epochs=epochs, start_epoch=start.epoch,
             start_step=start.step, every=every, loss=self.loss, optim_state=optim_state,
             evaluate=self.evaluate, on_checkpoint=on_checkpoint, cancel=job.cancel_event,
-            progress=lambda d, t, m: job.update(d, t, m), device=self.device,
+            progress=lambda d, t, m: job.update(d, t, m), device=self.device, forward=self.forward,
         )
         if outcome.status == "diverged":
             self._emit({"type": "error", "message": f"training job {job.id}: {outcome.reason}"})

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from lossviz import training as T
-from lossviz.data import dataset_tensors
+from lossviz.batches import tensors_of
+from lossviz.data import EvalData, as_eval_data
 from lossviz.jobs import Job, JobCancelled, JobQueue
 from lossviz.params import ParamSpace, SpaceKind
 from lossviz.session.project import Project
@@ -64,6 +65,7 @@ class SessionBase:
         self._template = project.model.template
         self._train_set, self._test_set = project.data.train, project.data.test
         self.loss = project.loss
+        self.forward = project.forward  # forward(model, batch) hook, or None: the calling rule
         self._metrics = project.metrics
         self.device = project.device
         self.eval_samples = project.eval_samples
@@ -75,7 +77,7 @@ class SessionBase:
         self.jobs = []
         self._subscribers: list[Callable[[dict], None]] = []
         self._sub_lock = threading.Lock()
-        self._eval_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._eval_cache: dict[str, EvalData] | None = None
         self._data_hash: str | None = None
         self._init_lock = threading.Lock()
         self._weight_norms: dict[int, float] = {}  # checkpoint id -> weight norm (AnalysisOps.weight_norm)
@@ -185,20 +187,21 @@ class SessionBase:
                 "Session(path, model=<factory>, data=<dataset or (train, test)>, loss=...) to do this"
             )
 
-    def eval_data(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The evaluation tensors per split ("train", and "test" when there is test data)."""
+    def eval_data(self) -> dict[str, EvalData]:
+        """The evaluation data per split ("train", and "test" when there is test data), in memory
+        (batches of any structure, :mod:`lossviz.batches`)."""
         self.require_data("evaluating checkpoints")
         if self._eval_cache is None:
-            out = {"train": dataset_tensors(self._train_set, self.eval_samples)}
+            out = {"train": as_eval_data(self._train_set, self.eval_samples)}
             if self._test_set is not None:
-                out["test"] = dataset_tensors(self._test_set, self.eval_samples)
+                out["test"] = as_eval_data(self._test_set, self.eval_samples)
             self._eval_cache = out
         return self._eval_cache
 
     def data_fingerprint(self) -> str:
         """sha256 of the evaluation tensors (part of every stored result's key)."""
         if self._data_hash is None:
-            tensors = [t for pair in self.eval_data().values() for t in pair]
+            tensors = [t for part in self.eval_data().values() for t in tensors_of(part.batch)]
             self._data_hash = tensor_sha(*tensors)
         return self._data_hash
 
@@ -208,8 +211,9 @@ class SessionBase:
         if not self.has_data:
             return {}
         out = {}
-        for split, (x, y) in self.eval_data().items():
-            res = T.evaluate_model(model, x, y, self.loss, self._metrics, device=self.device)
+        for split, part in self.eval_data().items():
+            res = T.evaluate_model(model, part, None, self.loss, self._metrics, device=self.device,
+                                   forward=self.forward)
             out.update({f"{split}_{k}": v for k, v in res.items()})
         return out
 

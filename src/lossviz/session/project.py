@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from lossviz import training as T
-from lossviz.data import dataset_tensors, probe_model_data
+from lossviz.batches import Forward
+from lossviz.data import as_eval_data, probe_model_data
 from lossviz.losses import resolve_loss as resolve_named_loss
 from lossviz.store import Store
 from lossviz.validation import Interval, check
@@ -63,6 +64,7 @@ class Project:
     eval_samples: int | None
     defaults: dict
     spec: dict
+    forward: Forward | None = None
 
 
 def callable_name(fn: Any) -> str:
@@ -226,12 +228,33 @@ def probe_model(source: ModelSource) -> nn.Module:
     return probe
 
 
+def resolve_forward(forward: Any, stored: Mapping[str, Any], path: Path) -> tuple[Forward | None, str | None]:
+    """``forward`` (a callable ``forward(model, batch)`` or an import path ``"package.module:function"``)
+    as (the hook, the path stored in the spec: only a path given as a string, a callable is never
+    stored). A project created with a path is not opened without ``forward=``: lossviz never
+    imports code a project folder names."""
+    if forward is None:
+        if stored.get("forward"):
+            raise ValueError(
+                f"{path}: this project calls its model with forward={stored['forward']!r}; lossviz never imports "
+                "code a project folder names: if you trust it, pass forward= yourself"
+            )
+        return None, None
+    if isinstance(forward, str):
+        from lossviz.zoo.factory import import_factory
+
+        return import_factory(forward, "forward", "outputs"), forward
+    if not callable(forward):
+        raise TypeError(f"forward must be a callable forward(model, batch) or 'module:function', got {forward!r}")
+    return forward, None
+
+
 def check_model_takes_data(probe: nn.Module, train_set: Any, loss: str | Callable,
-                           metrics: Mapping[str, Callable]) -> None:
+                           metrics: Mapping[str, Callable], forward: Forward | None = None) -> None:
     """The one probe, :func:`lossviz.data.probe_model_data`, on the first :data:`PROBE_SAMPLES`
     training samples: a model that cannot take them, labels beyond its outputs, or a loss or metric
     that does not return one number is named before anything is stored."""
-    probe_model_data(probe, dataset_tensors(train_set, PROBE_SAMPLES), loss, metrics)
+    probe_model_data(probe, as_eval_data(train_set, PROBE_SAMPLES), loss, metrics, forward=forward)
 
 
 def architecture(model: nn.Module) -> list[list]:
@@ -307,6 +330,7 @@ def open_project(
     device: str | torch.device | None = None,
     eval_samples: int | None = None,
     hparams: Mapping[str, Any] | None = None,
+    forward: Any = None,
 ) -> Project:
     """Open (or create) the project at ``path`` with these arguments (see :class:`~lossviz.session.Session`).
 
@@ -327,11 +351,14 @@ def open_project(
         target = resolve_device(device)
         samples = resolve_eval_samples(eval_samples, stored)
         defaults = resolve_defaults(hparams, stored)
+        hook, hook_path = resolve_forward(forward, stored, folder)
         probe = probe_model(model_source)
         if data_source.train is not None:
-            check_model_takes_data(probe, data_source.train, loss, named_metrics)
+            check_model_takes_data(probe, data_source.train, loss, named_metrics, hook)
         spec = project_spec(model_source, model_kwargs, data_source, data_kwargs, loss, samples, defaults,
                             architecture(probe))
+        if hook_path is not None:
+            spec["forward"] = hook_path
         if store is None:
             store = Store(folder)
         spec = store_spec(store, spec)
@@ -339,4 +366,4 @@ def open_project(
         if store is not None:
             store.discard_if_created()  # a failed opening leaves no new project behind
         raise
-    return Project(store, model_source, data_source, loss, named_metrics, target, samples, defaults, spec)
+    return Project(store, model_source, data_source, loss, named_metrics, target, samples, defaults, spec, hook)

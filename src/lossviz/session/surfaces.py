@@ -334,6 +334,8 @@ class SurfaceService(SessionBase):
             "data": self.data_fingerprint(),
             **_engine_key(engine),
         }
+        if self.forward is not None:  # only with a hook: earlier results keep their keys
+            spec["forward"] = callable_name(self.forward)
         if refine_options is not None:
             spec["adaptive"] = refine_options
         return spec
@@ -343,7 +345,8 @@ class SurfaceService(SessionBase):
         """The keyword arguments both compute_surface and refine_surface take from the session."""
         metrics: list[Any] = ["loss", "acc"] + [(k, f) for k, f in self._metrics.items()]
         return dict(kind=kind, normalization=normalization, ignore=ignore, seed=seed, metrics=metrics,
-                    loss=self.loss, test_data=self.eval_data().get("test"), device=self.device, **engine)
+                    loss=self.loss, test_data=self.eval_data().get("test"), device=self.device,
+                    **({"forward": self.forward} if self.forward is not None else {}), **engine)
 
     def _wait_for_surface(self, job: Job, run: SurfaceRun) -> Surface:
         """Run ``job`` here (inside the worker) or on the queue, waiting; Ctrl-C cancels it. A failed
