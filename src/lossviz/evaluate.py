@@ -587,10 +587,10 @@ class Evaluator:
         return self._as_dict(out)
 
     def _stream_pass(self, pts: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, np.ndarray, int]:
-        """(sums (K, M) float64, failed points, samples seen) of one pass over the stream."""
+        """(sums and counts (K, 2M) float64, failed points, samples seen) of one pass over the stream."""
         assert self.stream is not None
         n = pts.shape[0]
-        sums = torch.zeros(n, len(self.metric_names), dtype=torch.float64)
+        sums = torch.zeros(n, 2 * len(self.metric_table), dtype=torch.float64)  # (sum, count) per metric
         failed = np.zeros(n, dtype=bool)
         seen = 0
         for batch in self.stream:

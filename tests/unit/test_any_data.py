@@ -276,12 +276,21 @@ def test_a_loss_needing_labels_the_batch_lacks_is_named():
         surface(DictNet(), batch, loss=dict_loss)
 
 
-def test_a_non_scalar_loss_and_a_named_loss_on_dict_batches_are_refused():
+def test_a_non_scalar_loss_is_refused_and_a_named_loss_reads_the_batchs_labels():
     ds = DictSamples()
     with pytest.raises(ValueError, match="not a scalar"):
         surface(DictNet(), ds, loss=lambda out, b: F.cross_entropy(out, b["labels"], reduction="none"))
-    with pytest.raises(ValueError, match=r"cross_entropy.*callable loss\(outputs"):
-        surface(DictNet(), ds, loss="cross_entropy")
+    # a named loss reads a mapping batch's "labels" (the Hugging Face convention): the callable's value
+    named = surface(DictNet(), ds, loss="cross_entropy")
+    given = surface(DictNet(), ds, loss=dict_loss)
+    np.testing.assert_allclose(named.values["train_loss"], given.values["train_loss"], rtol=1e-12)
+
+    class NoLabels(DictSamples):
+        def __getitem__(self, i):
+            return {"features": self.features[i], "mask": self.mask[i]}
+
+    with pytest.raises(ValueError, match="labels"):
+        surface(DictNet(), NoLabels(), loss="cross_entropy")
 
 
 # ---------------------------------------------------------------------------------------- the CLI
