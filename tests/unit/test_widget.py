@@ -635,11 +635,14 @@ def test_project_panel_commands(tmp_path, fake):
         str(tmp_path / "new"),
         {"model": "mlp", "data": "spirals", "hparams": {"lr": 0.05, "optimizer": "adam"}},
     )
-    w.handle({"type": "create_project", "path": "new2"})  # the defaults: the zoo's mlp on spirals
+    w.handle({"type": "create_project", "path": "new2"})  # the form sends its fields; a message without is refused
+    assert "model must be a non-empty text" in w.control_errors["create_project"] and made[-1][0].endswith("new")
+    defaults = w.options["create_defaults"]  # what the form starts at: the zoo's mlp on spirals
+    w.handle({"type": "create_project", "path": "new2", **defaults})
     assert made[-1] == (str(tmp_path / "new2"), {"model": "mlp", "data": "spirals", "hparams": None})
     w.handle({"type": "create_project", "path": "new3", "model": "lenet", "data": "mnist", "data_root": str(tmp_path)})
     assert made[-1][1]["data_kwargs"] == {"root": str(tmp_path)}
-    w.handle({"type": "create_project", "path": "new4", "data_root": str(tmp_path / "nowhere")})
+    w.handle({"type": "create_project", "path": "new4", **defaults, "data_root": str(tmp_path / "nowhere")})
     assert "not a folder" in w.control_errors["create_project"] and made[-1][0].endswith("new3")
     w.handle({"type": "create_project", "path": "a", "model": "mlp", "data": "spirals"})
     assert "already exists" not in w.error  # empty folder "a" may be created into

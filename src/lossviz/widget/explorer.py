@@ -34,7 +34,7 @@ from lossviz.widget import payloads as P
 from lossviz.widget import views
 from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
-from lossviz.widget.options import CONTOUR_MODES, CREATE_DEFAULTS, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
+from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
 from lossviz.widget.payloads import PayloadError
 from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
@@ -515,7 +515,7 @@ class Explorer(anywidget.AnyWidget):
         center = P.number(p, "center", int)
         directions = P.choice(P.text(p, "directions", "random"), DIRECTIONS, "directions")
         resolution = P.form_number(p, "resolution", default=21)
-        both = P.text(p, "range", "auto") if p.get("range") not in (None, "") else "auto"
+        both = P.text(p, "range", "auto")  # absent: auto; x_range / y_range left empty take this one
         x_spec = P.surface_axis_spec(P.text(p, "x_range") if p.get("x_range") not in (None, "") else both, resolution)
         y_spec = P.surface_axis_spec(P.text(p, "y_range") if p.get("y_range") not in (None, "") else both, resolution)
         spec = x_spec if x_spec == y_spec else f"x {x_spec}, y {y_spec}"
@@ -659,8 +659,10 @@ class Explorer(anywidget.AnyWidget):
             path = self._resolve_project_path(P.text(p, "path"))
             if path.exists() and any(path.iterdir()):
                 raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
-            model = P.text(p, "model", CREATE_DEFAULTS["model"]) or CREATE_DEFAULTS["model"]
-            data = P.text(p, "data", CREATE_DEFAULTS["data"]) or CREATE_DEFAULTS["data"]
+            # named in the message (the form starts at options["create_defaults"]): a message that
+            # leaves them out is refused, never filled in behind the user's back
+            model = P.text(p, "model")
+            data = P.text(p, "data")
             root = P.text(p, "data_root", "") if p.get("data_root") not in (None, "") else ""
             if root and not Path(os.path.expanduser(root)).is_dir():
                 raise PayloadError(f"data root {root!r} is not a folder: enter the folder that holds the data set")
