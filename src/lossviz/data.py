@@ -117,6 +117,11 @@ class EvalData:
                             "use its .batch")
         return iter(self.batch)
 
+    def __getitem__(self, index: int) -> Any:
+        """``data[0]`` / ``data[1]``: the inputs / targets of an ``(inputs, targets, ...)`` batch, as
+        when unpacking (a TypeError for other batches)."""
+        return tuple(self)[index]
+
     def __repr__(self) -> str:
         return f"EvalData({describe_batch(self.batch)})"
 

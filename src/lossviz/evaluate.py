@@ -91,6 +91,26 @@ PRECISIONS = ("float32", "tf32", "bf16")
 
 
 # ---------------------------------------------------------------------------------------- sums
+class _Cancelled(BaseException):
+    """Raised before a data batch once the evaluator's ``cancel`` is set: a BaseException, so that
+    no ``except Exception`` on the way (a vmap fallback, a failed point, a plan trial) takes it for
+    a failure; :meth:`Evaluator.evaluate` turns it into :class:`~lossviz.jobs.JobCancelled`."""
+
+
+def _stop_inside_forward(model: nn.Module, summed: _Summed) -> None:
+    """Check ``summed.cancel`` before every module of ``model`` that holds parameters (the
+    evaluator's private copy), so that one large batch of a deep model stops within a layer's time,
+    not a whole forward pass's (about a microsecond per module call)."""
+
+    def stop_if_cancelled(_module: nn.Module, _args: Any) -> None:
+        if summed.cancel is not None and summed.cancel.is_set():
+            raise _Cancelled
+
+    for module in model.modules():
+        if next(module.parameters(recurse=False), None) is not None:
+            module.register_forward_pre_hook(stop_if_cancelled)
+
+
 class _Summed(nn.Module):
     """``forward(batches)`` -> per-metric sums and counts over all batches, ``[s_0, c_0, s_1, c_1, ...]``
     (:func:`lossviz.losses.batch_totals`: a sample loss sums its per-sample terms and counts
@@ -111,10 +131,13 @@ class _Summed(nn.Module):
         self.sum_dtype = sum_dtype
         self.autocast = autocast  # (device type, dtype) for the forward passes, or None
         self.table = table
+        self.cancel: threading.Event | None = None  # set: stop before the next data batch
 
     def forward(self, batches: list[Any]) -> torch.Tensor:
         sums: list[torch.Tensor] | None = None
         for batch in batches:
+            if self.cancel is not None and self.cancel.is_set():
+                raise _Cancelled
             if self.autocast is None:
                 out = call_model(self.model, batch, self.hook)
             else:  # forward in low precision; the loss and its reductions in float32 and up
@@ -424,7 +447,6 @@ class Evaluator:
             else source.to(self.device, dtype) if isinstance(source, EvalData) else EvalData.of(source)
         )
         self.fallback: str | None = None  # why vmap was not used where it was tried
-        self.cancel: threading.Event | None = None  # set: a streamed pass stops before its next batch
         self.precision = precision
         inputs = self.data.inputs
         input_ndim = inputs.dim() if isinstance(inputs, torch.Tensor) and self.stream is None else 0
@@ -453,6 +475,8 @@ class Evaluator:
         self._summed = _Summed(self.model, self.metric_table, sum_dtype, autocast, forward).eval()
         with intra_op_threads(1):
             self._check_scalar_outputs(extra, probe_out)
+        self.cancel = None  # set: evaluation stops before its next data batch (JobCancelled)
+        _stop_inside_forward(self.model, self._summed)
 
         self._names = ["model." + e.name for e in self.space.entries]
         in_space = set(self.space.names)
@@ -506,8 +530,21 @@ class Evaluator:
         """
         pts = self._as_points(points)
         # until the thread count is measured: 1 (never contending for a core)
-        with self._precision_context(), intra_op_threads(1 if self._measure_threads else self.threads):
-            return self._evaluate(pts, total)
+        try:
+            with self._precision_context(), intra_op_threads(1 if self._measure_threads else self.threads):
+                return self._evaluate(pts, total)
+        except _Cancelled:
+            raise JobCancelled("cancelled before a data batch") from None
+
+    @property
+    def cancel(self) -> threading.Event | None:
+        """An event checked before every data batch of every point (in memory or streamed): once set,
+        :meth:`evaluate` raises :class:`~lossviz.jobs.JobCancelled` (its points stay unfinished)."""
+        return self._summed.cancel
+
+    @cancel.setter
+    def cancel(self, event: threading.Event | None) -> None:
+        self._summed.cancel = event
 
     def _precision_context(self):
         if self.precision == "tf32" and self.device.type == "cuda":

@@ -126,3 +126,12 @@ def test_the_probe_leaves_every_module_in_its_mode():
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert model.training and not model[2].training
+
+
+def test_eval_data_of_a_pair_indexes_and_unpacks_like_the_pair():
+    x, y = _data()
+    d = EvalData(x, y)
+    inputs, targets = d
+    assert d[0] is inputs is x and d[1] is targets is y and len(d[0]) == len(d)
+    with pytest.raises(TypeError, match="no \\(inputs, targets\\) pair"):
+        EvalData.of({"input_ids": x})[0]
