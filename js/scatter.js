@@ -254,7 +254,8 @@ export function createScatter(container, ctx) {
     const marks = outlierMarks(outliers, pts, shownRanges[0], shownRanges[1]);
     traces.push({ type: "scatter", mode: "markers", x: marks.x, y: marks.y, customdata: marks.ids, name: "outliers", hoverinfo: "none",
       marker: { symbol: "x-thin-open", size: 13, color: "#d62728", line: { width: 2.5, color: "#d62728" } }, cliponaxis: false });
-    const left = outliers.length ? ` · ${outliers.length} outlier${outliers.length === 1 ? "" : "s"} left out` : "";
+    const loose = marks.placed.filter((p) => !p).length;
+    const left = loose ? ` · ${loose} outlier${loose === 1 ? "" : "s"} left out` : "";
     const layout = {
       margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
       title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected${left}`, font: { size: 12 }, x: 0.02 },

@@ -30,13 +30,16 @@ export function withId(list, id) {
   return [...new Set([...list, id])].sort((a, b) => a - b);
 }
 
-/** The scatter's note on the outliers left out, e.g. "2 outliers left out (ids 7, 9)"; "" when none.
- * @param {readonly number[]} outliers @param {number} [most] ids named at most @returns {string} */
-export function outlierNote(outliers, most = 6) {
+/** The scatter's note on the outliers, e.g. "2 outliers left out (ids 7, 9)"; "" when none. `placed`: the
+ * view shows them (the layout places every checkpoint), marked, and leaves them out of the colour scale only.
+ * @param {readonly number[]} outliers @param {{most?: number, placed?: boolean}} [opts] ids named at most
+ * @returns {string} */
+export function outlierNote(outliers, { most = 6, placed = false } = {}) {
   const n = outliers.length;
   if (!n) return "";
   const named = outliers.slice(0, most).join(", ") + (n > most ? ", …" : "");
-  return `${n} outlier${n === 1 ? "" : "s"} left out (id${n === 1 ? "" : "s"} ${named})`;
+  const what = `${n} outlier${n === 1 ? "" : "s"}`, ids = `id${n === 1 ? "" : "s"} ${named}`;
+  return placed ? `${what} (${ids}) marked, left out of projections and colour scales` : `${what} left out (${ids})`;
 }
 
 /** Where the scatter marks each outlier: at its own point when the projection placed it (the layout view

@@ -279,7 +279,7 @@ function render({ model, el: root }) {
   function renderShown() {
     const s = ctx.state;
     outliersBox.checked = s.includeOutliers;
-    const note = s.includeOutliers ? "" : outlierNote(s.outliers);
+    const note = s.includeOutliers ? "" : outlierNote(s.outliers, { placed: s.projection.method === "layout" });
     outlierText.textContent = note;
     outlierText.hidden = !note;
     const n = hiddenCount(s.table, s.hiddenSet);

@@ -41,6 +41,7 @@ test("outliers: a note naming them, marks at their point or pinned to the right 
   assert.equal(outlierNote([]), "");
   assert.equal(outlierNote([13]), "1 outlier left out (id 13)");
   assert.equal(outlierNote([1, 2, 3, 4, 5, 6, 7, 8]), "8 outliers left out (ids 1, 2, 3, 4, 5, 6, …)");
+  assert.equal(outlierNote([13], { placed: true }), "1 outlier (id 13) marked, left out of projections and colour scales");
   const pts = { ids: [10, 11, 13], xs: [0, 1, 5], ys: [0, 1, 2] };
   const marks = outlierMarks([13, 20, 21], pts, [0, 10], [-1, 2]);
   assert.deepEqual(marks.placed, [true, false, false]);
