@@ -45,7 +45,7 @@ export function createProjectPanel(container, ctx) {
   container.append(current, el("div", { class: "lv-row" }, root, list), listError, table, openError,
     el("div", { class: "lv-row" }, name, model, data), el("div", { class: "lv-row" }, dataRoot),
     el("div", { class: "lv-row" }, optimizer, lr, create), createError);
-  let defaultsShown = false;  // the kernel's create_defaults are chosen once; then the user's choice stays
+  let defaultsFrom = "";  // the kernel's create_defaults last chosen: chosen again only when they change
   /** @type {Record<string, string>} */
   let lastErrors = {};
 
@@ -56,10 +56,10 @@ export function createProjectPanel(container, ctx) {
     setOptions(data, opts.datasets ?? []);
     setOptions(optimizer, opts.optimizers ?? []);
     const defaults = opts.create_defaults;
-    if (defaults && !defaultsShown && (opts.models ?? []).length) {
+    if (defaults && JSON.stringify(defaults) !== defaultsFrom && (opts.models ?? []).length) {
       if (defaults.model) model.value = defaults.model;
       if (defaults.data) data.value = defaults.data;
-      defaultsShown = true;
+      defaultsFrom = JSON.stringify(defaults);
     }
     const errors = s.controlErrors ?? {};
     for (const c of cleared) if (errors[c] !== undefined && errors[c] !== lastErrors[c]) cleared.delete(c);  // a new error

@@ -349,6 +349,42 @@ def test_html_export_opens_with_no_kernel(chromium, server, tmp_path):
     context.close()
 
 
+def test_critical_toggle_and_project_errors_next_to_their_controls(chromium, server):
+    page = open_harness(chromium, server)
+    kinds = "() => document.querySelector('.lv-contour-plot').data.map((t) => t.name)"
+    wait_for(lambda: "minimum" in page.evaluate(kinds), what="critical points drawn")
+    page.uncheck(".lv-show-critical")
+    assert state(page, "show_critical") is False
+    wait_for(lambda: not {"minimum", "saddle"} & set(page.evaluate(kinds)), what="critical points gone")
+    page.check(".lv-show-critical")
+    wait_for(lambda: "minimum" in page.evaluate(kinds), what="critical points back")
+    # the project panel: the kernel's create defaults chosen, a data root sent, errors by their control
+    page.click(".lv-tab-projects")
+    page.evaluate("""() => window.model.kernelSet({ options: { ...window.model.state.options,
+        create_defaults: { model: "lenet", data: "digits" } }, projects: [{ path: "/tmp/gone", name: "gone" }] })""")
+    wait_for(lambda: page.input_value(".lv-new-model") == "lenet" and page.input_value(".lv-new-data") == "digits",
+             what="the create defaults chosen")
+    page.fill(".lv-new-name", "fresh")
+    page.fill(".lv-new-data-root", "/data/digits")
+    page.click("button.lv-create")
+    msg = page.evaluate("() => window.model.sent.at(-1)")
+    assert msg["type"] == "create_project" and msg["model"] == "lenet" and msg["data_root"] == "/data/digits", msg
+    text = "project '/tmp/gone' does not exist: pick one from the list or create it"
+    page.evaluate("(t) => window.model.kernelSet({ control_errors: { open_project: t } })", text)
+    note = page.locator(".lv-control-error[data-control=open_project]")
+    note.wait_for(state="visible")
+    assert note.inner_text() == text and page.locator(".lv-control-error[data-control=create_project]").is_hidden()
+    opened, shown = page.locator("button.lv-open").bounding_box(), note.bounding_box()
+    assert abs(shown["y"] - (opened["y"] + opened["height"])) < 40, (opened, shown)  # right under the list's Open
+    shot(page, "ui-harness-project-error")
+    page.screenshot(path="/tmp/exui2-shots/6-open-error-by-its-control.png")
+    page.click("button.lv-open")  # used again: the note goes (until the kernel sends a new one)
+    note.wait_for(state="hidden")
+    assert page.evaluate("() => window.model.sent.at(-1)")["type"] == "open_project"
+    assert page.errors == []
+    page.close()
+
+
 # ----------------------------------------------------------------------------------------- JupyterLab
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
