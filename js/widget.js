@@ -59,7 +59,7 @@ function readState(model) {
 /** Which parts redraw when a trait changes.
  * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
-  checkpoints: ["scatter", "metrics", "form", "colorBy", "legend", "manage", "shown", "contour", "surface3d"],
+  checkpoints: ["scatter", "metrics", "form", "colorBy", "legend", "manage", "shown"],
   projection: ["scatter", "toolbar", "shown"],
   selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
   clicked: ["scatter", "form", "manage"],
