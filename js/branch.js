@@ -5,6 +5,7 @@
 import { trainFieldNames, parseFields, displayValue, isEdited, surfaceMessage, formUpdates, opensAnother } from "./form.js";
 import { fmt } from "./codecs.js";
 import { button, el, labelled, markInvalid, setOptions } from "./dom.js";
+import { confirmsIds, timeLabel, withId } from "./visibility.js";
 
 /** @import { FieldSpec } from "./form.js" */
 /** @import { Ctx, JobRow } from "./types" */
@@ -33,7 +34,17 @@ export function createBranchPanel(container, ctx) {
   const buttons = el("div", { class: "lv-buttons" });
   const jobsBox = el("div", { class: "lv-jobs" });
   const distBox = el("div", { class: "lv-distances" });
-  container.append(header, form, buttons);  // the jobs and distances go in the panel's tabs (widget.js)
+  // hide and delete the open checkpoint or its branch; a delete's confirmation shows right here
+  const manage = el("div", { class: "lv-manage" });
+  const confirmText = el("span", { class: "lv-confirm-text" });
+  const confirmBox = el("div", { class: "lv-confirm", role: "alertdialog" }, confirmText,
+    button("lv-confirm-yes", "Confirm", "delete them: this cannot be undone", () => {
+      const ids = ctx.state.confirmDelete.ids ?? [];
+      if (ids.length) ctx.send({ type: "delete", ids, confirm: true });
+    }),
+    button("lv-confirm-no", "Cancel", "keep them", () => ctx.send({ type: "cancel_delete" })));
+  confirmBox.hidden = true;
+  container.append(header, form, buttons, manage, confirmBox);  // the jobs and distances go in the panel's tabs (widget.js)
 
   /** @type {readonly FieldSpec[]} */
   let fields = [];
@@ -140,6 +151,47 @@ export function createBranchPanel(container, ctx) {
   action("cancel", "Cancel", () => ctx.send({ type: "cancel" }), "cancel every running job");
   action("reset", "Reset", () => renderForm({ reset: true }), "put the open checkpoint's values back into every field");
 
+  /** The open checkpoint's id and branch, or null.
+   * @returns {{id: number, branch: number} | null} */
+  function opened() {
+    const id = ctx.state.clicked;
+    const r = id === null || id === undefined ? undefined : ctx.state.table.index.get(id);
+    return r === undefined || id === null ? null : { id, branch: Math.round(ctx.state.table.branches[r]) };
+  }
+  /** @param {string} cls @param {string} label @param {string} title @param {(o: {id: number, branch: number}) => void} fn */
+  const managing = (cls, label, title, fn) => {
+    const b = button(cls, label, title, () => { const o = opened(); if (o) fn(o); else ctx.showError(`${label}: click a checkpoint in the trajectory first`); });
+    manage.append(b);
+    return b;
+  };
+  const hideBtn = managing("lv-hide", "Hide", "hide the open checkpoint from every view (show hidden brings it back)", (o) => {
+    ctx.setTrait("hidden", withId(ctx.state.hidden, o.id));
+    ctx.click(null);
+  });
+  const hideBranchBtn = managing("lv-hide-branch", "Hide branch", "hide the open checkpoint's branch from every view", (o) => {
+    ctx.setTrait("hidden_branches", withId(ctx.state.hiddenBranches, o.branch));
+    ctx.click(null);
+  });
+  const deleteBtn = managing("lv-delete", "Delete", "delete the open checkpoint and its file (asks first)",
+    (o) => ctx.send({ type: "delete", ids: [o.id] }));
+  const deleteBranchBtn = managing("lv-delete-branch", "Delete branch", "delete the open checkpoint's branch and all that grew from it (asks first)",
+    (o) => ctx.send({ type: "delete", branch: o.branch }));
+
+  /** The hide and delete controls (enabled with an open checkpoint) and the delete waiting for confirmation. */
+  function renderManage() {
+    const o = opened();
+    for (const b of [hideBtn, hideBranchBtn, deleteBtn, deleteBranchBtn]) b.disabled = o === null;
+    hideBranchBtn.textContent = o ? `Hide branch ${o.branch}` : "Hide branch";
+    deleteBranchBtn.textContent = o ? `Delete branch ${o.branch}` : "Delete branch";
+    const pending = ctx.state.confirmDelete;
+    const asking = Boolean(pending.ids?.length);
+    confirmBox.hidden = !asking;
+    confirmText.textContent = asking ? (pending.text ?? `Delete ${pending.ids?.length} checkpoint(s)?`) : "";
+    confirmBox.dataset.ids = asking ? (pending.ids ?? []).join(",") : "";
+    // next to the button that asked: the open checkpoint's Delete when it is the one, else the branch's
+    confirmBox.dataset.for = asking && o && confirmsIds(pending, [o.id]) ? "checkpoint" : asking ? "branch" : "";
+  }
+
   /** @type {Record<string, unknown> | null} */
   let loaded = null;  // the kernel's form last loaded into the controls
   /** Show a value from the kernel in a field's control.
@@ -177,7 +229,7 @@ export function createBranchPanel(container, ctx) {
       header.innerHTML = "<b>no checkpoint open</b>: click a point (Train starts from the first checkpoint)";
     } else {
       const loss = t.metrics.train_loss ? ` · train loss ${fmt(t.metrics.train_loss[r])}` : "";
-      header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · epoch ${fmt(t.epochs[r])}${loss}`;
+      header.innerHTML = `<b>checkpoint ${id}</b> · ${t.kinds[r]} · branch ${Math.round(t.branches[r])} · ${timeLabel(t)} ${fmt(t.epochs[r])}${loss}`;
     }
     container.dataset.clicked = id === null || id === undefined ? "" : String(id);
   }
@@ -237,5 +289,5 @@ export function createBranchPanel(container, ctx) {
     distBox.replaceChildren(el("table", { class: "lv-dist-table" }, head, ...body));
   }
 
-  return { renderForm, renderJobs, renderDistances, controls, jobsBox, distBox };
+  return { renderForm, renderJobs, renderDistances, renderManage, controls, jobsBox, distBox };
 }

@@ -32,7 +32,8 @@
  * @property {string[]} [kind_names]
  * @property {string[]} [status]  "ok", or why the checkpoint is unusable (e.g. "diverged")
  * @property {Record<string, WireArray>} [metrics]
- * @property {Record<string, unknown>[]} [hparams] */
+ * @property {Record<string, unknown>[]} [hparams]
+ * @property {string} [time_label]  what the epoch column counts: "epoch", or "step" for a project logged by steps */
 
 /** The decoded checkpoint table: columns (row r is one checkpoint) and an id -> row index.
  * @typedef {object} Checkpoints
@@ -48,14 +49,19 @@
  * @property {Record<string, Values>} metrics  metric name -> column
  * @property {string[]} metricNames
  * @property {Record<string, unknown>[]} hparams
- * @property {Map<number, number>} index  checkpoint id -> row */
+ * @property {Map<number, number>} index  checkpoint id -> row
+ * @property {string} timeLabel  "epoch" or "step" */
 
 /** The `projection` trait: checkpoint ids and their (n, 2) plane coordinates.
  * @typedef {object} ProjectionWire
  * @property {string} [method]
  * @property {WireArray} [ids]
  * @property {WireArray} [coords]
- * @property {Record<string, unknown>} [meta]  e.g. explained_variance_ratio for PCA */
+ * @property {Record<string, unknown>} [meta]  e.g. explained_variance_ratio for PCA
+ * @property {number[]} [outliers]  ids of the checkpoints it left out (outlying or diverged)
+ * @property {number} [count]  checkpoints projected plus outliers left out
+ * @property {number} [total]  checkpoints in the table when it was asked for
+ * @property {string[]} [labels]  axis titles, e.g. ["PC1: 91.8 %", "PC2: 4.1 %"] */
 
 /** The decoded projection: point k is checkpoint ids[k] at (x[k], y[k]).
  * @typedef {object} Projection
@@ -63,13 +69,18 @@
  * @property {number[]} ids
  * @property {Float32Array} x
  * @property {Float32Array} y
- * @property {Record<string, unknown>} meta */
+ * @property {Record<string, unknown>} meta
+ * @property {number[]} outliers
+ * @property {string[]} labels
+ * @property {number | null} count
+ * @property {number | null} total */
 
 /** A critical point of the surface (the kernel's critical_markers).
  * @typedef {object} Critical
  * @property {string} kind  "minimum", "maximum" or "saddle"
  * @property {number | null} x
- * @property {number | null} y */
+ * @property {number | null} y
+ * @property {number} [prominence]  how far it stands out (the markers are ranked by it) */
 
 /** Refinement summary of an adaptive surface.
  * @typedef {object} Adaptive
@@ -93,7 +104,8 @@
  * @property {Critical[]} [critical]
  * @property {Record<string, unknown>} [meta]
  * @property {number | null} [job]
- * @property {Adaptive | null} [adaptive] */
+ * @property {Adaptive | null} [adaptive]
+ * @property {string[]} [labels]  axis titles (PCA: "PC1: 91.8 %") */
 
 /** What a decoded surface holds whatever its dimension.
  * @typedef {object} SurfaceCommon
@@ -110,7 +122,8 @@
  * @property {{ids: number[], x: Float32Array, y: Float32Array} | null} trajectory  checkpoints on the plane
  * @property {Record<string, unknown>} meta
  * @property {number | null} job
- * @property {Adaptive | null} adaptive  {n_evaluated, total, rounds} for an adaptive surface */
+ * @property {Adaptive | null} adaptive  {n_evaluated, total, rounds} for an adaptive surface
+ * @property {string[]} labels  axis titles ([] when the kernel sent none) */
 
 /** The decoded surface: a plane (ndim 2, with y) or a line (ndim 1).
  * @typedef {SurfaceCommon & ({ndim: 2, y: Values} | {ndim: 1, y: null})} Surface */
@@ -229,7 +242,7 @@ export function idAt(column, i) {
 export function decodeCheckpoints(trait) {
   const empty = { n: 0, ids: new Float32Array(0), parents: new Float32Array(0), branches: new Float32Array(0),
     epochs: new Float32Array(0), kindCodes: new Float32Array(0), kinds: [], kindNames: [], status: [],
-    metrics: {}, metricNames: [], hparams: [], index: new Map() };
+    metrics: {}, metricNames: [], hparams: [], index: new Map(), timeLabel: "epoch" };
   if (!trait || !("ids" in trait) || !trait.ids) return empty;
   /** @param {"ids" | "parents" | "branches" | "epochs" | "kinds"} k */
   const col = (k) => decodeArray(trait[k]).data;
@@ -247,22 +260,24 @@ export function decodeCheckpoints(trait) {
     n, ids, parents: col("parents"), branches: col("branches"), epochs: col("epochs"), kindCodes,
     kinds: Array.from(kindCodes, (c) => kindNames[Math.round(c)] ?? "?"), kindNames,
     status: trait.status ?? new Array(n).fill("ok"), metrics, metricNames: Object.keys(metrics),
-    hparams: trait.hparams ?? new Array(n).fill({}), index,
+    hparams: trait.hparams ?? new Array(n).fill({}), index, timeLabel: trait.time_label === "step" ? "step" : "epoch",
   };
 }
 
 /** Decode the `projection` trait into {method, ids: int[], x: Float32Array, y: Float32Array, meta}.
  * @param {ProjectionWire | null | undefined} trait @returns {Projection} */
 export function decodeProjection(trait) {
+  const extra = { outliers: (trait?.outliers ?? []).map(Math.round), labels: trait?.labels ?? [],
+    count: trait?.count ?? null, total: trait?.total ?? null };
   if (!trait || !trait.ids || !trait.coords) {
-    return { method: trait?.method ?? "layout", ids: [], x: new Float32Array(0), y: new Float32Array(0), meta: {} };
+    return { method: trait?.method ?? "layout", ids: [], x: new Float32Array(0), y: new Float32Array(0), meta: {}, ...extra };
   }
   const ids = Array.from(decodeArray(trait.ids).data, Math.round);
   const coords = decodeArray(trait.coords);
   const n = ids.length;
   const x = new Float32Array(n), y = new Float32Array(n);
   for (let i = 0; i < n; i++) { x[i] = coords.data[2 * i]; y[i] = coords.data[2 * i + 1]; }
-  return { method: trait.method ?? "layout", ids, x, y, meta: trait.meta ?? {} };
+  return { method: trait.method ?? "layout", ids, x, y, meta: trait.meta ?? {}, ...extra };
 }
 
 /** The surface's per-point done mask (uint8 on the wire: 1 computed, 0 not yet; same shape as z) as a
@@ -295,6 +310,7 @@ export function decodeSurface(trait) {
     done: trait.done ?? 0, total: trait.total ?? z.data.length, doneMask, center: trait.center ?? null,
     critical: trait.critical ?? [], trajectory, meta: trait.meta ?? {}, job: trait.job ?? null,
     adaptive: trait.adaptive ?? null,  // {n_evaluated, total, rounds} for an adaptive surface
+    labels: trait.labels ?? [],
   };
   return trait.y ? { ...common, ndim: 2, y: decodeArray(trait.y).data } : { ...common, ndim: 1, y: null };
 }

@@ -68,6 +68,7 @@ export function trajectoryTraces(surface, state, lift = null) {
   for (let k = 0; k < t.ids.length; k++) {
     const row = table.index.get(t.ids[k]);
     if (row === undefined || !Number.isFinite(t.x[k]) || !Number.isFinite(t.y[k])) continue;
+    if (state.hiddenSet?.has(t.ids[k])) continue;  // hidden checkpoints leave the path too
     pts.ids.push(t.ids[k]); pts.xs.push(t.x[k]); pts.ys.push(t.y[k]); pts.rows.push(row);
   }
   const sel = state.selectionSet;
@@ -155,7 +156,7 @@ export function createContour(container, ctx) {
     traces.push({ type: "scatter", mode: "markers", x: [0], y: [0], marker: { symbol: "star", size: 14, color: "#e31a1c", line: { color: "#fff", width: 1 } },
       name: "centre", hovertemplate: `centre: checkpoint ${surf.center}<extra></extra>` });
     for (const [kind, st] of Object.entries(CRITICAL_STYLE)) {
-      const pts = surf.critical.filter((c) => c.kind === kind && c.x !== null && c.y !== null);
+      const pts = (s.showCritical ? surf.critical : []).filter((c) => c.kind === kind && c.x !== null && c.y !== null);
       if (!pts.length) continue;
       traces.push({ type: "scatter", mode: "markers+text", x: pts.map((c) => c.x), y: pts.map((c) => c.y), text: pts.map(() => st.label),
         textposition: "top center", textfont: { size: 10, color: st.color }, marker: { symbol: st.symbol, size: 10, color: st.color, line: { color: "#fff", width: 1 } },
@@ -165,8 +166,8 @@ export function createContour(container, ctx) {
     Plotly.react(plot, traces, {
       ...frame, margin: { ...frame.margin, t: surf.adaptive ? 42 : 28 },  // room for the title's second line
       title: { ...title, text: surfaceTitle(surf) + (shown.stride > 1 ? ` · drawn every ${shown.stride}th point` : "") },
-      xaxis: { title: { text: "direction 1" }, range: [surf.x[0], surf.x[surf.x.length - 1]] },
-      yaxis: { title: { text: "direction 2" }, range: [surf.y[0], surf.y[surf.y.length - 1]] },
+      xaxis: { title: { text: surf.labels[0] ?? "direction 1" }, range: [surf.x[0], surf.x[surf.x.length - 1]] },
+      yaxis: { title: { text: surf.labels[1] ?? "direction 2" }, range: [surf.y[0], surf.y[surf.y.length - 1]] },
     }, PLOT_CONFIG);
     container.dataset.state = pct < 100 ? "filling" : "complete";
     container.dataset.progress = String(surf.progress);

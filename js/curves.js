@@ -4,6 +4,7 @@
 import { branchColor } from "./codecs.js";
 import { plotIn } from "./dom.js";
 import { PLOT_CONFIG, emptyNote } from "./plots.js";
+import { timeLabel } from "./visibility.js";
 
 /** @import { Checkpoints } from "./codecs.js" */
 /** @import { Ctx, View } from "./types" */
@@ -11,14 +12,15 @@ import { PLOT_CONFIG, emptyNote } from "./plots.js";
 /** One branch's values of a metric: rows of the table in epoch order, with their epochs, values and ids.
  * @typedef {{branch: number, rows: number[], x: number[], y: number[], ids: number[]}} Series */
 
-/** Per-branch series of one metric against epoch, sorted by epoch.
- * @param {Checkpoints} table @param {string} metric @returns {Series[]} */
-export function metricSeries(table, metric) {
+/** Per-branch series of one metric against epoch, sorted by epoch, less the `hidden` checkpoints.
+ * @param {Checkpoints} table @param {string} metric @param {Set<number>} [hidden] @returns {Series[]} */
+export function metricSeries(table, metric, hidden) {
   const col = table.metrics[metric];
   if (!col) return [];
   /** @type {Map<number, number[]>} */
   const byBranch = new Map();
   for (let r = 0; r < table.n; r++) {
+    if (hidden?.has(Math.round(table.ids[r]))) continue;
     const b = Math.round(table.branches[r]);
     const rs = byBranch.get(b);
     if (rs) rs.push(r); else byBranch.set(b, [r]);
@@ -40,17 +42,18 @@ export function createMetrics(container, ctx) {
   function render() {
     const s = ctx.state;
     const table = s.table;
+    const time = timeLabel(table);
     /** @type {object[]} */
     const traces = [];
     const panels = [["loss", "xaxis", "yaxis"], ["acc", "xaxis2", "yaxis2"]];
     for (const [suffix, xa, ya] of panels) {
       for (const split of ["train", "test"]) {
         const m = `${split}_${suffix}`;
-        for (const series of metricSeries(table, m)) {
+        for (const series of metricSeries(table, m, s.hiddenSet)) {
           traces.push({ type: "scatter", mode: "lines", x: series.x, y: series.y, xaxis: xa.replace("axis", ""), yaxis: ya.replace("axis", ""),
             line: { color: branchColor(series.branch), width: 1.5, dash: split === "test" ? "dot" : "solid" },
             name: `${m} · branch ${series.branch}`, customdata: series.ids,
-            hovertemplate: `${m} %{y:.4g}<br>epoch %{x}<br>checkpoint %{customdata}<extra>branch ${series.branch}</extra>` });
+            hovertemplate: `${m} %{y:.4g}<br>${time} %{x}<br>checkpoint %{customdata}<extra>branch ${series.branch}</extra>` });
           const sel = series.ids.map((id, i) => (s.selectionSet.has(id) ? i : -1)).filter((i) => i >= 0);
           if (sel.length) {
             traces.push({ type: "scatter", mode: "markers", x: sel.map((i) => series.x[i]), y: sel.map((i) => series.y[i]),
@@ -64,8 +67,8 @@ export function createMetrics(container, ctx) {
     const layout = {
       height, margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: false, hovermode: "closest", uirevision: "metrics",
       title: { text: "metrics (solid train, dotted test)", font: { size: 12 }, x: 0.02 },
-      xaxis: { domain: [0, 0.46], title: { text: "epoch" } }, yaxis: { title: { text: "loss" } },
-      xaxis2: { domain: [0.56, 1], title: { text: "epoch" }, anchor: "y2" }, yaxis2: { title: { text: "acc %" }, anchor: "x2" },
+      xaxis: { domain: [0, 0.46], title: { text: time } }, yaxis: { title: { text: "loss" } },
+      xaxis2: { domain: [0.56, 1], title: { text: time }, anchor: "y2" }, yaxis2: { title: { text: "acc %" }, anchor: "x2" },
     };
     Plotly.react(plot, traces, layout, PLOT_CONFIG);
   }

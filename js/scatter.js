@@ -8,6 +8,7 @@ import {
   brushHits, lassoHits, gestureFor, applySelection, toPixel, toData, zoomRange, panRange, nearestPoint, BRUSH_RADIUS_PX,
 } from "./selection.js";
 import { el, plotIn, svg } from "./dom.js";
+import { outlierMarks, timeLabel, withId } from "./visibility.js";
 
 /** @import { Checkpoints, Projection } from "./codecs.js" */
 /** @import { Pixel, SelectionMode } from "./selection.js" */
@@ -47,14 +48,16 @@ export function branchCounts(table) {
   return [...n.entries()].sort((a, b) => a[0] - b[0]);
 }
 
-/** Points of the scatter: rows of the table that the projection placed, in projection order.
- * @param {Checkpoints} table @param {Projection} projection @returns {Points} */
-export function scatterPoints(table, projection) {
+/** Points of the scatter: rows of the table that the projection placed, in projection order, less the
+ * `hidden` ids.
+ * @param {Checkpoints} table @param {Projection} projection @param {Set<number>} [hidden] @returns {Points} */
+export function scatterPoints(table, projection, hidden) {
   /** @type {Points} */
   const pts = { ids: [], xs: [], ys: [], rows: [] };
   for (let k = 0; k < projection.ids.length; k++) {
     const row = table.index.get(projection.ids[k]);
     if (row === undefined || !Number.isFinite(projection.x[k]) || !Number.isFinite(projection.y[k])) continue;
+    if (hidden?.has(projection.ids[k])) continue;
     pts.ids.push(projection.ids[k]); pts.xs.push(projection.x[k]); pts.ys.push(projection.y[k]); pts.rows.push(row);
   }
   return pts;
@@ -98,10 +101,13 @@ export function paddedRange(values) {
   return [lo - pad, hi + pad];
 }
 
-/** @param {Projection} projection @returns {[string, string]} */
-function axisTitles(projection) {
+/** The axis titles: the layout's time (epoch or step) and lanes; the kernel's labels when it sent them
+ * ("PC1: 91.8 %"); else the method's names.
+ * @param {Projection} projection @param {string} [time] @returns {[string, string]} */
+export function axisTitles(projection, time = "epoch") {
   const m = projection.method;
-  if (m === "layout") return ["epoch", "branch (lane)"];
+  if (m === "layout") return [time, "branch (lane)"];
+  if (projection.labels?.length === 2) return [projection.labels[0], projection.labels[1]];
   if (m === "pca") {
     const r = /** @type {unknown[] | undefined} */ (projection.meta?.explained_variance_ratio);
     /** @param {unknown} v */
@@ -112,8 +118,9 @@ function axisTitles(projection) {
   return ["direction 1", "direction 2"];
 }
 
-/** @param {Iterable<number>} values */
-function metricColour(values) {
+/** The colour scale's [lo, hi] over the finite values (outliers are left out by the caller).
+ * @param {Iterable<number>} values */
+export function metricColour(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   return { lo: lo <= hi ? lo : 0, hi: lo <= hi ? hi : 1 };
@@ -128,7 +135,7 @@ export function hoverCardHtml(table, row) {
   const hp = table.hparams[row] ?? {};
   const lines = [
     `<b>checkpoint ${id}</b> · ${table.kinds[row]} · branch ${Math.round(table.branches[row])}`,
-    `epoch ${fmt(table.epochs[row])}${parent !== null ? ` · parent ${parent}` : ""}${table.status[row] && table.status[row] !== "ok" ? ` · <span class="lv-bad">${table.status[row]}</span>` : ""}`,
+    `${timeLabel(table)} ${fmt(table.epochs[row])}${parent !== null ? ` · parent ${parent}` : ""}${table.status[row] && table.status[row] !== "ok" ? ` · <span class="lv-bad">${table.status[row]}</span>` : ""}`,
   ];
   const metrics = table.metricNames.map((m) => `${m} ${fmt(table.metrics[m][row])}`);
   if (metrics.length) lines.push(metrics.join(" · "));
@@ -190,7 +197,9 @@ export function createScatter(container, ctx) {
     const s = ctx.state;
     const t = s.table;
     table = t;
-    pts = scatterPoints(t, s.projection);
+    pts = scatterPoints(t, s.projection, s.hiddenSet);
+    const outliers = s.includeOutliers ? [] : s.outliers.filter((id) => !s.hiddenSet.has(id) && t.index.has(id));
+    const outlierSet = new Set(outliers);
     const sel = s.selectionSet;
     const colorBy = s.colorBy;
     const byMetric = colorBy !== "branch" ? t.metrics[colorBy] : undefined;
@@ -215,7 +224,7 @@ export function createScatter(container, ctx) {
     let marker;
     if (byMetric) {
       const colours = pts.rows.map((r) => byMetric[r]);
-      const { lo, hi } = metricColour(colours);
+      const { lo, hi } = metricColour(colours.filter((_, k) => !outlierSet.has(pts.ids[k])));  // outliers do not stretch it
       marker = { size, color: colours, line, colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: { title: { text: colorBy }, thickness: 10 } };
     } else {
       marker = { size, color: pts.rows.map((r) => branchColor(t.branches[r])), line };
@@ -229,7 +238,7 @@ export function createScatter(container, ctx) {
     const ck = s.clicked === null ? -1 : pts.ids.indexOf(s.clicked);
     traces.push({ type: "scatter", mode: "markers", x: ck >= 0 ? [pts.xs[ck]] : [], y: ck >= 0 ? [pts.ys[ck]] : [],
       marker: { size: 16, symbol: "star", color: "#e31a1c", line: { width: 1, color: "#fff" } }, hoverinfo: "none", name: "open" });
-    const [xt, yt] = axisTitles(s.projection);
+    const [xt, yt] = axisTitles(s.projection, timeLabel(t));
     if (method !== s.projection.method) userView = false;
     method = s.projection.method;
     // Fixed ranges from the data (not plotly's autorange, whose padding follows marker sizes and would shift
@@ -240,9 +249,16 @@ export function createScatter(container, ctx) {
     const ranges = pending && pending.method === method ? [pending.x, pending.y]
       : shownBox ? [shownBox.xr, shownBox.yr] : userView ? null : [paddedRange(pts.xs), paddedRange(pts.ys)];
     if (pending && pending.method === method) pending = null;
+    // outliers: a hollow red x at their point (layout places them) or pinned to the right edge
+    const shownRanges = ranges ?? [paddedRange(pts.xs), paddedRange(pts.ys)];
+    const marks = outlierMarks(outliers, pts, shownRanges[0], shownRanges[1]);
+    traces.push({ type: "scatter", mode: "markers", x: marks.x, y: marks.y, customdata: marks.ids, name: "outliers", hoverinfo: "none",
+      marker: { symbol: "x-thin-open", size: 13, color: "#d62728", line: { width: 2.5, color: "#d62728" } }, cliponaxis: false });
+    const loose = marks.placed.filter((p) => !p).length;
+    const left = loose ? ` · ${loose} outlier${loose === 1 ? "" : "s"} left out` : "";
     const layout = {
       margin: { l: 48, r: 12, t: 28, b: 40 }, showlegend: false, dragmode: false, hovermode: false,
-      title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected`, font: { size: 12 }, x: 0.02 },
+      title: { text: `trajectory · ${s.projection.method} · ${pts.ids.length} checkpoints · ${sel.size} selected${left}`, font: { size: 12 }, x: 0.02 },
       xaxis: { title: { text: xt }, zeroline: false, ...(ranges && { range: ranges[0] }) },
       yaxis: { title: { text: yt }, zeroline: false, ...(ranges && { range: ranges[1] }),
         ...(s.projection.method === "layout" && laneTicks(t, pts)) }, // lanes named by their branch
@@ -252,6 +268,7 @@ export function createScatter(container, ctx) {
     drawn = true;
     container.dataset.points = String(pts.ids.length);
     container.dataset.selected = String(sel.size);
+    container.dataset.outliers = outliers.join(",");
   }
 
   // ------------------------------------------------------------------ gestures
@@ -391,15 +408,23 @@ export function createScatter(container, ctx) {
   plot.addEventListener("mouseleave", () => { card.hidden = true; });
   plot.addEventListener("dblclick", onDblClick, true);
 
-  /** The branch colour legend (swatch and number per branch, the first LEGEND_MAX) in `box`.
+  /** The branch colour legend (swatch and number per branch, the first LEGEND_MAX) in `box`; a click on a
+   * branch hides it (a hidden one is struck through, and a click shows it again).
    * @param {HTMLElement} box */
   function renderLegend(box) {
-    const counts = branchCounts(ctx.state.table);
+    const s = ctx.state;
+    const counts = branchCounts(s.table);
     const items = counts.slice(0, LEGEND_MAX).map(([b, n]) => {
-      const item = el("span", { class: "lv-legend-item", title: `branch ${b}: ${n} checkpoint(s)` },
-        el("span", { class: "lv-swatch" }), el("span", { text: `branch ${b}` }));
+      const gone = s.hiddenBranches.includes(b);
+      const item = el("span", { class: `lv-legend-item${gone ? " lv-legend-hidden" : ""}`, role: "button",
+        title: `branch ${b}: ${n} checkpoint(s) · click to ${gone ? "show" : "hide"} it` },
+      el("span", { class: "lv-swatch" }), el("span", { text: `branch ${b}` }));
       /** @type {HTMLElement} */ (item.firstChild).style.background = branchColor(b);
       item.dataset.branch = String(b);
+      item.addEventListener("click", () => {
+        const now = ctx.state.hiddenBranches;
+        ctx.setTrait("hidden_branches", now.includes(b) ? now.filter((v) => v !== b) : withId(now, b));
+      });
       return item;
     });
     if (counts.length > LEGEND_MAX) items.push(el("span", { class: "lv-muted", text: `+ ${counts.length - LEGEND_MAX} more` }));

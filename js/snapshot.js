@@ -21,6 +21,10 @@ export const SNAPSHOT_TRAITS = {
   vmin: (v) => v === null || Number.isFinite(v),
   vmax: (v) => v === null || Number.isFinite(v),
   levels: (v) => Number.isInteger(v),
+  include_outliers: (v) => typeof v === "boolean",
+  hidden: (v) => Array.isArray(v) && v.every((i) => Number.isInteger(i)),
+  hidden_branches: (v) => Array.isArray(v) && v.every((i) => Number.isInteger(i)),
+  show_critical: (v) => typeof v === "boolean",
 };
 
 /** A saved view.

@@ -29,6 +29,13 @@ export interface Options {
   datasets?: string[];
   fields?: FieldSpec[];
   limits?: Limits;
+  create_defaults?: { model?: string; data?: string };  // what Create makes when nothing is chosen
+}
+
+/** A delete waiting for the user's confirmation (the `confirm_delete` trait); empty when none. */
+export interface ConfirmDelete {
+  ids?: number[];
+  text?: string;
 }
 
 /** A row of the `jobs` trait. */
@@ -78,6 +85,13 @@ export interface Traits {
   projects: ProjectRow[];
   project_root: string;
   project: { path?: string; name?: string };
+  include_outliers: boolean;
+  outliers: number[];
+  hidden: number[];
+  hidden_branches: number[];
+  show_critical: boolean;
+  control_errors: Record<string, string>;
+  confirm_delete: ConfirmDelete;
 }
 
 /** The anywidget model (the part of its interface the Explorer uses). */
@@ -158,6 +172,14 @@ export interface State {
   projects: ProjectRow[];
   projectRoot: string;
   project: { path?: string; name?: string };
+  includeOutliers: boolean;
+  outliers: number[];
+  hidden: number[];
+  hiddenBranches: number[];
+  hiddenSet: Set<number>;  // checkpoint ids hidden, by id or by branch
+  showCritical: boolean;
+  controlErrors: Record<string, string>;
+  confirmDelete: ConfirmDelete;
 }
 
 /** What the views and panels share: plotly, the state, and the actions that talk to the kernel. */
@@ -166,6 +188,8 @@ export interface Ctx {
   state: State;
   send(msg: object): void;
   setSelection(ids: number[]): void;
-  click(id: number): void;
+  click(id: number | null): void;
   showError(msg: string): void;
+  /** Set a view trait the kernel follows (hidden, hidden_branches, include_outliers, show_critical, ...). */
+  setTrait<K extends keyof Traits>(name: K, value: Traits[K]): void;
 }

@@ -14,6 +14,7 @@ import { createBranchPanel } from "./branch.js";
 import { createProjectPanel } from "./project.js";
 import { button, download, el, keepsKey, labelled, markInvalid, select, setOptions, tabs } from "./dom.js";
 import { createViewsPanel } from "./snapshot.js";
+import { hiddenCount, hiddenIds, outlierNote } from "./visibility.js";
 
 /** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
 
@@ -21,8 +22,10 @@ import { createViewsPanel } from "./snapshot.js";
  * @param {AnyModel} model @returns {State} */
 function readState(model) {
   const selection = (model.get("selection") ?? []).slice();
+  const table = decodeCheckpoints(model.get("checkpoints"));
+  const hidden = (model.get("hidden") ?? []).slice(), hiddenBranches = (model.get("hidden_branches") ?? []).slice();
   return {
-    table: decodeCheckpoints(model.get("checkpoints")),
+    table,
     projection: decodeProjection(model.get("projection")),
     selection,
     selectionSet: new Set(selection),
@@ -41,19 +44,25 @@ function readState(model) {
     projects: model.get("projects") ?? [],
     projectRoot: model.get("project_root") ?? "",
     project: model.get("project") ?? {},
+    includeOutliers: Boolean(model.get("include_outliers")),
+    outliers: (model.get("outliers") ?? []).slice(),
+    hidden, hiddenBranches, hiddenSet: hiddenIds(table, hidden, hiddenBranches),
+    showCritical: model.get("show_critical") ?? true,
+    controlErrors: model.get("control_errors") ?? {},
+    confirmDelete: model.get("confirm_delete") ?? {},
   };
 }
 
 /** @typedef {"scatter" | "metrics" | "contour" | "surface3d" | "lines" | "form" | "jobs" | "distances" | "project"
- *   | "toolbar" | "banner" | "colorBy" | "legend"} Part */
+ *   | "toolbar" | "banner" | "colorBy" | "legend" | "manage" | "shown"} Part */
 
 /** Which parts redraw when a trait changes.
  * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
-  checkpoints: ["scatter", "metrics", "form", "colorBy", "legend"],
-  projection: ["scatter", "toolbar"],
+  checkpoints: ["scatter", "metrics", "form", "colorBy", "legend", "manage", "shown"],
+  projection: ["scatter", "toolbar", "shown"],
   selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
-  clicked: ["scatter", "form"],
+  clicked: ["scatter", "form", "manage"],
   form: ["form"],
   options: ["form", "project", "toolbar", "contour", "distances"],
   color_by: ["scatter", "toolbar"],
@@ -72,6 +81,13 @@ const DEPENDS = {
   projects: ["project"],
   project_root: ["project"],
   project: ["project"],
+  include_outliers: ["shown"],
+  outliers: ["scatter", "shown"],
+  hidden: ["scatter", "metrics", "contour", "surface3d", "legend", "manage", "shown"],
+  hidden_branches: ["scatter", "metrics", "contour", "surface3d", "legend", "manage", "shown"],
+  show_critical: ["contour", "toolbar"],
+  control_errors: ["project"],
+  confirm_delete: ["manage"],
 };
 
 /** The views whose redraw is costly (big grids, WebGL): at most one per frame, and each at most this often.
@@ -101,6 +117,11 @@ function render({ model, el: root }) {
     },
     click(id) {
       model.set("clicked", id);
+      model.save_changes();
+    },
+    setTrait(name, value) {
+      if (dead) return;
+      model.set(name, value);
       model.save_changes();
     },
     showError(msg) {
@@ -146,10 +167,12 @@ function render({ model, el: root }) {
   const vminIn = el("input", { type: "text", class: "lv-vmin", placeholder: "vmin", title: "lowest value coloured (empty: auto)" });
   const vmaxIn = el("input", { type: "text", class: "lv-vmax", placeholder: "vmax", title: "highest value coloured (empty: auto)" });
   const levelsIn = el("input", { type: "text", class: "lv-levels", title: "number of contour levels" });
+  const criticalBox = el("input", { type: "checkbox", class: "lv-show-critical", title: "mark minima, maxima and saddles (loss-like metrics only)" });
   const progressFill = el("div", { class: "lv-bar-fill" });
   const progress = el("div", { class: "lv-bar lv-surface-progress" }, progressFill);
   const viewOpts = el("div", { class: "lv-viewopts" }, metricSel, modeSel, el("label", {}, logBox, el("span", { text: "log" })), vminIn, vmaxIn,
-    labelled("levels", levelsIn), progress);
+    labelled("levels", levelsIn), el("label", {}, criticalBox, el("span", { text: "critical points" })), progress);
+  criticalBox.addEventListener("change", () => ctx.setTrait("show_critical", criticalBox.checked));
   metricSel.addEventListener("change", () => { model.set("surface_metric", metricSel.value); model.save_changes(); });
   modeSel.addEventListener("change", () => { model.set("contour_mode", modeSel.value); model.save_changes(); });
   logBox.addEventListener("change", () => { model.set("log_scale", logBox.checked); model.save_changes(); });
@@ -183,8 +206,16 @@ function render({ model, el: root }) {
   const scatterCell = cell("lv-cell-scatter"), metricsCell = cell("lv-cell-metrics");
   const contourCell = cell("lv-cell-contour"), surfaceCell = cell("lv-cell-3d"), linesCell = cell("lv-cell-lines");
   const branchCell = el("div", { class: "lv-panel lv-panel-branch" }), projectCell = el("div", { class: "lv-panel lv-panel-project" });
-  const legend = el("div", { class: "lv-legend", "aria-label": "branch colours" });
-  const left = el("div", { class: "lv-col lv-col-left" }, legend, scatterCell, metricsCell);
+  const legend = el("div", { class: "lv-legend", "aria-label": "branch colours (click: hide or show a branch)" });
+  const outliersBox = el("input", { type: "checkbox", class: "lv-include-outliers",
+    title: "project outlying and diverged checkpoints too (default: left out, marked with a red x)" });
+  const outlierText = el("span", { class: "lv-outlier-note" });
+  const showHidden = button("lv-show-hidden", "show hidden", "show every hidden checkpoint and branch again", () => {
+    model.set("hidden", []); model.set("hidden_branches", []); model.save_changes();
+  });
+  const shownRow = el("div", { class: "lv-shown" }, el("label", {}, outliersBox, el("span", { text: "include outliers" })), outlierText, showHidden);
+  outliersBox.addEventListener("change", () => ctx.setTrait("include_outliers", outliersBox.checked));
+  const left = el("div", { class: "lv-col lv-col-left" }, legend, shownRow, scatterCell, metricsCell);
   const middle = el("div", { class: "lv-col lv-col-middle" }, viewOpts, el("div", { class: "lv-surface-views" }, contourCell, surfaceCell), linesCell);
   const branch = createBranchPanel(branchCell, ctx);
   const project = createProjectPanel(projectCell, ctx);
@@ -242,6 +273,19 @@ function render({ model, el: root }) {
     progressFill.style.width = `${Math.round(100 * p)}%`;
     progress.title = s.surface ? `${s.surface.done}/${s.surface.total} points computed` : "no surface";
     selNone.disabled = s.selection.length === 0;
+    criticalBox.checked = s.showCritical;
+  }
+  /** The row above the scatter: the outliers toggle and note, and "show hidden (n)". */
+  function renderShown() {
+    const s = ctx.state;
+    outliersBox.checked = s.includeOutliers;
+    const note = s.includeOutliers ? "" : outlierNote(s.outliers, { placed: s.projection.method === "layout" });
+    outlierText.textContent = note;
+    outlierText.hidden = !note;
+    const n = hiddenCount(s.table, s.hiddenSet);
+    showHidden.textContent = `show hidden (${n})`;
+    showHidden.hidden = n === 0 && !s.hiddenBranches.length;
+    shownRow.dataset.hidden = String(n);
   }
   function renderBanner() {
     const err = ctx.state.error || localError;
@@ -256,6 +300,7 @@ function render({ model, el: root }) {
     surface3d: () => views.surface3d.render(), lines: () => views.lines.render(), form: () => branch.renderForm(),
     jobs: () => branch.renderJobs(), distances: () => branch.renderDistances(), project: () => project.render(),
     toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar, legend: () => views.scatter.renderLegend(legend),
+    manage: () => branch.renderManage(), shown: renderShown,
   };
 
   // ------------------------------------------------------------------ batching of redraws

@@ -349,6 +349,42 @@ def test_html_export_opens_with_no_kernel(chromium, server, tmp_path):
     context.close()
 
 
+def test_critical_toggle_and_project_errors_next_to_their_controls(chromium, server):
+    page = open_harness(chromium, server)
+    kinds = "() => document.querySelector('.lv-contour-plot').data.map((t) => t.name)"
+    wait_for(lambda: "minimum" in page.evaluate(kinds), what="critical points drawn")
+    page.uncheck(".lv-show-critical")
+    assert state(page, "show_critical") is False
+    wait_for(lambda: not {"minimum", "saddle"} & set(page.evaluate(kinds)), what="critical points gone")
+    page.check(".lv-show-critical")
+    wait_for(lambda: "minimum" in page.evaluate(kinds), what="critical points back")
+    # the project panel: the kernel's create defaults chosen, a data root sent, errors by their control
+    page.click(".lv-tab-projects")
+    page.evaluate("""() => window.model.kernelSet({ options: { ...window.model.state.options,
+        create_defaults: { model: "lenet", data: "digits" } }, projects: [{ path: "/tmp/gone", name: "gone" }] })""")
+    wait_for(lambda: page.input_value(".lv-new-model") == "lenet" and page.input_value(".lv-new-data") == "digits",
+             what="the create defaults chosen")
+    page.fill(".lv-new-name", "fresh")
+    page.fill(".lv-new-data-root", "/data/digits")
+    page.click("button.lv-create")
+    msg = page.evaluate("() => window.model.sent.at(-1)")
+    assert msg["type"] == "create_project" and msg["model"] == "lenet" and msg["data_root"] == "/data/digits", msg
+    text = "project '/tmp/gone' does not exist: pick one from the list or create it"
+    page.evaluate("(t) => window.model.kernelSet({ control_errors: { open_project: t } })", text)
+    note = page.locator(".lv-control-error[data-control=open_project]")
+    note.wait_for(state="visible")
+    assert note.inner_text() == text and page.locator(".lv-control-error[data-control=create_project]").is_hidden()
+    opened, shown = page.locator("button.lv-open").bounding_box(), note.bounding_box()
+    assert abs(shown["y"] - (opened["y"] + opened["height"])) < 40, (opened, shown)  # right under the list's Open
+    shot(page, "ui-harness-project-error")
+    page.screenshot(path="/tmp/exui2-shots/6-open-error-by-its-control.png")
+    page.click("button.lv-open")  # used again: the note goes (until the kernel sends a new one)
+    note.wait_for(state="hidden")
+    assert page.evaluate("() => window.model.sent.at(-1)")["type"] == "open_project"
+    assert page.errors == []
+    page.close()
+
+
 # ----------------------------------------------------------------------------------------- JupyterLab
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
@@ -480,3 +516,134 @@ def working_session(page):
     assert "re-run the cell" in page.inner_text(f"{EXPLORER} .lv-dead")
     shot(page, "ui-lab-dead")
     assert page.errors == [], page.errors
+
+
+# ----------------------------------------------------------------------------------------- a real Explorer
+def _wire_json(value):
+    """A trait's wire value (ipywidgets' get_state: arrays as memoryviews) as JSON for the harness's model."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        if isinstance(value.get("view"), memoryview):
+            dtype = np.uint8 if value.get("dtype") == "uint8" else np.float32
+            data = np.frombuffer(value["view"].tobytes(), dtype=dtype).tolist()
+            return {**value, "view": [None if isinstance(v, float) and not math.isfinite(v) else v for v in data]}
+        return {k: _wire_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire_json(v) for v in value]
+    return value
+
+
+def pump(page, w):
+    """One round trip between the harness page and a real Explorer in this process: the traits the page
+    saved and the commands it sent go to the Explorer (as the comm would carry them); its jobs end; then
+    every synced trait goes back to the page."""
+    fe = page.evaluate("""() => { const m = window.model;
+        const keys = [...new Set(m.saves.splice(0).flat())];
+        return { sent: m.sent.splice(0), saved: keys.map((k) => [k, m.state[k]]) }; }""")
+    for name, value in fe["saved"]:
+        setattr(w, name, value)
+    for msg in fe["sent"]:
+        w.handle(msg)
+    w.wait_idle(60)
+    state = {k: _wire_json(v) for k, v in w.get_state().items()
+             if not k.startswith("_") and k not in ("layout", "tooltip", "tabbable")}
+    page.evaluate("(s) => window.model.kernelSet(s)", state)
+    page.evaluate(NEXT_FRAMES)
+
+
+def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(chromium, server, tmp_path):
+    """A normal run, a fork and a diverging run (lr 1e6) in a real Session; the harness page speaks to a real
+    Explorer through `pump`: the diverged checkpoint is left out of PCA and marked, the toggle projects it,
+    a branch hidden from the legend leaves every view, and a checkpoint is deleted through its confirmation."""
+    import torch
+
+    from lossviz import Explorer, Session
+
+    torch.set_num_threads(1)
+    shots = Path("/tmp/exui2-shots")
+    shots.mkdir(exist_ok=True)
+    session = Session(tmp_path / "p", model="mlp", data="spirals", eval_samples=128)
+    session.train(epochs=4, lr=0.1).wait(120)
+    main = [c.id for c in session.checkpoints()]
+    session.train(from_=main[1], epochs=2, lr=0.05).wait(120)  # a normal fork
+    diverging = session.train(from_=main[2], epochs=2, lr=1e6)  # fails cleanly, leaves a diverged checkpoint
+    diverging.wait(120)
+    assert diverging.state == "failed" and "lower the learning rate" in diverging.error
+    cks = session.checkpoints()
+    bad = next(c.id for c in cks if c.status == "diverged")
+    fork = next(c.branch for c in cks if c.branch != cks[0].branch and c.status == "ok")
+    w = Explorer(session, background=False, throttle=0)
+    w.projection_method = "pca"
+    w.wait_idle(60)
+    assert w.outliers == [bad]
+
+    page = open_harness(chromium, server, query="?surface=0")
+    pump(page, w)
+    scatter = page.locator(".lv-cell-scatter")
+    wait_for(lambda: scatter.get_attribute("data-outliers") == str(bad), what="the outlier marked")
+    assert page.inner_text(".lv-outlier-note") == f"1 outlier left out (id {bad})"
+    marks = page.evaluate("() => document.querySelector('.lv-scatter-plot').data.find((t) => t.name === 'outliers')")
+    x_range = page.evaluate("() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range")
+    assert marks["customdata"] == [bad] and marks["x"][0] > x_range[0] + 0.9 * (x_range[1] - x_range[0])  # at the edge
+    assert "PC1:" in page.text_content(".lv-scatter-plot .xtitle")
+    assert int(scatter.get_attribute("data-points")) == len(cks) - 1
+    page.screenshot(path=str(shots / "1-pca-outlier-marked.png"))
+
+    # the toggle: the kernel projects it too (or says it cannot), the note goes; unticked, it comes back
+    page.check(".lv-include-outliers")
+    pump(page, w)
+    assert w.include_outliers is True
+    wait_for(lambda: page.locator(".lv-outlier-note").is_hidden() and scatter.get_attribute("data-outliers") == "",
+             what="no outlier note once they are included")
+    page.screenshot(path=str(shots / "2-outliers-included.png"))
+    page.uncheck(".lv-include-outliers")
+    pump(page, w)
+    assert w.include_outliers is False
+    wait_for(lambda: page.inner_text(".lv-outlier-note").startswith("1 outlier"), what="the note back")
+
+    # hide the fork from the legend: gone from the scatter and the metric curves; "show hidden (n)" brings it back
+    n_fork = sum(c.branch == fork for c in cks)
+    page.click(f".lv-legend-item[data-branch='{fork}']")
+    pump(page, w)
+    assert w.hidden_branches == [fork]
+    wait_for(lambda: int(scatter.get_attribute("data-points")) == len(cks) - 1 - n_fork, what="the fork hidden")
+    curves = "() => document.querySelector('.lv-metrics-plot').data.map((t) => t.name)"
+    wait_for(lambda: (n := page.evaluate(curves)) and not any(m.endswith(f"branch {fork}") for m in n),
+             what="the fork's metric curves gone")
+    wait_for(lambda: page.inner_text(".lv-show-hidden") == f"show hidden ({n_fork})", what="show hidden (n)")
+    page.screenshot(path=str(shots / "3-fork-hidden.png"))
+    page.click(".lv-show-hidden")
+    pump(page, w)
+    assert w.hidden_branches == []
+    wait_for(lambda: int(scatter.get_attribute("data-points")) == len(cks) - 1, what="the fork shown again")
+
+    # delete the diverged checkpoint: in the layout view it is placed (a red x over it); open it, Delete asks
+    # next to the button, Confirm deletes it in the session
+    page.select_option(".lv-projection", "layout")
+    pump(page, w)
+    wait_for(lambda: page.evaluate("() => window.model.state.projection.method") == "layout", what="layout")
+    page.mouse.click(*pixel_of(page, bad))
+    page.wait_for_function(f"() => window.model.state.clicked === {bad}")
+    pump(page, w)
+    page.click(".lv-manage .lv-delete")
+    pump(page, w)
+    confirm = page.locator(".lv-panel-branch .lv-confirm")
+    assert w.confirm_delete["ids"] == [bad]
+    confirm.wait_for(state="visible")
+    assert f"Delete 1 checkpoint(s) ({bad})" in confirm.inner_text()
+    btn, box = page.locator(".lv-manage .lv-delete").bounding_box(), confirm.bounding_box()
+    assert 0 <= box["y"] - (btn["y"] + btn["height"]) < 40, (btn, box)  # right under the button
+    assert bad in [c.id for c in session.checkpoints()]  # asking deleted nothing
+    page.screenshot(path=str(shots / "4-delete-confirmation.png"))
+    page.click(".lv-confirm-yes")
+    pump(page, w)
+    assert bad not in [c.id for c in session.checkpoints()] and w.confirm_delete == {}
+    confirm.wait_for(state="hidden")
+    wait_for(lambda: int(scatter.get_attribute("data-points")) == len(cks) - 1, what="the deleted checkpoint gone")
+    page.screenshot(path=str(shots / "5-deleted.png"))
+    assert page.errors == []
+    page.close()
+    w.close()

@@ -138,3 +138,25 @@ def test_projection_and_distances_views():
     assert d["d"].dtype == np.float32 and d["ids"].tolist() == [1, 2]
     with pytest.raises(ValueError, match="shape"):
         views.distances_view([1, 2, 3], np.zeros((2, 2)))
+
+
+def test_time_label_says_step_only_for_a_project_logged_by_steps():
+    by_steps = [ckpt(i, epoch=float(100 * i), step=100 * i) for i in range(3)]  # Session.log(step=) sets epoch = step
+    assert views.checkpoint_table(by_steps)["time_label"] == "step"
+    by_epochs = [ckpt(0, epoch=0.0, step=0), ckpt(1, epoch=1.0, step=32), ckpt(2, epoch=2.0, step=64)]
+    assert views.checkpoint_table(by_epochs)["time_label"] == "epoch"
+    assert views.time_label([ckpt(0, epoch=0.0, step=0), ckpt(1, epoch=0.0, step=0)]) == "epoch"  # no step > 0
+    no_step = [{"id": 0, "epoch": 5.0}, {"id": 1, "epoch": 6.0, "step": 6}]
+    assert views.time_label(no_step) == "epoch" and views.time_label([]) == "epoch"
+
+
+def test_a_session_logged_by_steps_has_a_step_time_axis(tmp_path):
+    from lossviz import Session
+
+    session = Session(tmp_path / "p", model="mlp", data="spirals", eval_samples=64)
+    model = session.new_model()
+    for step in (0, 50, 100):
+        session.log(model, step=step, metrics={"train_loss": 1.0})
+    assert views.checkpoint_table(session.checkpoints())["time_label"] == "step"
+    session.log(model, epoch=3.0, step=120, metrics={"train_loss": 1.0})  # an epoch that is not its step
+    assert views.checkpoint_table(session.checkpoints())["time_label"] == "epoch"

@@ -36,6 +36,7 @@ __all__ = [
     "stored_trajectory",
     "subtree_ids",
     "surface_view",
+    "time_label",
     "trajectory_view",
     "visible_ids",
 ]
@@ -91,9 +92,21 @@ def _metric(c: Any, name: str) -> float:
         return math.nan
 
 
+def time_label(checkpoints: Sequence[Any]) -> str:
+    """What the checkpoints' ``epoch`` counts: ``"step"`` for a project logged by steps (every checkpoint
+    has a step, at least one step > 0, and every epoch equals its step: ``Session.log(step=...)``),
+    else ``"epoch"``."""
+    steps = [field_of(c, "step") for c in checkpoints]
+    if not steps or any(s is None for s in steps) or not any(float(s) > 0 for s in steps):
+        return "epoch"
+    same = all(float(field_of(c, "epoch", math.nan)) == float(s) for c, s in zip(checkpoints, steps, strict=True))
+    return "step" if same else "epoch"
+
+
 def checkpoint_table(checkpoints: Sequence[Any]) -> dict[str, Any]:
     """The ``checkpoints`` trait: columns as float32 arrays (parent NaN = none, kind as a code into
-    ``kind_names``, missing metric NaN) plus small JSON lists (status, hparams)."""
+    ``kind_names``, missing metric NaN) plus small JSON lists (status, hparams), and ``time_label``
+    (:func:`time_label`: what the epoch column counts)."""
     kinds = list(KIND_NAMES)
     for c in checkpoints:
         k = str(field_of(c, "kind", "train"))
@@ -118,6 +131,7 @@ def checkpoint_table(checkpoints: Sequence[Any]) -> dict[str, Any]:
         "status": [str(field_of(c, "status", "ok")) for c in checkpoints],
         "metrics": {m: column(_metric(c, m) for c in checkpoints) for m in metric_names(checkpoints)},
         "hparams": [json_safe(dict(field_of(c, "hparams") or {})) for c in checkpoints],
+        "time_label": time_label(checkpoints),
     }
 
 
