@@ -29,6 +29,8 @@ export interface Options {
   datasets?: string[];
   fields?: FieldSpec[];
   limits?: Limits;
+  connect_curves?: string[];  // the curves Connect fits (lossviz/widget/research.py)
+  connect_epochs?: number;
 }
 
 /** A row of the `jobs` trait. */
@@ -78,6 +80,8 @@ export interface Traits {
   projects: ProjectRow[];
   project_root: string;
   project: { path?: string; name?: string };
+  connection: Record<string, unknown>;  // js/connect.js Connection, or empty
+  spectrum: Record<string, unknown>;  // js/spectrum.js Spectrum, or empty
 }
 
 /** The anywidget model (the part of its interface the Explorer uses). */
@@ -158,6 +162,7 @@ export interface State {
   projects: ProjectRow[];
   projectRoot: string;
   project: { path?: string; name?: string };
+  connection: Record<string, unknown>;
 }
 
 /** What the views and panels share: plotly, the state, and the actions that talk to the kernel. */

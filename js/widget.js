@@ -14,6 +14,8 @@ import { createBranchPanel } from "./branch.js";
 import { createProjectPanel } from "./project.js";
 import { button, download, el, keepsKey, labelled, markInvalid, select, setOptions, tabs } from "./dom.js";
 import { createViewsPanel } from "./snapshot.js";
+import { createResearchControls } from "./connect.js";
+import { createSpectrum } from "./spectrum.js";
 
 /** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
 
@@ -41,21 +43,22 @@ function readState(model) {
     projects: model.get("projects") ?? [],
     projectRoot: model.get("project_root") ?? "",
     project: model.get("project") ?? {},
+    connection: model.get("connection") ?? {},
   };
 }
 
 /** @typedef {"scatter" | "metrics" | "contour" | "surface3d" | "lines" | "form" | "jobs" | "distances" | "project"
- *   | "toolbar" | "banner" | "colorBy" | "legend"} Part */
+ *   | "toolbar" | "banner" | "colorBy" | "legend" | "research" | "spectrum"} Part */
 
 /** Which parts redraw when a trait changes.
  * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
   checkpoints: ["scatter", "metrics", "form", "colorBy", "legend"],
   projection: ["scatter", "toolbar"],
-  selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
-  clicked: ["scatter", "form"],
+  selection: ["scatter", "contour", "surface3d", "metrics", "toolbar", "research"],
+  clicked: ["scatter", "form", "research"],
   form: ["form"],
-  options: ["form", "project", "toolbar", "contour", "distances"],
+  options: ["form", "project", "toolbar", "contour", "distances", "research"],
   color_by: ["scatter", "toolbar"],
   surface: ["contour", "surface3d", "lines", "toolbar"],
   surface_metric: ["lines", "toolbar"],
@@ -72,6 +75,8 @@ const DEPENDS = {
   projects: ["project"],
   project_root: ["project"],
   project: ["project"],
+  connection: ["lines"],
+  spectrum: ["spectrum"],
 };
 
 /** The views whose redraw is costly (big grids, WebGL): at most one per frame, and each at most this often.
@@ -90,7 +95,7 @@ function render({ model, el: root }) {
       if (dead) return;
       localError = "";
       const type = /** @type {{type?: string}} */ (msg).type ?? "";
-      if (["train", "disturb", "interpolate", "surface", "cancel"].includes(type)) panelTabs.show("jobs");
+      if (["train", "disturb", "interpolate", "surface", "cancel", "connect", "spectrum"].includes(type)) panelTabs.show("jobs");
       if (type === "distances") panelTabs.show("distances");
       try { model.send(msg); } catch (err) { console.error("lossviz: sending to the kernel failed", err); markDead(); }
     },
@@ -189,10 +194,13 @@ function render({ model, el: root }) {
   const branch = createBranchPanel(branchCell, ctx);
   const project = createProjectPanel(projectCell, ctx);
   const viewsCell = el("div", { class: "lv-panel lv-panel-views" });
+  const research = createResearchControls(ctx);  // Connect and Spectrum (js/connect.js)
+  branchCell.append(research.el);
+  const spectrumCell = el("div", { class: "lv-panel lv-panel-spectrum" });
   // the branch form and its buttons stay in view; jobs, distances, projects and saved views are tabs below,
   // each a bounded, scrolling box
   const panelTabs = tabs("lv-panel-tabs", [["jobs", "jobs", branch.jobsBox], ["distances", "distances", branch.distBox],
-    ["projects", "projects", projectCell], ["views", "saved views", viewsCell]]);
+    ["projects", "projects", projectCell], ["views", "saved views", viewsCell], ["spectrum", "spectrum", spectrumCell]]);
   const right = el("div", { class: "lv-col lv-col-right" }, branchCell, panelTabs.el);
   // a dead widget (kernel restarted, widget closed) says so over everything and takes no actions
   let dead = false;
@@ -218,6 +226,7 @@ function render({ model, el: root }) {
     surface3d: createSurface3d(surfaceCell, ctx), lines: createLines(linesCell, ctx),
   };
   const viewsPanel = createViewsPanel(viewsCell, ctx, model, views);
+  const spectrum = createSpectrum(spectrumCell, ctx, () => model.get("spectrum"));
 
   function renderToolbar() {
     const s = ctx.state;
@@ -256,7 +265,17 @@ function render({ model, el: root }) {
     surface3d: () => views.surface3d.render(), lines: () => views.lines.render(), form: () => branch.renderForm(),
     jobs: () => branch.renderJobs(), distances: () => branch.renderDistances(), project: () => project.render(),
     toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar, legend: () => views.scatter.renderLegend(legend),
+    research: () => research.render(),
+    spectrum: () => { if (isSpectrumShown()) panelTabs.show("spectrum"); spectrum.render(); },
   };
+  /** A new spectrum arrived (its tab comes to the front once per result). */
+  let spectrumSeen = /** @type {unknown} */ (null);
+  function isSpectrumShown() {
+    const sp = model.get("spectrum");
+    const fresh = sp !== spectrumSeen && sp && Object.keys(sp).length > 0;
+    spectrumSeen = sp;
+    return Boolean(fresh);
+  }
 
   // ------------------------------------------------------------------ batching of redraws
   // Changes are coalesced into one redraw per animation frame. The heavy views (contour, 3-D) redraw at most
@@ -339,6 +358,7 @@ function render({ model, el: root }) {
     cancelAnimationFrame(frame);
     clearTimeout(later);
     for (const v of Object.values(views)) v.destroy();
+    spectrum.destroy();
   };
 }
 

@@ -38,7 +38,7 @@ def _loss_and_acc(model, vector, x, y):
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for _, p in model.named_parameters()]
     parts, k = {}, 0
-    for n, shape in zip(names, shapes):
+    for n, shape in zip(names, shapes, strict=True):
         size = int(np.prod(shape))
         parts[n] = vector[k:k + size].reshape(shape).double()
         k += size
@@ -111,7 +111,7 @@ def _dense_hessian(s, ckpt):
     x, y = s.eval_data()["train"]
 
     def loss(flat):
-        parts = dict(zip(names, (v.reshape(sh) for v, sh in zip(flat.split(sizes), shapes))))
+        parts = dict(zip(names, (v.reshape(sh) for v, sh in zip(flat.split(sizes), shapes, strict=True)), strict=True))
         return F.cross_entropy(functional_call(model, parts, (x.double(),)), y)
 
     w0 = torch.cat([p.detach().flatten() for p in model.parameters()])

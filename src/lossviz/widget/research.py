@@ -49,7 +49,7 @@ def spectrum_view(result: Mapping[str, Any], *, n: int = SPECTRUM_POINTS) -> dic
     """The ``spectrum`` trait from a :meth:`~lossviz.session.Session.hessian` result with ``density``:
     ``checkpoint``, the top ``eigenvalues``, ``trace`` (Hutchinson) with ``trace_stderr``,
     ``density_trace`` (SLQ), the quadrature ``nodes``/``weights``, and the smoothed density
-    ``φ(λ) = Σ_i τ_i N(λ; θ_i, σ²)`` (:meth:`lossviz.hessian.Density.curve`, ``σ`` 1 % of the nodes'
+    ``φ(λ) = Σ_i τ_i N(λ; θ_i, s²)`` (:meth:`lossviz.hessian.Density.curve`, the width ``s`` 1 % of the nodes'
     range) on ``n`` points as ``grid`` and ``density`` (it integrates to 1)."""
     from lossviz.hessian.density import Density
 
