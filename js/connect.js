@@ -40,7 +40,7 @@ export function isConnection(c) {
  * one) along t for the line (dashed) and the curve (solid) on the left axis, their accuracy (thin, dotted) on a
  * right axis; each loss trace's name carries its barrier. null without a connection.
  * @param {unknown} conn @param {string} metric
- * @returns {{traces: object[], title: string, yaxis2: object} | null} */
+ * @returns {{traces: object[], title: string, yaxis2: object, legend: object} | null} */
 export function connectionPlot(conn, metric) {
   if (!isConnection(conn)) return null;
   const split = metric.startsWith("test") ? "test" : "train";
@@ -64,7 +64,8 @@ export function connectionPlot(conn, metric) {
     }
   }
   const title = `connect ${ends} (${conn.curve}, ${conn.epochs} ep.): ${split} loss barrier ${barriers.join(", ")}`;
-  return { traces, title, yaxis2: { title: { text: "acc %" }, overlaying: "y", side: "right", showgrid: false } };
+  return { traces, title, yaxis2: { title: { text: "acc %" }, overlaying: "y", side: "right", showgrid: false },
+    legend: { x: 1.08, xanchor: "left", font: { size: 9 } } };
 }
 
 /** The Connect and Spectrum controls (a strip appended under the branch panel).

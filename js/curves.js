@@ -96,7 +96,7 @@ export function createLines(container, ctx) {
     const conn = connectionPlot(s.connection, metric);  // a Connect's curve and line (js/connect.js)
     if (conn) traces.push(...conn.traces);
     const height = container.clientHeight || 200;
-    const layout = { height, ...(conn ? { yaxis2: conn.yaxis2 } : {}), margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: { font: { size: 9 } }, uirevision: "lines",
+    const layout = { height, ...(conn ? { yaxis2: conn.yaxis2 } : {}), margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: conn ? conn.legend : { font: { size: 9 } }, uirevision: "lines",
       title: { text: conn ? conn.title : `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } },
       annotations: traces.length ? [] : [emptyNote("no line yet: Interpolate two selected checkpoints")] };
     Plotly.react(plot, traces, layout, PLOT_CONFIG);

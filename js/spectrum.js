@@ -54,7 +54,7 @@ export function spectrumPlot(sp) {
     { type: "scatter", mode: "lines", x: sp.grid, y, name: "density (SLQ)", line: { color: "#1f77b4", width: 1.5 },
       hovertemplate: "λ %{x:.4g}<br>density %{y:.3g}<extra></extra>" },
     { type: "scatter", mode: "markers+text", x: sp.eigenvalues, y: top, name: `top-${sp.eigenvalues.length} eigenvalues`,
-      text: sp.eigenvalues.map((_v, i) => `λ${i + 1}`), textposition: "top center", textfont: { size: 9, color: "#d62728" },
+      text: sp.eigenvalues.map((_v, i) => `λ${i + 1}`), textposition: sp.eigenvalues.map((_v, i) => (i % 2 ? "bottom center" : "top center")), textfont: { size: 9, color: "#d62728" },
       marker: { symbol: "triangle-down", size: 9, color: "#d62728" },
       hovertemplate: "%{text} = %{x:.5g}<extra></extra>" },
   ];
