@@ -288,7 +288,7 @@ def person_session(page):
     assert n0 >= 5
     page.locator(f"{EXPLORER} .lv-cell-scatter").scroll_into_view_if_needed()
     time.sleep(0.5)
-    assert page.locator(f"{EXPLORER} .js-plotly-plot").count() == 5
+    assert page.locator(f"{EXPLORER} .js-plotly-plot").count() == 6  # and the spectrum tab
     assert page.locator(f"{EXPLORER} .lv-contour-plot .contourlayer path").count() > 5
     wait_for(lambda: scatter_points(page) == n0, what="points drawn")
     shot(page, "lab-1-rendered")
