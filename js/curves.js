@@ -5,6 +5,7 @@ import { branchColor } from "./codecs.js";
 import { plotIn } from "./dom.js";
 import { PLOT_CONFIG, emptyNote } from "./plots.js";
 import { timeLabel } from "./visibility.js";
+import { connectionPlot } from "./connect.js";
 
 /** @import { Checkpoints } from "./codecs.js" */
 /** @import { Ctx, View } from "./types" */
@@ -95,9 +96,11 @@ export function createLines(container, ctx) {
       if (!y) return;
       traces.push({ type: "scatter", mode: "lines+markers", x: c.x, y, name: c.name, line: { color: branchColor(i + 3), width: 1.5 }, marker: { size: 5 } });
     });
+    const conn = connectionPlot(s.connection, metric);  // a Connect's curve and line (js/connect.js)
+    if (conn) traces.push(...conn.traces);
     const height = container.clientHeight || 200;
-    const layout = { height, margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: { font: { size: 9 } }, uirevision: "lines",
-      title: { text: `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } },
+    const layout = { height, ...(conn ? { yaxis2: conn.yaxis2 } : {}), margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: conn ? conn.legend : { font: { size: 9 } }, uirevision: "lines",
+      title: { text: conn ? conn.title : `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } },
       annotations: traces.length ? [] : [emptyNote("no line yet: Interpolate two selected checkpoints")] };
     Plotly.react(plot, traces, layout, PLOT_CONFIG);
   }

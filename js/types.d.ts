@@ -30,6 +30,8 @@ export interface Options {
   fields?: FieldSpec[];
   limits?: Limits;
   create_defaults?: { model?: string; data?: string };  // what Create makes when nothing is chosen
+  connect_curves?: string[];  // the curves Connect fits (lossviz/widget/research.py)
+  connect_epochs?: number;
 }
 
 /** A delete waiting for the user's confirmation (the `confirm_delete` trait); empty when none. */
@@ -92,6 +94,8 @@ export interface Traits {
   show_critical: boolean;
   control_errors: Record<string, string>;
   confirm_delete: ConfirmDelete;
+  connection: Record<string, unknown>;  // js/connect.js Connection, or empty
+  spectrum: Record<string, unknown>;  // js/spectrum.js Spectrum, or empty
 }
 
 /** The anywidget model (the part of its interface the Explorer uses). */
@@ -180,6 +184,7 @@ export interface State {
   showCritical: boolean;
   controlErrors: Record<string, string>;
   confirmDelete: ConfirmDelete;
+  connection: Record<string, unknown>;
 }
 
 /** What the views and panels share: plotly, the state, and the actions that talk to the kernel. */

@@ -15,6 +15,8 @@ import { createProjectPanel } from "./project.js";
 import { button, download, el, keepsKey, labelled, markInvalid, select, setOptions, tabs } from "./dom.js";
 import { createViewsPanel } from "./snapshot.js";
 import { hiddenCount, hiddenIds, outlierNote } from "./visibility.js";
+import { createResearchControls } from "./connect.js";
+import { createSpectrum } from "./spectrum.js";
 
 /** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
 
@@ -50,21 +52,22 @@ function readState(model) {
     showCritical: model.get("show_critical") ?? true,
     controlErrors: model.get("control_errors") ?? {},
     confirmDelete: model.get("confirm_delete") ?? {},
+    connection: model.get("connection") ?? {},
   };
 }
 
 /** @typedef {"scatter" | "metrics" | "contour" | "surface3d" | "lines" | "form" | "jobs" | "distances" | "project"
- *   | "toolbar" | "banner" | "colorBy" | "legend" | "manage" | "shown"} Part */
+ *   | "toolbar" | "banner" | "colorBy" | "legend" | "manage" | "shown" | "research" | "spectrum"} Part */
 
 /** Which parts redraw when a trait changes.
  * @type {Partial<Record<keyof Traits, Part[]>>} */
 const DEPENDS = {
   checkpoints: ["scatter", "metrics", "form", "colorBy", "legend", "manage", "shown"],
   projection: ["scatter", "toolbar", "shown"],
-  selection: ["scatter", "contour", "surface3d", "metrics", "toolbar"],
-  clicked: ["scatter", "form", "manage"],
+  selection: ["scatter", "contour", "surface3d", "metrics", "toolbar", "research"],
+  clicked: ["scatter", "form", "manage", "research"],
   form: ["form"],
-  options: ["form", "project", "toolbar", "contour", "distances"],
+  options: ["form", "project", "toolbar", "contour", "distances", "research"],
   color_by: ["scatter", "toolbar"],
   surface: ["contour", "surface3d", "lines", "toolbar"],
   surface_metric: ["lines", "toolbar"],
@@ -88,6 +91,8 @@ const DEPENDS = {
   show_critical: ["contour", "toolbar"],
   control_errors: ["project"],
   confirm_delete: ["manage"],
+  connection: ["lines"],
+  spectrum: ["spectrum"],
 };
 
 /** The views whose redraw is costly (big grids, WebGL): at most one per frame, and each at most this often.
@@ -106,7 +111,7 @@ function render({ model, el: root }) {
       if (dead) return;
       localError = "";
       const type = /** @type {{type?: string}} */ (msg).type ?? "";
-      if (["train", "disturb", "interpolate", "surface", "cancel"].includes(type)) panelTabs.show("jobs");
+      if (["train", "disturb", "interpolate", "surface", "cancel", "connect", "spectrum"].includes(type)) panelTabs.show("jobs");
       if (type === "distances") panelTabs.show("distances");
       try { model.send(msg); } catch (err) { console.error("lossviz: sending to the kernel failed", err); markDead(); }
     },
@@ -220,10 +225,13 @@ function render({ model, el: root }) {
   const branch = createBranchPanel(branchCell, ctx);
   const project = createProjectPanel(projectCell, ctx);
   const viewsCell = el("div", { class: "lv-panel lv-panel-views" });
+  const research = createResearchControls(ctx);  // Connect and Spectrum (js/connect.js)
+  branchCell.append(research.el);
+  const spectrumCell = el("div", { class: "lv-panel lv-panel-spectrum" });
   // the branch form and its buttons stay in view; jobs, distances, projects and saved views are tabs below,
   // each a bounded, scrolling box
   const panelTabs = tabs("lv-panel-tabs", [["jobs", "jobs", branch.jobsBox], ["distances", "distances", branch.distBox],
-    ["projects", "projects", projectCell], ["views", "saved views", viewsCell]]);
+    ["projects", "projects", projectCell], ["views", "saved views", viewsCell], ["spectrum", "spectrum", spectrumCell]]);
   const right = el("div", { class: "lv-col lv-col-right" }, branchCell, panelTabs.el);
   // a dead widget (kernel restarted, widget closed) says so over everything and takes no actions
   let dead = false;
@@ -249,6 +257,7 @@ function render({ model, el: root }) {
     surface3d: createSurface3d(surfaceCell, ctx), lines: createLines(linesCell, ctx),
   };
   const viewsPanel = createViewsPanel(viewsCell, ctx, model, views);
+  const spectrum = createSpectrum(spectrumCell, ctx, () => model.get("spectrum"));
 
   function renderToolbar() {
     const s = ctx.state;
@@ -301,7 +310,17 @@ function render({ model, el: root }) {
     jobs: () => branch.renderJobs(), distances: () => branch.renderDistances(), project: () => project.render(),
     toolbar: renderToolbar, banner: renderBanner, colorBy: renderToolbar, legend: () => views.scatter.renderLegend(legend),
     manage: () => branch.renderManage(), shown: renderShown,
+    research: () => research.render(),
+    spectrum: () => { if (isSpectrumShown()) panelTabs.show("spectrum"); spectrum.render(); },
   };
+  /** A new spectrum arrived (its tab comes to the front once per result). */
+  let spectrumSeen = /** @type {unknown} */ (null);
+  function isSpectrumShown() {
+    const sp = model.get("spectrum");
+    const fresh = sp !== spectrumSeen && sp && Object.keys(sp).length > 0;
+    spectrumSeen = sp;
+    return Boolean(fresh);
+  }
 
   // ------------------------------------------------------------------ batching of redraws
   // Changes are coalesced into one redraw per animation frame. The heavy views (contour, 3-D) redraw at most
@@ -384,6 +403,7 @@ function render({ model, el: root }) {
     cancelAnimationFrame(frame);
     clearTimeout(later);
     for (const v of Object.values(views)) v.destroy();
+    spectrum.destroy();
   };
 }
 

@@ -136,7 +136,7 @@ def test_harness_renders_every_view(harness_page):
     page = harness_page
     assert page.errors == []
     n_plots = page.locator(f"{EXPLORER} .js-plotly-plot").count()
-    assert n_plots == 5  # scatter, metrics, contour, 3-D, 1-D
+    assert n_plots == 6  # scatter, metrics, contour, 3-D, 1-D, spectrum (its tab)
     assert page.locator(".lv-scatter-plot .scatterlayer .point").count() >= 40  # 40 checkpoints (+ overlays)
     assert page.locator(".lv-contour-plot .contourlayer path").count() > 10
     assert page.locator(".lv-surface3d-plot canvas").count() >= 1
@@ -288,7 +288,7 @@ def person_session(page):
     assert n0 >= 5
     page.locator(f"{EXPLORER} .lv-cell-scatter").scroll_into_view_if_needed()
     time.sleep(0.5)
-    assert page.locator(f"{EXPLORER} .js-plotly-plot").count() == 5
+    assert page.locator(f"{EXPLORER} .js-plotly-plot").count() == 6  # and the spectrum tab
     assert page.locator(f"{EXPLORER} .lv-contour-plot .contourlayer path").count() > 5
     wait_for(lambda: scatter_points(page) == n0, what="points drawn")
     shot(page, "lab-1-rendered")

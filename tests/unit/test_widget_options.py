@@ -57,7 +57,8 @@ def test_the_front_end_fixture_is_what_the_kernel_sends():
     fields, limits and lists: regenerate it from Python when a constant changes."""
     fixture = json.loads((Path(__file__).resolve().parents[2] / "js" / "tests" / "options.json").read_text())
     sent = explorer_options()
-    for key in ("fields", "limits", "optimizers", "directions", "projections", "contour_modes", "create_defaults"):
+    for key in ("fields", "limits", "optimizers", "directions", "projections", "contour_modes", "create_defaults",
+                "connect_curves", "connect_epochs"):
         assert fixture[key] == sent[key], key
 
 

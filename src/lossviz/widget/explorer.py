@@ -38,6 +38,7 @@ from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTION
 from lossviz.widget.payloads import PayloadError
 from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
+from lossviz.widget.research import CONNECT_CURVES, CONNECT_EPOCHS, SPECTRUM_K, connection_view, spectrum_view
 from lossviz.widget.serializers import to_wire
 from lossviz.widget.standalone import checked_figures, standalone_html
 from lossviz.widget.throttle import Coalescer
@@ -120,6 +121,12 @@ class Explorer(anywidget.AnyWidget):
     control_errors = t.Dict().tag(sync=True)
     #: a delete waiting for the user's confirmation: {"ids": [...], "text": "..."}; empty when none
     confirm_delete = t.Dict().tag(sync=True)
+
+    # ---------------------------------------------------------------- research views (issue 15)
+    #: the last Connect: a curve's and the straight line's profiles and barriers (lossviz.widget.research)
+    connection = t.Dict().tag(sync=True)
+    #: the last spectrum: the Hessian eigenvalue density of a checkpoint (lossviz.widget.research)
+    spectrum = t.Dict().tag(sync=True)
 
     def __init__(self, session: SessionLike, *, throttle: float = 0.25, background: bool = True,
                  project_root: str | os.PathLike | None = None, session_factory: SessionFactory | None = None,
@@ -216,6 +223,8 @@ class Explorer(anywidget.AnyWidget):
             self.surface = {}
             self.curves = []
             self.distances = {}
+            self.connection = {}
+            self.spectrum = {}
             self._push_checkpoints()
         self.form = self._form_for(None)
 
@@ -511,6 +520,43 @@ class Explorer(anywidget.AnyWidget):
 
         self._follow(f"interpolating {a} -> {b}", lambda: self._session.interpolate(a, b, n, wait=False), apply)
 
+    def _cmd_connect(self, p: Mapping[str, Any]) -> None:
+        """``{"a", "b", "curve", "epochs"}`` (a and b default to the two selected checkpoints): fit the
+        curve as a job (:meth:`lossviz.session.Session.connect`) and show its profile next to the line's."""
+        if "a" in p or "b" in p:
+            a, b = P.number(p, "a", int), P.number(p, "b", int)
+        else:
+            if len(self.selection) != 2:
+                raise PayloadError(f"Connect needs exactly two selected checkpoints, {len(self.selection)} are "
+                                   "selected")
+            a, b = self.selection
+        curve = P.choice(P.text(p, "curve", "bezier"), CONNECT_CURVES, "curve")
+        epochs = P.number(p, "epochs", int, minimum=1, default=CONNECT_EPOCHS)
+        self.message = f"connecting checkpoints {a} and {b} by a {curve} ({epochs} epoch(s))"
+
+        def apply(result: Mapping[str, Any]) -> None:
+            self.connection = connection_view(result, epochs=epochs)
+
+        self._follow(f"connecting {a} and {b}",
+                     lambda: self._session.connect(a, b, curve, epochs=epochs, wait=False), apply, slot="connection")
+
+    def _cmd_spectrum(self, p: Mapping[str, Any]) -> None:
+        """``{"checkpoint", "k"}`` (default the opened checkpoint, 3): the Hessian's eigenvalue density by
+        SLQ, top-k eigenvalues and trace as a job (:meth:`lossviz.session.Session.hessian`)."""
+        ckpt = P.number(p, "checkpoint", int, allow_none=True)
+        ckpt = self.clicked if ckpt is None else ckpt
+        if ckpt is None:
+            raise PayloadError("the spectrum needs a checkpoint: click one in the trajectory plot first")
+        k = P.number(p, "k", int, minimum=1, default=SPECTRUM_K)
+        self.message = f"computing the Hessian spectrum of checkpoint {ckpt}"
+
+        def apply(result: Mapping[str, Any]) -> None:
+            self.spectrum = spectrum_view(result)
+
+        self._follow(f"the spectrum of checkpoint {ckpt}",
+                     lambda: self._session.hessian(ckpt, k=k, trace=True, density=True, wait=False), apply,
+                     slot="spectrum")
+
     def _cmd_surface(self, p: Mapping[str, Any]) -> None:
         center = P.number(p, "center", int)
         directions = P.choice(P.text(p, "directions", "random"), DIRECTIONS, "directions")
@@ -707,6 +753,8 @@ COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "cancel": Explorer._cmd_cancel,
     "disturb": Explorer._cmd_disturb,
     "interpolate": Explorer._cmd_interpolate,
+    "connect": Explorer._cmd_connect,
+    "spectrum": Explorer._cmd_spectrum,
     "surface": Explorer._cmd_surface,
     "project": Explorer._cmd_project,
     "select_all": Explorer._cmd_select_all,

@@ -12,6 +12,7 @@ from lossviz import zoo
 from lossviz.figures import CONTOUR_MODES
 from lossviz.training import HPARAM_CONSTRAINTS, HPARAM_NAMES, OPTIMIZERS
 from lossviz.validation import Interval
+from lossviz.widget.research import CONNECT_CURVES, CONNECT_EPOCHS
 
 __all__ = [
     "CONTOUR_MODES",
@@ -26,8 +27,8 @@ __all__ = [
     "explorer_options",
 ]
 
-DIRECTIONS = ("random", "pca")
-"""Surface directions the branch panel offers."""
+DIRECTIONS = ("random", "pca", "hessian")
+"""Surface directions the branch panel offers (``"hessian"``: the top-2 eigenvectors at the center)."""
 PROJECTIONS = ("layout", "pca", "tsne", "surface")
 """Methods of the trajectory plot's projection (``Session.project``)."""
 TRAIN_KEYS = HPARAM_NAMES
@@ -54,7 +55,7 @@ LIMITS = {
 }
 
 RANGE_HINT = ("auto fits the grid to the trajectory in the plane with a margin (PCA, directions to checkpoints); "
-              "random directions get -1:1")
+              "random and Hessian directions get -1:1")
 SCHEDULE_HINT = "constant, cosine, cosine:200, step:30:0.1, multistep:150,225:0.1, cifar"
 ADAPTIVE_HINT = ("a coarse lattice (13 points a side), then rounds where the surface bends, at most a fifth of "
                  "the grid; the rest interpolated. Saves work from about 30 points a side")
@@ -118,6 +119,8 @@ def explorer_options() -> dict[str, Any]:
     return {
         "optimizers": list(OPTIMIZERS),
         "directions": list(DIRECTIONS),
+        "connect_curves": list(CONNECT_CURVES),
+        "connect_epochs": CONNECT_EPOCHS,
         "projections": list(PROJECTIONS),
         "contour_modes": list(CONTOUR_MODES),
         "models": _first(CREATE_DEFAULTS["model"], zoo.list_models()),
