@@ -528,3 +528,19 @@ def test_two_trainings_launched_on_one_branch_at_once_make_two_branches(tmp_path
     assert not torch.equal(s.vector(made[0][-1].id), s.vector(made[1][-1].id))
     for sess in (other, s):
         sess.close()
+
+
+def test_a_huge_value_is_not_echoed_back_in_the_error(world, explorer):
+    from lossviz.widget.payloads import MAX_SHOWN_CHARS
+
+    before = snapshot(world.root)
+    for msg in [{"type": "train", "epochs": 1, "hparams": {"lr": "x" * 10**7}}, {"type": "y" * 10**7},
+                {"type": "open_project", "path": "no_such_" + "z" * 10**7}]:
+        explorer.error = ""
+        explorer._on_frontend_msg(explorer, msg, [])
+        err = explorer.error
+        assert err and len(err) <= MAX_SHOWN_CHARS + 100, len(err)
+        assert "characters left out" in err and err.split()[0] in ("lr", "message", "project"), err[:80]
+        assert "Errno" not in err and "Traceback" not in err
+        assert all(len(v) <= MAX_SHOWN_CHARS + 100 for v in explorer.control_errors.values())
+    assert snapshot(world.root) == before

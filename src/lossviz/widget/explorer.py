@@ -184,6 +184,14 @@ class Explorer(anywidget.AnyWidget):
             raise t.TraitError(f"contour_mode {v!r} is unknown: use one of {list(CONTOUR_MODES)}")
         return v
 
+    @t.validate("error")
+    def _bounded_error(self, proposal: Any) -> str:
+        return P.bounded_text(str(proposal["value"]))
+
+    @t.validate("control_errors")
+    def _bounded_control_errors(self, proposal: Any) -> dict[str, str]:
+        return {str(k): P.bounded_text(str(v)) for k, v in dict(proposal["value"]).items()}
+
     @t.validate("levels")
     def _valid_levels(self, proposal: Any) -> int:
         return int(min(LIMITS["levels_max"], max(LIMITS["levels_min"], proposal["value"])))
@@ -648,6 +656,11 @@ class Explorer(anywidget.AnyWidget):
         already starts with that root (a listed project's path) or, for ``existing``, only the path as
         given exists (never ``runs/runs/<name>``)."""
         path = Path(os.path.expanduser(raw))
+        try:
+            path.exists()  # a name the file system cannot take (too long, ...) is refused here
+        except OSError as exc:
+            raise PayloadError(f"project path {raw!r} cannot be used ({exc.strerror}): choose a shorter or "
+                               "plainer name") from None
         if path.is_absolute():
             return path
         root = Path(os.path.expanduser(self.project_root or "."))

@@ -17,7 +17,9 @@ from lossviz.widget.options import TRAIN_KEYS, field
 
 __all__ = [
     "PayloadError",
+    "MAX_SHOWN_CHARS",
     "boolean",
+    "bounded_text",
     "choice",
     "form_number",
     "hparams_object",
@@ -30,6 +32,18 @@ __all__ = [
 ]
 
 MISSING: Any = ...
+
+
+MAX_SHOWN_CHARS = 2000  # an error shown in the widget (it may quote a value a message sent) is at most this long
+
+
+def bounded_text(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` cut in the middle to at most about ``limit`` characters, saying how many were left out:
+    a message's 10 MB value quoted in an error is not echoed back to the front end."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} … ({len(text) - 2 * keep} characters left out) … {text[-keep:]}"
 
 
 class PayloadError(ValueError):
