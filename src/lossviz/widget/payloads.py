@@ -16,8 +16,8 @@ from lossviz.validation import Boolean, Interval, check
 from lossviz.widget.options import TRAIN_KEYS, field
 
 __all__ = [
-    "PayloadError",
     "MAX_SHOWN_CHARS",
+    "PayloadError",
     "boolean",
     "bounded_text",
     "choice",
