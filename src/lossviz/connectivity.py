@@ -281,8 +281,9 @@ class PathProfile:
                 "barriers": self.barriers, "update_bn": self.update_bn}
 
 
-def _state_points(model: nn.Module, points: torch.Tensor, bn_data: Any) -> torch.Tensor:
-    """``(T, D_states)``: each weights point with BatchNorm statistics recomputed on ``bn_data``."""
+def state_points(model: nn.Module, points: torch.Tensor, bn_data: Any) -> torch.Tensor:
+    """``(T, D_states)``: each point of ``model``'s weights space (rows of ``points``) as a point of its
+    states space, with the BatchNorm statistics :func:`update_bn` recomputes there on ``bn_data``."""
     weights, states = ParamSpace(model, "weights"), ParamSpace(model, "states")
     work = copy.deepcopy(model)
     out = []
@@ -314,7 +315,7 @@ def evaluate_path(
     points = curve.at(torch.as_tensor(t, dtype=torch.float64)).to(dtype)
     kind = "weights"
     if update_bn and any(isinstance(m, _BN_TYPES) for m in model.modules()):
-        points, kind = _state_points(model, points, data["train"] if bn_data is None else bn_data), "states"
+        points, kind = state_points(model, points, data["train"] if bn_data is None else bn_data), "states"
     values: dict[str, np.ndarray] = {}
     for split, part in data.items():
         ev = Evaluator(model, part, kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype)

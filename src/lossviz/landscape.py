@@ -111,6 +111,7 @@ class EvalSpec:
     directions: torch.Tensor
     evaluator_kwargs: dict[str, Any]
     n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
+    bn_data: EvalData | None = None  # set: BatchNorm statistics recomputed on it at every point (update_bn)
 
     def on_device(self, device: str | torch.device) -> EvalSpec:
         """This spec with its evaluators on ``device`` (same token: a
@@ -133,10 +134,8 @@ def evaluators_for(spec: EvalSpec) -> dict[str, Evaluator]:
             _EVALUATORS.move_to_end(key)
             return found
     relax_malloc_trim()  # a Dask worker's allocator settings cost 2.5x on CPU forward passes
-    built = {
-        split: Evaluator(spec.model, data, **spec.evaluator_kwargs)
-        for split, data in spec.datasets.items()
-    }
+    kwargs = spec.evaluator_kwargs if spec.bn_data is None else {**spec.evaluator_kwargs, "kind": "states"}
+    built = {split: Evaluator(spec.model, data, **kwargs) for split, data in spec.datasets.items()}
     with _EVALUATORS_LOCK:
         _EVALUATORS[key] = built
         # keep the evaluators of the _MAX_CACHED most recent specs (every thread's: one per device)
@@ -166,6 +165,10 @@ def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
     dirs = spec.directions.to(device=first.device, dtype=first.dtype)
     center = spec.center.to(device=first.device, dtype=first.dtype)
     points = center + c @ dirs
+    if spec.bn_data is not None:  # each point with its own BatchNorm statistics (a point of the states space)
+        from lossviz.connectivity import state_points
+
+        points = state_points(spec.model, points.cpu(), spec.bn_data).to(device=first.device, dtype=first.dtype)
     out: dict[str, np.ndarray] = {}
     for split, ev in evaluators.items():
         for name, vals in ev.evaluate(points, total=spec.n_points).items():
@@ -274,6 +277,7 @@ def compute_surface(
     data_memory: int | None = DATA_MEMORY,
     only: np.ndarray | None = None,
     trajectory: Any = None,
+    update_bn: bool = False,
 ) -> Surface:
     """Metrics of ``model`` on the grid ``θ₀ + x·d₁ (+ y·d₂)`` around its own point ``θ₀``.
 
@@ -293,6 +297,10 @@ def compute_surface(
     ``x``/``y`` ``"auto"`` (or ``"auto:num"``): fitted to ``trajectory`` (``(n, 1 or 2)`` coordinates in
     the directions' plane; a PCA result given as ``directions`` brings its ``coords``) with a margin,
     else :data:`lossviz.grid.AUTO_SPAN` (:func:`lossviz.grid.auto_axis`).
+    ``update_bn``: recompute BatchNorm running statistics at every grid point on ``data`` (as
+    :func:`lossviz.connectivity.update_bn`; eval-mode statistics of the centre mislead away from it),
+    for ``kind="weights"`` and data held in memory; each point then runs one pass over ``data`` in
+    train mode first (default False: the centre's statistics everywhere, as the reference).
     ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
     intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
     an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.
@@ -309,6 +317,7 @@ def compute_surface(
     x, y = resolve_axes(x, y, None if trajectory is None else np.asarray(trajectory, dtype=np.float64))
     grid = SurfaceGrid.from_specs(x, y)
     datasets = _eval_datasets(model, data, test_data, split, max_samples, max_batches, data_memory)
+    bn_data = _bn_data(model, datasets[split], kind) if update_bn else None
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     ds = resolve_directions(
@@ -328,6 +337,7 @@ def compute_surface(
         center=center,
         directions=ds.stacked().detach().to(device="cpu", dtype=dtype),
         evaluator_kwargs=evaluator_kwargs,
+        bn_data=bn_data,
     )
     # built here once: validates model and data early, names the metrics, and is reused in-process
     local = evaluators_for(spec)
@@ -338,6 +348,7 @@ def compute_surface(
     first = next(iter(local.values()))
     meta = _surface_meta(grid, ds, space, datasets, first, split=split, names=names, dtype=dtype,
                          precision=precision, model_name=type(model).__name__)
+    meta["update_bn"] = bn_data is not None
     if resume is not None:
         meta = {**resume.meta, **meta}
     surface = Surface(grid.x.values, grid.y.values if grid.y is not None else None, values, done, ds, meta)
@@ -361,6 +372,20 @@ def compute_surface(
             raise RuntimeError(f"no point of the surface could be evaluated: {errors[0]}")
     meta["cancelled"] = bool(cancel is not None and cancel.is_set() and not surface.complete)
     return surface
+
+
+def _bn_data(model: nn.Module, data: EvalData | BatchStream, kind: str) -> EvalData | None:
+    """The data BatchNorm statistics are recomputed on at every point (``update_bn``); None for a
+    model without BatchNorm (nothing to recompute)."""
+    if kind != "weights":
+        raise ValueError(f"update_bn=True recomputes the statistics of kind='weights' points, not {kind!r} ones: "
+                         "use kind='weights'")
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    if not isinstance(data, EvalData):
+        raise ValueError("update_bn=True needs the data in memory (it is read at every point): give a subset "
+                         "with max_samples=")
+    return data
 
 
 def _eval_datasets(

@@ -3,6 +3,7 @@ statistics, the orthonormal plane."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -304,3 +305,33 @@ def test_session_hessian_density_and_layers(tmp_path) -> None:
     plain = s.hessian(c.id, k=1)  # the earlier key: no density, no layers
     assert "density" not in plain and plain["eigenvalues"] == pytest.approx(res["eigenvalues"])
     s.close()
+
+
+def test_surface_with_update_bn_recomputes_the_statistics_at_every_grid_point() -> None:
+    from lossviz.connectivity import update_bn
+    from lossviz.landscape import compute_surface
+    from lossviz.params import ParamSpace
+    from lossviz.training import evaluate_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).double()
+    x, y = torch.randn(64, 3, dtype=torch.float64), torch.randint(0, 2, (64,))
+    model.train()
+    for _ in range(3):  # running statistics of the centre, away from the data's
+        model(x * 3 + 1)
+    model.eval()
+    kw = dict(x="-1:1:3", dtype=torch.float64, progress=False, seed=1)
+    fresh = compute_surface(model, (x, y), update_bn=True, **kw)
+    plain = compute_surface(model, (x, y), **kw)
+    assert fresh.meta["update_bn"] and not plain.meta["update_bn"]
+    space = ParamSpace(model, "weights")
+    d = fresh.directions.stacked()[0].to(torch.float64)
+    for j, a in enumerate(fresh.x):
+        work = copy.deepcopy(model)
+        space.load_into(work, space.vector(model, dtype=torch.float64) + float(a) * d)
+        want = evaluate_model(update_bn(work, (x, y)), x, y, "cross_entropy")  # a plain evaluation
+        assert fresh.values["train_loss"][j] == pytest.approx(want["loss"], rel=1e-10)
+        assert fresh.values["train_acc"][j] == pytest.approx(want["acc"], rel=1e-10)
+    assert not np.allclose(fresh.values["train_loss"], plain.values["train_loss"])
+    with pytest.raises(ValueError, match="kind='weights'"):
+        compute_surface(model, (x, y), update_bn=True, kind="states", **kw)
