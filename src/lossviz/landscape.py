@@ -15,6 +15,7 @@ Values are stored as ``values[name]`` with the reference's file names (``train_l
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import uuid
 import warnings
@@ -112,6 +113,7 @@ class EvalSpec:
     evaluator_kwargs: dict[str, Any]
     n_points: int | None = None  # grid points to evaluate in all (a hint for strategy measuring)
     bn_data: EvalData | None = None  # set: BatchNorm statistics recomputed on it at every point (update_bn)
+    plans: dict[str, Any] | None = None  # per split, a Plan measured once and pinned for every worker
 
     def on_device(self, device: str | torch.device) -> EvalSpec:
         """This spec with its evaluators on ``device`` (same token: a
@@ -135,7 +137,15 @@ def evaluators_for(spec: EvalSpec) -> dict[str, Evaluator]:
             return found
     relax_malloc_trim()  # a Dask worker's allocator settings cost 2.5x on CPU forward passes
     kwargs = spec.evaluator_kwargs if spec.bn_data is None else {**spec.evaluator_kwargs, "kind": "states"}
-    built = {split: Evaluator(spec.model, data, **kwargs) for split, data in spec.datasets.items()}
+
+    def pinned(split: str) -> dict[str, Any]:
+        plan = (spec.plans or {}).get(split)
+        if plan is None:
+            return kwargs
+        return {**kwargs, "strategy": plan.strategy, "points_per_call": plan.points_per_call,
+                "batch_size": plan.batch_size}
+
+    built = {split: Evaluator(spec.model, data, **pinned(split)) for split, data in spec.datasets.items()}
     with _EVALUATORS_LOCK:
         _EVALUATORS[key] = built
         # keep the evaluators of the _MAX_CACHED most recent specs (every thread's: one per device)
@@ -235,6 +245,9 @@ def _worker_threads(executor: Any, device: Any, threads: int | None) -> int | No
     if workers is not None and workers <= 1:
         return None
     return evaluation_threads(device if device is not None else "cpu", workers=workers or 2)
+
+
+CHUNKS_PER_WORKER = 4  # parallel executors: chunks are sized so that each worker gets about this many
 
 
 def _default_chunk(numel: int, itemsize: int, points_per_call: int | None) -> int:
@@ -356,13 +369,27 @@ def compute_surface(
     todo = _points_to_do(grid, done, only)
     spec.n_points = len(todo)
     step = chunk_size or _default_chunk(space.numel, torch.empty((), dtype=dtype).element_size(), points_per_call)
+    workers = worker_count(executor)
+    parallel = executor is not None and workers != 1 and not isinstance(executor, DeviceExecutor)
+    if parallel and chunk_size is None:  # every worker gets several chunks (the last ones balance the load)
+        step = max(1, min(step, math.ceil(len(todo) / (CHUNKS_PER_WORKER * (workers or 2)))))
     chunks = [todo[i : i + step] for i in range(0, len(todo), step)]
+    measure_here = parallel and strategy == "auto" and len(chunks) > 1
     try:
-        errors, n_ok = _evaluate_chunks(surface, spec, grid.coords(), chunks, names, executor=executor,
+        errors: list[str] = []
+        n_ok = 0
+        if measure_here:  # the plan measured once, here, on the first chunk; then pinned for the workers
+            errors, n_ok = _evaluate_chunks(surface, spec, grid.coords(), chunks[:1], names, executor=None,
+                                            cancel=cancel, callback=callback, progress=False)
+            spec.plans = {s: ev.plan for s, ev in local.items() if ev.plan is not None}
+            chunks = chunks[1:]
+        more, n_more = _evaluate_chunks(surface, spec, grid.coords(), chunks, names, executor=executor,
                                         cancel=cancel, callback=callback, progress=progress)
+        errors, n_ok = errors + more, n_ok + n_more
     finally:
-        if executor is None:
+        if executor is None or measure_here:
             meta.update(_strategy_meta(first))
+            meta["plan_shared"] = bool(measure_here and spec.plans)
             meta["n_samples"] = {s: ev.stream.n_samples if ev.stream is not None else ev.n_samples
                                  for s, ev in local.items()}
         release_evaluators(spec)

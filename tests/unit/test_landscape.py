@@ -299,6 +299,36 @@ def test_thread_and_process_executors_give_the_in_process_surface():
             np.testing.assert_allclose(other.values[name], local.values[name], rtol=0, atol=1e-12)
 
 
+def test_parallel_workers_get_several_chunks_and_the_plan_measured_once(monkeypatch):
+    """A pool of 2: chunks sized to about 4 per worker, the plan measured once in-process on the first
+    chunk and pinned for the workers (none measures again), the values those of the in-process surface."""
+    from lossviz.evaluate import Evaluator, forget_plans
+
+    measured = []
+    choose = Evaluator._choose_plan
+
+    def counting(self, trial):
+        if self.strategy == "auto":  # a pinned strategy takes its one plan, unmeasured
+            measured.append(threading.get_ident())
+        return choose(self, trial)
+
+    monkeypatch.setattr(Evaluator, "_choose_plan", counting)
+    model, data = bn_net(0), image_data()
+    kw = dict(x="-1:1:9", y="-1:1:7", dtype=torch.float64, progress=False)
+    forget_plans()
+    local = compute_surface(model, data, **kw)
+    forget_plans()
+    measured.clear()
+    sizes = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        shared = compute_surface(model, data, executor=pool, callback=lambda s, n, t: sizes.append(n), **kw)
+    assert shared.meta["plan_shared"] and shared.meta["plan"] == "measured"
+    assert measured == [threading.get_ident()]  # once, here; the workers' evaluators were pinned
+    assert len(sizes) >= 4 * 2 and sizes[-1] == 63  # 63 points in at least 8 chunks
+    for name in local.metrics:
+        np.testing.assert_allclose(shared.values[name], local.values[name], rtol=0, atol=1e-12)
+
+
 def test_a_failing_executor_task_leaves_points_undone_and_nan():
     class FlakyExecutor(ThreadPoolExecutor):
         calls = 0
