@@ -137,7 +137,9 @@ class CancelsAfter(Bowl):
         return super().forward(x)
 
 
-@pytest.mark.parametrize("after", [5, 300])
+# cancel stops inside a chunk (before the next data batch or module): the chunk under way is left
+# undone, so "after" lands in the third chunk of 8 of the first lattice (two chunks kept), or later
+@pytest.mark.parametrize("after", [20, 300])
 def test_refine_cancel_keeps_what_was_evaluated_and_tries_nothing_it_did_not(bowl_full, after):
     import threading
 
