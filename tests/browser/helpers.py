@@ -107,3 +107,31 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+@contextlib.contextmanager
+def lab_notebook(chromium, notebook: Path, work: Path, viewport: tuple[int, int] = (1440, 900)):
+    """A page of JupyterLab (started in ``work``) showing a copy of ``notebook`` (JupyterLab saves the
+    notebook it runs: the repository's stays without outputs), once its kernel is idle. The notebook's
+    observer writes the kernel's view to ``page.probe`` (:func:`kernel_view`); ``page.errors`` collects
+    the page's errors."""
+    probe = work / "probe.json"
+    shutil.copy(notebook, work / notebook.name)
+    env = {"LOSSVIZ_E2E_DIR": str(work), "LOSSVIZ_PROBE": str(probe), "OMP_NUM_THREADS": "1"}
+    with jupyter_lab(cwd=work, env=env) as url:
+        page = chromium.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/lab/tree/{notebook.name}", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        page.probe = probe
+        page.errors = errors
+        yield page
+
+
+def kernel_view(page) -> dict:
+    """The kernel's view, written by the notebook's observer to ``page.probe``."""
+    import json
+
+    return json.loads(Path(page.probe).read_text())

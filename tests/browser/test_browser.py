@@ -16,13 +16,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
-from browser.helpers import ROOT, browser, jupyter_lab, require_chromium, shot, static_server
+from browser.helpers import ROOT, browser, kernel_view, lab_notebook, require_chromium, shot, static_server
 
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_e2e.ipynb"
@@ -208,21 +206,7 @@ def test_harness_brush_lasso_deselect_click_and_form(harness_page):
 # ----------------------------------------------------------------------------------------- 2. JupyterLab
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
-    b = chromium
-    work = tmp_path_factory.mktemp("e2e")
-    probe = work / "probe.json"
-    # JupyterLab saves the notebook it runs: run a copy, so the repository's stays without outputs
-    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
-    env = {"LOSSVIZ_E2E_DIR": str(work), "LOSSVIZ_PROBE": str(probe), "OMP_NUM_THREADS": "1"}
-    with jupyter_lab(cwd=work, env=env) as url:
-        page = b.new_page(viewport={"width": 1500, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        page.probe = probe
-        page.errors = errors
+    with lab_notebook(chromium, NOTEBOOK, tmp_path_factory.mktemp("e2e"), viewport=(1500, 1000)) as page:
         yield page
 
 
@@ -231,9 +215,7 @@ def scatter_points(page):
     return int(page.get_attribute(f"{EXPLORER} .lv-cell-scatter", "data-points"))
 
 
-def kernel(page):
-    """The kernel's view, written by the notebook's observer."""
-    return json.loads(Path(page.probe).read_text())
+kernel = kernel_view
 
 
 def restart_and_run_all(page, attempts=3):

@@ -7,14 +7,12 @@ eigenvalue density with the kernel's trace in its title. Screenshots go to ``tes
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from browser.helpers import browser, jupyter_lab, require_chromium, shot
+from browser.helpers import browser, kernel_view, lab_notebook, require_chromium, shot
 from browser.test_explorer_ui import BUNDLE, EXPLORER, wait_for
 
 NOTEBOOK = Path(__file__).resolve().parent / "explorer_research.ipynb"
@@ -25,23 +23,11 @@ SHOTS = Path("/tmp/curvui-shots")
 def lab(tmp_path_factory):
     require_chromium()
     assert BUNDLE.exists(), "build the front end first: npm install && npm run build"
-    work = tmp_path_factory.mktemp("research")
-    probe = work / "probe.json"
-    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
-    env = {"LOSSVIZ_E2E_DIR": str(work), "LOSSVIZ_PROBE": str(probe), "OMP_NUM_THREADS": "1"}
-    with browser() as chromium, jupyter_lab(cwd=work, env=env) as url:
-        page = chromium.new_page(viewport={"width": 1440, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        page.probe = probe
-        page.errors = errors
+    with browser() as chromium, lab_notebook(chromium, NOTEBOOK, tmp_path_factory.mktemp("research")) as page:
         yield page
 
 
-def kernel(page):
-    return json.loads(Path(page.probe).read_text())
+kernel = kernel_view
 
 
 def pixel(page, ident):

@@ -15,13 +15,21 @@ Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from browser.helpers import ARTIFACTS, ROOT, browser, jupyter_lab, require_chromium, shot, static_server
+from browser.helpers import (
+    ARTIFACTS,
+    ROOT,
+    browser,
+    kernel_view,
+    lab_notebook,
+    require_chromium,
+    shot,
+    static_server,
+)
 from lossviz.widget.standalone import checked_figures, standalone_html
 
 BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
@@ -394,24 +402,11 @@ def test_critical_toggle_and_project_errors_next_to_their_controls(chromium, ser
 # ----------------------------------------------------------------------------------------- JupyterLab
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
-    work = tmp_path_factory.mktemp("ui")
-    probe = work / "probe.json"
-    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
-    env = {"LOSSVIZ_E2E_DIR": str(work), "LOSSVIZ_PROBE": str(probe), "OMP_NUM_THREADS": "1"}
-    with jupyter_lab(cwd=work, env=env) as url:
-        page = chromium.new_page(viewport={"width": 1440, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        page.probe = probe
-        page.errors = errors
+    with lab_notebook(chromium, NOTEBOOK, tmp_path_factory.mktemp("ui")) as page:
         yield page
 
 
-def kernel(page):
-    return json.loads(Path(page.probe).read_text())
+kernel = kernel_view
 
 
 def run_all(page):

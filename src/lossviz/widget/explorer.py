@@ -512,14 +512,18 @@ class Explorer(anywidget.AnyWidget):
         self._follow(f"disturbing checkpoint {start}",  # the new checkpoint's event refreshes the table
                      lambda: self._session.disturb(start, magnitude, seed=seed, wait=False), lambda made: None)
 
-    def _cmd_interpolate(self, p: Mapping[str, Any]) -> None:
+    def _two_checkpoints(self, p: Mapping[str, Any], what: str) -> tuple[int, int]:
+        """The message's ``a`` and ``b``, else the two selected checkpoints (a PayloadError naming ``what``
+        when the selection holds another number)."""
         if "a" in p or "b" in p:
-            a, b = P.number(p, "a", int), P.number(p, "b", int)
-        else:
-            if len(self.selection) != 2:
-                raise PayloadError(f"interpolation needs exactly two selected checkpoints, {len(self.selection)} "
-                                   "are selected")
-            a, b = self.selection
+            return P.number(p, "a", int), P.number(p, "b", int)
+        if len(self.selection) != 2:
+            raise PayloadError(f"{what} needs exactly two selected checkpoints, {len(self.selection)} are selected")
+        a, b = self.selection
+        return a, b
+
+    def _cmd_interpolate(self, p: Mapping[str, Any]) -> None:
+        a, b = self._two_checkpoints(p, "interpolation")
         n = P.form_number(p, "n", default=5)
         self.message = f"interpolating {n} point(s) between {a} and {b}"
 
@@ -531,13 +535,7 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_connect(self, p: Mapping[str, Any]) -> None:
         """``{"a", "b", "curve", "epochs"}`` (a and b default to the two selected checkpoints): fit the
         curve as a job (:meth:`lossviz.session.Session.connect`) and show its profile next to the line's."""
-        if "a" in p or "b" in p:
-            a, b = P.number(p, "a", int), P.number(p, "b", int)
-        else:
-            if len(self.selection) != 2:
-                raise PayloadError(f"Connect needs exactly two selected checkpoints, {len(self.selection)} are "
-                                   "selected")
-            a, b = self.selection
+        a, b = self._two_checkpoints(p, "Connect")
         curve = P.choice(P.text(p, "curve", "bezier"), CONNECT_CURVES, "curve")
         epochs = P.number(p, "epochs", int, minimum=1, default=CONNECT_EPOCHS)
         self.message = f"connecting checkpoints {a} and {b} by a {curve} ({epochs} epoch(s))"
