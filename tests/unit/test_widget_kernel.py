@@ -11,19 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lossviz.session import Session  # noqa: E402
 from lossviz.widget import Explorer  # noqa: E402
 
-DATA = {"n": 120, "n_test": 40}
 
 
-@pytest.fixture
-def session(tmp_path):
-    torch.set_num_threads(1)
-    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs=DATA, device="cpu",
-                hparams={"batch_size": 60, "lr": 0.05})
-    yield s
-    s.close()
+# the ``session`` fixture (a small spirals project): tests/unit/conftest.py
 
 
 def test_projection_payloads_during_training_match_the_dropdown_and_never_go_back(session):

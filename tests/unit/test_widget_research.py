@@ -13,23 +13,17 @@ torch = pytest.importorskip("torch")
 from torch.func import functional_call  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from lossviz.session import Session  # noqa: E402
 from lossviz.widget import Explorer  # noqa: E402
 from lossviz.widget.options import DIRECTIONS, explorer_options  # noqa: E402
 
-DATA = {"n": 120, "n_test": 40}
-
 
 @pytest.fixture
-def trained(tmp_path):
-    torch.set_num_threads(1)
-    s = Session(tmp_path / "p", model="mlp", data="spirals", data_kwargs=DATA, device="cpu",
-                hparams={"batch_size": 60, "lr": 0.05})
-    s.train(epochs=4).wait(120)
-    w = Explorer(s, throttle=0, background=False)
-    yield s, w
+def trained(session):
+    """The small spirals project (conftest), trained 4 epochs, with an Explorer on it."""
+    session.train(epochs=4).wait(120)
+    w = Explorer(session, throttle=0, background=False)
+    yield session, w
     w.close()
-    s.close()
 
 
 def _loss_and_acc(model, vector, x, y):
