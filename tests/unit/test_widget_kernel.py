@@ -13,8 +13,6 @@ torch = pytest.importorskip("torch")
 
 from lossviz.widget import Explorer  # noqa: E402
 
-
-
 # the ``session`` fixture (a small spirals project): tests/unit/conftest.py
 
 
