@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-rtol", type=float, default=None,
                    help="--subsample: stop a point once its standard error is below this fraction of its loss "
                         "(default <subsample.rtol>)")
+    s.add_argument_group("metrics").add_argument("--metrics", type=metric_names, default=None, metavar="NAMES",
+                   help="comma-separated metrics of every split: " + ", ".join(_metric_choices())
+                        + " (default loss,acc; acc where one is defined, the next-token accuracy for "
+                          "--loss causal_lm; perplexity: exp of the whole split's mean token loss), written "
+                          "as <split>_<metric> (train_perplexity, ...)")
     add_plot_arguments(s.add_argument_group("plot (--plot)"))
     s.set_defaults(handler=cmd_surface)
 
@@ -247,6 +252,27 @@ def _loss_names() -> list[str]:
     from lossviz.losses import LOSS_NAMES
 
     return sorted(LOSS_NAMES)
+
+
+def _metric_choices() -> tuple[str, ...]:
+    """The one table of metric names, :data:`lossviz.losses.METRIC_NAMES` (torch-free)."""
+    from lossviz.losses import METRIC_NAMES
+
+    return METRIC_NAMES
+
+
+def metric_names(text: str) -> list[str]:
+    """``--metrics loss,acc,perplexity`` as a list of names of :data:`lossviz.losses.METRIC_NAMES`;
+    an unknown or missing name is argparse's usage error naming the choices (before any work)."""
+    names = [n.strip() for n in text.split(",")]
+    choices = _metric_choices()
+    bad = [n for n in names if n not in choices]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric {bad[0]!r} in {text!r}: give a comma-separated list of {', '.join(choices)} "
+            "(e.g. --metrics loss,acc,perplexity)"
+        )
+    return list(dict.fromkeys(names))
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -622,7 +648,8 @@ def prepare_run(args, executor=None) -> SimpleNamespace:
     main_split = "test" if args.split == "test" else "train"
     data, test_data = _load_splits(args, data_kwargs)
     if args.plot:
-        _check_plot_metric(args.metric, [main_split] + (["test"] if test_data is not None else []))
+        _check_plot_metric(args.metric, [main_split] + (["test"] if test_data is not None else []),
+                           args.metrics or ["loss", "acc"])
 
     torch.manual_seed(args.seed)  # once, as the reference: the models' init, then the directions' draw
     model = _build_model(args, model_kwargs, args.model_file)
@@ -637,6 +664,8 @@ def prepare_run(args, executor=None) -> SimpleNamespace:
 
     common = dict(split=main_split, test_data=test_data, device=device, dtype=dtype, batch_size=args.batch_size,
                   strategy=args.strategy, threads=args.threads, loss=args.loss, forward=forward)
+    if args.metrics is not None:
+        common["metrics"] = tuple(args.metrics)
     space = ParamSpace(model, kind)
     center = space.vector(model, dtype=dtype).cpu()
     source = args.dir_file or (dir_out if dir_out is not None and Path(dir_out).is_file() else None)
@@ -728,6 +757,13 @@ def _check_surface_flags(args, grid) -> None:
         raise CLIError("--same-dir needs a 2D surface: pass --y too")
     if args.same_dir and args.model_file3:
         raise CLIError("--same-dir and --model-file3 both set the y direction: give one")
+    if args.metrics is not None:
+        from lossviz.losses import resolve_metrics
+
+        try:  # the one rule of which metric fits which loss (perplexity: a negative log-likelihood)
+            resolve_metrics(args.metrics, True, args.loss)
+        except ValueError as e:
+            raise CLIError(f"--metrics: {e}".replace("loss=", "--loss ")) from None
     for attr in ("model_file2", "model_file3"):
         path = getattr(args, attr)
         if path is not None and not Path(path).is_file():
@@ -741,7 +777,9 @@ def _resumable_surface(args, out: Path, meta: dict, model, data, directions, gri
     from lossviz.io.h5 import write_surface
     from lossviz.landscape import compute_surface
 
-    needed = [f"{common['split']}_loss"] + (["test_loss"] if common["test_data"] is not None else [])
+    splits = [common["split"]] + (["test"] if common["test_data"] is not None else [])
+    extra = [m for m in common.get("metrics", ()) if m not in ("loss", "acc")]  # acc: only where defined
+    needed = [f"{split}_{m}" for split in splits for m in ("loss", *extra)]
     found = None if args.overwrite else resumable(out, meta["resume_key"], needed,
                                                   (grid.x.values, grid.y.values if grid.y else None))
     if isinstance(found, str):
@@ -793,10 +831,10 @@ def _surface_plots(args, surface, out: Path) -> None:
         print(f"wrote {path}")
 
 
-def _check_plot_metric(metric: str | None, splits: list[str]) -> None:
-    """``--metric`` (for ``--plot``) names a metric a surface of these splits can have: checked
-    before any work, so a typo writes nothing."""
-    names = [f"{split}_{m}" for split in splits for m in ("loss", "acc")]
+def _check_plot_metric(metric: str | None, splits: list[str], metrics: Sequence[str] = ("loss", "acc")) -> None:
+    """``--metric`` (for ``--plot``) names a metric a surface of these splits and ``--metrics`` can
+    have: checked before any work, so a typo writes nothing."""
+    names = [f"{split}_{m}" for split in splits for m in ("loss", *(m for m in metrics if m != "loss"))]
     if metric is not None and metric not in names:
         raise CLIError(f"--metric {metric!r} is not a metric of this surface: use one of {', '.join(names)} "
                        "(accuracy for class labels only); nothing was computed or written")
@@ -820,6 +858,9 @@ def _check_fewer_passes_flags(args) -> None:
             check_refine_options(args.rtol, args.budget, _default_of("refine", "batch"))  # no --batch flag
         except ValueError as e:
             raise CLIError(f"--{e}") from None
+    if args.subsample and args.metrics is not None and set(args.metrics) - {"loss", "acc"}:
+        raise CLIError(f"--subsample estimates the loss and accuracy only, not {', '.join(args.metrics)}: drop "
+                       "--subsample, or give --metrics loss,acc")
     if args.subsample:
         args.sample_rtol = _default_of("subsample", "rtol") if args.sample_rtol is None else args.sample_rtol
         if not args.sample_rtol > 0:
@@ -851,7 +892,7 @@ def _subsampled(args, model, data, test_data, directions, grid, kind, executor, 
     test split with the same directions for ``--split both`` (its own sample order and errors)."""
     from lossviz.subsample import subsampled_surface
 
-    opts = {k: v for k, v in common.items() if k not in ("test_data", "split")}
+    opts = {k: v for k, v in common.items() if k not in ("test_data", "split", "metrics")}
 
     def run(split_data, split, dirs):
         return subsampled_surface(model, split_data, dirs, x=grid.x, y=grid.y, rtol=args.sample_rtol,

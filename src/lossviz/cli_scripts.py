@@ -168,7 +168,8 @@ def add_hessian_parser(sub: Any) -> argparse.ArgumentParser:
     from lossviz.cli_plot import add_plot_arguments
 
     add_plot_arguments(h.add_argument_group("plot (--plot)"))
-    h.set_defaults(handler=cmd_hessian, adaptive=False, subsample=False, rtol=None, budget=None, sample_rtol=None)
+    h.set_defaults(handler=cmd_hessian, adaptive=False, subsample=False, rtol=None, budget=None, sample_rtol=None,
+                   metrics=None)
     return h
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from torch import nn
 
 from lossviz.batches import Forward, call_model, take_samples, targets_of, to_device
 from lossviz.data import EvalData, as_eval_data
-from lossviz.losses import LossFn, batch_totals, finish_totals, metric_table, resolve_loss, scalar_value
+from lossviz.losses import LossFn, MetricSpec, batch_totals, finish_totals, metric_table, resolve_loss, scalar_value
 from lossviz.validation import Boolean, Constraint, Interval, Options, check
 
 _prewarm_lock = threading.Lock()
@@ -237,12 +237,13 @@ def evaluate_model(
     inputs: Any,
     targets: torch.Tensor | None = None,
     loss: str | LossFn = "cross_entropy",
-    metrics: Mapping[str, LossFn] | None = None,
+    metrics: Mapping[str, LossFn] | Iterable[MetricSpec] | None = None,
     batch_size: int = 4096,
     device: torch.device | str | None = None,
     forward: Forward | None = None,
 ) -> dict[str, float]:
-    """Mean loss (and accuracy in percent where one is defined, and user metrics) of ``model`` in eval
+    """Mean loss (and accuracy in percent where one is defined, and ``metrics``: named ones such as
+    ``"perplexity"``, ``(name, fn)`` pairs, or a ``{name: fn}`` mapping) of ``model`` in eval
     mode over ``(inputs, targets)``, or over ``inputs`` alone as data of any structure (an
     :class:`~lossviz.data.EvalData` or anything :func:`~lossviz.data.as_eval_data` takes, with
     ``targets=None``): ``Σ_b s_b / Σ_b c_b`` of each metric's batch sums and counts
@@ -263,7 +264,8 @@ def evaluate_model(
             out = call_model(model, part, forward)
             y = targets_of(part)
             if table is None:
-                table = metric_table(("loss", "acc", *(metrics or {}).items()), resolved, out, y)
+                extra = metrics.items() if isinstance(metrics, Mapping) else (metrics or ())
+                table = metric_table(("loss", "acc", *extra), resolved, out, y)
                 scalar_value(resolved.mean(out, y))
                 for m in table:
                     if m.fn is not None:

@@ -65,9 +65,17 @@ class Session(CheckpointOps, AnalysisOps, ConnectOps, RunsOps):
         (:meth:`log`, :meth:`import_checkpoints`): checkpoints are stored, shown and projected, but
         not evaluated, and surfaces and training need the project opened again with data.
     loss:
-        ``"cross_entropy"``, ``"mse"``, ``"nll"`` or ``fn(outputs, targets) -> mean``.
+        A name of :data:`lossviz.losses.LOSS_NAMES` (``"cross_entropy"``, ``"mse"``, ``"nll"``,
+        ``"token_cross_entropy"``, ``"causal_lm"``, ...) or ``fn(outputs, targets) -> mean``.
     metrics:
-        Extra metrics: ``{name: fn(outputs, targets) -> mean}`` or a list of functions.
+        Extra metrics beyond the loss and accuracy (always computed; for ``"causal_lm"`` the
+        next-token accuracy): ``{name: fn(outputs, targets) -> mean}``, or a list of functions and
+        names of :data:`lossviz.losses.METRIC_NAMES`, e.g. ``["perplexity"]``: ``exp`` of the whole
+        split's mean token loss, from the summed losses and token counts of every batch (never a
+        mean of per-batch perplexities). Checkpoints (training, branches, disturb, interpolate),
+        surfaces and the Explorer get ``train_perplexity`` / ``test_perplexity`` next to the loss.
+        The names (never the functions) are stored in the project's spec at its creation; a
+        reopening that names none uses the stored ones.
     eval_samples:
         Evaluate checkpoints and surfaces on the first ``eval_samples`` samples of each split.
     hparams:
@@ -86,7 +94,7 @@ class Session(CheckpointOps, AnalysisOps, ConnectOps, RunsOps):
         model: str | Callable[[], nn.Module] | nn.Module | None = None,
         data: Any = None,
         loss: str | Callable = "cross_entropy",
-        metrics: Mapping[str, Callable] | Sequence[Callable] | None = None,
+        metrics: Mapping[str, Callable] | Sequence[Callable | str] | str | None = None,
         *,
         model_kwargs: Mapping[str, Any] | None = None,
         data_kwargs: Mapping[str, Any] | None = None,

@@ -66,7 +66,8 @@ class SessionBase:
         self._train_set, self._test_set = project.data.train, project.data.test
         self.loss = project.loss
         self.forward = project.forward  # forward(model, batch) hook, or None: the calling rule
-        self._metrics = project.metrics
+        self._metrics = project.metrics  # the user's callables {name: fn}
+        self._metric_names = project.metric_names  # the named metrics beyond loss and acc ("perplexity")
         self.device = project.device
         self.eval_samples = project.eval_samples
         self._defaults = project.defaults
@@ -205,14 +206,25 @@ class SessionBase:
             self._data_hash = tensor_sha(*tensors)
         return self._data_hash
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The named metrics the session computes beyond loss and accuracy (``("perplexity",)``)."""
+        return self._metric_names
+
+    def _extra_metrics(self) -> list[Any]:
+        """The metrics every evaluation of the session computes beyond loss and accuracy, in the form
+        of :func:`lossviz.losses.metric_table`: the named ones, then the ``(name, fn)`` callables."""
+        return [*self._metric_names, *self._metrics.items()]
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + user metrics
-        (none without data: a disturbed or interpolated checkpoint of such a project has no metrics)."""
+        """Metrics of ``model``: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, + the named
+        metrics (``train_perplexity``, ...) and user metrics (none without data: a disturbed or
+        interpolated checkpoint of such a project has no metrics)."""
         if not self.has_data:
             return {}
         out = {}
         for split, part in self.eval_data().items():
-            res = T.evaluate_model(model, part, None, self.loss, self._metrics, device=self.device,
+            res = T.evaluate_model(model, part, None, self.loss, self._extra_metrics(), device=self.device,
                                    forward=self.forward)
             out.update({f"{split}_{k}": v for k, v in res.items()})
         return out

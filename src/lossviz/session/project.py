@@ -23,7 +23,9 @@ from torch import nn
 from lossviz import training as T
 from lossviz.batches import Forward
 from lossviz.data import as_eval_data, probe_model_data
+from lossviz.losses import METRIC_NAMES
 from lossviz.losses import resolve_loss as resolve_named_loss
+from lossviz.losses import resolve_metrics as resolve_metric_names
 from lossviz.store import Store
 from lossviz.validation import Interval, check
 
@@ -65,6 +67,8 @@ class Project:
     defaults: dict
     spec: dict
     forward: Forward | None = None
+    #: the named metrics beyond loss and accuracy (``("perplexity",)``), stored in the spec
+    metric_names: tuple[str, ...] = ()
 
 
 def callable_name(fn: Any) -> str:
@@ -168,18 +172,47 @@ def resolve_loss(loss: str | Callable, stored: Mapping[str, Any]) -> str | Calla
     return loss
 
 
-def resolve_metrics(metrics: Mapping[str, Callable] | Sequence[Callable] | None) -> dict[str, Callable]:
-    """Extra metrics as ``{name: fn(outputs, targets)}`` (a list is named by the functions' names)."""
-    if metrics is None:
-        named: dict[str, Callable] = {}
-    elif isinstance(metrics, Mapping):
-        named = dict(metrics)
-    else:
-        named = {callable_name(f): f for f in metrics}
-    for name, fn in named.items():
-        if not callable(fn) or name in ("loss", "acc"):
-            raise ValueError(f"metric {name!r} must be a callable fn(outputs, targets) not named loss/acc")
-    return named
+MetricsArg = Mapping[str, Callable] | Sequence[Callable | str] | str | None
+
+
+def _stored_metric_names(stored: Mapping[str, Any], path: Path) -> list[str]:
+    """The named metrics a project's index holds (names only: the index never names code to run)."""
+    names = stored.get("metrics") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n in METRIC_NAMES for n in names):
+        raise ValueError(
+            f"{path}: the index's metrics {names!r} are not names of {list(METRIC_NAMES)}: pass metrics= yourself"
+        )
+    return names
+
+
+def resolve_metrics(metrics: MetricsArg, loss: str | Callable = "cross_entropy", stored: Mapping[str, Any] | None = None,
+                    path: Path | None = None) -> tuple[dict[str, Callable], tuple[str, ...]]:
+    """-> (the extra metrics as callables ``{name: fn(outputs, targets)}``, the named metrics beyond
+    loss and accuracy, e.g. ``("perplexity",)``).
+
+    ``metrics``: a ``{name: fn}`` mapping, or a list of callables (named by the functions' names)
+    and names of :data:`lossviz.losses.METRIC_NAMES` (``"loss"`` and ``"acc"`` are always
+    computed). The names are checked by :func:`lossviz.losses.resolve_metrics` (an unknown name, or
+    ``"perplexity"`` with a named loss that is no negative log-likelihood, is refused); when
+    ``metrics`` names none, the names stored in the project's spec (``stored``) are used."""
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    items: list[Any] = [] if metrics is None else list(metrics.items()) if isinstance(metrics, Mapping) else list(metrics)
+    given = [m for m in items if isinstance(m, str)]
+    names = given or _stored_metric_names(stored or {}, path or Path("."))
+    resolved, _ = resolve_metric_names(names, True, loss if isinstance(loss, str) else None)
+    named: dict[str, Callable] = {}
+    for item in items:
+        if isinstance(item, str):
+            continue
+        name, fn = item if isinstance(item, tuple) and len(item) == 2 else (callable_name(item), item)
+        if not callable(fn) or name in METRIC_NAMES:
+            raise ValueError(
+                f"metric {name!r} must be a callable fn(outputs, targets) not named {'/'.join(METRIC_NAMES)} "
+                "(those are the named metrics: pass the name itself, e.g. metrics=['perplexity'])"
+            )
+        named[name] = fn
+    return named, tuple(n for n in resolved if n not in ("loss", "acc"))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -281,7 +314,7 @@ def first_difference(stored: Sequence, given: Sequence) -> str:
 
 def project_spec(model: ModelSource, model_kwargs: Mapping[str, Any], data: DataSource,
                  data_kwargs: Mapping[str, Any], loss: str | Callable, eval_samples: int | None,
-                 defaults: Mapping[str, Any], arch: list[list]) -> dict:
+                 defaults: Mapping[str, Any], arch: list[list], metric_names: Sequence[str] = ()) -> dict:
     """The spec a new project stores (what reopening it without arguments needs)."""
     return {
         "version": SPEC_VERSION,
@@ -291,6 +324,7 @@ def project_spec(model: ModelSource, model_kwargs: Mapping[str, Any], data: Data
         "data_kwargs": dict(data_kwargs) if data.name else None,
         "loss": loss if isinstance(loss, str) else None,
         "eval_samples": eval_samples,
+        "metrics": list(metric_names),
         "without_data": data.train is None,
         "hparams": dict(defaults),
         "architecture": arch,
@@ -323,7 +357,7 @@ def open_project(
     model: Any = None,
     data: Any = None,
     loss: str | Callable = "cross_entropy",
-    metrics: Mapping[str, Callable] | Sequence[Callable] | None = None,
+    metrics: MetricsArg = None,
     *,
     model_kwargs: Mapping[str, Any] | None = None,
     data_kwargs: Mapping[str, Any] | None = None,
@@ -347,16 +381,16 @@ def open_project(
         model_source = resolve_model(model, model_kwargs, stored, folder)
         data_source = resolve_data(data, data_kwargs, stored, folder)
         loss = resolve_loss(loss, stored)
-        named_metrics = resolve_metrics(metrics)
+        metric_fns, metric_names = resolve_metrics(metrics, loss, stored, folder)
         target = resolve_device(device)
         samples = resolve_eval_samples(eval_samples, stored)
         defaults = resolve_defaults(hparams, stored)
         hook, hook_path = resolve_forward(forward, stored, folder)
         probe = probe_model(model_source)
         if data_source.train is not None:
-            check_model_takes_data(probe, data_source.train, loss, named_metrics, hook)
+            check_model_takes_data(probe, data_source.train, loss, metric_fns, hook)
         spec = project_spec(model_source, model_kwargs, data_source, data_kwargs, loss, samples, defaults,
-                            architecture(probe))
+                            architecture(probe), metric_names)
         if hook_path is not None:
             spec["forward"] = hook_path
         if store is None:
@@ -366,4 +400,5 @@ def open_project(
         if store is not None:
             store.discard_if_created()  # a failed opening leaves no new project behind
         raise
-    return Project(store, model_source, data_source, loss, named_metrics, target, samples, defaults, spec, hook)
+    return Project(store, model_source, data_source, loss, metric_fns, target, samples, defaults, spec, hook,
+                   metric_names)

@@ -330,7 +330,7 @@ class SurfaceService(SessionBase):
             "x": grid.x.spec,
             "y": grid.y.spec if grid.y is not None else None,
             "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
-            "metrics": sorted(self._metrics),
+            "metrics": sorted([*self._metrics, *self._metric_names]),  # a project without named ones: as before
             "data": self.data_fingerprint(),
             **_engine_key(engine),
         }
@@ -343,7 +343,7 @@ class SurfaceService(SessionBase):
     def _engine_arguments(self, kind: str, normalization: str | None, ignore: str | None, seed: int,
                           engine: Mapping[str, Any]) -> dict:
         """The keyword arguments both compute_surface and refine_surface take from the session."""
-        metrics: list[Any] = ["loss", "acc"] + [(k, f) for k, f in self._metrics.items()]
+        metrics: list[Any] = ["loss", "acc", *self._extra_metrics()]
         return dict(kind=kind, normalization=normalization, ignore=ignore, seed=seed, metrics=metrics,
                     loss=self.loss, test_data=self.eval_data().get("test"), device=self.device,
                     **({"forward": self.forward} if self.forward is not None else {}), **engine)
