@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-rtol", type=float, default=None,
                    help="--subsample: stop a point once its standard error is below this fraction of its loss "
                         "(default <subsample.rtol>)")
-    s.add_argument_group("metrics").add_argument("--metrics", type=metric_names, default=None, metavar="NAMES",
+    g = s.add_argument_group("metrics")
+    g.add_argument("--metrics", type=metric_names, default=None, metavar="NAMES",
                    help="comma-separated metrics of every split: " + ", ".join(_metric_choices())
                         + " (default loss,acc; acc where one is defined, the next-token accuracy for "
                           "--loss causal_lm; perplexity: exp of the whole split's mean token loss), written "
