@@ -184,3 +184,19 @@ def test_bad_metrics_of_a_session_are_refused_before_a_project_is_made(tmp_path)
         s.store.set_meta("spec", {**s.spec, "metrics": ["mypkg.mod:fn"]})
     with pytest.raises(ValueError, match=r"index's metrics \['mypkg.mod:fn'\] are not names of"):
         Session(tmp_path / "d", device="cpu")
+
+
+def test_a_connection_and_its_plane_carry_the_sessions_perplexity(tmp_path):
+    windows = _windows()
+    with _session(tmp_path / "lm", metrics=["perplexity"]) as s:
+        a = s.init()
+        b = s.disturb(a.id, 0.5, seed=1)
+        res = s.connect(a.id, b.id, "bezier", epochs=1, batch_size=16, n_points=3)
+        line = res["line"]["values"]
+        assert line["train_perplexity"][0] == pytest.approx(_reference(s.model(a.id), windows)[2], rel=1e-5)
+        assert line["train_perplexity"][-1] == pytest.approx(_reference(s.model(b.id), windows)[2], rel=1e-5)
+        np.testing.assert_allclose(res["path"]["values"]["train_perplexity"],
+                                   np.exp(res["path"]["values"]["train_loss"]), rtol=1e-9)
+        plane = s.connect_plane(res, n=3)
+        assert {"train_perplexity", "test_perplexity"} <= set(plane.values)
+        np.testing.assert_allclose(plane.values["train_perplexity"], np.exp(plane.values["train_loss"]), rtol=1e-9)

@@ -30,11 +30,12 @@ class ConnectOps(SessionBase):
         times on every split (``update_bn``: BatchNorm statistics recomputed at each point).
 
         Returns a dict: ``a``, ``b``, ``curve``, ``n_bends``, ``t``; ``line`` and ``path`` (each
-        :meth:`lossviz.connectivity.PathProfile.to_dict`: ``t``, ``values`` per split and metric,
-        ``barriers``); ``barriers`` ``{"line", "curve"}`` (the training loss's); ``losses`` (per epoch);
-        ``control_points`` (a ``(k+2, D)`` CPU tensor, the ends first and last). Stored and found
-        again. ``wait=False``: a job on the session's worker (it trains), progress per epoch, whose
-        result is the dict; a cancel stops it between steps and stores nothing.
+        :meth:`lossviz.connectivity.PathProfile.to_dict`: ``t``, ``values`` per split and metric, the
+        session's named metrics and functions too, ``barriers``); ``barriers`` ``{"line", "curve"}``
+        (the training loss's); ``losses`` (per epoch); ``control_points`` (a ``(k+2, D)`` CPU tensor,
+        the ends first and last). Stored and found again. ``wait=False``: a job on the session's worker
+        (it trains), progress per epoch, whose result is the dict; a cancel stops it between steps and
+        stores nothing.
         """
         check("curve", curve, Options(("bezier", "polychain")))
         ca, cb = self.checkpoint(a), self.checkpoint(b)
@@ -49,6 +50,8 @@ class ConnectOps(SessionBase):
                 "update_bn": bool(update_bn),
                 "loss": self.loss if isinstance(self.loss, str) else callable_name(self.loss),
                 "data": self.data_fingerprint()}
+        if self._metric_names or self._metrics:  # only then: earlier results keep their keys
+            spec["metrics"] = sorted([*self._metrics, *self._metric_names])
 
         def work(job: Job | None) -> dict:
             return self._connected(ca, cb, spec, job)
@@ -77,6 +80,7 @@ class ConnectOps(SessionBase):
 
             return C.plane_surface(self.model(connection["a"]), curve, data["train"], self.loss, n=n, margin=margin,
                                    test_data=data.get("test"), device=self.device, callback=progress,
+                                   metrics=["loss", "acc", *self._extra_metrics()],
                                    cancel=job.cancel_event if job is not None else None)
 
         return self._quick_work("connect_plane", f"the plane of the {curve.kind} from checkpoint {connection['a']}",
@@ -100,7 +104,8 @@ class ConnectOps(SessionBase):
                           seed=spec["seed"], device=self.device,
                           progress=lambda e, n, v: step(job, e, n + 1, "epochs"),
                           cancel=job.cancel_event if job is not None else None)
-        kw = dict(n_points=spec["n_points"], update_bn=spec["update_bn"], device=self.device)
+        kw = dict(n_points=spec["n_points"], update_bn=spec["update_bn"], device=self.device,
+                  metrics=["loss", "acc", *self._extra_metrics()])
         line = C.evaluate_path(model, C.Curve.through("line", *fit.curve.ends), data, self.loss, **kw)
         path = C.evaluate_path(model, fit.curve, data, self.loss, **kw)
         points = fit.curve.points.detach().cpu()
