@@ -185,7 +185,8 @@ def _stored_metric_names(stored: Mapping[str, Any], path: Path) -> list[str]:
     return names
 
 
-def resolve_metrics(metrics: MetricsArg, loss: str | Callable = "cross_entropy", stored: Mapping[str, Any] | None = None,
+def resolve_metrics(metrics: MetricsArg, loss: str | Callable = "cross_entropy",
+                    stored: Mapping[str, Any] | None = None,
                     path: Path | None = None) -> tuple[dict[str, Callable], tuple[str, ...]]:
     """-> (the extra metrics as callables ``{name: fn(outputs, targets)}``, the named metrics beyond
     loss and accuracy, e.g. ``("perplexity",)``).
@@ -197,7 +198,7 @@ def resolve_metrics(metrics: MetricsArg, loss: str | Callable = "cross_entropy",
     ``metrics`` names none, the names stored in the project's spec (``stored``) are used."""
     if isinstance(metrics, str):
         metrics = [metrics]
-    items: list[Any] = [] if metrics is None else list(metrics.items()) if isinstance(metrics, Mapping) else list(metrics)
+    items: list[Any] = list(metrics.items()) if isinstance(metrics, Mapping) else list(metrics or ())
     given = [m for m in items if isinstance(m, str)]
     names = given or _stored_metric_names(stored or {}, path or Path("."))
     resolved, _ = resolve_metric_names(names, True, loss if isinstance(loss, str) else None)
