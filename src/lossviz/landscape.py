@@ -33,11 +33,12 @@ from lossviz.batches import Forward
 from lossviz.data import DATA_MEMORY, BatchStream, EvalData, eval_source
 from lossviz.direction_spec import DirectionSpec
 from lossviz.directions import DirectionSet, target_direction
-from lossviz.evaluate import Evaluator, evaluation_threads
+from lossviz.evaluate import Evaluator
 from lossviz.executors import DeviceExecutor, relax_malloc_trim, run_chunks, worker_count
 from lossviz.grid import Axis, SurfaceGrid, resolve_axes
 from lossviz.jobs import JobCancelled
 from lossviz.params import ParamSpace
+from lossviz.plans import evaluation_threads
 
 Callback = Callable[["Surface", int, int], Any]
 
@@ -315,7 +316,7 @@ def compute_surface(
     for ``kind="weights"`` and data held in memory; each point then runs one pass over ``data`` in
     train mode first (default False: the centre's statistics everywhere, as the reference).
     ``strategy``/``batch_size``/``points_per_call`` pin the engine's plan and ``threads`` its CPU
-    intra-op threads (default :func:`~lossviz.evaluate.evaluation_threads`' rule: 1 per worker when
+    intra-op threads (default :func:`~lossviz.plans.evaluation_threads`' rule: 1 per worker when
     an executor evaluates chunks in parallel, else measured). Other arguments go to :class:`Evaluator`.
 
     ``data`` is a batch of any structure or anything that yields batches (see :mod:`lossviz.batches`

@@ -542,11 +542,11 @@ class ThreadSpy(nn.Module):
 @pytest.fixture
 def four_cpus(monkeypatch):
     """A 4-CPU machine as far as the thread rule sees (torch on 4 threads), restored afterwards."""
-    import lossviz.evaluate as evaluate
+    import lossviz.plans as plans
 
     saved = torch.get_num_threads()
-    monkeypatch.setattr(evaluate, "available_cpus", lambda: 4)
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    monkeypatch.setattr(plans, "available_cpus", lambda: 4)
+    monkeypatch.setattr(plans.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     torch.set_num_threads(4)
     yield
     torch.set_num_threads(saved)
@@ -592,9 +592,9 @@ def test_threads_can_be_set_and_the_rule_gives_one_per_parallel_worker(four_cpus
 
 
 def test_a_loaded_machine_stays_on_one_thread_without_trying_more(monkeypatch, four_cpus):
-    import lossviz.evaluate as evaluate
+    import lossviz.plans as plans
 
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # 3 of 4 CPUs busy
+    monkeypatch.setattr(plans.os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # 3 of 4 CPUs busy
     x, y = data_for("mlp", n=64)
     ev = Evaluator(ThreadSpy(), (x, y), dtype=torch.float64)
     ev.model.seen.clear()
