@@ -240,10 +240,16 @@ def test_language_model(tmp_path, kernel_name):
     assert m and float(m.group(1)) == pytest.approx(float(m.group(2)), rel=1e-4), text  # the same weights
     m = re.search(r"λ1 = ([-\d.]+) \(converged", text)
     assert m and float(m.group(1)) > 0, text
+    m = re.search(r"the session's surface holds: ([\w, ]+)", text)
+    assert m and "train_perplexity" in m.group(1).split(", "), text
     s = open_session(tmp_path / "runs" / "language_model")
     try:
         cks = s.checkpoints()
         assert len(cks) >= 4 and "train_acc" in cks[-1].metrics
+        # the named metric, stored in the project: exp of each checkpoint's own mean token loss
+        assert s.metric_names == ("perplexity",)
+        for c in cks:
+            assert c.metrics["train_perplexity"] == pytest.approx(np.exp(c.metrics["train_loss"]), rel=1e-9)
         assert any(r["complete"] for r in s.surfaces())  # the PCA surface is stored
     finally:
         s.close()
