@@ -3,8 +3,9 @@
 Surface files
 -------------
 Root datasets ``xcoordinates`` (and ``ycoordinates``), float64 ``linspace``; one float64 dataset
-per metric (``train_loss``, ``train_acc`` in percent, ``test_loss``, ``test_acc``); ``dir_file``,
-a scalar string naming the direction file.
+per metric (``train_loss``, ``train_acc`` in percent, ``test_loss``, ``test_acc``, and any other
+metric named the same way, ``<split>_<metric>``: ``train_perplexity`` of ``lossviz surface
+--metrics loss,acc,perplexity``); ``dir_file``, a scalar string naming the direction file.
 
 What the reference does (read in its code):
 
