@@ -233,13 +233,14 @@ _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
 @torch.no_grad()
-def update_bn(model: nn.Module, data: Any, batch_size: int = 256) -> nn.Module:
+def update_bn(model: nn.Module, data: Any, batch_size: int = 256, forward: Forward | None = None) -> nn.Module:
     """Recompute ``model``'s BatchNorm running statistics on ``data`` (in place; returns the model).
 
     The statistics are reset and each batch of b samples enters with momentum ``b / (n + b)``
     after n samples, so the running mean is the mean over every sample (the running variance the
     sample-weighted mean of the batches' unbiased variances), as dnn-mode-connectivity's
     ``utils.update_bn``; the model ends in eval mode. A model without BatchNorm is returned unchanged.
+    ``forward(model, batch)`` overrides :func:`lossviz.batches.call_model`'s calling rule.
     """
     norms = [m for m in model.modules() if isinstance(m, _BN_TYPES)]
     if not norms:
@@ -255,7 +256,7 @@ def update_bn(model: nn.Module, data: Any, batch_size: int = 256) -> nn.Module:
             b = samples_in(batch)
             for m in norms:
                 m.momentum = b / (i + b)
-            call_model(model, batch)
+            call_model(model, batch, forward)
     finally:
         for m, mom in zip(norms, momenta, strict=True):
             m.momentum = mom
@@ -281,15 +282,16 @@ class PathProfile:
                 "barriers": self.barriers, "update_bn": self.update_bn}
 
 
-def state_points(model: nn.Module, points: torch.Tensor, bn_data: Any) -> torch.Tensor:
+def state_points(model: nn.Module, points: torch.Tensor, bn_data: Any, forward: Forward | None = None) -> torch.Tensor:
     """``(T, D_states)``: each point of ``model``'s weights space (rows of ``points``) as a point of its
-    states space, with the BatchNorm statistics :func:`update_bn` recomputes there on ``bn_data``."""
+    states space, with the BatchNorm statistics :func:`update_bn` recomputes there on ``bn_data``
+    (``forward``: the calling rule's override)."""
     weights, states = ParamSpace(model, "weights"), ParamSpace(model, "states")
     work = copy.deepcopy(model)
     out = []
     for p in points:
         weights.load_into(work, p)
-        out.append(states.vector(update_bn(work, bn_data)).detach().cpu())
+        out.append(states.vector(update_bn(work, bn_data, forward=forward)).detach().cpu())
     return torch.stack(out)
 
 
@@ -305,20 +307,23 @@ def evaluate_path(
     metrics: Any = ("loss", "acc"),
     device: Any = None,
     dtype: torch.dtype = torch.float32,
+    forward: Forward | None = None,
 ) -> PathProfile:
     """Loss and accuracy at ``n_points`` evenly spaced times along ``curve`` on every split of
     ``data`` (``{"train": ..., "test": ...}``), through the engine; buffers (BatchNorm statistics)
     are ``model``'s unless ``update_bn``, which recomputes them at every point on ``bn_data``
-    (default ``data["train"]``) as :func:`update_bn`."""
+    (default ``data["train"]``) as :func:`update_bn`. ``forward(model, batch)`` overrides the
+    calling rule of :func:`lossviz.batches.call_model`."""
     n_points = check("n_points", n_points, Interval(int, 2, None, whole_floats=True))
     t = np.linspace(0.0, 1.0, n_points)
     points = curve.at(torch.as_tensor(t, dtype=torch.float64)).to(dtype)
     kind = "weights"
     if update_bn and any(isinstance(m, _BN_TYPES) for m in model.modules()):
-        points, kind = state_points(model, points, data["train"] if bn_data is None else bn_data), "states"
+        points = state_points(model, points, data["train"] if bn_data is None else bn_data, forward)
+        kind = "states"
     values: dict[str, np.ndarray] = {}
     for split, part in data.items():
-        ev = Evaluator(model, part, kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype)
+        ev = Evaluator(model, part, kind=kind, loss=loss, metrics=metrics, device=device, dtype=dtype, forward=forward)
         for name, v in ev.evaluate(points.to(ev.device)).items():
             values[f"{split}_{name}"] = np.asarray(v, dtype=np.float64)
     return PathProfile(t, values, update_bn)

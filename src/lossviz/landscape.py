@@ -179,7 +179,8 @@ def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
     if spec.bn_data is not None:  # each point with its own BatchNorm statistics (a point of the states space)
         from lossviz.connectivity import state_points
 
-        points = state_points(spec.model, points.cpu(), spec.bn_data).to(device=first.device, dtype=first.dtype)
+        points = state_points(spec.model, points.cpu(), spec.bn_data, spec.evaluator_kwargs.get("forward"))
+        points = points.to(device=first.device, dtype=first.dtype)
     out: dict[str, np.ndarray] = {}
     for split, ev in evaluators.items():
         for name, vals in ev.evaluate(points, total=spec.n_points).items():

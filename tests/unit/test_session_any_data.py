@@ -125,3 +125,59 @@ def test_training_on_dicts_with_a_forward_hook_equals_training_on_pairs():
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
     assert (a.lin.weight - start).abs().max() > 1e-3  # it trained
+
+
+class BNNet(nn.Module):
+    """Called only through a forward= hook (its forward takes a tensor, the batches are dicts)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.bn(self.lin(x))))
+
+
+def features_forward(model, batch):
+    return model(batch["features"])
+
+
+def test_connect_and_its_plane_call_the_model_through_the_sessions_forward_hook(tmp_path):
+    ds = DictSamples()
+    with Session(tmp_path / "p", model=BNNet, data=ds, loss=dict_loss, device="cpu", forward=features_forward,
+                 hparams={"batch_size": 8, "lr": 0.5}) as s:
+        a = s.init()
+        b = s.disturb(a.id, 0.5, seed=1)
+        res = s.connect(a.id, b.id, "bezier", epochs=1, batch_size=8, n_points=3, update_bn=True)
+        for end, ckpt in ((0, a), (-1, b)):  # the ends, BN statistics recomputed on all the data
+            model = s.model(ckpt.id).train()
+            with torch.no_grad():
+                model.bn.reset_running_stats()
+                model.bn.momentum = None  # cumulative: the mean over every sample
+                model(ds.x)
+                truth = float(F.cross_entropy(model.eval()(ds.x), ds.y))
+            assert res["line"]["values"]["train_loss"][end] == pytest.approx(truth, rel=1e-5)
+        plane = s.connect_plane(res, n=3)
+        assert np.isfinite(plane.values["train_loss"]).all()
+
+
+def test_a_surface_with_bn_recomputed_calls_the_model_through_the_forward_hook():
+    from lossviz.landscape import compute_surface
+
+    ds = DictSamples()
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    torch.manual_seed(0)
+    model = BNNet().eval()
+    surf = compute_surface(model, batch, "random", x="0:0:1", y="0:0:1", loss=dict_loss, forward=features_forward,
+                           update_bn=True, progress=False)
+    work = BNNet()
+    work.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        work.train()
+        work.bn.reset_running_stats()
+        work.bn.momentum = None
+        work(ds.x)
+        truth = float(F.cross_entropy(work.eval()(ds.x), ds.y))
+    assert float(surf.values["train_loss"].ravel()[0]) == pytest.approx(truth, rel=1e-5)

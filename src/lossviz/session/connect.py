@@ -79,7 +79,8 @@ class ConnectOps(SessionBase):
                     job.update(done, total, f"{done}/{total} points")
 
             return C.plane_surface(self.model(connection["a"]), curve, data["train"], self.loss, n=n, margin=margin,
-                                   test_data=data.get("test"), device=self.device, callback=progress,
+                                   test_data=data.get("test"), device=self.device, forward=self.forward,
+                                   callback=progress,
                                    metrics=["loss", "acc", *self._extra_metrics()],
                                    cancel=job.cancel_event if job is not None else None)
 
@@ -101,10 +102,10 @@ class ConnectOps(SessionBase):
         fit = C.fit_curve(model, model, self.vector(cb.id).to(self.device), data["train"], self.loss,
                           curve=spec["curve"], n_bends=spec["n_bends"], epochs=epochs, batch_size=spec["batch_size"],
                           lr=spec["lr"], momentum=spec["momentum"], weight_decay=spec["weight_decay"],
-                          seed=spec["seed"], device=self.device,
+                          seed=spec["seed"], device=self.device, forward=self.forward,
                           progress=lambda e, n, v: step(job, e, n + 1, "epochs"),
                           cancel=job.cancel_event if job is not None else None)
-        kw = dict(n_points=spec["n_points"], update_bn=spec["update_bn"], device=self.device,
+        kw = dict(n_points=spec["n_points"], update_bn=spec["update_bn"], device=self.device, forward=self.forward,
                   metrics=["loss", "acc", *self._extra_metrics()])
         line = C.evaluate_path(model, C.Curve.through("line", *fit.curve.ends), data, self.loss, **kw)
         path = C.evaluate_path(model, fit.curve, data, self.loss, **kw)
