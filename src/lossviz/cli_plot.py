@@ -266,7 +266,8 @@ def main_figure(surface: Any, opts: Any, path: Path, kind: str | None = None, me
 
 def cmd_plot(args) -> int:
     """``lossviz plot FILE``: the reference's figures, or one figure / the HTML to ``--out``."""
-    from lossviz.cli import CLIError, _check_output_path, _plot, _read_surface
+    from lossviz.cli import _plot, _read_surface
+    from lossviz.cli_inputs import CLIError, _check_output_path
 
     path = args.file or args.file_flag
     if not path and args.prefix:
@@ -316,7 +317,7 @@ def _plot_repeats(args) -> int:
     acc_ax = ax.twinx()
     for s in surfaces:
         if s.y is not None:
-            from lossviz.cli import CLIError
+            from lossviz.cli_inputs import CLIError
 
             raise CLIError("--prefix plots 1D surfaces; one of them is 2D")
         for split, style in (("train", "-"), ("test", "--")):

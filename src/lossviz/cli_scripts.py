@@ -49,7 +49,7 @@ def add_trajectory_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _trajectory_files(args) -> list[Path]:
-    from lossviz.cli import CLIError
+    from lossviz.cli_inputs import CLIError
 
     if args.save_epoch < 1 or args.max_epoch < args.start_epoch:
         raise CLIError("--save-epoch must be >= 1 and --max-epoch >= --start-epoch")
@@ -68,7 +68,7 @@ def cmd_trajectory(args) -> int:
     import h5py
     import torch
 
-    from lossviz.cli import _build_model, _json_kwargs, _read_direction_file
+    from lossviz.cli_inputs import _build_model, _json_kwargs, _read_direction_file
     from lossviz.directions import DirectionSet, pca_directions, project_onto
     from lossviz.files import atomic_path
     from lossviz.io.h5 import write_directions
@@ -143,7 +143,7 @@ def add_vtp_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_vtp(args) -> int:
-    from lossviz.cli import CLIError
+    from lossviz.cli_inputs import CLIError
     from lossviz.io.vtp import h5_to_vtp
 
     path = args.file or args.file_flag
@@ -174,7 +174,8 @@ def add_hessian_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_hessian(args) -> int:
-    from lossviz.cli import CLIError, prepare_run
+    from lossviz.cli import prepare_run
+    from lossviz.cli_inputs import CLIError
 
     if args.mpi:
         raise CLIError("--mpi: lossviz hessian evaluates in this process (rank 0 alone); drop --mpi")
@@ -212,7 +213,7 @@ def _eigen_surface(args: Any, run: Any):
         same = old.shape == shape and np.allclose(old.x, grid.x.values) and (
             old.y is None if grid.y is None else old.y is not None and np.allclose(old.y, grid.y.values))
         if not same:
-            from lossviz.cli import CLIError
+            from lossviz.cli_inputs import CLIError
 
             raise CLIError(f"--out {str(run.out)!r} holds a surface on another grid; choose another --out")
         values = {k: np.array(v) for k, v in old.values.items()}
