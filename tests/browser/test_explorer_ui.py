@@ -536,6 +536,41 @@ def working_session(page):
     assert page.errors == [], page.errors
 
 
+def test_jupyterlab_100_epochs_in_pca_view_every_frame(chromium, tmp_path):
+    """100 epochs trained in PCA view from the widget, in JupyterLab with a real kernel: every redraw of the
+    scatter (the front end's record of each frame) shows PCA, as the dropdown says, its checkpoint count never
+    goes back, and the last frame has every checkpoint of the store."""
+    with lab_notebook(chromium, NOTEBOOK, tmp_path) as page:
+        try:
+            run_all(page)
+            frames = f"() => document.querySelector('{EXPLORER}').__lossviz.scatterFrames"
+            page.select_option(f"{EXPLORER} select.lv-projection", "pca")
+            page.wait_for_function(f"() => ({frames})().some((f) => f[0] === 'pca')", timeout=60_000)
+            start = len(page.evaluate(frames))
+            before = kernel(page)["n_checkpoints"]
+            page.fill(f"{EXPLORER} .lv-form input[name=epochs]", "100")
+            page.click(f"{EXPLORER} button.lv-train")
+            wait_for(lambda: kernel(page)["n_checkpoints"] == before + 100
+                     and all(j["state"] != "running" for j in kernel(page)["jobs"]), timeout=240, interval=0.5,
+                     what="100 epochs trained")
+            total = kernel(page)["n_checkpoints"]
+            wait_for(lambda: page.evaluate(frames)[-1][1] == total, timeout=60, what="the last projection drawn")
+            page.wait_for_timeout(500)
+            drawn = page.evaluate(frames)[start - 1:]  # the first PCA frame on
+            print(f"100 epochs in PCA view: {len(drawn)} scatter frames, counts {[f[1] for f in drawn]}")
+            assert len(drawn) >= 3, drawn
+            assert all(m == "pca" == dropdown for m, _, _, dropdown in drawn), drawn
+            counts = [c for _, c, _, _ in drawn]
+            assert counts == sorted(counts), counts
+            assert all(points == c for _, c, points, _ in drawn), drawn  # no outliers in a normal run
+            assert counts[-1] == total == before + 100
+            shot(page, "ui-lab-100-epochs-pca")
+            assert page.errors == []
+        except BaseException:
+            shot(page, "ui-lab-pca-failure")
+            raise
+
+
 # ----------------------------------------------------------------------------------------- a real Explorer
 def _wire_json(value):
     """A trait's wire value (ipywidgets' get_state: arrays as memoryviews) as JSON for the harness's model."""
