@@ -37,24 +37,48 @@ export function fillNearest(z, nx, ny, done = null) {
   return out;
 }
 
+/** The cell of ascending axis `a` holding v and v's fraction across it: [i, t] with a[i] + t (a[i+1] - a[i]) = v
+ * (t = 0 on a one-point axis).
+ * @param {ArrayLike<number>} a @param {number} v @returns {[number, number]} */
+function cellOf(a, v) {
+  let lo = 0, hi = a.length - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (a[mid] <= v) lo = mid; else hi = mid; }
+  return hi > lo ? [lo, (v - a[lo]) / (a[hi] - a[lo])] : [lo, 0];
+}
+
+/** a + t (b - a), exactly a at t = 0 and b at t = 1 (so a gap next to an exact grid point stays out of it).
+ * @param {number} a @param {number} b @param {number} t */
+const lerp = (a, b, t) => (t === 0 ? a : t === 1 ? b : a + t * (b - a));
+
 /** Bilinear interpolation of z (ny, nx) on axes xs, ys (ascending) at (px, py); NaN outside the grid.
  * @param {ArrayLike<number>} xs @param {ArrayLike<number>} ys @param {ArrayLike<number>} z @param {number} px @param {number} py
  * @returns {number} */
 export function bilinear(xs, ys, z, px, py) {
   const nx = xs.length, ny = ys.length;
   if (!(px >= xs[0] && px <= xs[nx - 1] && py >= ys[0] && py <= ys[ny - 1])) return NaN;
-  /** @param {ArrayLike<number>} a @param {number} v */
-  const find = (a, v) => {
-    let lo = 0, hi = a.length - 1;
-    while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (a[mid] <= v) lo = mid; else hi = mid; }
-    return lo;
-  };
-  const j = nx > 1 ? find(xs, px) : 0, i = ny > 1 ? find(ys, py) : 0;
+  const [j, tx] = cellOf(xs, px), [i, ty] = cellOf(ys, py);
   const j1 = Math.min(j + 1, nx - 1), i1 = Math.min(i + 1, ny - 1);
-  const tx = j1 > j ? (px - xs[j]) / (xs[j1] - xs[j]) : 0;
-  const ty = i1 > i ? (py - ys[i]) / (ys[i1] - ys[i]) : 0;
-  const z00 = z[i * nx + j], z01 = z[i * nx + j1], z10 = z[i1 * nx + j], z11 = z[i1 * nx + j1];
-  return (1 - ty) * ((1 - tx) * z00 + tx * z01) + ty * ((1 - tx) * z10 + tx * z11);
+  return lerp(lerp(z[i * nx + j], z[i * nx + j1], tx), lerp(z[i1 * nx + j], z[i1 * nx + j1], tx), ty);
+}
+
+/** z (ny, nx) on axes xs, ys resampled bilinearly onto `mx` x `my` evenly spaced points spanning the same
+ * ranges: {z (my, mx), x, y}. Points that fall on a grid point keep its value exactly.
+ * @param {ArrayLike<number>} z @param {ArrayLike<number>} xs @param {ArrayLike<number>} ys @param {number} mx @param {number} my
+ * @returns {{z: Float32Array, x: number[], y: number[]}} */
+export function resampleGrid(z, xs, ys, mx, my) {
+  /** @param {ArrayLike<number>} a @param {number} m */
+  const even = (a, m) => Array.from({ length: m }, (_, k) => (m > 1 ? a[0] + ((a[a.length - 1] - a[0]) * k) / (m - 1) : a[0]));
+  const x = even(xs, mx), y = even(ys, my);
+  const cx = x.map((v) => cellOf(xs, v)), cy = y.map((v) => cellOf(ys, v));
+  const nx = xs.length, ny = ys.length, out = new Float32Array(mx * my);
+  for (let r = 0; r < my; r++) {
+    const [i, ty] = cy[r], i1 = Math.min(i + 1, ny - 1);
+    for (let c = 0; c < mx; c++) {
+      const [j, tx] = cx[c], j1 = Math.min(j + 1, nx - 1);
+      out[r * mx + c] = lerp(lerp(z[i * nx + j], z[i * nx + j1], tx), lerp(z[i1 * nx + j], z[i1 * nx + j1], tx), ty);
+    }
+  }
+  return { z: out, x, y };
 }
 
 /** [min, max] over finite values (null when none).

@@ -2,8 +2,8 @@
 // Custom plotly.js bundle: the plotly core (as in plotly.js/lib/core, minus the components the Explorer never
 // uses: updatemenus, sliders, range slider/selector, images, error bars, 3-D annotations, and plotly's own
 // box/lasso selections, since the scatter's gestures are ours) plus only the trace types it draws.
-// Unregistered components are looked up through Registry.getComponentMethod, which returns a no-op.
-import "native-promise-only";
+// No Promise polyfill (plotly's core imports native-promise-only; every browser the bundle targets, ES2020, has
+// Promise). Unregistered components are looked up through Registry.getComponentMethod, which returns a no-op.
 import "plotly.js/build/plotcss";
 import Registry from "plotly.js/src/registry";
 import plotApi from "plotly.js/src/plot_api";

@@ -334,6 +334,8 @@ function render({ model, el: root }) {
   const drawnAt = {};
   /** @type {[Part, number, number][]} */
   const timings = []; // the last redraws and their milliseconds (for tests and the benchmark)
+  /** @type {[string, number | null, number, string][]} */
+  const scatterFrames = []; // each scatter redraw: [method drawn, its checkpoint count, points drawn, dropdown]
   /** @param {Iterable<Part>} names */
   function schedule(names) {
     for (const n of names) dirty.add(n);
@@ -361,6 +363,11 @@ function render({ model, el: root }) {
         renderers[n]();
         timings.push([n, Math.round(performance.now() - t0), Math.round(t0)]);
         if (timings.length > 100) timings.shift();
+        if (n === "scatter") {
+          const p = ctx.state.projection;
+          scatterFrames.push([p.method, p.count, Number(views.scatter.el.parentElement?.dataset.points), String(model.get("projection_method"))]);
+          if (scatterFrames.length > 2000) scatterFrames.shift();
+        }
       } catch (err) {
         console.error(`lossviz: drawing ${n} failed`, err);
         errorText.textContent = `drawing ${n} failed: ${err instanceof Error ? err.message : String(err)}`;
@@ -392,7 +399,7 @@ function render({ model, el: root }) {
     for (const v of Object.values(views)) if (v.el && v.el._fullLayout) Plotly.Plots.resize(v.el);
   });
   resize.observe(box);
-  box.__lossviz = { ctx, views, branch, model, viewsPanel, panelTabs, timings };
+  box.__lossviz = { ctx, views, branch, model, viewsPanel, panelTabs, timings, scatterFrames };
 
   return () => {
     resize.disconnect();

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fillNearest, bilinear, finiteRange, log10Values, contourLevels, colourLimits } from "../grids.js";
+import { fillNearest, bilinear, resampleGrid, finiteRange, log10Values, contourLevels, colourLimits } from "../grids.js";
 import { LIMITS } from "./fixtures.js";
 
 test("fillNearest fills every gap from the nearest computed cell and keeps computed cells", () => {
@@ -69,4 +69,23 @@ test("ranges, logs, levels and colour limits", () => {
   assert.deepEqual(colourLimits([1, 10, 100], { log: true }), [0, 2]);
   assert.deepEqual(colourLimits([1, 10, 100], { vmin: 5, vmax: 50 }), [5, 50]);
   assert.deepEqual(colourLimits([1, 10, 100], { log: true, vmax: 10 }), [0, 1]);
+});
+
+test("resampleGrid: a plane is resampled exactly onto even axes over the same ranges; grid points keep their values", () => {
+  const xs = [-1, -0.5, 0, 0.5, 1], ys = [0, 1, 2];  // 5 x 3
+  const f = (x, y) => 3 * x - 2 * y + 0.5;
+  const z = new Float64Array(15).map((_, k) => f(xs[k % 5], ys[Math.floor(k / 5)]));
+  const r = resampleGrid(z, xs, ys, 9, 7);
+  assert.deepEqual([r.x.length, r.y.length, r.z.length], [9, 7, 63]);
+  assert.deepEqual([r.x[0], r.x[8], r.y[0], r.y[6]], [-1, 1, 0, 2]);
+  for (let i = 0; i < 7; i++) for (let j = 0; j < 9; j++) assert.ok(Math.abs(r.z[i * 9 + j] - f(r.x[j], r.y[i])) < 1e-6);
+  // a gap (NaN) stays out of the grid points next to it, and shows where the mesh crosses it
+  const gap = Float64Array.from(z); gap[7] = NaN;  // (x 0, y 1)
+  const g = resampleGrid(gap, xs, ys, 9, 7);
+  assert.equal(g.z[3 * 9 + 6], f(0.5, 1));  // grid point (0.5, 1): exact
+  assert.ok(Number.isNaN(g.z[3 * 9 + 4]) && Number.isNaN(g.z[3 * 9 + 5]));  // on the gap, and between it and (0.5, 1)
+  // a 401-point axis onto 121 points: every third lands on every tenth grid point
+  const big = Array.from({ length: 401 }, (_, j) => -1 + (2 * j) / 400);
+  const row = resampleGrid(Float64Array.from(big, (x) => x * x), big, [0], 121, 1);
+  for (let c = 0; c < 121; c += 3) assert.equal(row.z[c], Math.fround(big[(10 * c) / 3] ** 2));
 });

@@ -17,8 +17,9 @@ from lossviz.widget import Explorer  # noqa: E402
 
 
 def test_projection_payloads_during_training_match_the_dropdown_and_never_go_back(session):
-    """30 epochs trained in PCA view: every projection sent says PCA, its count of checkpoints never
-    decreases, the last one has them all, and no PCA result was stored per arriving checkpoint."""
+    """100 epochs trained in PCA view (the small spirals mlp, two batches an epoch: seconds): every projection
+    sent (each one a frame of the scatter) says PCA, its count of checkpoints never decreases, the last one has
+    them all, and no PCA result was stored per arriving checkpoint."""
     session.train(epochs=2).wait(120)
     w = Explorer(session, throttle=0.02, background=True)
     sent: list[dict] = []
@@ -33,13 +34,14 @@ def test_projection_payloads_during_training_match_the_dropdown_and_never_go_bac
         w.projection_method = "pca"
         w.wait_idle(60)
         w.observe(record, names="projection")
-        w.handle({"type": "train", "epochs": 30, "hparams": {"lr": 0.05}})
+        w.handle({"type": "train", "epochs": 100, "hparams": {"lr": 0.05}})
         assert w.error == "", w.error
         session.jobs[-1].wait(300)
         w.wait_idle(120)
         total = len(session.checkpoints())
-        assert total == 33
+        assert total == 103
         assert len(sent) >= 2, f"{len(sent)} projection(s) sent while training"
+        print(f"100 epochs in PCA view: {len(sent)} projections sent, counts {[p['count'] for p in sent]}")
         assert all(p["method"] == "pca" == p["dropdown"] for p in sent), sent
         counts = [p["count"] for p in sent]
         assert counts == sorted(counts) and counts[-1] == total, counts
