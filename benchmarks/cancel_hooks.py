@@ -6,7 +6,7 @@ pre-hooks that let a cancel stop a deep model within a layer (``lossviz.evaluate
 For each model (LeNet, ResNet-20, ResNet-56 on random data, the zoo GPT on the generated text
 corpus) one :class:`~lossviz.evaluate.Evaluator` is built with its plan pinned (loop and vmap,
 one thread, a fixed data batch), so both arms run the same plan on the same private model copy.
-The arms alternate ``--repeats`` times: *hooked* (as the engine runs) and *bare* (the copy's
+The arms alternate ``--repeats`` times (each first in turn): *hooked* (as the engine runs) and *bare* (the copy's
 forward pre-hooks removed). Reported: the median CPU time of each arm over all points and the
 ratio hooked / bare (1.00: free). Those two are noisy on a loaded machine, so the cost is also
 estimated directly: the hook calls one evaluation makes (counted) times one call's time (timed
@@ -119,13 +119,15 @@ def main(argv: list[str] | None = None) -> None:
             calls = hook_calls(ev, modules, points)
             per_call = seconds_per_hook_call(modules)
             hooked, bare = [], []
-            for _ in range(args.repeats):
-                hooked.append(timed(ev, points))
-                for m in modules:
-                    m._forward_pre_hooks.clear()
-                bare.append(timed(ev, points))
-                for m, hooks in zip(modules, saved, strict=True):
-                    m._forward_pre_hooks.update(hooks)
+            for r in range(args.repeats):
+                for arm in ("hooked", "bare") if r % 2 == 0 else ("bare", "hooked"):  # either arm first in turn
+                    for m, hooks in zip(modules, saved, strict=True):
+                        m._forward_pre_hooks.clear()
+                        if arm == "hooked":
+                            m._forward_pre_hooks.update(hooks)
+                    (hooked if arm == "hooked" else bare).append(timed(ev, points))
+            for m, hooks in zip(modules, saved, strict=True):
+                m._forward_pre_hooks.update(hooks)
             h, b = statistics.median(hooked), statistics.median(bare)
             print(f"{name:9} {strategy:8} {len(modules):5d} {len(points):6d} {h:9.3f} {b:8.3f} {h / b:11.3f}"
                   f" {calls:7d} {per_call * 1e6:7.2f} {1 + calls * per_call / b:9.4f}", flush=True)
