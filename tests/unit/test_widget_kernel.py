@@ -5,6 +5,7 @@ points, the project panel, and a surface next to a training job."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -324,3 +325,41 @@ def test_requests_arriving_while_one_runs_fold_into_the_newest():
     reqs.forget()
     started[-1][1]("old project")
     assert shown[-1] == ("pca", (1, 2))
+
+
+def _settles(condition, timeout: float = 10.0) -> bool:
+    """Whether ``condition()`` holds within ``timeout`` seconds (a job's end event follows its wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_message_of_a_started_job_says_how_it_ended(session):
+    """"training 2 epoch(s)" becomes "training 2 epoch(s): done" when the job ends (it stayed "training"
+    after the run was over); the same for a followed job (disturb), a cancelled one says so, and a later
+    message is never overwritten by an earlier job's end."""
+    w = Explorer(session, throttle=0.02, background=True)
+    try:
+        w.handle({"type": "train", "epochs": 2, "hparams": {"lr": 0.05}})
+        assert w.message == "training 2 epoch(s)", w.message
+        session.jobs[-1].wait(120)
+        assert _settles(lambda: w.message == "training 2 epoch(s): done"), w.message
+        last = session.checkpoints()[-1].id
+        w.handle({"type": "disturb", "from": last, "magnitude": 0.1, "seed": 0})
+        session.jobs[-1].wait(60)
+        assert _settles(lambda: w.message == f"disturbing checkpoint {last} by 0.1: done"), w.message
+        w.handle({"type": "train", "epochs": 400, "hparams": {"lr": 0.05}})
+        long_job = session.jobs[-1]
+        w.handle({"type": "cancel", "job": long_job.id})
+        long_job.wait(60)
+        assert not _settles(lambda: w.message != "cancelling 1 job(s)", 1.0), w.message  # the cancel's words stay
+        w.handle({"type": "train", "epochs": 1, "hparams": {"lr": 0.05}})
+        job = session.jobs[-1]
+        w.message = "something the user did since"
+        job.wait(60)
+        assert not _settles(lambda: w.message != "something the user did since", 1.0), w.message
+    finally:
+        w.close()

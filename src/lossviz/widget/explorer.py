@@ -146,7 +146,8 @@ class Explorer(anywidget.AnyWidget):
         self._surface_job: Any = None
         self._jobs: dict[int, Any] = {}
         self._follower = JobFollower(self._set_error, self._set_message, self._note_job, self._blocking)
-        self._follow = self._follower.follow
+        self._job_says: dict[int, str] = {}  # a started job's message, which says how it ended once it ends
+        self._announcing: str | None = None  # the message of the job the next _follow starts
         self._trajectory: tuple[Any, dict | None] = (None, None)  # a surface and its projected trajectory
         self._unsubscribe: Callable[[], None] | None = None
         self._projections = ProjectionRequests(self._compute_projection, self._show_projection, self._projection_view,
@@ -300,11 +301,42 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:  # noqa: BLE001 - a subscriber's error must never reach the session's worker
             self._report(exc)
 
+    def _announce(self, text: str) -> None:
+        """Say what the job the next :meth:`_follow` starts does (the message says how it ended later)."""
+        self.message = self._announcing = text
+
+    def _announce_job(self, job: Any, text: str) -> None:
+        """Say what ``job`` does; once it ends, while the message still says so, it adds ``": done"``
+        (or cancelled; a failure is the error's to say)."""
+        if job is None or job.id is None:
+            self.message = text
+        elif job.state in _FINISHED:  # found stored, or over already
+            self.message = text if job.state == "failed" else f"{text}: {job.state}"
+        else:
+            self.message = text
+            with self._lock:
+                self._job_says[job.id] = text
+
+    def _follow(self, what: str, start: Callable[[], Any], apply: Callable[[Any], None], **kw: Any) -> None:
+        """:meth:`JobFollower.follow`; the job takes the words :meth:`_announce` gave it."""
+        said, self._announcing = self._announcing, None
+
+        def started() -> Any:
+            job = start()
+            if said is not None:
+                self._announce_job(job, said)
+            return job
+
+        self._follower.follow(what, started, apply, **kw)
+
     def _note_job(self, job: Any) -> None:
         if job is None or job.id is None:
             return
         with self._lock:
             self._jobs[job.id] = job
+            said = self._job_says.pop(job.id, None) if job.state in _FINISHED else None
+        if said is not None and job.state != "failed" and self.message == said:
+            self.message = f"{said}: {job.state}"
         if job.state == "failed" and not self._follower.follows(job.id):  # followed ones say it in their words
             self.error = f"{job.kind} job {job.id} failed: {job.error or 'unknown error'}"
         if job.kind == "surface" and job.state in _FINISHED and (
@@ -489,9 +521,10 @@ class Explorer(anywidget.AnyWidget):
         hp = P.train_hparams(p.get("hparams", {}))
         epochs = P.form_number(p, "epochs", default=1)
         start = P.number(p, "from", int, allow_none=True)
-        self._note_job(self._session.train(from_=start, epochs=epochs, **hp))
-        self.message = (f"training {epochs} epoch(s) from checkpoint {start}" if start is not None
-                        else f"training {epochs} epoch(s)")
+        job = self._session.train(from_=start, epochs=epochs, **hp)
+        self._announce_job(job, f"training {epochs} epoch(s) from checkpoint {start}" if start is not None
+                           else f"training {epochs} epoch(s)")
+        self._note_job(job)
 
     def _cmd_cancel(self, p: Mapping[str, Any]) -> None:
         jid = P.number(p, "job", int, allow_none=True)
@@ -508,7 +541,7 @@ class Explorer(anywidget.AnyWidget):
         start = P.number(p, "from", int)
         magnitude = P.form_number(p, "magnitude")
         seed = P.number(p, "seed", int, minimum=0, allow_none=True)
-        self.message = f"disturbing checkpoint {start} by {magnitude:g}"
+        self._announce(f"disturbing checkpoint {start} by {magnitude:g}")
         self._follow(f"disturbing checkpoint {start}",  # the new checkpoint's event refreshes the table
                      lambda: self._session.disturb(start, magnitude, seed=seed, wait=False), lambda made: None)
 
@@ -525,7 +558,7 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_interpolate(self, p: Mapping[str, Any]) -> None:
         a, b = self._two_checkpoints(p, "interpolation")
         n = P.form_number(p, "n", default=5)
-        self.message = f"interpolating {n} point(s) between {a} and {b}"
+        self._announce(f"interpolating {n} point(s) between {a} and {b}")
 
         def apply(made: Sequence[Any]) -> None:
             self.curves = [*self.curves[-7:], views.interpolation_curve(a, b, list(made))]
@@ -538,7 +571,7 @@ class Explorer(anywidget.AnyWidget):
         a, b = self._two_checkpoints(p, "Connect")
         curve = P.choice(P.text(p, "curve", "bezier"), CONNECT_CURVES, "curve")
         epochs = P.number(p, "epochs", int, minimum=1, default=CONNECT_EPOCHS)
-        self.message = f"connecting checkpoints {a} and {b} by a {curve} ({epochs} epoch(s))"
+        self._announce(f"connecting checkpoints {a} and {b} by a {curve} ({epochs} epoch(s))")
 
         def apply(result: Mapping[str, Any]) -> None:
             self.connection = connection_view(result, epochs=epochs)
@@ -554,7 +587,7 @@ class Explorer(anywidget.AnyWidget):
         if ckpt is None:
             raise PayloadError("the spectrum needs a checkpoint: click one in the trajectory plot first")
         k = P.number(p, "k", int, minimum=1, default=SPECTRUM_K)
-        self.message = f"computing the Hessian spectrum of checkpoint {ckpt}"
+        self._announce(f"computing the Hessian spectrum of checkpoint {ckpt}")
 
         def apply(result: Mapping[str, Any]) -> None:
             self.spectrum = spectrum_view(result)
@@ -586,12 +619,12 @@ class Explorer(anywidget.AnyWidget):
         self.surface = {}
         job = self._session.surface(center, **kwargs)
         self._surface_job = job
+        what = "an adaptive" if adaptive else "a"
+        self._announce_job(job, f"computing {what} {directions} surface around checkpoint {center} ({spec})")
         self._note_job(job)
         if job.result is not None:
             self._surface_obj = job.result
             self._refresh_surface()
-        what = "an adaptive" if adaptive else "a"
-        self.message = f"computing {what} {directions} surface around checkpoint {center} ({spec})"
 
     def _cmd_project(self, p: Mapping[str, Any]) -> None:
         method = P.choice(P.text(p, "method"), PROJECTIONS, "projection")
