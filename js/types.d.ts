@@ -96,6 +96,7 @@ export interface Traits {
   confirm_delete: ConfirmDelete;
   connection: Record<string, unknown>;  // js/connect.js Connection, or empty
   spectrum: Record<string, unknown>;  // js/spectrum.js Spectrum, or empty
+  stored_surfaces: { key: string; label: string; complete: boolean }[];  // newest first
 }
 
 /** The anywidget model (the part of its interface the Explorer uses). */

@@ -93,6 +93,7 @@ const DEPENDS = {
   confirm_delete: ["manage"],
   connection: ["lines"],
   spectrum: ["spectrum"],
+  stored_surfaces: ["toolbar"],
 };
 
 /** The views whose redraw is costly (big grids, WebGL): at most one per frame, and each at most this often.
@@ -160,13 +161,18 @@ function render({ model, el: root }) {
   const h5Btn = button("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
   const htmlBtn = button("lv-html", "HTML", "a standalone interactive HTML page of the current views (opens with no kernel)",
     () => viewsPanel.exportHtml());
+  const fileSel = select("lv-file-format", ["vtp", "ply", "gif"], "surface file: VTP (ParaView), PLY (mesh), GIF (the trajectory over the contour)");
+  const fileBtn = button("lv-export-file", "Export", "write the surface (the metric shown) as the chosen file and download it",
+    () => ctx.send({ type: "export_file", format: fileSel.value, metric: ctx.state.surfaceMetric }));
   const toolbar = el("div", { class: "lv-toolbar" }, labelled("projection", projSel), labelled("colour", colorSel),
-    selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn, htmlBtn);
+    selAll, selNone, distBtn, el("span", { class: "lv-sep" }), pngSel, pngBtn, h5Btn, htmlBtn, fileSel, fileBtn);
   projSel.addEventListener("change", () => { model.set("projection_method", projSel.value); model.save_changes(); });
   colorSel.addEventListener("change", () => { model.set("color_by", colorSel.value); model.save_changes(); });
 
   // surface view options
   const metricSel = select("lv-metric", ["train_loss"], "surface metric");
+  const storedSel = select("lv-stored", [], "the project's stored surfaces (newest first): pick one to show it");
+  storedSel.addEventListener("change", () => { if (storedSel.value) ctx.send({ type: "show_stored_surface", key: storedSel.value }); });
   const modeSel = select("lv-mode", [], "contour style");
   const logBox = el("input", { type: "checkbox", class: "lv-log", title: "log scale" });
   const vminIn = el("input", { type: "text", class: "lv-vmin", placeholder: "vmin", title: "lowest value coloured (empty: auto)" });
@@ -175,7 +181,7 @@ function render({ model, el: root }) {
   const criticalBox = el("input", { type: "checkbox", class: "lv-show-critical", title: "mark minima, maxima and saddles (loss-like metrics only)" });
   const progressFill = el("div", { class: "lv-bar-fill" });
   const progress = el("div", { class: "lv-bar lv-surface-progress" }, progressFill);
-  const viewOpts = el("div", { class: "lv-viewopts" }, metricSel, modeSel, el("label", {}, logBox, el("span", { text: "log" })), vminIn, vmaxIn,
+  const viewOpts = el("div", { class: "lv-viewopts" }, storedSel, metricSel, modeSel, el("label", {}, logBox, el("span", { text: "log" })), vminIn, vmaxIn,
     labelled("levels", levelsIn), el("label", {}, criticalBox, el("span", { text: "critical points" })), progress);
   criticalBox.addEventListener("change", () => ctx.setTrait("show_critical", criticalBox.checked));
   metricSel.addEventListener("change", () => { model.set("surface_metric", metricSel.value); model.save_changes(); });
@@ -283,6 +289,14 @@ function render({ model, el: root }) {
     progress.title = s.surface ? `${s.surface.done}/${s.surface.total} points computed` : "no surface";
     selNone.disabled = s.selection.length === 0;
     criticalBox.checked = s.showCritical;
+    const stored = model.get("stored_surfaces") ?? [];
+    const keys = stored.map((e) => e.key).join();
+    if (storedSel.dataset.keys !== keys) {  // rebuilt only when the list changed (an open select stays open)
+      storedSel.replaceChildren(el("option", { value: "", text: stored.length ? `stored surfaces (${stored.length})` : "no stored surface" }),
+        ...stored.map((e) => el("option", { value: e.key, text: e.label })));
+      storedSel.dataset.keys = keys;
+    }
+    storedSel.disabled = !stored.length;
   }
   /** The row above the scatter: the outliers toggle and note, and "show hidden (n)". */
   function renderShown() {

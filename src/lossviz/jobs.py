@@ -166,6 +166,13 @@ class Job:
         self._finish("cancelled", message)
 
 
+def start_in_thread(job: Job) -> Job:
+    """Run ``job`` now in a daemon thread of its own (work that must not wait behind a queue, e.g. an
+    export); returns it."""
+    threading.Thread(target=job._run, daemon=True, name=f"lossviz-job-{job.id}").start()
+    return job
+
+
 class JobQueue:
     """A worker thread that runs submitted jobs one at a time, in order (a daemon thread)."""
 

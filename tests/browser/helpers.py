@@ -18,9 +18,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 CHROMIUM = os.environ.get("LOSSVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def wait_for(fn, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    """``fn()``'s first truthy value within ``timeout`` seconds (an exception counts as not yet: an element
+    not there yet, a file half-written); an AssertionError naming ``what`` and the last value otherwise."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 def require_chromium() -> str:

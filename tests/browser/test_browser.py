@@ -20,9 +20,8 @@ import time
 
 import pytest
 
-from browser.helpers import ROOT, browser, kernel_view, lab_notebook, require_chromium, shot, static_server
+from browser.helpers import ROOT, kernel_view, lab_notebook, shot, static_server, wait_for
 
-BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_e2e.ipynb"
 EXPLORER = ".lossviz-explorer"
 
@@ -42,18 +41,6 @@ def in_rect(p, x0, y0, x1, y1):
     return x0 < p[0] < x1 and y0 < p[1] < y1
 
 
-def wait_for(fn, timeout=60.0, interval=0.2, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:  # noqa: BLE001 (file half-written, element not there yet)
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 def point_pixels(page):
@@ -102,13 +89,6 @@ def assert_set_between(actual, must, may, what):
 
 
 # ----------------------------------------------------------------------------------------- 1. harness
-@pytest.fixture(scope="module")
-def chromium():
-    """One Playwright + Chromium for the module (two sync Playwright instances cannot coexist)."""
-    require_chromium()
-    assert BUNDLE.exists(), "build the front end first: npm install && npm run build"
-    with browser() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

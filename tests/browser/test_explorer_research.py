@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from browser.helpers import browser, kernel_view, lab_notebook, require_chromium, shot
-from browser.test_explorer_ui import BUNDLE, EXPLORER, wait_for
+from browser.helpers import BUNDLE, browser, kernel_view, lab_notebook, require_chromium, shot, wait_for
+from browser.test_explorer_ui import EXPLORER
 
 NOTEBOOK = Path(__file__).resolve().parent / "explorer_research.ipynb"
 SHOTS = Path("/tmp/curvui-shots")

@@ -24,33 +24,19 @@ import pytest
 from browser.helpers import (
     ARTIFACTS,
     ROOT,
-    browser,
     kernel_view,
     lab_notebook,
-    require_chromium,
     shot,
     static_server,
+    wait_for,
 )
 from lossviz.widget.standalone import checked_figures, standalone_html
 
-BUNDLE = ROOT / "src" / "lossviz" / "static" / "widget.js"
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_ui.ipynb"
 EXPLORER = ".lossviz-explorer"
 LONGTASK_LIMIT_MS = 200
 
 
-def wait_for(fn, timeout=60.0, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:  # noqa: BLE001 (element not there yet, file half-written)
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 LONGTASKS_START = """() => {
@@ -68,12 +54,6 @@ NEXT_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnima
 LONGTASKS_STOP = "() => { window.__lt.disconnect(); return window.__longtasks; }"
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    require_chromium()
-    assert BUNDLE.exists(), "build the front end first: npm install && npm run build"
-    with browser() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -200,6 +200,12 @@ class FakeSession:
         self.jobs.append(job)
         return job
 
+    def surfaces(self):
+        return []
+
+    def load_surface(self, key):
+        raise KeyError(f"no stored surface {key!r}")
+
     def project(self, ids=None, method="layout", surface=None, wait=True, store=True, outliers="include"):
         self.calls.append(("project", method, surface is not None))
         self.project_options = {"store": store, "outliers": outliers}

@@ -27,14 +27,23 @@ import numpy as np
 import traitlets as t
 
 from lossviz.io.h5 import write_surface
+from lossviz.jobs import Job, start_in_thread
 from lossviz.jsonable import json_safe
 from lossviz.session import Session
 from lossviz.training import prewarm_optimizers
 from lossviz.widget import payloads as P
 from lossviz.widget import views
+from lossviz.widget.exports import EXPORT_FORMATS, branch_paths, check_exportable, export_name, write_export
 from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
-from lossviz.widget.options import CONTOUR_MODES, DIRECTIONS, LIMITS, PROJECTIONS, explorer_options
+from lossviz.widget.options import (
+    CONTOUR_MODES,
+    DIRECTIONS,
+    LIMITS,
+    MAX_STORED_SURFACES,
+    PROJECTIONS,
+    explorer_options,
+)
 from lossviz.widget.payloads import PayloadError
 from lossviz.widget.projections import ProjectionRequest, ProjectionRequests
 from lossviz.widget.protocol import SessionFactory, SessionLike
@@ -121,6 +130,9 @@ class Explorer(anywidget.AnyWidget):
     control_errors = t.Dict().tag(sync=True)
     #: a delete waiting for the user's confirmation: {"ids": [...], "text": "..."}; empty when none
     confirm_delete = t.Dict().tag(sync=True)
+    #: the project's stored surfaces, newest first: [{"key", "label", "complete"}] (a reopened project
+    #: shows the newest complete one; ``show_stored_surface`` shows another)
+    stored_surfaces = t.List(t.Dict()).tag(sync=True)
 
     # ---------------------------------------------------------------- research views (issue 15)
     #: the last Connect: a curve's and the straight line's profiles and barriers (lossviz.widget.research)
@@ -236,6 +248,32 @@ class Explorer(anywidget.AnyWidget):
             self.spectrum = {}
             self._push_checkpoints()
         self.form = self._form_for(None)
+        self._list_stored_surfaces(show_newest=True)
+
+    def _list_stored_surfaces(self, show_newest: bool = False) -> None:
+        """List the session's stored surfaces; ``show_newest``: show the newest complete one that can be
+        read (a damaged file is named in ``error`` and the next one is tried)."""
+        try:
+            rows = list(self._session.surfaces())
+        except Exception as exc:  # noqa: BLE001 - a damaged index must not stop the Explorer from opening
+            self.stored_surfaces = []
+            self.error = f"the project's stored surfaces cannot be listed: {exc}"
+            return
+        self.stored_surfaces = views.stored_surface_entries(rows, MAX_STORED_SURFACES)
+        if not show_newest:
+            return
+        failed: list[str] = []
+        for entry in self.stored_surfaces:
+            if not entry["complete"]:
+                continue
+            try:
+                self.show_surface(self._session.load_surface(entry["key"]))
+            except Exception as exc:  # noqa: BLE001 - a damaged file is said, the next one shown
+                failed.append(f"{entry['label']}: {exc}")
+                continue
+            break
+        if failed:
+            self.error = "stored surface(s) that cannot be read: " + "; ".join(failed)
 
     def _let_go(self) -> None:
         """Stop listening to the current session."""
@@ -339,6 +377,8 @@ class Explorer(anywidget.AnyWidget):
             self.message = f"{said}: {job.state}"
         if job.state == "failed" and not self._follower.follows(job.id):  # followed ones say it in their words
             self.error = f"{job.kind} job {job.id} failed: {job.error or 'unknown error'}"
+        if job.kind == "surface" and job.state == "done":
+            self._list_stored_surfaces()
         if job.kind == "surface" and job.state in _FINISHED and (
                 self._surface_job is None or self._surface_job.id == job.id):
             self._surface_job = job
@@ -778,6 +818,48 @@ class Explorer(anywidget.AnyWidget):
         self.send({"type": "download", "filename": path.name, "mime": "application/x-hdf5"}, [data])
         self.message = f"surface written to {path} ({len(data)} bytes)"
 
+    def _cmd_show_stored_surface(self, p: Mapping[str, Any]) -> None:
+        """``{"key"}``: show a stored surface (one of ``stored_surfaces``: a key not listed is refused)."""
+        key = P.text(p, "key")
+        listed = {e["key"]: e for e in self.stored_surfaces}
+        if key not in listed:
+            raise PayloadError(f"surface {key!r} is not one of the project's stored surfaces: pick one from the list")
+        try:
+            surf = self._session.load_surface(key)
+        except Exception as exc:  # noqa: BLE001 - a damaged file is said next to the list, the view is kept
+            raise PayloadError(f"the stored surface {listed[key]['label']} cannot be read: {exc}") from None
+        self._surface_job = None
+        self.show_surface(surf)
+        self.message = f"showing the stored surface {listed[key]['label']}"
+
+    def _cmd_export_file(self, p: Mapping[str, Any]) -> None:
+        """``{"format": "vtp" | "ply" | "gif", "metric"?}``: the surface shown (its ``metric``, default the
+        one on screen) written into the project's ``exports/`` folder and sent back as a download. The GIF
+        (the trajectory per branch over the contour) is rendered by a job, the kernel stays free."""
+        fmt = P.choice(P.text(p, "format"), tuple(EXPORT_FORMATS), "export format")
+        surf = self._surface_obj
+        metric = check_exportable(surf, fmt, P.text(p, "metric", self.surface_metric) or None)
+        path = Path(str(self._session.path or ".")) / "exports" / export_name(surf, fmt, metric)
+        trajectory = None
+        if fmt == "gif":
+            traj = views.stored_trajectory(surf.meta or {}) or self._trajectory_of(surf)
+            if traj is not None:
+                branch_of = {int(c.id): int(c.branch) for c in self._session.checkpoints()}
+                trajectory = branch_paths([int(i) for i in traj["ids"]], traj["coords"], branch_of)
+
+        def send(written: Any) -> None:
+            data = Path(written).read_bytes()
+            self.send({"type": "download", "filename": Path(written).name, "mime": EXPORT_FORMATS[fmt]}, [data])
+            self.message = f"{fmt.upper()} written to {written} ({len(data)} bytes)"
+
+        if fmt != "gif":
+            send(write_export(path, surf, fmt, metric))
+            return
+        self._announce(f"rendering the GIF of {metric}")
+        self._follow("the GIF export", lambda: start_in_thread(
+            Job("export", lambda job: write_export(path, surf, fmt, metric, trajectory),
+                description=f"GIF of {metric}")), send)
+
     # ------------------------------------------------------------------ front-end exports (js/snapshot.js)
     def _cmd_export_html(self, p: Mapping[str, Any]) -> None:
         """The views the front end drew, as one standalone HTML page (plotly.js inlined): written to the
@@ -814,5 +896,7 @@ COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {
     "create_project": Explorer._cmd_create_project,
     "export_surface": Explorer._cmd_export_surface,
     "export_html": Explorer._cmd_export_html,
+    "export_file": Explorer._cmd_export_file,
+    "show_stored_surface": Explorer._cmd_show_stored_surface,
 }
 """Front-end message types and their handlers."""

@@ -21,6 +21,7 @@ __all__ = [
     "FIELDS",
     "FORM_EXTRAS",
     "LIMITS",
+    "MAX_STORED_SURFACES",
     "OPTIMIZERS",
     "PROJECTIONS",
     "TRAIN_KEYS",
@@ -53,6 +54,8 @@ LIMITS = {
     "resolution_min": 3,
     "resolution_max": 401,
 }
+
+MAX_STORED_SURFACES = 50  # the stored surfaces the Explorer lists (newest first)
 
 RANGE_HINT = ("auto fits the grid to the trajectory in the plane with a margin (PCA, directions to checkpoints); "
               "random and Hessian directions get -1:1")

@@ -33,6 +33,7 @@ __all__ = [
     "metric_names",
     "projection_view",
     "schedule_text",
+    "stored_surface_entries",
     "stored_trajectory",
     "subtree_ids",
     "surface_view",
@@ -187,6 +188,21 @@ def trajectory_view(ids: Iterable[Any], coords: Any) -> dict[str, np.ndarray]:
     """Checkpoint ids and their ``(n, 2)`` plane coordinates as float32 arrays."""
     xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     return {"ids": np.asarray(list(ids), dtype=np.float32), "coords": xy.astype(np.float32)}
+
+
+def stored_surface_entries(rows: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The ``stored_surfaces`` trait: the session's stored surface rows (``Session.surfaces()``), newest
+    first, at most ``limit``, each ``{"key", "label", "complete"}`` with a label such as
+    ``"checkpoint 12 · pca · x -1:1:21, y -1:1:21"`` (``" · 40/441 points"`` when partial)."""
+    out = []
+    for row in sorted(rows, key=lambda r: float(r.get("created", 0.0)), reverse=True)[:limit]:
+        spec, meta = row.get("spec") or {}, row.get("meta") or {}
+        axes = f"x {spec.get('x')}" + (f", y {spec['y']}" if spec.get("y") else "")
+        label = f"checkpoint {meta.get('center', spec.get('center'))} · {spec.get('directions', 'directions')} · {axes}"
+        if not row.get("complete"):
+            label += f" · {meta.get('n_done', 0)}/{meta.get('n_total', '?')} points"
+        out.append({"key": str(row["key"]), "label": label, "complete": bool(row.get("complete"))})
+    return out
 
 
 def stored_trajectory(meta: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
