@@ -428,3 +428,21 @@ def test_animate_surface_uses_its_trajectory(tmp_path):
     assert len(gif) == 6 and durations == [200] * 6
     with pytest.raises(ValueError, match="no trajectory"):
         animate_surface_paths(tmp_path / "t.gif", SimpleNamespace(x=x, y=y, values={"train_loss": z}, meta={}))
+
+
+def test_animation_colour_bar_names_the_metric(tmp_path, monkeypatch):
+    """The colour bar says which metric the contour shows (it said "value" for every one)."""
+    import lossviz.io.animation as animation
+
+    x, y, z = anim_surface()
+    drawn = []
+    real_save = animation.save_animation
+    monkeypatch.setattr(animation, "save_animation", lambda p, f, fps=10: drawn.append(f) or real_save(p, f, fps))
+    meta = {"trajectory": {"ids": [0, 1, 2], "coords": spiral_path(3).tolist()}}
+    surf = SimpleNamespace(x=x, y=y, values={"train_loss": z, "test_acc": 1 - z / z.max()}, meta=meta)
+    animate_surface_paths(tmp_path / "a.gif", surf, metric="test_acc", size=SIZE, frames=2)
+    animate_surface_paths(tmp_path / "l.gif", surf, size=SIZE, frames=2, log=True)
+    assert [f.meta["colorbar_label"] for f in drawn] == ["test_acc", "log10 train_loss"]
+    plain = render_path_frames(x, y, z, spiral_path(3), size=SIZE, frames=2)
+    assert plain.meta["colorbar_label"] == "value" and plain.meta["xlabel"] == "x"
+    assert render_path_frames(x, y, z, spiral_path(3), size=SIZE, frames=2, colorbar=False).meta["colorbar_label"] is None

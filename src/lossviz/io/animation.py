@@ -36,7 +36,8 @@ class PathFrames:
     ``images``: RGB ``PIL.Image`` frames; ``indices[f, k]``: the point of path ``k`` shown (as its marker)
     in frame ``f``; ``paths``: the paths (n_k, 2) in data coordinates; ``colors``: each path's RGB colour
     (0..255); ``labels``; ``affine``: the 3x3 data → display transform of the axes (display origin at the
-    bottom-left, in pixels), used by :meth:`data_to_pixel`.
+    bottom-left, in pixels), used by :meth:`data_to_pixel`; ``meta``: ``log``, ``levels`` and the axis and
+    colour bar labels drawn (``colorbar_label`` None without a colour bar).
     """
 
     images: list
@@ -135,6 +136,7 @@ def render_path_frames(
     title: str | None = None,
     xlabel: str = "x",
     ylabel: str = "y",
+    zlabel: str = "value",
     marker_size: float = 9.0,
     line_width: float = 2.0,
     colorbar: bool = True,
@@ -144,7 +146,8 @@ def render_path_frames(
     per point of the longest path, are given), a legend when there are several paths or ``labels``.
 
     ``log``: contour ``log10(z)`` (values must be > 0). ``levels``: number of contour levels or their
-    values (in ``log10`` units when ``log``). ``size``: frame (width, height) in pixels.
+    values (in ``log10`` units when ``log``). ``size``: frame (width, height) in pixels. ``zlabel``: the
+    colour bar's label (``log10 zlabel`` when ``log``).
     """
     Figure, FigureCanvasAgg = _matplotlib()
     from matplotlib.colors import to_rgb
@@ -191,8 +194,11 @@ def render_path_frames(
         cs = ax.contourf(xa, ya, zm, levels=levels, cmap=cmap)
     else:
         cs = ax.contour(xa, ya, zm, levels=levels, cmap=cmap)
+    bar_label = None
     if colorbar:
-        fig.colorbar(cs, ax=ax).set_label("log10 value" if log else "value")
+        bar = fig.colorbar(cs, ax=ax)
+        bar.set_label(f"log10 {zlabel}" if log else zlabel)
+        bar_label = bar.ax.get_ylabel()
     ax.set_xlim(xa.min(), xa.max())
     ax.set_ylim(ya.min(), ya.max())
     ax.set_xlabel(xlabel)
@@ -244,7 +250,8 @@ def render_path_frames(
         labels=names,
         affine=affine,
         size=(width, height),
-        meta={"log": log, "levels": levels if isinstance(levels, int) else list(levels)},
+        meta={"log": log, "levels": levels if isinstance(levels, int) else list(levels),
+              "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "colorbar_label": bar_label},
     )
 
 
@@ -366,18 +373,21 @@ def animate_surface_paths(
 ) -> Path:
     """:func:`animate_paths` over a Surface's metric (default ``train_loss``). ``paths=None`` uses the
     trajectory the surface carries (``surface.meta["trajectory"]["coords"]``, as PCA surfaces have). The
-    axes are labelled by :func:`lossviz.figures.surface_axis_labels` (PCA: with explained variance)."""
+    axes are labelled by :func:`lossviz.figures.surface_axis_labels` (PCA: with explained variance), the
+    colour bar by the metric's name."""
+    from lossviz.figures import default_metric, surface_axis_labels
+
+    metric = default_metric(surface, metric)
     x, y, z = surface_arrays(surface, metric)
     if paths is None:
         traj = (getattr(surface, "meta", None) or {}).get("trajectory")
         if not traj or "coords" not in traj:
             raise ValueError("this surface carries no trajectory: pass paths=(n, 2) coordinates in its plane")
         paths = np.asarray(traj["coords"], dtype=np.float64)
-    from lossviz.figures import surface_axis_labels
-
     xlabel, ylabel = surface_axis_labels(surface)  # "PC1: 91.8 %" for PCA directions
     kwargs.setdefault("xlabel", xlabel)
     kwargs.setdefault("ylabel", ylabel)
+    kwargs.setdefault("zlabel", metric)
     return animate_paths(path, x, y, z, paths, **kwargs)
 
 
