@@ -119,10 +119,14 @@ def jupyter_lab(cwd: Path = ROOT, timeout: float = 120.0, env: dict | None = Non
         log.close()
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, element: str | None = None) -> Path:
+    """A screenshot of the viewport (or of the ``element`` a selector names) as ``test-artifacts/<name>.png``."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    if element is None:
+        page.screenshot(path=str(path), full_page=False)
+    else:
+        page.locator(element).screenshot(path=str(path))
     return path
 
 

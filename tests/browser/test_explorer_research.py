@@ -1,8 +1,7 @@
 """The Explorer's research views (issue 15) in JupyterLab with a real kernel, in Debian Chromium through
 Playwright: brush the ends of two branches, Connect, and the 1-D view draws the curve's and the line's profiles
 with the kernel's barriers in its title; open a checkpoint, Spectrum, and the spectrum tab draws the
-eigenvalue density with the kernel's trace in its title. Screenshots go to ``test-artifacts/`` and
-``/tmp/curvui-shots/``.
+eigenvalue density with the kernel's trace in its title. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from browser.helpers import BUNDLE, browser, kernel_view, lab_notebook, require_
 from browser.test_explorer_ui import EXPLORER
 
 NOTEBOOK = Path(__file__).resolve().parent / "explorer_research.ipynb"
-SHOTS = Path("/tmp/curvui-shots")
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +50,8 @@ def numbers(text):
 
 
 def save(page, selector, name):
-    SHOTS.mkdir(exist_ok=True)
-    page.locator(selector).screenshot(path=str(SHOTS / f"{name}.png"))
-    shot(page, f"research-{name}")
+    shot(page, f"research-{name}", element=selector)
+    shot(page, f"research-{name}-page")
 
 
 def test_connect_and_spectrum_in_jupyterlab(lab):
@@ -117,5 +114,5 @@ def research_session(page):
     assert page.locator(f"{plot} .scatterlayer .trace .textpoint").count() == len(sp["eigenvalues"])
     assert kernel(page)["error"] == ""
     save(page, f"{EXPLORER} .lv-col-right", "spectrum-tab")
-    page.screenshot(path=str(SHOTS / "explorer-full.png"))
+    shot(page, "research-explorer-full")
     assert page.errors == [], page.errors

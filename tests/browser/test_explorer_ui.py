@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import pytest
 
@@ -175,9 +174,6 @@ def test_layout_fits_the_screen_with_bounded_lists(chromium, server, size):
     # the contour draws one path per branch (the harness's trajectory is branch 0's checkpoints)
     names = page.evaluate("() => document.querySelector('.lv-contour-plot').data.map((t) => t.name)")
     assert names.count("branch 0") == 1 and "trajectory" in names
-    out = Path("/tmp/exui-shots")
-    out.mkdir(exist_ok=True)
-    page.screenshot(path=str(out / f"harness-{width}x{height}.png"))
     shot(page, f"ui-harness-{width}x{height}")
     assert page.errors == []
     page.close()
@@ -387,7 +383,6 @@ def test_critical_toggle_and_project_errors_next_to_their_controls(chromium, ser
     opened, shown = page.locator("button.lv-open").bounding_box(), note.bounding_box()
     assert abs(shown["y"] - (opened["y"] + opened["height"])) < 40, (opened, shown)  # right under the list's Open
     shot(page, "ui-harness-project-error")
-    page.screenshot(path="/tmp/exui2-shots/6-open-error-by-its-control.png")
     page.click("button.lv-open")  # used again: the note goes (until the kernel sends a new one)
     note.wait_for(state="hidden")
     assert page.evaluate("() => window.model.sent.at(-1)")["type"] == "open_project"
@@ -438,7 +433,6 @@ def working_session(page):
         page.wait_for_timeout(300)  # let the cell settle after the resize (plotly relayouts on ResizeObserver)
         train = page.locator(f"{EXPLORER} button.lv-train").bounding_box()
         assert train and train["y"] + train["height"] <= h and train["x"] + train["width"] <= w, (w, h, train)
-        page.screenshot(path=f"/tmp/exui-shots/lab-{w}x{h}.png")
         shot(page, f"ui-lab-{w}x{h}")
     page.set_viewport_size({"width": 1440, "height": 900})
 
@@ -596,8 +590,6 @@ def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(ch
     from lossviz import Explorer, Session
 
     torch.set_num_threads(1)
-    shots = Path("/tmp/exui2-shots")
-    shots.mkdir(exist_ok=True)
     session = Session(tmp_path / "p", model="mlp", data="spirals", eval_samples=128)
     session.train(epochs=4, lr=0.1).wait(120)
     main = [c.id for c in session.checkpoints()]
@@ -623,7 +615,7 @@ def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(ch
     assert marks["customdata"] == [bad] and marks["x"][0] > x_range[0] + 0.9 * (x_range[1] - x_range[0])  # at the edge
     assert "PC1:" in page.text_content(".lv-scatter-plot .xtitle")
     assert int(scatter.get_attribute("data-points")) == len(cks) - 1
-    page.screenshot(path=str(shots / "1-pca-outlier-marked.png"))
+    shot(page, "ui-outliers-1-pca-outlier-marked")
 
     # the toggle: the kernel projects it too (or says it cannot), the note goes; unticked, it comes back
     page.check(".lv-include-outliers")
@@ -631,7 +623,7 @@ def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(ch
     assert w.include_outliers is True
     wait_for(lambda: page.locator(".lv-outlier-note").is_hidden() and scatter.get_attribute("data-outliers") == "",
              what="no outlier note once they are included")
-    page.screenshot(path=str(shots / "2-outliers-included.png"))
+    shot(page, "ui-outliers-2-outliers-included")
     page.uncheck(".lv-include-outliers")
     pump(page, w)
     assert w.include_outliers is False
@@ -647,7 +639,7 @@ def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(ch
     wait_for(lambda: (n := page.evaluate(curves)) and not any(m.endswith(f"branch {fork}") for m in n),
              what="the fork's metric curves gone")
     wait_for(lambda: page.inner_text(".lv-show-hidden") == f"show hidden ({n_fork})", what="show hidden (n)")
-    page.screenshot(path=str(shots / "3-fork-hidden.png"))
+    shot(page, "ui-outliers-3-fork-hidden")
     page.click(".lv-show-hidden")
     pump(page, w)
     assert w.hidden_branches == []
@@ -670,13 +662,13 @@ def test_outliers_hidden_branches_and_a_confirmed_delete_with_a_real_explorer(ch
     btn, box = page.locator(".lv-manage .lv-delete").bounding_box(), confirm.bounding_box()
     assert 0 <= box["y"] - (btn["y"] + btn["height"]) < 40, (btn, box)  # right under the button
     assert bad in [c.id for c in session.checkpoints()]  # asking deleted nothing
-    page.screenshot(path=str(shots / "4-delete-confirmation.png"))
+    shot(page, "ui-outliers-4-delete-confirmation")
     page.click(".lv-confirm-yes")
     pump(page, w)
     assert bad not in [c.id for c in session.checkpoints()] and w.confirm_delete == {}
     confirm.wait_for(state="hidden")
     wait_for(lambda: int(scatter.get_attribute("data-points")) == len(cks) - 1, what="the deleted checkpoint gone")
-    page.screenshot(path=str(shots / "5-deleted.png"))
+    shot(page, "ui-outliers-5-deleted")
     assert page.errors == []
     page.close()
     w.close()

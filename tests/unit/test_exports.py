@@ -445,4 +445,5 @@ def test_animation_colour_bar_names_the_metric(tmp_path, monkeypatch):
     assert [f.meta["colorbar_label"] for f in drawn] == ["test_acc", "log10 train_loss"]
     plain = render_path_frames(x, y, z, spiral_path(3), size=SIZE, frames=2)
     assert plain.meta["colorbar_label"] == "value" and plain.meta["xlabel"] == "x"
-    assert render_path_frames(x, y, z, spiral_path(3), size=SIZE, frames=2, colorbar=False).meta["colorbar_label"] is None
+    bare = render_path_frames(x, y, z, spiral_path(3), size=SIZE, frames=2, colorbar=False)
+    assert bare.meta["colorbar_label"] is None

@@ -64,6 +64,14 @@ export default { render({ el }) {
 _FINISHED = ("done", "failed", "cancelled")
 
 
+def _trait_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    """:func:`lossviz.widget.payloads.choice` for a trait validator (traitlets wants a TraitError)."""
+    try:
+        return P.choice(value, choices, name)
+    except PayloadError as e:
+        raise t.TraitError(str(e)) from None
+
+
 class Explorer(anywidget.AnyWidget):
     """Interactive explorer of a :class:`~lossviz.session.Session`: trajectory scatter, contour / 3D / 1D
     surface views, metric curves, branch and project panels.
@@ -192,10 +200,7 @@ class Explorer(anywidget.AnyWidget):
     # ------------------------------------------------------------------ validation of synced view options
     @t.validate("contour_mode")
     def _valid_mode(self, proposal: Any) -> str:
-        v = proposal["value"]
-        if v not in CONTOUR_MODES:
-            raise t.TraitError(f"contour_mode {v!r} is unknown: use one of {list(CONTOUR_MODES)}")
-        return v
+        return _trait_choice(proposal["value"], CONTOUR_MODES, "contour_mode")
 
     @t.validate("error")
     def _bounded_error(self, proposal: Any) -> str:
@@ -211,10 +216,7 @@ class Explorer(anywidget.AnyWidget):
 
     @t.validate("projection_method")
     def _valid_projection(self, proposal: Any) -> str:
-        v = proposal["value"]
-        if v not in PROJECTIONS:
-            raise t.TraitError(f"projection {v!r} is unknown: use one of {list(PROJECTIONS)}")
-        return v
+        return _trait_choice(proposal["value"], PROJECTIONS, "projection")
 
     @t.validate("selection")
     def _valid_selection(self, proposal: Any) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lossviz.figures import default_metric
-from lossviz.widget.payloads import PayloadError
+from lossviz.widget.payloads import PayloadError, choice
 
 __all__ = ["EXPORT_FORMATS", "GIF_FRAMES", "branch_paths", "export_name", "write_export"]
 
@@ -32,8 +32,7 @@ GIF_FRAMES = 60  # frames of an exported GIF at most (a longer trajectory is sam
 def check_exportable(surface: Any, fmt: str, metric: str | None) -> str:
     """The metric to export (``metric`` if the surface has it, else its default); a
     :class:`PayloadError` naming the fix when there is no complete 2-D surface or the format is unknown."""
-    if fmt not in EXPORT_FORMATS:
-        raise PayloadError(f"export format {fmt!r} is unknown: use one of {sorted(EXPORT_FORMATS)}")
+    choice(fmt, tuple(sorted(EXPORT_FORMATS)), "export format")
     if surface is None:
         raise PayloadError("there is no surface to export: compute one with the Surface button first")
     if getattr(surface, "y", None) is None:
