@@ -1,4 +1,4 @@
-"""PCA directions of a trajectory: ``projection.pca_gram`` (what ``directions.pca_directions`` uses)
+"""PCA directions of a trajectory: ``pca.pca_gram`` (what ``directions.pca_directions`` uses)
 against the scikit-learn full-SVD path it replaced, measured in the same run.
 
     PYTHONPATH=src python benchmarks/pca_directions.py [--points 40] [--dim 200000] [--repeat 3]

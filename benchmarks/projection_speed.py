@@ -83,7 +83,7 @@ def worker(method: str, folder: str, n: int, out: str) -> None:
     torch.set_num_threads(1)
     from sklearn.decomposition import PCA
 
-    from lossviz.projection import pca_gram
+    from lossviz.pca import pca_gram
 
     paths = sorted(Path(folder).glob("ckpt_*.npy"))[:n]
     base = rss_mb()

@@ -6,8 +6,8 @@ metadata) are imported on first use (PEP 562).
 * :class:`Session` (a project: checkpoints, training, stored surfaces) and :class:`Explorer` (its widget);
 * :func:`surface` (:func:`lossviz.landscape.compute_surface`), :func:`interpolate` and their result
   :class:`Surface`;
-* the submodules, e.g. ``lossviz.hessian``, ``lossviz.projection``, ``lossviz.figures``, ``lossviz.io``,
-  ``lossviz.zoo``.
+* the submodules, e.g. ``lossviz.hessian``, ``lossviz.pca``, ``lossviz.projection``, ``lossviz.figures``,
+  ``lossviz.io``, ``lossviz.zoo``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lossviz import hessian as hessian
     from lossviz import io as io
     from lossviz import landscape as landscape
+    from lossviz import pca as pca
     from lossviz import projection as projection
     from lossviz import zoo as zoo
     from lossviz.landscape import Surface as Surface
@@ -38,7 +39,7 @@ _ATTRIBUTES: dict[str, tuple[str, str]] = {
     "surface": ("lossviz.landscape", "compute_surface"),
     "interpolate": ("lossviz.landscape", "interpolate"),
 }
-_SUBMODULES: tuple[str, ...] = ("figures", "hessian", "io", "landscape", "projection", "zoo")
+_SUBMODULES: tuple[str, ...] = ("figures", "hessian", "io", "landscape", "pca", "projection", "zoo")
 
 __all__ = ["Explorer", "Session", "Surface", "__version__", "interpolate", "surface"]
 

@@ -24,7 +24,7 @@ import torch
 
 from lossviz.jsonable import to_builtin
 from lossviz.params import ParamSpace
-from lossviz.projection import pca_gram
+from lossviz.pca import pca_gram
 
 Normalization = Literal["filter", "layer", "model", "weight", "dfilter", "dlayer", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("filter", "layer", "model", "weight", "dfilter", "dlayer", "none")
@@ -423,7 +423,7 @@ def pca_directions(
     tensor) are set to 0 in the rows and in the directions. The directions are the principal axes
     of the rows centered on their mean (what sklearn ``PCA(n_components).components_`` gives, with
     its sign rule), computed exactly in float64 from the rows' Gram matrix by
-    :func:`lossviz.projection.pca_gram`. ``coords[i]`` solves ``min_c ||directions.T c - m_i||``
+    :func:`lossviz.pca.pca_gram`. ``coords[i]`` solves ``min_c ||directions.T c - m_i||``
     (least squares; the plain dot product when the directions are orthonormal).
     """
     mat = _stacked_rows(vectors)

@@ -119,6 +119,7 @@ class AnalysisOps(SurfaceService):
     def _embedding(self, id_list: list[int], method: str, job: Job | None, store: bool = True) -> Projection:
         """PCA or t-SNE coordinates, stored under the ids and found again."""
         from lossviz import projection as P
+        from lossviz.pca import pca_gram
 
         key = spec_key({"type": "projection", "method": method, "ids": id_list})
         found = self.store.find_result(key)
@@ -131,7 +132,7 @@ class AnalysisOps(SurfaceService):
 
         if method == "pca":
             k = min(2, len(id_list))
-            res = P.pca_gram(factory, n_components=k)
+            res = pca_gram(factory, n_components=k)
             coords = np.zeros((len(id_list), 2))
             coords[:, :k] = res.coords
             info = {"explained_variance_ratio": np.asarray(res.explained_variance_ratio).tolist(),
