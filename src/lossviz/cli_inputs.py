@@ -319,3 +319,11 @@ def _one_line(exc: BaseException) -> str:
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     msg = " ".join(str(msg).split())
     return msg or type(exc).__name__
+
+
+def _read_surface(path: str):
+    from lossviz.io.h5 import read_surface
+
+    if not Path(path).is_file():
+        raise CLIError(f"surface file {path!r} does not exist")
+    return read_surface(path)

@@ -266,8 +266,7 @@ def main_figure(surface: Any, opts: Any, path: Path, kind: str | None = None, me
 
 def cmd_plot(args) -> int:
     """``lossviz plot FILE``: the reference's figures, or one figure / the HTML to ``--out``."""
-    from lossviz.cli import _plot, _read_surface
-    from lossviz.cli_inputs import CLIError, _check_output_path
+    from lossviz.cli_inputs import CLIError, _check_output_path, _read_surface
 
     path = args.file or args.file_flag
     if not path and args.prefix:
@@ -310,7 +309,7 @@ def cmd_plot(args) -> int:
 def _plot_repeats(args) -> int:
     """``plot_1D.plot_1d_loss_err_repeat``: the 1D surfaces ``<prefix>_<idx>.h5`` (train and test loss and
     accuracy) in one figure, ``<prefix>_1d_loss_err_repeat``."""
-    from lossviz.cli import _read_surface
+    from lossviz.cli_inputs import _read_surface
 
     surfaces = [_read_surface(f"{args.prefix}_{i}.h5") for i in range(args.idx_min, args.idx_max + 1)]
     fig, ax = _new_figure()
@@ -353,3 +352,12 @@ def _plot_projection(args) -> int:
     for p in trajectory_plot(np.stack([xs, ys], axis=1), ratio, args.proj_file, formats):
         print(f"wrote {p}")
     return 0
+
+
+def _plot(surface, wanted: str | None, title: str, path: Path) -> tuple[Path, str | None]:
+    """Write the plot of ``surface``'s metric (``wanted`` or the default) to ``path``, titled
+    ``title`` + the metric: the figure and the writer of :mod:`lossviz.figures`."""
+    from lossviz import figures
+
+    metric = figures.default_metric(surface, wanted)
+    return figures.write_figure(figures.surface_figure(surface, metric, title=title + metric), path)

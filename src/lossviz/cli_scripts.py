@@ -174,8 +174,8 @@ def add_hessian_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_hessian(args) -> int:
-    from lossviz.cli import prepare_run
     from lossviz.cli_inputs import CLIError
+    from lossviz.cli_surface import prepare_run
 
     if args.mpi:
         raise CLIError("--mpi: lossviz hessian evaluates in this process (rank 0 alone); drop --mpi")
