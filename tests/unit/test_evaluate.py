@@ -341,22 +341,6 @@ def test_tf32_on_cpu_equals_float32_exactly_and_leaves_the_flags_alone():
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
 
 
-def test_tf32_context_sets_and_restores_the_flags_with_nested_users():
-    from lossviz.evaluate import _tf32_enabled
-
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        with _tf32_enabled():
-            with _tf32_enabled():
-                assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-            assert torch.backends.cuda.matmul.allow_tf32  # the outer user still holds it
-        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 @pytest.mark.parametrize("strategy", ["vmap", "loop"])
 @pytest.mark.parametrize("kind", ["weights", "states"])
 def test_channels_last_gives_the_same_numbers(strategy, kind):
