@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,17 @@ def test_axis_spec():
     assert "not min:max" in refused(P.surface_axis_spec, "a:b", 5)
     assert "not min:max" in refused(P.surface_axis_spec, "1:2:3", 5)
     assert "max must be greater than min" in refused(P.surface_axis_spec, "nan:1", 5)
+
+
+def test_project_path_resolves_under_the_root_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    assert P.project_path(str(tmp_path / "x"), "runs") == tmp_path / "x"  # absolute: as given
+    assert P.project_path("new", "runs") == Path("runs") / "new"  # relative: under the root
+    assert P.project_path("runs/a", "runs", existing=True) == Path("runs") / "a"  # a listed path: not runs/runs/a
+    assert P.project_path("new", None) == Path("new")  # no root: the working folder
+    assert P.project_path("b", "runs", existing=True) == Path("b")  # only the path as given exists
+    assert P.project_path("b", "runs") == Path("runs") / "b"  # a new project goes under the root
+    with pytest.raises(PayloadError, match="cannot be used"):
+        P.project_path("x" * 5000, "runs")

@@ -724,26 +724,6 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_clear_error(self, p: Mapping[str, Any]) -> None:
         self.error = ""
 
-    def _resolve_project_path(self, raw: str, *, existing: bool = False) -> Path:
-        """A project path from the panel: absolute as given; relative under the project root, unless it
-        already starts with that root (a listed project's path) or, for ``existing``, only the path as
-        given exists (never ``runs/runs/<name>``)."""
-        path = Path(os.path.expanduser(raw))
-        try:
-            path.exists()  # a name the file system cannot take (too long, ...) is refused here
-        except OSError as exc:
-            raise PayloadError(f"project path {raw!r} cannot be used ({exc.strerror}): choose a shorter or "
-                               "plainer name") from None
-        if path.is_absolute():
-            return path
-        root = Path(os.path.expanduser(self.project_root or "."))
-        if root.parts and path.parts[: len(root.parts)] == root.parts and root != Path("."):
-            return path
-        under = root / path
-        if existing and not under.exists() and path.exists():
-            return path
-        return under
-
     def _control_error(self, control: str, text: str) -> None:
         """An error shown next to ``control`` (``control_errors``) and in the ``error`` banner."""
         self.control_errors = {**self.control_errors, control: text}
@@ -778,7 +758,7 @@ class Explorer(anywidget.AnyWidget):
 
     def _cmd_open_project(self, p: Mapping[str, Any]) -> None:
         self._clear_control_error("open_project")
-        path = self._resolve_project_path(P.text(p, "path"), existing=True)
+        path = P.project_path(P.text(p, "path"), self.project_root, existing=True)
         if not path.exists():
             self._control_error("open_project", f"project {str(path)!r} does not exist: pick one from the list or "
                                 "create it")
@@ -788,7 +768,7 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_create_project(self, p: Mapping[str, Any]) -> None:
         self._clear_control_error("create_project")
         try:
-            path = self._resolve_project_path(P.text(p, "path"))
+            path = P.project_path(P.text(p, "path"), self.project_root)
             if path.exists() and any(path.iterdir()):
                 raise PayloadError(f"{str(path)!r} already exists: open it instead, or choose a new name")
             # named in the message (the form starts at options["create_defaults"]): a message that
@@ -812,13 +792,10 @@ class Explorer(anywidget.AnyWidget):
         if surf is None:
             raise PayloadError("there is no surface to export: compute one with the Surface button first")
         center = (surf.meta or {}).get("center", "surface")
-        default = Path(str(self._session.path or ".")) / "exports" / f"surface_{center}.h5"
-        path = Path(os.path.expanduser(p["path"])) if p.get("path") else default
+        path = Path(os.path.expanduser(p["path"])) if p.get("path") else self._export_path(f"surface_{center}.h5")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_surface(path, surf)
-        data = path.read_bytes()
-        self.send({"type": "download", "filename": path.name, "mime": "application/x-hdf5"}, [data])
-        self.message = f"surface written to {path} ({len(data)} bytes)"
+        self._download(path, "application/x-hdf5", "surface written to {path} ({size} bytes)")
 
     def _cmd_show_stored_surface(self, p: Mapping[str, Any]) -> None:
         """``{"key"}``: show a stored surface (one of ``stored_surfaces``: a key not listed is refused)."""
@@ -838,10 +815,10 @@ class Explorer(anywidget.AnyWidget):
         """``{"format": "vtp" | "ply" | "gif", "metric"?}``: the surface shown (its ``metric``, default the
         one on screen) written into the project's ``exports/`` folder and sent back as a download. The GIF
         (the trajectory per branch over the contour) is rendered by a job, the kernel stays free."""
-        fmt = P.choice(P.text(p, "format"), tuple(EXPORT_FORMATS), "export format")
+        fmt = P.text(p, "format")
         surf = self._surface_obj
         metric = check_exportable(surf, fmt, P.text(p, "metric", self.surface_metric) or None)
-        path = Path(str(self._session.path or ".")) / "exports" / export_name(surf, fmt, metric)
+        path = self._export_path(export_name(surf, fmt, metric))
         trajectory = None
         if fmt == "gif":
             traj = views.stored_trajectory(surf.meta or {}) or self._trajectory_of(surf)
@@ -850,9 +827,7 @@ class Explorer(anywidget.AnyWidget):
                 trajectory = branch_paths([int(i) for i in traj["ids"]], traj["coords"], branch_of)
 
         def send(written: Any) -> None:
-            data = Path(written).read_bytes()
-            self.send({"type": "download", "filename": Path(written).name, "mime": EXPORT_FORMATS[fmt]}, [data])
-            self.message = f"{fmt.upper()} written to {written} ({len(data)} bytes)"
+            self._download(Path(written), EXPORT_FORMATS[fmt], fmt.upper() + " written to {path} ({size} bytes)")
 
         if fmt != "gif":
             send(write_export(path, surf, fmt, metric))
@@ -868,12 +843,21 @@ class Explorer(anywidget.AnyWidget):
         project's ``exports/`` folder and sent back as a download."""
         figures = checked_figures(p.get("figures"))
         page = standalone_html(figures, P.text(p, "title", "lossviz views"))
-        path = Path(str(self._session.path or ".")) / "exports" / f"views_{time.strftime('%Y%m%d-%H%M%S')}.html"
+        path = self._export_path(f"views_{time.strftime('%Y%m%d-%H%M%S')}.html")
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = page.encode()
-        path.write_bytes(data)
-        self.send({"type": "download", "filename": path.name, "mime": "text/html"}, [data])
-        self.message = f"views written to {path} ({len(data)} bytes, opens with no kernel)"
+        path.write_bytes(page.encode())
+        self._download(path, "text/html", "views written to {path} ({size} bytes, opens with no kernel)")
+
+    def _export_path(self, name: str) -> Path:
+        """``name`` in the project's ``exports/`` folder (the working folder's without a project path)."""
+        return Path(str(self._session.path or ".")) / "exports" / name
+
+    def _download(self, path: Path, mime: str, message: str) -> None:
+        """Send the file at ``path`` to the front end as a download; ``message`` (``{path}``, ``{size}``)
+        says where it was written."""
+        data = path.read_bytes()
+        self.send({"type": "download", "filename": path.name, "mime": mime}, [data])
+        self.message = message.format(path=path, size=len(data))
 
 
 COMMANDS: dict[str, Callable[[Explorer, Mapping[str, Any]], None]] = {

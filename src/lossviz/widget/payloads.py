@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lossviz.validation import Boolean, Interval, check
@@ -26,6 +28,7 @@ __all__ = [
     "ids",
     "number",
     "project_hparams",
+    "project_path",
     "surface_axis_spec",
     "text",
     "train_hparams",
@@ -194,3 +197,24 @@ def surface_axis_spec(range_text: str, resolution: int) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise PayloadError(f"range {range_text!r}: max must be greater than min")
     return f"{lo:g}:{hi:g}:{int(resolution)}"
+
+
+def project_path(raw: str, root: str | None, *, existing: bool = False) -> Path:
+    """A project path from the project panel: absolute as given; relative under ``root`` (default the working
+    folder), unless it already starts with that root (a listed project's path) or, for ``existing``, only
+    the path as given exists (never ``runs/runs/<name>``). A name the file system cannot take is refused."""
+    path = Path(os.path.expanduser(raw))
+    try:
+        path.exists()  # a name the file system cannot take (too long, ...) is refused here
+    except OSError as exc:
+        raise PayloadError(f"project path {raw!r} cannot be used ({exc.strerror}): choose a shorter or "
+                           "plainer name") from None
+    if path.is_absolute():
+        return path
+    base = Path(os.path.expanduser(root or "."))
+    if base.parts and path.parts[: len(base.parts)] == base.parts and base != Path("."):
+        return path
+    under = base / path
+    if existing and not under.exists() and path.exists():
+        return path
+    return under
