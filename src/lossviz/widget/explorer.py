@@ -33,7 +33,14 @@ from lossviz.session import Session
 from lossviz.training import prewarm_optimizers
 from lossviz.widget import payloads as P
 from lossviz.widget import views
-from lossviz.widget.exports import EXPORT_FORMATS, branch_paths, check_exportable, export_name, write_export
+from lossviz.widget.exports import (
+    EXPORT_FORMATS,
+    NO_SURFACE,
+    branch_paths,
+    check_exportable,
+    export_name,
+    write_export,
+)
 from lossviz.widget.follow import JobFollower
 from lossviz.widget.live import StoreWatch
 from lossviz.widget.options import (
@@ -790,7 +797,7 @@ class Explorer(anywidget.AnyWidget):
     def _cmd_export_surface(self, p: Mapping[str, Any]) -> None:
         surf = self._surface_obj
         if surf is None:
-            raise PayloadError("there is no surface to export: compute one with the Surface button first")
+            raise PayloadError(NO_SURFACE)
         center = (surf.meta or {}).get("center", "surface")
         path = Path(os.path.expanduser(p["path"])) if p.get("path") else self._export_path(f"surface_{center}.h5")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ EXPORT_FORMATS: dict[str, str] = {
 }
 """Formats of :func:`write_export` and the MIME type of their downloads."""
 
+NO_SURFACE = "there is no surface to export: compute one with the Surface button first"
 GIF_FRAMES = 60  # frames of an exported GIF at most (a longer trajectory is sampled evenly)
 
 
@@ -34,7 +35,7 @@ def check_exportable(surface: Any, fmt: str, metric: str | None) -> str:
     :class:`PayloadError` naming the fix when there is no complete 2-D surface or the format is unknown."""
     choice(fmt, tuple(sorted(EXPORT_FORMATS)), "export format")
     if surface is None:
-        raise PayloadError("there is no surface to export: compute one with the Surface button first")
+        raise PayloadError(NO_SURFACE)
     if getattr(surface, "y", None) is None:
         raise PayloadError(f"a {fmt.upper()} export needs a 2-D surface; this one is 1-D: compute one with a y range")
     done = getattr(surface, "done", None)
