@@ -3,6 +3,7 @@
 // when the minified JS exceeds the 2 MB budget.
 import * as esbuild from "esbuild";
 import { statSync, mkdirSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -10,6 +11,44 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const outdir = join(root, "src", "lossviz", "static");
 const BUDGET_BYTES = 2_000_000; // 2 MB, decimal
 const watch = process.argv.includes("--watch");
+
+/** Source patches of plotly's bundled stackgl modules: [what, the text replaced, its replacement]. The build
+ * fails when a text is not found (a plotly upgrade changed it: look at the patch again).
+ * - The 3-D pick buffer (gl-select-static) read its pixels back in a timer 1 ms after every draw: a synchronous
+ *   readPixels, which waits for the whole GL queue, the first draws' shader compilation included (seconds of
+ *   work in software GL). It is read when a pick asks for it instead (a hover, when the queue is idle), so a
+ *   3-D view can be drawn hidden and its shaders compiled without the page waiting (js/surface3d.js). */
+const STACKGL_PATCHES = [
+  ["pick buffer read on first query",
+    "  this._readTimeout = setTimeout(this._readCallback, 1)\n}",
+    "  this._unread = true\n}"],
+  ["pick buffer query reads it first",
+    "proto.query = function(x, y, radius) {\n  if(!this.gl) {\n    return null\n  }\n",
+    "proto.query = function(x, y, radius) {\n  if(!this.gl) {\n    return null\n  }\n  if(this._unread) {\n    this._unread = false\n    this._readCallback()\n    this.gl.bindFramebuffer(this.gl.FRAMEBUFFER, null)\n  }\n"],
+  // - The 3-D axes (gl-axes3d) made a new line program each time their ticks changed (every new surface):
+  //   a new program is a new pipeline to compile. One program per context serves every tick set.
+  ["axis lines keep their program",
+    "  this.vertBuffer.dispose()\n  this.shader.dispose()\n}\n\nfunction createLines(gl, bounds, ticks) {",
+    "  this.vertBuffer.dispose()\n}\n\nfunction createLines(gl, bounds, ticks) {"],
+  ["axis lines share one program per context",
+    "  var shader = createShader(gl)\n  shader.attributes.position.location = 0\n  return new Lines(",
+    "  var shader = gl.__lossvizAxisLines || (gl.__lossvizAxisLines = createShader(gl))\n  shader.attributes.position.location = 0\n  return new Lines("],
+];
+
+/** @type {import("esbuild").Plugin} */
+const patchStackgl = {
+  name: "patch-stackgl",
+  setup(build) {
+    build.onLoad({ filter: /plotly\.js[\\/]stackgl_modules[\\/]index\.js$/ }, async (args) => {
+      let text = await readFile(args.path, "utf8");
+      for (const [what, from, to] of STACKGL_PATCHES) {
+        if (text.split(from).length !== 2) throw new Error(`plotly stackgl patch "${what}": its text is not found once in ${args.path}`);
+        text = text.replace(from, to);
+      }
+      return { contents: text, loader: "js" };
+    });
+  },
+};
 
 mkdirSync(outdir, { recursive: true });
 
@@ -27,6 +66,7 @@ const jsOptions = {
   loader: { ".css": "empty" },
   legalComments: "none",
   logLevel: "warning",
+  plugins: [patchStackgl],
 };
 const cssOptions = {
   entryPoints: [join(root, "js", "widget.css")],

@@ -160,7 +160,7 @@ export function createViewsPanel(container, ctx, model, views) {
     const figures = [];
     for (const [name, v] of Object.entries(views)) {
       const p = /** @type {{data?: object[], layout?: object}} */ (/** @type {unknown} */ (v.el));
-      if (p.data && p.data.length) figures.push(standaloneFigure(name, p));
+      if (p.data && p.data.length && (v.isShown?.() ?? true)) figures.push(standaloneFigure(name, p));
     }
     if (!figures.length) { ctx.showError("there is nothing drawn to export yet"); return; }
     ctx.send({ type: "export_html", figures, title: `lossviz · ${ctx.state.project?.name || "Explorer"}` });

@@ -145,6 +145,8 @@ export interface View {
   el: PlotElement;
   render(): void;
   destroy(): void;
+  /** false while the view's plot holds nothing of the user's to show (the 3-D view's hidden warm-up scene) */
+  isShown?(): boolean;
 }
 
 /** The surface's view options (contour style, log scale, colour limits, levels). */

@@ -156,7 +156,8 @@ function render({ model, el: root }) {
   const pngSel = select("lv-png-view", ["trajectory", "contour", "3d", "metrics", "1d"], "view to export");
   const pngBtn = button("lv-png", "PNG", "download the chosen view as PNG", () => {
     const target = { trajectory: views.scatter, contour: views.contour, "3d": views.surface3d, metrics: views.metrics, "1d": views.lines }[pngSel.value];
-    if (target) Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
+    if (target && !(target.isShown?.() ?? true)) ctx.showError(`the ${pngSel.value} view has nothing drawn to export yet`);
+    else if (target) Plotly.downloadImage(target.el, { format: "png", filename: `lossviz-${pngSel.value}`, scale: 2 });
   });
   const h5Btn = button("lv-h5", "Surface HDF5", "write the surface to an HDF5 file (Li's layout) and download it", () => ctx.send({ type: "export_surface" }));
   const htmlBtn = button("lv-html", "HTML", "a standalone interactive HTML page of the current views (opens with no kernel)",

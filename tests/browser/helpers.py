@@ -156,3 +156,18 @@ def kernel_view(page) -> dict:
     import json
 
     return json.loads(Path(page.probe).read_text())
+
+
+def pixel_of(page, ident):
+    """The page pixel of checkpoint ``ident`` in the scatter, once the scatter has drawn it (a view the
+    kernel just switched to may draw a frame later)."""
+    page.wait_for_function("""(id) => {
+        const box = document.querySelector('.lossviz-explorer').__lossviz;
+        return box.views.scatter.pixelOf(id) != null;
+    }""", arg=ident, timeout=30_000)
+    return tuple(page.evaluate("""(id) => {
+        const box = document.querySelector('.lossviz-explorer').__lossviz;
+        const r = box.views.scatter.el.getBoundingClientRect();
+        const p = box.views.scatter.pixelOf(id);
+        return [r.left + p[0], r.top + p[1]];
+    }""", ident))

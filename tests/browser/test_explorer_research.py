@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from browser.helpers import BUNDLE, browser, kernel_view, lab_notebook, require_chromium, shot, wait_for
+from browser.helpers import BUNDLE, browser, kernel_view, lab_notebook, pixel_of, require_chromium, shot, wait_for
 from browser.test_explorer_ui import EXPLORER
 
 NOTEBOOK = Path(__file__).resolve().parent / "explorer_research.ipynb"
@@ -28,16 +28,10 @@ def lab(tmp_path_factory):
 kernel = kernel_view
 
 
-def pixel(page, ident):
-    return page.evaluate("""(id) => { const L = document.querySelector('.lossviz-explorer').__lossviz;
-        const r = L.views.scatter.el.getBoundingClientRect(); const p = L.views.scatter.pixelOf(id);
-        return [r.left + p[0], r.top + p[1]]; }""", ident)
-
-
 def brush(page, ident):
     """A short drag over checkpoint ``ident``: the brush adds it to the selection."""
     page.locator(f"{EXPLORER} .lv-cell-scatter").scroll_into_view_if_needed()
-    x, y = pixel(page, ident)
+    x, y = pixel_of(page, ident)
     page.mouse.move(x - 3, y)
     page.mouse.down()
     page.mouse.move(x, y, steps=3)
@@ -99,7 +93,7 @@ def research_session(page):
     # 2. a checkpoint opened, Spectrum: the density with the top eigenvalues marked and the trace in the title
     last = ids[-1]
     page.locator(f"{EXPLORER} .lv-cell-scatter").scroll_into_view_if_needed()
-    page.mouse.click(*pixel(page, last))
+    page.mouse.click(*pixel_of(page, last))
     wait_for(lambda: kernel(page)["clicked"] == last, what="the last checkpoint opened")
     page.click(f"{EXPLORER} button.lv-spectrum-btn")
     sp = wait_for(lambda: (s := kernel(page)["spectrum"]).get("checkpoint") == last and s, timeout=60,

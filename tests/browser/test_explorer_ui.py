@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pytest
@@ -25,6 +26,7 @@ from browser.helpers import (
     ROOT,
     kernel_view,
     lab_notebook,
+    pixel_of,
     shot,
     static_server,
     wait_for,
@@ -34,8 +36,6 @@ from lossviz.widget.standalone import checked_figures, standalone_html
 NOTEBOOK = ROOT / "tests" / "browser" / "explorer_ui.ipynb"
 EXPLORER = ".lossviz-explorer"
 LONGTASK_LIMIT_MS = 200
-
-
 
 
 LONGTASKS_START = """() => {
@@ -51,8 +51,6 @@ LONGTASKS_START = """() => {
 }"""
 NEXT_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 LONGTASKS_STOP = "() => { window.__lt.disconnect(); return window.__longtasks; }"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +74,6 @@ def open_harness(chromium, server, width=1320, height=900, query=""):
 
 def state(page, key):
     return page.evaluate(f"() => window.model.state[{json.dumps(key)}]")
-
-
-def pixel_of(page, ident):
-    """The page pixel of checkpoint ``ident`` in the scatter, once the scatter has drawn it (a view the
-    kernel just switched to may draw a frame later)."""
-    page.wait_for_function("""(id) => {
-        const box = document.querySelector('.lossviz-explorer').__lossviz;
-        return box.views.scatter.pixelOf(id) != null;
-    }""", arg=ident, timeout=30_000)
-    return tuple(page.evaluate("""(id) => {
-        const box = document.querySelector('.lossviz-explorer').__lossviz;
-        const r = box.views.scatter.el.getBoundingClientRect();
-        const p = box.views.scatter.pixelOf(id);
-        return [r.left + p[0], r.top + p[1]];
-    }""", ident))
 
 
 # ----------------------------------------------------------------------------------------- harness
@@ -291,6 +274,56 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
     page.close()
 
 
+def test_the_3d_view_warms_up_hidden_then_draws_and_picks(chromium, server):
+    page = open_harness(chromium, server, query="?surface=0")
+    # no surface: the note, and the plot hidden while its scene is drawn (warm-up) and kept for the first surface
+    page.wait_for_function("""() => { const el = document.querySelector('.lv-surface3d-plot');
+        return el._fullLayout && el._fullLayout.scene && el.data.length === 4 && el.data[0].visible !== false; }""",
+                           timeout=30_000)
+    assert page.get_attribute(".lv-cell-3d", "data-state") == "empty"
+    assert page.inner_text(".lv-note3d") == "no 2-D surface yet"
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.lv-surface3d-plot')).visibility") == "hidden"
+    gl = "() => document.querySelector('.lv-surface3d-plot')._fullLayout.scene._scene.glplot.gl"
+    page.evaluate(f"() => {{ window.__warmGl = ({gl})(); }}")
+    # the warm-up scene is no figure of the user's: the PNG export says so, the HTML export leaves it out
+    page.select_option(".lv-png-view", "3d")
+    page.click("button.lv-png")
+    page.wait_for_selector(".lv-error:not([hidden])")
+    assert "the 3d view has nothing drawn to export yet" in page.inner_text(".lv-error")
+    page.click("button.lv-html")
+    sent = page.evaluate("() => window.model.sent.filter((m) => m.type === 'export_html').pop()")
+    assert "surface3d" not in {f["name"] for f in sent["figures"]}
+    # a surface arrives: drawn by the warm scene (the same GL context), shown, the note gone
+    page.evaluate("""async () => {
+        const { encodeArray } = await import('/js/codecs.js');
+        const n = 31, xs = Array.from({ length: n }, (_, j) => -1 + 2 * j / (n - 1));
+        const z = xs.flatMap((y) => xs.map((x) => x * x + 2 * y * y));
+        window.model.kernelSet({ surface: { x: encodeArray(xs), y: encodeArray(xs), z: encodeArray(z, [n, n]),
+            metric: "train_loss", metrics: ["train_loss"], progress: 1, done: n * n, total: n * n, center: 3,
+            job: 2 } });
+    }""")
+    page.wait_for_selector(".lv-cell-3d[data-state=complete]", timeout=30_000)
+    assert page.evaluate(f"() => ({gl})() === window.__warmGl")
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.lv-surface3d-plot')).visibility") == "visible"
+    assert page.locator(".lv-note3d").is_hidden()
+    z = page.evaluate("() => document.querySelector('.lv-surface3d-plot').data[0].z[60][60]")
+    assert z == pytest.approx(0.0, abs=1e-6)  # the centre of x^2 + 2 y^2, resampled to 121 x 121
+    # a hover over the surface picks a point (the pick buffer is read when a pick asks for it)
+    page.wait_for_timeout(300)
+    box = page.locator(".lv-surface3d-plot").bounding_box()
+    for dx in (0, 6, 12):
+        page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] * 0.6)
+        page.wait_for_timeout(150)
+    label = page.wait_for_selector(".lv-surface3d-plot .hovertext", timeout=10_000)
+    hover = re.fullmatch(r"\((-?\d\.\d{3}), (-?\d\.\d{3})\) (\S+)", label.text_content().strip())
+    assert hover, label.text_content()
+    x, y, value = (float(g) for g in hover.groups())
+    assert value == pytest.approx(x * x + 2 * y * y, abs=0.01)  # the surface's value where the pick landed
+    shot(page, "ui-harness-3d-hover", element=".lv-cell-3d")
+    assert page.errors == []
+    page.close()
+
+
 def test_a_saved_view_restores_zoom_selection_and_options(chromium, server, tmp_path):
     page = open_harness(chromium, server)
     x_range = "() => document.querySelector('.lv-scatter-plot')._fullLayout.xaxis.range.slice()"
@@ -474,10 +507,7 @@ def working_session(page):
 
     # 3. a large surface fills without long tasks; Cancel takes effect within 2 s
     last = kernel(page)["ids"][-1]
-    box = page.evaluate("""(id) => { const L = document.querySelector('.lossviz-explorer').__lossviz;
-        const r = L.views.scatter.el.getBoundingClientRect(); const p = L.views.scatter.pixelOf(id);
-        return [r.left + p[0], r.top + p[1]]; }""", last)
-    page.mouse.click(*box)
+    page.mouse.click(*pixel_of(page, last))  # once the scatter has drawn it (checkpoints keep arriving)
     wait_for(lambda: kernel(page)["form"].get("checkpoint") == last, what="the last checkpoint opened")
     page.evaluate(LONGTASKS_START)
     page.fill(f"{EXPLORER} .lv-form input[name=resolution]", "201")
