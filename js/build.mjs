@@ -50,6 +50,15 @@ const patchStackgl = {
   },
 };
 
+/** plotly's `require("culori")` resolves to js/shims/culori.js: the colour spaces the Explorer's colours use. */
+/** @type {import("esbuild").Plugin} */
+const culoriSpaces = {
+  name: "culori-spaces",
+  setup(build) {
+    build.onResolve({ filter: /^culori$/ }, () => ({ path: join(root, "js", "shims", "culori.js") }));
+  },
+};
+
 mkdirSync(outdir, { recursive: true });
 
 const jsOptions = {
@@ -66,7 +75,7 @@ const jsOptions = {
   loader: { ".css": "empty" },
   legalComments: "none",
   logLevel: "warning",
-  plugins: [patchStackgl],
+  plugins: [patchStackgl, culoriSpaces],
 };
 const cssOptions = {
   entryPoints: [join(root, "js", "widget.css")],

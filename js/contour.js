@@ -7,7 +7,7 @@ import { branchColor, rows } from "./codecs.js";
 import { plotIn } from "./dom.js";
 import { decimateGrid, fillNearest, log10Values, colourLimits, contourLevels } from "./grids.js";
 import { branchLines } from "./scatter.js";
-import { PLOT_CONFIG, emptyNote } from "./plots.js";
+import { PLOT_CONFIG, colorBar, emptyNote } from "./plots.js";
 
 /** @import { Decoded, Surface } from "./codecs.js" */
 /** @import { Ctx, State, View } from "./types" */
@@ -143,7 +143,7 @@ export function createContour(container, ctx) {
     const z = rows(shown);
     const cbTitle = v.log ? `log10 ${surf.metric}` : surf.metric;
     const common = { x: Array.from(shown.x), y: Array.from(shown.y), z, zmin: lo, zmax: hi, zauto: false, colorscale: "Viridis",
-      colorbar: { title: { text: cbTitle, side: "right" }, thickness: 10 }, hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>", name: surf.metric };
+      colorbar: colorBar(cbTitle), hovertemplate: "(%{x:.3f}, %{y:.3f}) %{z:.4g}<extra></extra>", name: surf.metric };
     let trace;
     // a big grid still filling is drawn as a heatmap (no contour paths to trace on every redraw)
     if (v.mode === "heatmap" || (surf.progress < 1 && surf.total > MAX_FILLING_SIDE * MAX_FILLING_SIDE)) {

@@ -126,12 +126,19 @@ export function colourLimits(values, { log = false, vmin = null, vmax = null } =
 }
 
 /** Every `stride`-th row and column of a (ny, nx) grid, the last row and column always kept, with the smallest
- * stride that leaves at most `maxSide` per side: {z, x, y, stride}.
+ * stride that leaves at most `maxSide` per side: {z, x, y, stride}. A stride under twice that one which divides
+ * both `nx - 1` and `ny - 1` is taken when there is one: the kept grid is then evenly spaced, which plotly draws
+ * as one pixel per cell (a small image) rather than a rectangle per cell on a canvas as big as the plot.
  * @param {ArrayLike<number>} z @param {number} nx @param {number} ny @param {ArrayLike<number>} xs
  * @param {ArrayLike<number>} ys @param {number} maxSide
  * @returns {{z: Float32Array, x: number[], y: number[], stride: number}} */
 export function decimateGrid(z, nx, ny, xs, ys, maxSide) {
-  const stride = Math.max(1, Math.ceil((Math.max(nx, ny) - 1) / Math.max(1, maxSide - 1)));
+  const least = Math.max(1, Math.ceil((Math.max(nx, ny) - 1) / Math.max(1, maxSide - 1)));
+  /** @param {number} s */
+  const even = (s) => (nx - 1) % s === 0 && (ny < 2 || (ny - 1) % s === 0);
+  let stride = least;
+  while (stride < 2 * least && !even(stride)) stride++;
+  if (!even(stride)) stride = least;
   /** @param {number} n */
   const picks = (n) => { const p = []; for (let i = 0; i < n; i += stride) p.push(i); if (p[p.length - 1] !== n - 1) p.push(n - 1); return p; };
   const cols = picks(nx), rowsPicked = picks(ny);

@@ -8,6 +8,7 @@ import {
   brushHits, lassoHits, gestureFor, applySelection, toPixel, toData, zoomRange, panRange, nearestPoint, BRUSH_RADIUS_PX,
 } from "./selection.js";
 import { el, plotIn, svg } from "./dom.js";
+import { colorBar } from "./plots.js";
 import { outlierMarks, timeLabel, withId } from "./visibility.js";
 
 /** @import { Checkpoints, Projection } from "./codecs.js" */
@@ -225,7 +226,7 @@ export function createScatter(container, ctx) {
     if (byMetric) {
       const colours = pts.rows.map((r) => byMetric[r]);
       const { lo, hi } = metricColour(colours.filter((_, k) => !outlierSet.has(pts.ids[k])));  // outliers do not stretch it
-      marker = { size, color: colours, line, colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: { title: { text: colorBy }, thickness: 10 } };
+      marker = { size, color: colours, line, colorscale: "Viridis", cmin: lo, cmax: hi, showscale: true, colorbar: colorBar(colorBy, "top") };
     } else {
       marker = { size, color: pts.rows.map((r) => branchColor(t.branches[r])), line };
     }

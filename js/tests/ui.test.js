@@ -53,6 +53,17 @@ test("decimateGrid keeps every stride-th row and column, and the last ones", () 
   const big = decimateGrid(new Float32Array(401 * 401), 401, 401, Array(401).fill(0), Array(401).fill(0), 121);
   assert.equal(big.stride, 4);
   assert.equal(big.x.length, 101);
+  // 201 at most 81 per side: stride 3 would leave an uneven last step (198 -> 200); 4 divides 200: 51 evenly spaced
+  const xs201 = Array.from({ length: 201 }, (_, j) => j);
+  const even = decimateGrid(new Float32Array(201 * 201), 201, 201, xs201, xs201, 81);
+  assert.equal(even.stride, 4);
+  assert.equal(even.x.length, 51);
+  assert.ok(even.x.every((v, k) => k === 0 || v - even.x[k - 1] === 4));
+  // 200 (199 is prime): no even stride under twice the least, so the least (3) with the last column kept
+  const xs200 = Array.from({ length: 200 }, (_, j) => j);
+  const uneven = decimateGrid(new Float32Array(200 * 200), 200, 200, xs200, xs200, 81);
+  assert.equal(uneven.stride, 3);
+  assert.deepEqual(uneven.x.slice(-2), [198, 199]);
 });
 
 test("plain keys stay in the widget; Escape, run-cell and save reach the notebook", () => {

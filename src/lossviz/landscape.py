@@ -164,6 +164,29 @@ def release_evaluators(spec: EvalSpec) -> None:
             del _EVALUATORS[key]
 
 
+#: Rows of the points built at a time by :func:`plane_points` (bytes): a cancel waits for one block at most.
+POINTS_BLOCK_BYTES = 64 * 2**20
+
+
+def plane_points(
+    center: torch.Tensor, coeffs: torch.Tensor, directions: torch.Tensor, cancel: threading.Event | None = None
+) -> torch.Tensor:
+    """``center + coeffs @ directions``: (D,), (m, k), (k, D) -> (m, D), built a block of rows at a time.
+
+    For a large model the points of one chunk are gigabytes, seconds to build: ``cancel`` is checked
+    before each block of about ``POINTS_BLOCK_BYTES``, and once set raises
+    :class:`~lossviz.jobs.JobCancelled`.
+    """
+    m, width = coeffs.shape[0], center.numel()
+    points = torch.empty(m, width, dtype=center.dtype, device=center.device)
+    step = max(1, POINTS_BLOCK_BYTES // max(1, width * points.element_size()))
+    for i in range(0, m, step):
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled(f"cancelled while building the chunk's points ({i} of {m} built)")
+        torch.addmm(center, coeffs[i : i + step], directions, out=points[i : i + step])
+    return points
+
+
 def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
     """The chunk task: metrics at ``center + coeffs @ directions`` for the rows of ``coeffs``.
 
@@ -175,7 +198,7 @@ def evaluate_chunk(spec: EvalSpec, coeffs: np.ndarray) -> dict[str, np.ndarray]:
     c = torch.as_tensor(np.asarray(coeffs, dtype=np.float64), dtype=first.dtype, device=first.device)
     dirs = spec.directions.to(device=first.device, dtype=first.dtype)
     center = spec.center.to(device=first.device, dtype=first.dtype)
-    points = center + c @ dirs
+    points = plane_points(center, c, dirs, first.cancel)
     if spec.bn_data is not None:  # each point with its own BatchNorm statistics (a point of the states space)
         from lossviz.connectivity import state_points
 

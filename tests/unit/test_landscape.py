@@ -17,7 +17,8 @@ from torch import nn
 import lossviz
 from lossviz.directions import DirectionSet
 from lossviz.grid import SurfaceGrid
-from lossviz.landscape import Surface, compute_surface, evaluate_chunk, interpolate
+from lossviz.jobs import JobCancelled
+from lossviz.landscape import Surface, compute_surface, evaluate_chunk, interpolate, plane_points
 from lossviz.params import ParamSpace
 
 
@@ -395,3 +396,23 @@ def test_surface_meta_says_whether_the_plan_was_measured_reused_or_pinned():
     np.testing.assert_allclose(again.values["train_loss"], first.values["train_loss"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(pinned.values["train_loss"], first.values["train_loss"], rtol=0, atol=1e-12)
     forget_plans()
+
+
+def test_plane_points_built_in_blocks_match_float64_and_stop_on_cancel(monkeypatch):
+    """``center + coeffs @ directions`` a block of rows at a time equals the float64 product; a set cancel
+    raises JobCancelled before the first block (a chunk of a big model is gigabytes to build)."""
+    import lossviz.landscape as landscape
+
+    g = torch.Generator().manual_seed(0)
+    center, dirs = torch.randn(1000, generator=g), torch.randn(2, 1000, generator=g)
+    coeffs = torch.rand(37, 2, generator=g) * 2 - 1
+    monkeypatch.setattr(landscape, "POINTS_BLOCK_BYTES", 5 * 1000 * 4)  # 5 rows a block: 8 blocks, the last short
+    want = center.double() + coeffs.double() @ dirs.double()
+    got = plane_points(center, coeffs, dirs)
+    assert got.shape == (37, 1000) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    cancel = threading.Event()
+    torch.testing.assert_close(plane_points(center, coeffs, dirs, cancel), got, rtol=0, atol=0)
+    cancel.set()
+    with pytest.raises(JobCancelled, match="0 of 37 built"):
+        plane_points(center, coeffs, dirs, cancel)
