@@ -164,7 +164,7 @@ def release_evaluators(spec: EvalSpec) -> None:
             del _EVALUATORS[key]
 
 
-#: Rows of the points built at a time by :func:`plane_points` (bytes): a cancel waits for one block at most.
+#: Bytes of the points :func:`plane_points` builds at a time: a cancel waits for one block at most.
 POINTS_BLOCK_BYTES = 64 * 2**20
 
 
