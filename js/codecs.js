@@ -292,6 +292,13 @@ export function decodeDoneMask(wire, z) {
   return m.data instanceof Uint8Array ? m.data : Uint8Array.from(m.data, (v) => (v > 0.5 ? 1 : 0));
 }
 
+/** Whether the `surface` trait holds a line (no y axis: what {@link decodeSurface} decodes as ndim 1); false
+ * for a plane or no surface.
+ * @param {SurfaceWire | null | undefined} trait */
+export function isLineSurface(trait) {
+  return Boolean(trait && trait.x && trait.z && !trait.y);
+}
+
 /** Decode the `surface` trait. z is (ny, nx) for planes, (nx,) for lines.
  * @param {SurfaceWire | null | undefined} trait @returns {Surface | null} */
 export function decodeSurface(trait) {

@@ -4,7 +4,7 @@
 // messages to the kernel (train, cancel, disturb, interpolate, surface, project, export, ...). Every choice
 // list and limit comes from the kernel's `options` trait.
 import Plotly from "./plotly.js";
-import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances } from "./codecs.js";
+import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances, isLineSurface } from "./codecs.js";
 import { sameIds } from "./selection.js";
 import { createScatter } from "./scatter.js";
 import { createContour } from "./contour.js";
@@ -393,8 +393,17 @@ function render({ model, el: root }) {
   }
   /** @type {[`change:${keyof Traits}`, () => void][]} */
   const handlers = [];
+  // the 1-D view draws a surface only when it is a line: a filling plane's pushes leave it alone
+  let lineDrawn = false;
+  const onSurface = DEPENDS.surface ?? [];
+  const surfaceParts = () => {
+    const line = isLineSurface(model.get("surface"));
+    const parts = line || lineDrawn ? onSurface : onSurface.filter((n) => n !== "lines");
+    lineDrawn = line;
+    return parts;
+  };
   for (const [trait, names] of /** @type {[keyof Traits, Part[]][]} */ (Object.entries(DEPENDS))) {
-    const fn = () => schedule(names);
+    const fn = trait === "surface" ? () => schedule(surfaceParts()) : () => schedule(names);
     model.on(`change:${trait}`, fn);
     handlers.push([`change:${trait}`, fn]);
   }

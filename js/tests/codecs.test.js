@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeArray, encodeArray, rows, decodeCheckpoints, decodeProjection, decodeSurface, idAt, fmt, branchColor } from "../codecs.js";
+import { decodeArray, encodeArray, rows, decodeCheckpoints, decodeProjection, decodeSurface, idAt, fmt, branchColor, isLineSurface } from "../codecs.js";
 
 test("float32 wire arrays decode from DataView with offset, keep shape, and round-trip", () => {
   const src = new Float32Array([0, 1.5, -2, NaN, 3e-8, 7]);
@@ -86,4 +86,15 @@ test("formatting and colours", () => {
   assert.equal(fmt(null), "–");
   assert.equal(branchColor(0), branchColor(16));
   assert.notEqual(branchColor(0), branchColor(1));
+});
+
+test("isLineSurface: a surface trait with no y axis is a line, as decodeSurface decodes it", () => {
+  const x = encodeArray([0, 1, 2]);
+  const line = { x, z: encodeArray([1, 2, 3], [3]) };
+  const plane = { x, y: encodeArray([0, 1]), z: encodeArray([1, 2, 3, 4, 5, 6], [2, 3]) };
+  assert.equal(isLineSurface(line), true);
+  assert.equal(decodeSurface(line)?.ndim, 1);
+  assert.equal(isLineSurface(plane), false);
+  assert.equal(decodeSurface(plane)?.ndim, 2);
+  for (const none of [null, undefined, {}]) assert.equal(isLineSurface(none), false);
 });

@@ -227,6 +227,7 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
             full[i * n + j] = 0.2 + xs[j] ** 2 + 2 * xs[i] ** 2 + 0.3 * Math.sin(9 * xs[j]);
         const z = new Float32Array(n * n).fill(NaN), mask = new Uint8Array(n * n);
         const strides = [64, 32, 16, 8, 4, 2];  // then every point, a sixth of the rows at a time
+        window.__pushStart = performance.now();
         for (let step = 0; step < 12; step++) {
             const s = step < strides.length ? strides[step] : 1;
             const upto = step < strides.length ? n : Math.ceil(n * (step - strides.length + 1) / 7);
@@ -256,6 +257,9 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
     # every task, the last contour and 3-D draws included (the 3-D view is drawn at 121 x 121, in two tasks)
     heavy = [t for t in timings if t[0] in ("contour", "surface3d")]
     assert max(all_tasks, default=0) < LONGTASK_LIMIT_MS, (all_tasks, heavy)
+    pushed_at = page.evaluate("() => window.__pushStart")
+    assert [t for t in timings if t[0] == "contour" and t[2] >= pushed_at], timings  # the timings cover the pushes
+    assert not [t for t in timings if t[0] == "lines" and t[2] >= pushed_at], timings  # a plane leaves the 1-D view be
     drawn = page.get_attribute(".lv-cell-contour", "data-drawn")
     assert drawn == "101x101", drawn  # every 4th point of 401
     assert "drawn every 4th point" in page.text_content(".lv-contour-plot .gtitle")
