@@ -507,6 +507,10 @@ def test_check_direction_refuses_zero_and_non_finite_vectors():
         check_direction(torch.zeros(3), "direction y")
     with pytest.raises(ValueError, match=r"direction x has 2 NaN or infinite entries \(of 3\)"):
         check_direction(torch.tensor([float("nan"), 1.0, float("inf")]), "direction x")
+    with pytest.raises(ValueError, match=r"direction x has 1 NaN or infinite entries \(of 3\)"):
+        check_direction(torch.tensor([float("-inf"), 1.0, 2.0]), "direction x")
+    huge = torch.tensor([3e38, 3e38, 1.0])  # finite entries whose float32 sum overflows: accepted
+    assert not torch.isfinite(huge.sum()) and check_direction(huge, "direction x") is huge
 
 
 def test_degenerate_directions_are_refused_at_parse_or_once_built():
