@@ -292,11 +292,19 @@ export function decodeDoneMask(wire, z) {
   return m.data instanceof Uint8Array ? m.data : Uint8Array.from(m.data, (v) => (v > 0.5 ? 1 : 0));
 }
 
-/** Whether the `surface` trait holds a line (no y axis: what {@link decodeSurface} decodes as ndim 1); false
- * for a plane or no surface.
- * @param {SurfaceWire | null | undefined} trait */
-export function isLineSurface(trait) {
-  return Boolean(trait && trait.x && trait.z && !trait.y);
+/** `decode` memoized on its wire value: the same trait value (a kernel's message sets a new one) decodes once,
+ * to the same object, so a view can tell an unchanged input by identity. A null or missing value is decoded
+ * each time (it is cheap).
+ * @template {object} W, D
+ * @param {(wire: W | null | undefined) => D} decode @returns {(wire: W | null | undefined) => D} */
+export function decodedOnce(decode) {
+  /** @type {WeakMap<W, D>} */
+  const seen = new WeakMap();
+  return (wire) => {
+    if (wire === null || wire === undefined || typeof wire !== "object") return decode(wire);
+    if (!seen.has(wire)) seen.set(wire, decode(wire));
+    return /** @type {D} */ (seen.get(wire));
+  };
 }
 
 /** Decode the `surface` trait. z is (ny, nx) for planes, (nx,) for lines.

@@ -81,13 +81,20 @@ export function createMetrics(container, ctx) {
 export function createLines(container, ctx) {
   const { Plotly } = ctx;
   const plot = plotIn(container, "lines");
+  /** what the last draw was of (the decoded traits, by identity) @type {unknown[]} */
+  let drawnFrom = [];
 
   function render() {
     const s = ctx.state;
-    /** @type {object[]} */
-    const traces = [];
     const surf = s.surface;
     const metric = s.surfaceMetric;
+    const height = container.clientHeight || 200;
+    // a 2-D surface is not drawn here: a filling plane's pushes leave the view as it is
+    const from = [surf && surf.ndim === 1 ? surf : null, s.curves, metric, s.connection, height];
+    if (from.every((v, k) => v === drawnFrom[k])) return;
+    drawnFrom = from;
+    /** @type {object[]} */
+    const traces = [];
     if (surf && surf.ndim === 1) {
       traces.push({ type: "scatter", mode: "lines", x: surf.x, y: surf.z.data, name: `${surf.metric} (1-D surface)`, line: { color: "#1f77b4", width: 2 } });
     }
@@ -98,7 +105,6 @@ export function createLines(container, ctx) {
     });
     const conn = connectionPlot(s.connection, metric);  // a Connect's curve and line (js/connect.js)
     if (conn) traces.push(...conn.traces);
-    const height = container.clientHeight || 200;
     const layout = { height, ...(conn ? { yaxis2: conn.yaxis2 } : {}), margin: { l: 44, r: 8, t: 26, b: 36 }, showlegend: traces.length > 1, legend: conn ? conn.legend : { font: { size: 9 } }, uirevision: "lines",
       title: { text: conn ? conn.title : `1-D: lines and interpolations (${metric})`, font: { size: 12 }, x: 0.02 }, xaxis: { title: { text: "α / step" } }, yaxis: { title: { text: metric } },
       annotations: traces.length ? [] : [emptyNote("no line yet: Interpolate two selected checkpoints")] };

@@ -112,8 +112,8 @@ export function createSurface3d(container, ctx) {
   const res = el("div", { class: "lv-res3d" });  // says when the 3-D mesh is not the computed grid
   res.title = "the 3-D view draws the grid resampled (bilinear) at display resolution; the contour's hover reads the computed values";
   container.append(note, res);
-  /** @type {string | null} */
-  let lastKey = null;
+  /** what the last draw was of (see render) @type {unknown[]} */
+  let drawnFrom = [];
   /** @type {ReturnType<typeof setTimeout> | 0} */
   let pending = 0;
   let shown = false;  // a real surface is drawn (the plot is hidden until then)
@@ -198,15 +198,18 @@ export function createSurface3d(container, ctx) {
       note.hidden = false;
       container.dataset.state = "empty";
       res.textContent = "";
-      lastKey = null;
+      drawnFrom = [];
       return;
     }
     // WebGL redraws are costly (a second in software GL, most of it rasterising tick labels): a big grid is
     // drawn in 3-D once complete; while it fills the view says how far it is, at each quarter
     const filling = surf.progress < 1;
-    const key = `${surf.job}|${surf.metric}|${Math.floor(surf.progress * 4)}|${s.view.log}|${s.view.vmin}|${s.view.vmax}|${[...s.selectionSet].join(",")}`;
-    if (key === lastKey) return;
-    lastKey = key;
+    // a job's filling surface by its quarter; any other by itself (decoded once per trait value: a stored
+    // surface shown, the trajectory arriving after the last point, another metric are each a new one)
+    const from = [filling && surf.job !== null ? `${surf.job}|${surf.metric}|${Math.floor(surf.progress * 4)}` : surf,
+      s.view.log, s.view.vmin, s.view.vmax, [...s.selectionSet].join(","), [...s.hiddenSet].join(",")];
+    if (from.every((v, k) => v === drawnFrom[k])) return;
+    drawnFrom = from;
     // (no plotly call at all: replacing or clearing a WebGL scene costs as much as drawing one)
     if (filling && surf.total > MAX_3D_FILLING_CELLS) {
       clearTimeout(pending);

@@ -4,7 +4,7 @@
 // messages to the kernel (train, cancel, disturb, interpolate, surface, project, export, ...). Every choice
 // list and limit comes from the kernel's `options` trait.
 import Plotly from "./plotly.js";
-import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances, isLineSurface } from "./codecs.js";
+import { decodeCheckpoints, decodeProjection, decodeSurface, decodeCurves, decodeDistances, decodedOnce } from "./codecs.js";
 import { sameIds } from "./selection.js";
 import { createScatter } from "./scatter.js";
 import { createContour } from "./contour.js";
@@ -19,6 +19,11 @@ import { createResearchControls } from "./connect.js";
 import { createSpectrum } from "./spectrum.js";
 
 /** @import { AnyModel, Ctx, RenderProps, State, Traits } from "./types" */
+
+/** The surface and the 1-D curves, decoded once per trait value (views tell an unchanged one by identity). */
+const surfaceOf = decodedOnce(decodeSurface), curvesOf = decodedOnce(decodeCurves);
+/** No Connect result (one object, so an unchanged absence is the same input too). */
+const NO_CONNECTION = Object.freeze({});
 
 /** The traits decoded for drawing.
  * @param {AnyModel} model @returns {State} */
@@ -35,10 +40,10 @@ function readState(model) {
     form: model.get("form") ?? {},
     options: model.get("options") ?? {},
     colorBy: model.get("color_by") ?? "branch",
-    surface: decodeSurface(model.get("surface")),
+    surface: surfaceOf(model.get("surface")),
     surfaceMetric: model.get("surface_metric") ?? "train_loss",
     view: { mode: model.get("contour_mode"), log: model.get("log_scale"), vmin: model.get("vmin"), vmax: model.get("vmax"), levels: model.get("levels") },
-    curves: decodeCurves(model.get("curves")),
+    curves: curvesOf(model.get("curves")),
     distances: decodeDistances(model.get("distances")),
     jobs: model.get("jobs") ?? [],
     error: model.get("error") ?? "",
@@ -52,7 +57,7 @@ function readState(model) {
     showCritical: model.get("show_critical") ?? true,
     controlErrors: model.get("control_errors") ?? {},
     confirmDelete: model.get("confirm_delete") ?? {},
-    connection: model.get("connection") ?? {},
+    connection: model.get("connection") ?? NO_CONNECTION,
   };
 }
 
@@ -393,17 +398,8 @@ function render({ model, el: root }) {
   }
   /** @type {[`change:${keyof Traits}`, () => void][]} */
   const handlers = [];
-  // the 1-D view draws a surface only when it is a line: a filling plane's pushes leave it alone
-  let lineDrawn = false;
-  const onSurface = DEPENDS.surface ?? [];
-  const surfaceParts = () => {
-    const line = isLineSurface(model.get("surface"));
-    const parts = line || lineDrawn ? onSurface : onSurface.filter((n) => n !== "lines");
-    lineDrawn = line;
-    return parts;
-  };
   for (const [trait, names] of /** @type {[keyof Traits, Part[]][]} */ (Object.entries(DEPENDS))) {
-    const fn = trait === "surface" ? () => schedule(surfaceParts()) : () => schedule(names);
+    const fn = () => schedule(names);
     model.on(`change:${trait}`, fn);
     handlers.push([`change:${trait}`, fn]);
   }

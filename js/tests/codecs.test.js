@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeArray, encodeArray, rows, decodeCheckpoints, decodeProjection, decodeSurface, idAt, fmt, branchColor, isLineSurface } from "../codecs.js";
+import { decodeArray, encodeArray, rows, decodeCheckpoints, decodeProjection, decodeSurface, idAt, fmt, branchColor, decodedOnce } from "../codecs.js";
 
 test("float32 wire arrays decode from DataView with offset, keep shape, and round-trip", () => {
   const src = new Float32Array([0, 1.5, -2, NaN, 3e-8, 7]);
@@ -88,13 +88,18 @@ test("formatting and colours", () => {
   assert.notEqual(branchColor(0), branchColor(1));
 });
 
-test("isLineSurface: a surface trait with no y axis is a line, as decodeSurface decodes it", () => {
-  const x = encodeArray([0, 1, 2]);
-  const line = { x, z: encodeArray([1, 2, 3], [3]) };
-  const plane = { x, y: encodeArray([0, 1]), z: encodeArray([1, 2, 3, 4, 5, 6], [2, 3]) };
-  assert.equal(isLineSurface(line), true);
-  assert.equal(decodeSurface(line)?.ndim, 1);
-  assert.equal(isLineSurface(plane), false);
-  assert.equal(decodeSurface(plane)?.ndim, 2);
-  for (const none of [null, undefined, {}]) assert.equal(isLineSurface(none), false);
+test("decodedOnce decodes a wire value once, to the same object; a new value (or none) decodes again", () => {
+  let calls = 0;
+  const surfaceOf = decodedOnce((w) => { calls++; return decodeSurface(w); });
+  const wire = { x: encodeArray([0, 1, 2]), z: encodeArray([1, 2, 3], [3]) };
+  const a = surfaceOf(wire);
+  assert.equal(a?.ndim, 1);
+  assert.equal(surfaceOf(wire), a);
+  assert.equal(calls, 1);
+  const b = surfaceOf({ ...wire });  // the kernel's next message: an equal value, a new object
+  assert.notEqual(b, a);
+  assert.deepEqual(Array.from(b?.z.data ?? []), [1, 2, 3]);
+  assert.equal(surfaceOf(null), null);
+  assert.equal(surfaceOf(undefined), null);
+  assert.equal(calls, 4);
 });

@@ -228,6 +228,8 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
         const z = new Float32Array(n * n).fill(NaN), mask = new Uint8Array(n * n);
         const strides = [64, 32, 16, 8, 4, 2];  // then every point, a sixth of the rows at a time
         window.__pushStart = performance.now();
+        window.__linesDrawn = 0;
+        document.querySelector('.lv-lines-plot').on('plotly_afterplot', () => { window.__linesDrawn++; });
         for (let step = 0; step < 12; step++) {
             const s = step < strides.length ? strides[step] : 1;
             const upto = step < strides.length ? n : Math.ceil(n * (step - strides.length + 1) / 7);
@@ -259,7 +261,7 @@ def test_a_401_grid_filling_keeps_the_page_responsive(chromium, server):
     assert max(all_tasks, default=0) < LONGTASK_LIMIT_MS, (all_tasks, heavy)
     pushed_at = page.evaluate("() => window.__pushStart")
     assert [t for t in timings if t[0] == "contour" and t[2] >= pushed_at], timings  # the timings cover the pushes
-    assert not [t for t in timings if t[0] == "lines" and t[2] >= pushed_at], timings  # a plane leaves the 1-D view be
+    assert page.evaluate("() => window.__linesDrawn") == 0  # a plane leaves the 1-D view be: no plotly redraw
     drawn = page.get_attribute(".lv-cell-contour", "data-drawn")
     assert drawn == "101x101", drawn  # every 4th point of 401
     assert "drawn every 4th point" in page.text_content(".lv-contour-plot .gtitle")
@@ -324,6 +326,33 @@ def test_the_3d_view_warms_up_hidden_then_draws_and_picks(chromium, server):
     x, y, value = (float(g) for g in hover.groups())
     assert value == pytest.approx(x * x + 2 * y * y, abs=0.01)  # the surface's value where the pick landed
     shot(page, "ui-harness-3d-hover", element=".lv-cell-3d")
+    assert page.errors == []
+    page.close()
+
+
+STORED_SURFACE = """async ([scale, hidden]) => {
+    const { encodeArray } = await import('/js/codecs.js');
+    const n = 21, xs = Array.from({ length: n }, (_, j) => -1 + 2 * j / (n - 1));
+    const z = xs.flatMap((y) => xs.map((x) => scale * (x * x + 2 * y * y)));
+    window.model.kernelSet({ hidden, surface: { x: encodeArray(xs), y: encodeArray(xs), z: encodeArray(z, [n, n]),
+        metric: "train_loss", metrics: ["train_loss"], progress: 1, done: n * n, total: n * n, center: 3, job: null,
+        trajectory: { ids: encodeArray([1, 2, 3]), coords: encodeArray([-0.5, 0.5, 0, 0, 0.5, -0.5], [3, 2]) } } });
+}"""
+SURFACE_3D = """() => { const d = document.querySelector('.lv-surface3d-plot').data;
+    return [Math.max(...d[0].z.flat()), d[1].x.filter(Number.isFinite).length]; }"""
+
+
+def test_the_3d_view_draws_each_stored_surface_shown_and_leaves_hidden_checkpoints_out(chromium, server):
+    """Stored surfaces come with no job: each shown in turn is drawn in 3-D (it was not: the view knew a surface
+    by its job), and hiding a checkpoint takes it off the 3-D path."""
+    page = open_harness(chromium, server, query="?surface=0")
+    page.wait_for_function("() => document.querySelector('.lv-cell-3d').dataset.state === 'empty'", timeout=30_000)
+    expected = {1: 3.0, 5: 15.0}  # the largest of scale * (x^2 + 2 y^2) on [-1, 1]^2, as resampled
+    for scale, hidden, n_path in [(1, [], 3), (5, [], 3), (5, [2], 2)]:
+        page.evaluate(STORED_SURFACE, [scale, hidden])
+        want = pytest.approx([expected[scale], n_path])
+        wait_for(lambda want=want: (d := page.evaluate(SURFACE_3D)) == want and d,
+                 timeout=30, what=f"the 3-D view drawing scale {scale}, hidden {hidden}")
     assert page.errors == []
     page.close()
 
